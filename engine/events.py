@@ -1,0 +1,69 @@
+"""Plain records the matcher returns. Nothing here does IO or formatting.
+
+Prices are ticks, quantities lots, fees integer *fee units* (see
+``SymbolSpec.format_fee``), timestamps ns since the epoch.
+
+Which records each command returns
+    submit  -> ``SubmitResult``: the taker's state after processing, its
+               trades (one per maker fill, in execution order), the symbol's
+               sequence and whether the book changed (only then did the
+               sequence advance).
+    cancel  -> ``CancelResult``: the cancelled order and the new sequence.
+Order events for makers are derived from trades: ``Trade.maker_filled`` is the
+maker's filled quantity right after that fill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.order import Order, OrderStatus, Side
+
+
+@dataclass(slots=True, eq=False)
+class Trade:
+    """One fill of a taker against one maker, at the maker's price."""
+
+    trade_id: int
+    symbol: str
+    price: int
+    quantity: int
+    aggressor_side: Side
+    maker: Order
+    taker: Order
+    maker_fee: int
+    taker_fee: int
+    timestamp: int
+    maker_filled: int
+    maker_notional: int
+
+    @property
+    def maker_order_id(self) -> int:
+        return self.maker.order_id
+
+    @property
+    def taker_order_id(self) -> int:
+        return self.taker.order_id
+
+
+@dataclass(slots=True, eq=False)
+class SubmitResult:
+    """Outcome of ``MatchingEngine.submit``; ``status``/``filled``/``notional``
+    are the order's state when the command finished (the live ``order`` may
+    change later, when it is hit as a maker)."""
+
+    order: Order
+    status: OrderStatus
+    filled: int
+    notional: int
+    trades: list[Trade]
+    sequence: int
+    book_changed: bool
+
+
+@dataclass(slots=True, eq=False)
+class CancelResult:
+    """Outcome of ``MatchingEngine.cancel``: the order is now cancelled."""
+
+    order: Order
+    sequence: int

@@ -1,0 +1,532 @@
+"""The matching engine: order-type policy, fees, ids, sequences, per-symbol locks.
+
+Contract
+    * Strict price-time priority; a marketable order executes level by level
+      from the best opposite price, each fill at the resting (maker) order's
+      price, never past its own limit (no trade-through).
+    * ``limit`` rests its remainder (good-till-cancelled); ``market`` and
+      ``ioc`` cancel their remainder; ``fok`` first measures the liquidity at
+      its limit or better (read-only) and, if it cannot fill completely,
+      changes nothing at all.
+    * The book is never crossed or locked after a command.
+    * A symbol's ``sequence`` advances by exactly one for each command that
+      changes its book (a trade, a rest or a cancel) and not for one that
+      changes nothing (a killed FOK, a market/IOC order that finds nothing).
+    * Order and trade ids are engine-wide increasing integers, never reused;
+      ``restore`` continues after the highest ever issued.
+    * Every trade carries maker and taker fees (integer fee units, exact).
+
+Concurrency
+    Each symbol has an ``RLock``; ``submit``/``cancel`` hold it while they
+    mutate that symbol's book. Callers that must do something atomically with
+    a command (the journal appends its record in the same critical section,
+    so the journal's order is the book's order) hold ``engine.lock(symbol)``
+    around it; the lock is re-entrant. Ids come from ``itertools.count``
+    (atomic under the GIL), so two symbols never share an id.
+
+Determinism
+    Given the same commands with the same timestamps and ids (``submit`` and
+    ``cancel`` accept them for replay), the engine reaches the same state.
+
+The engine never does IO, never logs on the hot path and never calls out: it
+returns plain records (``engine.events``) for the caller to publish.
+
+Known limits
+    No self-trade prevention (there are no accounts). Closed orders are kept
+    in memory up to ``order_history`` (the oldest closed are forgotten first);
+    trades up to ``trade_history`` per symbol. Durable history lives in the
+    storage layer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+
+from engine.book import OrderBook
+from engine.errors import OrderNotFound, OrderNotOpen, UnknownSymbol, ValidationError
+from engine.events import CancelResult, SubmitResult, Trade
+from engine.order import (
+    BUY,
+    CANCELLED,
+    FILLED,
+    FOK,
+    IOC,
+    LIMIT,
+    MARKET,
+    NEW,
+    PARTIALLY_FILLED,
+    SELL,
+    Order,
+    OrderStatus,
+    OrderType,
+    Side,
+)
+from engine.symbols import MAX_UNITS, SymbolSpec, default_symbols
+
+_SIDES = (BUY, SELL)
+_PRICED = (LIMIT, IOC, FOK)
+
+
+class SymbolStats:
+    """Counters of one symbol (volume in lots, notional in ticks*lots)."""
+
+    __slots__ = ("orders", "cancels", "rejections", "trades", "volume", "notional")
+
+    def __init__(self) -> None:
+        self.orders = self.cancels = self.rejections = 0
+        self.trades = self.volume = self.notional = 0
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class Market:
+    """Everything the engine keeps for one symbol."""
+
+    __slots__ = ("spec", "book", "lock", "sequence", "stats", "trades")
+
+    def __init__(self, spec: SymbolSpec, trade_history: int) -> None:
+        self.spec = spec
+        self.book = OrderBook(spec.symbol)
+        self.lock = threading.RLock()
+        self.sequence = 0
+        self.stats = SymbolStats()
+        self.trades: deque[Trade] = deque(maxlen=trade_history)
+
+
+class MatchingEngine:
+    """All symbols' books and the rules that change them."""
+
+    def __init__(
+        self,
+        symbols: Iterable[SymbolSpec] | None = None,
+        *,
+        order_history: int = 200_000,
+        trade_history: int = 10_000,
+        clock=time.time_ns,
+    ) -> None:
+        specs = list(symbols) if symbols is not None else default_symbols()
+        self.markets: dict[str, Market] = {s.symbol: Market(s, trade_history) for s in specs}
+        self.orders: dict[int, Order] = {}
+        self._closed: deque[int] = deque()
+        self._order_history = order_history
+        self._order_ids = itertools.count(1)
+        self._trade_ids = itertools.count(1)
+        self._last_order_id = 0
+        self._last_trade_id = 0
+        self._clock = clock
+
+    # -- lookups ------------------------------------------------------------
+    def market(self, symbol: str) -> Market:
+        """The symbol's market. Raises UnknownSymbol."""
+        try:
+            return self.markets[symbol]
+        except (KeyError, TypeError):
+            raise UnknownSymbol(symbol) from None
+
+    def spec(self, symbol: str) -> SymbolSpec:
+        return self.market(symbol).spec
+
+    def lock(self, symbol: str) -> threading.RLock:
+        """The symbol's re-entrant lock, for callers that extend a command's
+        critical section (e.g. to journal it in book order)."""
+        return self.market(symbol).lock
+
+    def get_order(self, order_id: int) -> Order:
+        """The order as it stands now. O(1). Raises OrderNotFound."""
+        order = self.orders.get(order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        return order
+
+    # -- commands -------------------------------------------------------------
+    def submit(
+        self,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        quantity: int,
+        price: int | None = None,
+        client_order_id: str | None = None,
+        *,
+        timestamp: int | None = None,
+        order_id: int | None = None,
+        trade_ids: list[int] | None = None,
+    ) -> SubmitResult:
+        """Accept one order, match it, rest or cancel its remainder.
+
+        ``quantity`` is in lots and ``price`` in ticks (``None`` for market).
+        ``timestamp``, ``order_id`` and ``trade_ids`` are for replaying a
+        journal; live callers leave them out.
+
+        Runtime complexity: O(log L) + O(fills) (+ O(levels inspected) for FOK).
+
+        Raises:
+            UnknownSymbol, ValidationError: and then nothing has changed.
+        """
+        market = self.markets.get(symbol)
+        if market is None:
+            raise UnknownSymbol(symbol)
+        if side is not BUY and side is not SELL:
+            raise ValidationError("side must be buy or sell", "side")
+        if type(quantity) is not int or not 0 < quantity <= MAX_UNITS:
+            raise ValidationError("quantity must be a positive number of lots", "quantity")
+        if order_type is MARKET:
+            if price is not None:
+                raise ValidationError("a market order takes no price", "price")
+        elif order_type is LIMIT or order_type is IOC or order_type is FOK:
+            if type(price) is not int or not 0 < price <= MAX_UNITS:
+                raise ValidationError(f"a {order_type.value} order needs a positive price", "price")
+        else:
+            raise ValidationError("order_type must be market, limit, ioc or fok", "order_type")
+
+        with market.lock:
+            if order_id is None:
+                order_id = next(self._order_ids)
+            elif order_id > self._last_order_id:  # replay: continue after the journal's ids
+                self._order_ids = itertools.count(order_id + 1)
+            if order_id > self._last_order_id:
+                self._last_order_id = order_id
+            order = Order(
+                order_id,
+                client_order_id,
+                symbol,
+                side,
+                order_type,
+                price,
+                quantity,
+                timestamp if timestamp is not None else self._clock(),
+            )
+            self.orders[order_id] = order
+            stats = market.stats
+            stats.orders += 1
+            book = market.book
+
+            if order_type is FOK and book.available(side.opposite, price, quantity) < quantity:
+                trades = []
+            else:
+                trades = self._match(market, order, price, trade_ids)
+
+            rested = False
+            if order.filled == quantity:
+                order.status = FILLED
+            elif order_type is LIMIT:
+                order.status = PARTIALLY_FILLED if trades else NEW
+                book.add(order)
+                rested = True
+            else:
+                order.status = CANCELLED
+            if not rested:
+                self._close(order)
+
+            changed = rested or bool(trades)
+            if changed:
+                market.sequence += 1
+            return SubmitResult(
+                order, order.status, order.filled, order.notional, trades, market.sequence, changed
+            )
+
+    def cancel(self, order_id: int, *, timestamp: int | None = None) -> CancelResult:
+        """Cancel a resting order. O(1) (O(log L) if its level empties).
+
+        Raises:
+            OrderNotFound: no such order (or forgotten from memory).
+            OrderNotOpen: it is already filled or cancelled.
+        """
+        order = self.orders.get(order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        market = self.markets[order.symbol]
+        with market.lock:
+            if not order.is_open:
+                raise OrderNotOpen(order_id, order.status.value)
+            market.book.remove(order)
+            self._close(order)
+            market.stats.cancels += 1
+            market.sequence += 1
+            return CancelResult(order, market.sequence)
+
+    def record_rejection(self, symbol: str | None) -> None:
+        """Count an order refused at the edge (for ``statistics``)."""
+        market = self.markets.get(symbol) if isinstance(symbol, str) else None
+        if market is not None:
+            market.stats.rejections += 1
+
+    # -- the matching loop ----------------------------------------------------
+    def _match(
+        self, market: Market, taker: Order, limit: int | None, trade_ids: list[int] | None
+    ) -> list[Trade]:
+        """Execute ``taker`` against the opposite side, best level first, FIFO
+        within a level, at the makers' prices, stopping at ``limit``.
+
+        Runtime complexity: O(fills + cancelled entries skipped + log L per
+        emptied level).
+        """
+        book = market.book
+        spec = market.spec
+        is_buy = taker.side is BUY
+        opposite = book.asks if is_buy else book.bids
+        maker_side = SELL if is_buy else BUY
+        maker_rate = spec.maker_fee_units
+        taker_rate = spec.taker_fee_units
+        resting = book.orders
+        symbol = taker.symbol
+        side = taker.side
+        ts = taker.timestamp
+        next_trade_id = self._trade_ids.__next__ if trade_ids is None else iter(trade_ids).__next__
+        trades: list[Trade] = []
+        append = trades.append
+        remaining = taker.quantity
+        notional = 0
+        volume = 0
+        while remaining:
+            best = book.best_ask if is_buy else book.best_bid
+            if best is None or (limit is not None and (best > limit if is_buy else best < limit)):
+                break
+            level = opposite[best]
+            queue = level.orders
+            while remaining and queue:
+                maker = queue[0]
+                if maker.status is CANCELLED:
+                    queue.popleft()
+                    continue
+                available = maker.quantity - maker.filled
+                if available <= remaining:
+                    fill = available
+                    maker.status = FILLED
+                    queue.popleft()
+                    level.count -= 1
+                    del resting[maker.order_id]
+                    self._close(maker)
+                else:
+                    fill = remaining
+                    maker.status = PARTIALLY_FILLED
+                remaining -= fill
+                maker.filled += fill
+                value = best * fill
+                maker.notional += value
+                notional += value
+                volume += fill
+                level.total -= fill
+                append(
+                    Trade(
+                        next_trade_id(),
+                        symbol,
+                        best,
+                        fill,
+                        side,
+                        maker,
+                        taker,
+                        value * maker_rate,
+                        value * taker_rate,
+                        ts,
+                        maker.filled,
+                        maker.notional,
+                    )
+                )
+            if level.count == 0:
+                book.drop_level(maker_side, best)
+        if trades:
+            taker.filled = volume
+            taker.notional = notional
+            last_id = trades[-1].trade_id
+            if last_id > self._last_trade_id:
+                self._last_trade_id = last_id
+                if trade_ids is not None:  # replay: continue after the journal's ids
+                    self._trade_ids = itertools.count(last_id + 1)
+            stats = market.stats
+            stats.trades += len(trades)
+            stats.volume += volume
+            stats.notional += notional
+            market.trades.extend(trades)
+        return trades
+
+    def _close(self, order: Order) -> None:
+        """Remember a closed order, forgetting the oldest beyond ``order_history``."""
+        closed = self._closed
+        closed.append(order.order_id)
+        if len(closed) > self._order_history:
+            self.orders.pop(closed.popleft(), None)
+
+    # -- queries ------------------------------------------------------------
+    def depth(self, symbol: str, levels: int = 10):
+        """``(sequence, bids, asks)`` with ``[(price, total)]`` best first."""
+        market = self.market(symbol)
+        with market.lock:
+            bids, asks = market.book.depth(levels)
+            return market.sequence, bids, asks
+
+    def bbo(self, symbol: str):
+        """``(sequence, (price, total) | None, (price, total) | None)``."""
+        market = self.market(symbol)
+        with market.lock:
+            bid, ask = market.book.bbo()
+            return market.sequence, bid, ask
+
+    def recent_trades(self, symbol: str, limit: int = 50) -> list[Trade]:
+        """The last ``limit`` trades of the symbol, oldest first."""
+        market = self.market(symbol)
+        with market.lock:
+            trades = market.trades
+            if limit >= len(trades):
+                return list(trades)
+            return list(itertools.islice(trades, len(trades) - limit, None))
+
+    def statistics(self) -> dict:
+        """Counters per symbol and engine-wide (plain ints)."""
+        per_symbol = {}
+        totals = {name: 0 for name in SymbolStats.__slots__}
+        for symbol, market in self.markets.items():
+            stats = market.stats.to_dict()
+            for name, value in stats.items():
+                totals[name] += value
+            stats["resting_orders"] = len(market.book.orders)
+            stats["sequence"] = market.sequence
+            per_symbol[symbol] = stats
+        totals["resting_orders"] = sum(len(m.book.orders) for m in self.markets.values())
+        totals["orders_in_memory"] = len(self.orders)
+        return {"engine": totals, "symbols": per_symbol}
+
+    def check(self) -> None:
+        """Assert the invariants of every book and of the order index. O(n)."""
+        for market in self.markets.values():
+            market.book.check()
+            for order in market.book.orders.values():
+                assert self.orders.get(order.order_id) is order
+        for order in self.orders.values():
+            assert 0 <= order.filled <= order.quantity
+            if order.is_open:
+                assert order.order_type is LIMIT
+                assert self.markets[order.symbol].book.orders.get(order.order_id) is order
+
+    # -- state transfer (snapshots) -------------------------------------------
+    def snapshot(self) -> dict:
+        """The whole engine state as plain data (ints, strings, lists), taken
+        under every symbol's lock: resting orders in time priority per book,
+        remembered closed orders, recent trades, sequences, counters and the
+        next ids. ``restore`` of it gives an engine equal in every observable
+        way. O(n)."""
+        locks = [m.lock for m in self.markets.values()]
+        for lock in locks:
+            lock.acquire()
+        try:
+            markets = {}
+            for symbol, market in self.markets.items():
+                markets[symbol] = {
+                    "sequence": market.sequence,
+                    "stats": market.stats.to_dict(),
+                    "resting": [o.order_id for o in market.book.resting()],
+                    "trades": [_trade_to_row(t) for t in market.trades],
+                }
+            return {
+                "version": 1,
+                "last_order_id": self._last_order_id,
+                "last_trade_id": self._last_trade_id,
+                "orders": [_order_to_row(o) for o in self.orders.values()],
+                "closed": list(self._closed),
+                "markets": markets,
+            }
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+
+    def restore(self, state: dict) -> None:
+        """Replace this engine's state by a ``snapshot()``. O(n).
+
+        Raises:
+            ValueError: if the snapshot names a symbol this engine lacks or has
+            an unknown version.
+        """
+        if state.get("version") != 1:
+            raise ValueError(f"unknown snapshot version {state.get('version')!r}")
+        unknown = set(state["markets"]) - set(self.markets)
+        if unknown:
+            raise ValueError(f"snapshot has symbols not configured here: {sorted(unknown)}")
+        orders = {}
+        for row in state["orders"]:
+            order = _order_from_row(row)
+            orders[order.order_id] = order
+        self.orders = orders
+        self._closed = deque(state["closed"])
+        self._last_order_id = state["last_order_id"]
+        self._last_trade_id = state["last_trade_id"]
+        self._order_ids = itertools.count(self._last_order_id + 1)
+        self._trade_ids = itertools.count(self._last_trade_id + 1)
+        for symbol, market in self.markets.items():
+            data = state["markets"].get(symbol)
+            market.book = OrderBook(symbol)
+            market.trades.clear()
+            market.stats = SymbolStats()
+            market.sequence = 0
+            if data is None:
+                continue
+            market.sequence = data["sequence"]
+            for name, value in data["stats"].items():
+                setattr(market.stats, name, value)
+            for order_id in data["resting"]:
+                market.book.add(orders[order_id])
+            for row in data["trades"]:
+                market.trades.append(_trade_from_row(row, orders))
+
+
+_ORDER_FIELDS = (
+    "order_id",
+    "client_order_id",
+    "symbol",
+    "side",
+    "order_type",
+    "price",
+    "quantity",
+    "timestamp",
+    "filled",
+    "notional",
+    "status",
+)
+
+
+def _order_to_row(order: Order) -> list:
+    return [
+        order.order_id,
+        order.client_order_id,
+        order.symbol,
+        order.side.value,
+        order.order_type.value,
+        order.price,
+        order.quantity,
+        order.timestamp,
+        order.filled,
+        order.notional,
+        order.status.value,
+    ]
+
+
+def _order_from_row(row: list) -> Order:
+    oid, coid, symbol, side, otype, price, qty, ts, filled, notional, status = row
+    return Order(
+        oid, coid, symbol, Side(side), OrderType(otype), price, qty, ts, filled, notional,
+        OrderStatus(status),
+    )
+
+
+def _trade_to_row(t: Trade) -> list:
+    return [
+        t.trade_id, t.symbol, t.price, t.quantity, t.aggressor_side.value, t.maker.order_id,
+        t.taker.order_id, t.maker_fee, t.taker_fee, t.timestamp, t.maker_filled, t.maker_notional,
+    ]
+
+
+def _trade_from_row(row: list, orders: dict[int, Order]) -> Trade:
+    tid, symbol, price, qty, side, maker_id, taker_id, mfee, tfee, ts, mfilled, mnotional = row
+    maker = orders.get(maker_id) or _placeholder(maker_id, symbol)
+    taker = orders.get(taker_id) or _placeholder(taker_id, symbol)
+    return Trade(tid, symbol, price, qty, Side(side), maker, taker, mfee, tfee, ts, mfilled, mnotional)
+
+
+def _placeholder(order_id: int, symbol: str) -> Order:
+    """A stand-in for an order forgotten from memory that a kept trade names."""
+    return Order(order_id, None, symbol, BUY, LIMIT, None, 1, 0, 1, 0, FILLED)
+

@@ -1,0 +1,76 @@
+"""Orders and their vocabulary: sides, order types, statuses.
+
+Prices are integer *ticks* and quantities integer *lots* of the order's symbol
+(see ``engine.symbols.SymbolSpec``); decimals exist only at the edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Side(str, Enum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def opposite(self) -> Side:
+        return SELL if self is BUY else BUY
+
+
+class OrderType(str, Enum):
+    MARKET = "market"
+    LIMIT = "limit"
+    IOC = "ioc"
+    FOK = "fok"
+
+
+class OrderStatus(str, Enum):
+    NEW = "new"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_open(self) -> bool:
+        return self is NEW or self is PARTIALLY_FILLED
+
+
+# Module-level aliases: enum attribute lookup through the class is measurably
+# slower than a global on the matching hot path.
+BUY, SELL = Side.BUY, Side.SELL
+MARKET, LIMIT, IOC, FOK = OrderType.MARKET, OrderType.LIMIT, OrderType.IOC, OrderType.FOK
+NEW, PARTIALLY_FILLED = OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED
+FILLED, CANCELLED = OrderStatus.FILLED, OrderStatus.CANCELLED
+
+
+@dataclass(slots=True, eq=False)
+class Order:
+    """One order, live or closed.
+
+    ``filled`` counts lots executed so far and ``notional`` the sum of
+    ``price * lots`` over its fills (for the average price), both exact ints.
+    ``timestamp`` is the acceptance time in ns since the epoch; it also fixes
+    the order's time priority (arrival order within a price level).
+    """
+
+    order_id: int
+    client_order_id: str | None
+    symbol: str
+    side: Side
+    order_type: OrderType
+    price: int | None
+    quantity: int
+    timestamp: int
+    filled: int = 0
+    notional: int = 0
+    status: OrderStatus = NEW
+
+    @property
+    def remaining(self) -> int:
+        return self.quantity - self.filled
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is NEW or self.status is PARTIALLY_FILLED
