@@ -1,0 +1,86 @@
+"""Start and stop a real server process for tests (127.0.0.1, a free port,
+a temporary data dir); stopped by PID.
+
+    with ServerProcess(tmp_path) as server:
+        requests.get(server.url + "/health")
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``python api/app.py`` in a subprocess; ``start()`` waits for /health."""
+
+    def __init__(self, data_dir, *args: str, port: int | None = None, timeout: float = 20.0) -> None:
+        self.data_dir = str(data_dir)
+        self.args = list(args)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.timeout = timeout
+        self.proc: subprocess.Popen | None = None
+        self.log_path = os.path.join(self.data_dir, f"server-{self.port}.out")
+
+    def start(self) -> ServerProcess:
+        os.makedirs(self.data_dir, exist_ok=True)
+        cmd = [sys.executable, os.path.join(ROOT, "api", "app.py"), "--host", "127.0.0.1",
+               "--port", str(self.port), "--data-dir", self.data_dir, "--rate-limit", "0", *self.args]
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.output()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server did not answer /health in {self.timeout}s: {self.output()[-2000:]}")
+
+    def output(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case."""
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM (clean shutdown), SIGKILL if it lingers."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
