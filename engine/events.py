@@ -63,7 +63,9 @@ class SubmitResult:
 
 @dataclass(slots=True, eq=False)
 class CancelResult:
-    """Outcome of ``MatchingEngine.cancel``: the order is now cancelled."""
+    """Outcome of ``MatchingEngine.cancel``: the order is now cancelled.
+    ``timestamp`` is when (ns; the journal records it for replay)."""
 
     order: Order
     sequence: int
+    timestamp: int

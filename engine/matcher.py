@@ -248,7 +248,7 @@ class MatchingEngine:
             self._close(order)
             market.stats.cancels += 1
             market.sequence += 1
-            return CancelResult(order, market.sequence)
+            return CancelResult(order, market.sequence, timestamp if timestamp is not None else self._clock())
 
     def record_rejection(self, symbol: str | None) -> None:
         """Count an order refused at the edge (for ``statistics``)."""
