@@ -67,8 +67,12 @@ from engine.order import (
 )
 from engine.symbols import MAX_UNITS, SymbolSpec, default_symbols
 
-_SIDES = (BUY, SELL)
-_PRICED = (LIMIT, IOC, FOK)
+_NO_TRADES: list = []  # shared, never mutated: callers only read result.trades
+
+
+def _after(counter: itertools.count, issued: int) -> itertools.count:
+    """A counter continuing after both ``counter`` and the id ``issued``."""
+    return itertools.count(max(next(counter), issued + 1))
 
 
 class SymbolStats:
@@ -116,8 +120,6 @@ class MatchingEngine:
         self._order_history = order_history
         self._order_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
-        self._last_order_id = 0
-        self._last_trade_id = 0
         self._clock = clock
 
     # -- lookups ------------------------------------------------------------
@@ -187,10 +189,8 @@ class MatchingEngine:
         with market.lock:
             if order_id is None:
                 order_id = next(self._order_ids)
-            elif order_id > self._last_order_id:  # replay: continue after the journal's ids
-                self._order_ids = itertools.count(order_id + 1)
-            if order_id > self._last_order_id:
-                self._last_order_id = order_id
+            else:  # replay: later ids continue after the journal's
+                self._order_ids = _after(self._order_ids, order_id)
             order = Order(
                 order_id,
                 client_order_id,
@@ -202,32 +202,41 @@ class MatchingEngine:
                 timestamp if timestamp is not None else self._clock(),
             )
             self.orders[order_id] = order
-            stats = market.stats
-            stats.orders += 1
+            market.stats.orders += 1
             book = market.book
 
-            if order_type is FOK and book.available(side.opposite, price, quantity) < quantity:
-                trades = []
+            # Most orders are passive: test marketability before paying for the
+            # matching loop's set-up.
+            best = book.best_ask if side is BUY else book.best_bid
+            if best is None or (
+                price is not None and (best > price if side is BUY else best < price)
+            ):
+                trades = _NO_TRADES
+            elif order_type is FOK and book.available(side.opposite, price, quantity) < quantity:
+                trades = _NO_TRADES
             else:
                 trades = self._match(market, order, price, trade_ids)
 
-            rested = False
             if order.filled == quantity:
                 order.status = FILLED
             elif order_type is LIMIT:
                 order.status = PARTIALLY_FILLED if trades else NEW
                 book.add(order)
-                rested = True
+                market.sequence += 1
+                return SubmitResult(
+                    order, order.status, order.filled, order.notional, trades, market.sequence, True
+                )
             else:
                 order.status = CANCELLED
-            if not rested:
-                self._close(order)
-
-            changed = rested or bool(trades)
-            if changed:
+            # closed at once: remember it (inlined _close: the hot path)
+            closed = self._closed
+            closed.append(order_id)
+            if len(closed) > self._order_history:
+                self.orders.pop(closed.popleft(), None)
+            if trades:
                 market.sequence += 1
             return SubmitResult(
-                order, order.status, order.filled, order.notional, trades, market.sequence, changed
+                order, order.status, order.filled, order.notional, trades, market.sequence, bool(trades)
             )
 
     def cancel(self, order_id: int, *, timestamp: int | None = None) -> CancelResult:
@@ -278,6 +287,7 @@ class MatchingEngine:
         side = taker.side
         ts = taker.timestamp
         next_trade_id = self._trade_ids.__next__ if trade_ids is None else iter(trade_ids).__next__
+        closed = self._closed
         trades: list[Trade] = []
         append = trades.append
         remaining = taker.quantity
@@ -301,7 +311,7 @@ class MatchingEngine:
                     queue.popleft()
                     level.count -= 1
                     del resting[maker.order_id]
-                    self._close(maker)
+                    closed.append(maker.order_id)
                 else:
                     fill = remaining
                     maker.status = PARTIALLY_FILLED
@@ -330,14 +340,14 @@ class MatchingEngine:
                 )
             if level.count == 0:
                 book.drop_level(maker_side, best)
+        orders = self.orders
+        while len(closed) > self._order_history:
+            orders.pop(closed.popleft(), None)
         if trades:
             taker.filled = volume
             taker.notional = notional
-            last_id = trades[-1].trade_id
-            if last_id > self._last_trade_id:
-                self._last_trade_id = last_id
-                if trade_ids is not None:  # replay: continue after the journal's ids
-                    self._trade_ids = itertools.count(last_id + 1)
+            if trade_ids is not None:  # replay: later ids continue after the journal's
+                self._trade_ids = _after(self._trade_ids, trades[-1].trade_id)
             stats = market.stats
             stats.trades += len(trades)
             stats.volume += volume
@@ -422,10 +432,16 @@ class MatchingEngine:
                     "resting": [o.order_id for o in market.book.resting()],
                     "trades": [_trade_to_row(t) for t in market.trades],
                 }
+            # Every symbol lock is held, so no id is being issued: read the
+            # counters by consuming one value and putting it back.
+            next_order_id = next(self._order_ids)
+            next_trade_id = next(self._trade_ids)
+            self._order_ids = itertools.count(next_order_id)
+            self._trade_ids = itertools.count(next_trade_id)
             return {
                 "version": 1,
-                "last_order_id": self._last_order_id,
-                "last_trade_id": self._last_trade_id,
+                "next_order_id": next_order_id,
+                "next_trade_id": next_trade_id,
                 "orders": [_order_to_row(o) for o in self.orders.values()],
                 "closed": list(self._closed),
                 "markets": markets,
@@ -452,10 +468,8 @@ class MatchingEngine:
             orders[order.order_id] = order
         self.orders = orders
         self._closed = deque(state["closed"])
-        self._last_order_id = state["last_order_id"]
-        self._last_trade_id = state["last_trade_id"]
-        self._order_ids = itertools.count(self._last_order_id + 1)
-        self._trade_ids = itertools.count(self._last_trade_id + 1)
+        self._order_ids = itertools.count(state["next_order_id"])
+        self._trade_ids = itertools.count(state["next_trade_id"])
         for symbol, market in self.markets.items():
             data = state["markets"].get(symbol)
             market.book = OrderBook(symbol)
