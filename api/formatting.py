@@ -7,7 +7,7 @@ Every function here is pure: it reads records and returns dicts.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from engine.events import CancelResult, SubmitResult, Trade
 from engine.order import FILLED, PARTIALLY_FILLED, Order, OrderStatus
@@ -17,7 +17,7 @@ from engine.symbols import SymbolSpec
 def iso(ns: int) -> str:
     """ns since the epoch -> ``"2026-11-24T17:51:32.123456Z"`` (UTC, microseconds)."""
     seconds, rest = divmod(ns, 1_000_000_000)
-    dt = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    dt = datetime.fromtimestamp(seconds, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{rest // 1000:06d}Z"
 
 
@@ -111,7 +111,11 @@ def bbo_dict(spec: SymbolSpec, sequence: int, bid, ask, now_ns: int) -> dict:
         "timestamp": iso(now_ns),
         "symbol": spec.symbol,
         "sequence": sequence,
-        "best_bid": None if bid is None else {"price": spec.format_price(bid[0]), "quantity": spec.format_quantity(bid[1])},
-        "best_ask": None if ask is None else {"price": spec.format_price(ask[0]), "quantity": spec.format_quantity(ask[1])},
+        "best_bid": None
+        if bid is None
+        else {"price": spec.format_price(bid[0]), "quantity": spec.format_quantity(bid[1])},
+        "best_ask": None
+        if ask is None
+        else {"price": spec.format_price(ask[0]), "quantity": spec.format_quantity(ask[1])},
         "spread": spread,
     }

@@ -220,4 +220,3 @@ class OrderBook:
         assert self.best_ask == expected_ask, (self.best_ask, expected_ask)
         if expected_bid is not None and expected_ask is not None:
             assert expected_bid < expected_ask, f"crossed or locked: {expected_bid} >= {expected_ask}"
-

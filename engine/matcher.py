@@ -208,9 +208,7 @@ class MatchingEngine:
             # Most orders are passive: test marketability before paying for the
             # matching loop's set-up.
             best = book.best_ask if side is BUY else book.best_bid
-            if best is None or (
-                price is not None and (best > price if side is BUY else best < price)
-            ):
+            if best is None or (price is not None and (best > price if side is BUY else best < price)):
                 trades = _NO_TRADES
             elif order_type is FOK and book.available(side.opposite, price, quantity) < quantity:
                 trades = _NO_TRADES
@@ -521,15 +519,34 @@ def _order_to_row(order: Order) -> list:
 def _order_from_row(row: list) -> Order:
     oid, coid, symbol, side, otype, price, qty, ts, filled, notional, status = row
     return Order(
-        oid, coid, symbol, Side(side), OrderType(otype), price, qty, ts, filled, notional,
+        oid,
+        coid,
+        symbol,
+        Side(side),
+        OrderType(otype),
+        price,
+        qty,
+        ts,
+        filled,
+        notional,
         OrderStatus(status),
     )
 
 
 def _trade_to_row(t: Trade) -> list:
     return [
-        t.trade_id, t.symbol, t.price, t.quantity, t.aggressor_side.value, t.maker.order_id,
-        t.taker.order_id, t.maker_fee, t.taker_fee, t.timestamp, t.maker_filled, t.maker_notional,
+        t.trade_id,
+        t.symbol,
+        t.price,
+        t.quantity,
+        t.aggressor_side.value,
+        t.maker.order_id,
+        t.taker.order_id,
+        t.maker_fee,
+        t.taker_fee,
+        t.timestamp,
+        t.maker_filled,
+        t.maker_notional,
     ]
 
 
@@ -543,4 +560,3 @@ def _trade_from_row(row: list, orders: dict[int, Order]) -> Trade:
 def _placeholder(order_id: int, symbol: str) -> Order:
     """A stand-in for an order forgotten from memory that a kept trade names."""
     return Order(order_id, None, symbol, BUY, LIMIT, None, 1, 0, 1, 0, FILLED)
-

@@ -7,10 +7,10 @@ Prices are integer *ticks* and quantities integer *lots* of the order's symbol
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     BUY = "buy"
     SELL = "sell"
 
@@ -19,14 +19,14 @@ class Side(str, Enum):
         return SELL if self is BUY else BUY
 
 
-class OrderType(str, Enum):
+class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
     IOC = "ioc"
     FOK = "fok"
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(StrEnum):
     NEW = "new"
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"

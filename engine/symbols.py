@@ -53,7 +53,7 @@ def parse_decimal(value: object, field_name: str) -> Decimal:
         raise ValidationError(f"{field_name} must be a decimal string", field_name)
     if not _DECIMAL_TEXT.fullmatch(text):
         raise ValidationError(
-            f"{field_name} must be a plain positive decimal like \"1.25\" "
+            f'{field_name} must be a plain positive decimal like "1.25" '
             f"(no sign, exponent or spaces, at most 20 digits each side)",
             field_name,
         )

@@ -38,8 +38,19 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         os.makedirs(self.data_dir, exist_ok=True)
-        cmd = [sys.executable, os.path.join(ROOT, "api", "app.py"), "--host", "127.0.0.1",
-               "--port", str(self.port), "--data-dir", self.data_dir, "--rate-limit", "0", *self.args]
+        cmd = [
+            sys.executable,
+            os.path.join(ROOT, "api", "app.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            self.data_dir,
+            "--rate-limit",
+            "0",
+            *self.args,
+        ]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.timeout
