@@ -44,7 +44,7 @@ bench: $(VENV)/.dev  ## engine benchmark: shared workload, deep book, sweeps, me
 	$(PY) tests/bench_engine.py $(ARGS)
 
 bench-compare: $(VENV)/.dev  ## side by side with the shared yardstick engines
-	bash ../shared/bench/compare.sh $(CURDIR)/tests/bench_adapter.py
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash ../shared/bench/compare.sh $(CURDIR)/tests/bench_adapter.py
 
 load: $(VENV)/.dev  ## end-to-end load test against a server you started
 	$(PY) tests/advanced_load_test.py $(ARGS)
