@@ -1,0 +1,225 @@
+"""One worker process of the Socket.IO order-entry load (``--mode ws``).
+
+``connections`` python-socketio clients (websocket transport only) connect to the
+order-entry namespace (``/trade`` by default). The main thread follows the open-loop
+schedule and emits ``order`` (the ``POST /order`` body) or ``cancel``
+(``{"order_id"}``) with an acknowledgement callback, round-robin over the clients;
+several requests may be in flight on one client (Socket.IO multiplexes them).
+Acknowledgements arrive on the clients' own threads; they only timestamp the answer
+and queue it, the main thread does the bookkeeping (so records are never written by
+two threads at once).
+
+Latency = acknowledgement time - scheduled time, as for HTTP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import deque
+
+from .httpengine import (
+    ERROR, KIND_INDEX, N_PROGRESS, OK, P_BACKLOG, P_DONE, P_ERR, P_OK, P_REJ, P_SENT,
+    P_TRADES, REJECT, Recorder,
+)
+from .orders import OrderFactory, order_dict
+from .safety import base_url
+from .schedule import make_schedule
+
+RESTING = ("new", "partially_filled")
+
+
+class WsWorker:
+    """See the module docstring; ``cfg`` as for ``HttpWorker`` plus ``namespace``."""
+
+    def __init__(self, cfg: dict, worker: int, progress=None):
+        self.cfg = cfg
+        self.worker = worker
+        self.progress = progress
+        self.ns = cfg.get("namespace", "/trade")
+        self.url = base_url(cfg["host"], cfg["port"])
+        self.clients = []
+        self.rec = Recorder()
+        self.factory = OrderFactory(cfg["specs"], cfg["mix"], cfg["seed"], worker, cfg["tag"])
+        self.done: deque = deque()  # (seq, answer_time, args) from the client threads
+        self.inflight: dict[int, tuple] = {}  # seq -> (sched, sent, code, client_index)
+        self.counters = [0] * N_PROGRESS
+        self.trades = 0
+        self.connect_errors = 0
+        self.connect_error_text = ""
+
+    def connect_all(self) -> int:
+        import socketio
+
+        ok = 0
+        for _ in range(self.cfg["connections"]):
+            c = socketio.Client(reconnection=False, request_timeout=10)
+            try:
+                c.connect(self.url, namespaces=[self.ns], transports=["websocket"],
+                          wait_timeout=10)
+            except Exception as exc:  # socketio.exceptions.ConnectionError and friends
+                self.connect_errors += 1
+                self.connect_error_text = str(exc)
+                continue
+            self.clients.append(c)
+            ok += 1
+        return ok
+
+    def _callback(self, seq: int):
+        done = self.done
+        mono = time.monotonic
+
+        def cb(*args):
+            done.append((seq, mono(), args))
+
+        return cb
+
+    def _finish(self, seq: int, t: float, args: tuple) -> None:
+        req = self.inflight.pop(seq, None)
+        if req is None:
+            return  # answered after its timeout
+        sched, sent, code, _ = req
+        rec = self.rec
+        answer = args[0] if args else None
+        trades = 0
+        if isinstance(answer, dict) and "error" in answer:
+            err = answer["error"]
+            label = f"{err.get('code', '?') if isinstance(err, dict) else '?'} (ack)"
+            outcome = REJECT
+            self.counters[P_REJ] += 1
+        elif isinstance(answer, dict):
+            outcome = OK
+            label = "ok"
+            trades = len(answer.get("trades") or ())
+            if code == "L" and answer.get("status") in RESTING and answer.get("order_id"):
+                self.factory.remember(str(answer["order_id"]))
+            self.counters[P_OK] += 1
+        else:
+            outcome = ERROR
+            label = "unexpected ack payload"
+            self.counters[P_ERR] += 1
+        rec.counts[label] += 1
+        rec.order_outcomes[outcome] += 1
+        rec.add(sched, sent, t - self.t0, KIND_INDEX[code], outcome, 1, trades)
+        self.trades += trades
+        self.counters[P_DONE] += 1
+
+    def _error(self, sched, sent, code, label) -> None:
+        self.rec.add(sched, sent, None, KIND_INDEX[code], ERROR, 1, 0)
+        self.rec.counts[label] += 1
+        self.rec.order_outcomes[ERROR] += 1
+        self.counters[P_DONE] += 1
+        self.counters[P_ERR] += 1
+
+    def run(self, t0: float) -> dict:
+        self.t0 = t0
+        cfg = self.cfg
+        delay = t0 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)  # every worker starts at the same instant
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        duration = cfg["duration"]
+        end = t0 + duration
+        deadline = end + cfg["drain"]
+        timeout = cfg["timeout"]
+        monotonic = time.monotonic
+        closed_loop = cfg["rate"] is None
+        if closed_loop:
+            # One request in flight per client, like the HTTP engine's closed loop.
+            window = len(self.clients)
+            sched = None
+            next_t = None
+        else:
+            window = None
+            sched = make_schedule(cfg["arrival"], cfg["rate"], duration, self.worker,
+                                  cfg["workers"], cfg["seed"])
+            next_t = sched.next_time()
+        seqs = itertools.count()
+        rr = itertools.cycle(range(len(self.clients)))
+        progress = self.progress
+        base = self.worker * N_PROGRESS
+        last_pub = last_scan = t0
+        lag_max = 0.0
+        factory = self.factory
+        ns = self.ns
+        while True:
+            now = monotonic()
+            rel = now - t0
+            while self.done:
+                self._finish(*self.done.popleft())
+            if closed_loop:
+                due = []
+                if now < end:
+                    due = [rel] * max(0, window - len(self.inflight))
+            else:
+                due = []
+                while next_t is not None and next_t <= rel:
+                    due.append(next_t)
+                    next_t = sched.next_time()
+            for st in due:
+                lag_max = max(lag_max, rel - st)
+                code, fields = factory.next()
+                seq = next(seqs)
+                ci = next(rr)
+                client = self.clients[ci]
+                sent = monotonic() - t0
+                self.inflight[seq] = (st, sent, code, ci)
+                self.counters[P_SENT] += 1
+                try:
+                    if code == "C":
+                        client.emit("cancel", {"order_id": fields[0]}, namespace=ns,
+                                    callback=self._callback(seq))
+                    else:
+                        client.emit("order", order_dict(fields), namespace=ns,
+                                    callback=self._callback(seq))
+                except Exception as exc:  # disconnected client, bad namespace
+                    self.inflight.pop(seq, None)
+                    self._error(st, sent, code, f"emit failed: {type(exc).__name__}")
+            if now - last_scan > 0.05 and self.inflight:
+                last_scan = now
+                limit = rel - timeout
+                for seq in [s for s, r in self.inflight.items() if r[1] < limit]:
+                    st, sent, code, _ = self.inflight.pop(seq)
+                    self._error(st, sent, code, "timeout (no ack)")
+            if progress is not None and now - last_pub > 0.1:
+                last_pub = now
+                self.counters[P_BACKLOG] = len(self.inflight)
+                self.counters[P_TRADES] = self.trades
+                progress[base: base + N_PROGRESS] = self.counters
+            finished = next_t is None and (not closed_loop or now >= end)
+            if finished and not self.inflight and not self.done:
+                break
+            if now >= deadline:
+                for seq, (st, sent, code, _) in list(self.inflight.items()):
+                    self._error(st, sent, code, "not completed (drain timeout)")
+                self.inflight.clear()
+                while next_t is not None:
+                    self._error(next_t, float("nan"), "L", "not sent (drain timeout)")
+                    next_t = sched.next_time()
+                break
+            if self.done:
+                continue
+            if next_t is not None:
+                wait = min(t0 + next_t - monotonic(), 0.005)
+            else:
+                wait = 0.001 if closed_loop else 0.005
+            if wait > 0:
+                time.sleep(wait)
+        self.counters[P_BACKLOG] = 0
+        self.counters[P_TRADES] = self.trades
+        if progress is not None:
+            progress[base: base + N_PROGRESS] = self.counters
+        for c in self.clients:
+            try:
+                c.disconnect()
+            except Exception:
+                pass
+        out = self.rec.result()
+        out["max_backlog"] = 0
+        out["connect_errors"] = self.connect_errors
+        out["pid"] = os.getpid()
+        out["cpu_s"] = time.process_time() - cpu0
+        out["wall_s"] = time.monotonic() - wall0
+        out["extra"] = {"max_schedule_lag_s": lag_max}
+        return out
