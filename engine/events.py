@@ -15,13 +15,12 @@ maker's filled quantity right after that fill.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from engine.order import Order, OrderStatus, Side
 
 
-@dataclass(slots=True, eq=False)
-class Trade:
+class Trade(msgspec.Struct, gc=False, eq=False):
     """One fill of a taker against one maker, at the maker's price."""
 
     trade_id: int
@@ -46,8 +45,7 @@ class Trade:
         return self.taker.order_id
 
 
-@dataclass(slots=True, eq=False)
-class SubmitResult:
+class SubmitResult(msgspec.Struct, gc=False, eq=False):
     """Outcome of ``MatchingEngine.submit``; ``status``/``filled``/``notional``
     are the order's state when the command finished (the live ``order`` may
     change later, when it is hit as a maker)."""
@@ -61,8 +59,7 @@ class SubmitResult:
     book_changed: bool
 
 
-@dataclass(slots=True, eq=False)
-class CancelResult:
+class CancelResult(msgspec.Struct, gc=False, eq=False):
     """Outcome of ``MatchingEngine.cancel``: the order is now cancelled.
     ``timestamp`` is when (ns; the journal records it for replay)."""
 

@@ -177,12 +177,12 @@ class MatchingEngine:
             raise ValidationError("side must be buy or sell", "side")
         if type(quantity) is not int or not 0 < quantity <= MAX_UNITS:
             raise ValidationError("quantity must be a positive number of lots", "quantity")
-        if order_type is MARKET:
-            if price is not None:
-                raise ValidationError("a market order takes no price", "price")
-        elif order_type is LIMIT or order_type is IOC or order_type is FOK:
+        if order_type is LIMIT or order_type is IOC or order_type is FOK:
             if type(price) is not int or not 0 < price <= MAX_UNITS:
                 raise ValidationError(f"a {order_type.value} order needs a positive price", "price")
+        elif order_type is MARKET:
+            if price is not None:
+                raise ValidationError("a market order takes no price", "price")
         else:
             raise ValidationError("order_type must be market, limit, ioc or fok", "order_type")
 
@@ -249,10 +249,14 @@ class MatchingEngine:
             raise OrderNotFound(order_id)
         market = self.markets[order.symbol]
         with market.lock:
-            if not order.is_open:
-                raise OrderNotOpen(order_id, order.status.value)
+            status = order.status
+            if status is not NEW and status is not PARTIALLY_FILLED:
+                raise OrderNotOpen(order_id, status.value)
             market.book.remove(order)
-            self._close(order)
+            closed = self._closed
+            closed.append(order_id)
+            if len(closed) > self._order_history:
+                self.orders.pop(closed.popleft(), None)
             market.stats.cancels += 1
             market.sequence += 1
             return CancelResult(order, market.sequence, timestamp if timestamp is not None else self._clock())
@@ -352,13 +356,6 @@ class MatchingEngine:
             stats.notional += notional
             market.trades.extend(trades)
         return trades
-
-    def _close(self, order: Order) -> None:
-        """Remember a closed order, forgetting the oldest beyond ``order_history``."""
-        closed = self._closed
-        closed.append(order.order_id)
-        if len(closed) > self._order_history:
-            self.orders.pop(closed.popleft(), None)
 
     # -- queries ------------------------------------------------------------
     def depth(self, symbol: str, levels: int = 10):
