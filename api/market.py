@@ -1,0 +1,651 @@
+"""Socket.IO market data (namespace ``/market``) and its publisher.
+
+``init_socketio(socketio, exchange)`` registers the ``/market`` namespace and the
+``/trade`` order-entry namespace (``api/trade_ws.py``) and returns the
+``Publisher`` the exchange calls after every command.
+
+Subscriptions (``/market``)
+    ``subscribe`` / ``unsubscribe`` with ``{"type", "symbol"[, "depth"]}``; the
+    acknowledgement is ``{"ok": true}`` or the contract's error envelope (and then
+    nothing changed). Each subscription is a room:
+
+    ==================  =============================  ===========================
+    type                room                           symbol
+    ==================  =============================  ===========================
+    ``l2_updates``      ``l2_updates:<symbol>:<N>``    required; ``depth`` N 1..100
+    ``bbo``             ``bbo:<symbol>``               required
+    ``trades``          ``trades:<symbol>``            missing/null: ``trades:*``
+    ``order_events``    ``order_events:<symbol>``      missing/null: ``order_events:*``
+    ==================  =============================  ===========================
+
+    Subscribing to ``l2_updates`` or ``bbo`` sends the current state to the client
+    before the acknowledgement (see *Snapshots* below).
+
+Events a command produces (liquibook style: collected by the engine while the book
+changes, delivered here afterwards, in this order)
+    submit: ``order_event accepted`` (the taker as accepted: status ``new``,
+            nothing filled); then for each fill, in ``trade_id`` order, ``trade``
+            and the maker's ``order_event`` (``partially_filled`` or ``filled``);
+            then the taker's final ``order_event`` unless it simply rests with
+            nothing filled: ``filled``, ``partially_filled`` (rests, part filled)
+            or ``cancelled`` (market/IOC/FOK remainder removed; a killed FOK and a
+            market order against an empty side too). That final report is exactly
+            the ``POST /order`` answer, ``trades`` included.
+    cancel: ``order_event cancelled`` (the ``POST /cancel`` answer).
+    Either, when it changed the book: ``l2_update`` / ``bbo`` (conflated, below).
+    A client in both ``trades:BTC-USDT`` and ``trades:*`` gets each trade once.
+
+Ordering
+    The exchange calls ``on_submit``/``on_cancel`` after the symbol lock is
+    released, so two threads can report in the other order than the book
+    executed. The publisher restores book order: per symbol it releases
+    book-changing results in ``sequence`` order, and results with trades in
+    global ``trade_id`` order, holding an out-of-order result for at most
+    ``hold`` seconds (a result that never arrives must not stall the stream).
+    Results that changed nothing (a killed FOK) have no place in that order and
+    go out at once.
+
+Conflation (``l2_update``, ``bbo``)
+    The book events are not built from the results but read from the engine:
+    after each batch the background task compares every book room's last sent
+    ``sequence`` with the symbol's current one and, if it advanced, sends the
+    current state (top N levels, or BBO) -- at most once per ``min_interval``
+    per room. Intermediate states may be skipped; the ``sequence`` a room sees
+    never decreases (the room state and the subscribe snapshot are computed and
+    sent under one lock); the latest state goes out within ``min_interval`` plus
+    one batch of the last change (well under 100 ms), also if a result was never
+    reported, because the engine's sequence is polled every ``tick`` seconds.
+    ``bbo`` is sent after every book change of its symbol (its ``sequence``
+    advanced), also when the best prices did not move: the latest ``bbo`` a
+    subscriber holds then always equals ``GET /bbo``.
+
+Snapshots
+    On subscribing to a book room the handler computes the current state and,
+    when the room's other members are behind it (or it has none), sends it to the
+    whole room (so nobody receives a duplicate or an older state later); otherwise
+    only to the new member. It always arrives before the acknowledgement.
+
+Cost on the order path
+    ``on_submit``/``on_cancel`` append to a deque and set an event: a few
+    microseconds, independent of the number of subscribers. Everything else --
+    formatting, fan-out, slow clients -- happens in one background task
+    (``socketio.start_background_task``, started lazily), which drains at most
+    ``max_batch`` results per pass and yields between passes (eventlet serves
+    requests in between). Rooms without members cost nothing beyond bookkeeping.
+
+Known limits
+    Delivery to a slow client is buffered by Engine.IO without bound (memory
+    grows until it disconnects). The queue itself is unbounded: trades are
+    never dropped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+
+from flask import request
+from flask_socketio import Namespace, join_room, leave_room
+
+from api import formatting
+from api.errors import envelope, internal_error_envelope
+from engine.events import CancelResult
+from engine.order import NEW
+
+log = logging.getLogger(__name__)
+
+MARKET_NAMESPACE = "/market"
+TRADE_NAMESPACE = "/trade"
+TYPES = ("l2_updates", "bbo", "trades", "order_events")
+DEFAULT_DEPTH = 10
+MAX_DEPTH = 100
+ALL = "*"
+
+_OK = {"ok": True}
+_perf_ns = time.perf_counter_ns
+_EPOCH_NS = 10**17  # a receive time above this is epoch ns (time.time_ns), not perf_counter_ns
+
+
+class LatencyWindow:
+    """The last ``size`` latency samples (ns) and their percentiles.
+
+    A bounded window rather than a lifetime histogram: ``/statistics`` is for
+    watching a running server, and recent figures are what moves.
+    """
+
+    __slots__ = ("samples", "count")
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.samples: deque[int] = deque(maxlen=size)
+        self.count = 0
+
+    def add(self, ns: int) -> None:
+        """Record one sample. O(1)."""
+        self.samples.append(ns if ns > 0 else 0)
+        self.count += 1
+
+    def summary(self) -> dict:
+        """``count`` (lifetime), ``window`` and p50/p90/p99/p99.9/max in ms.
+        Runtime complexity: O(w log w) for the window size w."""
+        data = sorted(self.samples)
+        out = {"count": self.count, "window": len(data)}
+        for name, q in (("p50_ms", 0.50), ("p90_ms", 0.90), ("p99_ms", 0.99), ("p999_ms", 0.999)):
+            out[name] = round(data[min(len(data) - 1, int(q * len(data)))] / 1e6, 3) if data else None
+        out["max_ms"] = round(data[-1] / 1e6, 3) if data else None
+        return out
+
+
+class BookRoom:
+    """State of one ``l2_updates`` or ``bbo`` room: what it last received, when,
+    and the receive times of reported changes it has not been sent yet."""
+
+    __slots__ = ("name", "kind", "symbol", "depth", "last_seq", "last_emit_ns", "waiting")
+
+    def __init__(self, name: str, kind: str, symbol: str, depth: int) -> None:
+        self.name = name
+        self.kind = kind  # "l2_updates" | "bbo"
+        self.symbol = symbol
+        self.depth = depth  # 0 for bbo
+        self.last_seq = -1
+        self.last_emit_ns = 0
+        self.waiting: list[int] = []
+
+
+def room_name(kind: str, symbol: str | None, depth: int = 0) -> str:
+    if kind == "l2_updates":
+        return f"l2_updates:{symbol}:{depth}"
+    return f"{kind}:{symbol if symbol is not None else ALL}"
+
+
+class Publisher:
+    """Fans engine results out to ``/market`` rooms from one background task.
+
+    The exchange calls ``on_submit``/``on_cancel`` (cheap, never blocks); the
+    namespace calls ``subscribe``/``unsubscribe``/``forget``; ``/statistics``
+    calls ``stats``. See the module docstring for order and conflation rules.
+    """
+
+    def __init__(
+        self,
+        socketio,
+        engine,
+        *,
+        min_interval: float = 0.005,
+        hold: float = 0.02,
+        tick: float = 0.05,
+        max_batch: int = 500,
+        latency_window: int = 10_000,
+    ) -> None:
+        self.socketio = socketio
+        self.engine = engine
+        self.min_interval_ns = int(min_interval * 1e9)
+        self.hold_ns = int(hold * 1e9)
+        self.tick = tick
+        self.max_batch = max_batch
+        self._queue: deque = deque()
+        self._wake = None
+        self._task = None
+        self._stopped = False
+        self._start_lock = threading.Lock()
+        # Guards room membership and book-room state: the subscribe handler and
+        # the background task both send book states, and their order must be the
+        # order in which they were read from the engine.
+        self._lock = threading.RLock()
+        self.members: dict[str, set[str]] = {}
+        self.by_sid: dict[str, set[str]] = {}
+        self.book_rooms: dict[str, dict[str, BookRoom]] = {s: {} for s in engine.markets}
+        self.clients = {MARKET_NAMESPACE: 0, TRADE_NAMESPACE: 0}
+        # sequencer state (background task only)
+        self._pending: dict[str, list] = {s: [] for s in engine.markets}
+        self._last_seq: dict[str, int] = {}
+        self._last_trade_id = 0
+        self._tie = itertools.count()
+        # counters
+        self.events: dict[str, int] = {"trade": 0, "order_event": 0, "l2_update": 0, "bbo": 0}
+        self.deliveries = 0
+        self.results = 0
+        self.reordered = 0
+        self.late = 0
+        self.latency = {
+            "bbo": LatencyWindow(latency_window),
+            "l2_update": LatencyWindow(latency_window),
+            "trade": LatencyWindow(latency_window),
+            "order_event": LatencyWindow(latency_window),
+        }
+
+    # -- the exchange's side ----------------------------------------------------
+    def on_submit(self, result, received_ns: int | None = None) -> None:
+        """Queue a ``SubmitResult`` for publication. O(1); never blocks on clients.
+
+        ``received_ns`` (or ``result.received_ns``) is when the order was received,
+        ``time.perf_counter_ns()`` preferred (``time.time_ns()`` is recognised);
+        without it the time of this call is used.
+        """
+        self._queue.append((result, self._received(result, received_ns)))
+        if self._task is None:
+            self._start()
+        self._wake.set()
+
+    on_cancel = on_submit  # a CancelResult travels the same queue
+
+    @staticmethod
+    def _received(result, received_ns) -> int:
+        if received_ns is None:
+            received_ns = getattr(result, "received_ns", None)
+            if received_ns is None:
+                return _perf_ns()
+        if received_ns > _EPOCH_NS:
+            return _perf_ns() - (time.time_ns() - received_ns)
+        return received_ns
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._task is not None:
+                return
+            self._wake = self.socketio.server.eio.create_event()
+            self._init_baselines()
+            self._task = self.socketio.start_background_task(self._run)
+
+    def _init_baselines(self) -> None:
+        """Results at or below the engine's state now are released at once."""
+        last_trade = 0
+        for symbol, market in self.engine.markets.items():
+            self._last_seq[symbol] = market.sequence
+            if market.trades:
+                last_trade = max(last_trade, market.trades[-1].trade_id)
+        self._last_trade_id = last_trade
+
+    def close(self) -> None:
+        """Stop the background task (tests; a server just exits)."""
+        self._stopped = True
+        if self._wake is not None:
+            self._wake.set()
+
+    # -- the background task -------------------------------------------------
+    def _run(self) -> None:
+        sleep = self.socketio.sleep
+        while not self._stopped:
+            timeout = self._pass_safely()
+            if timeout > 0:
+                self._wake.wait(timeout)
+                self._wake.clear()
+            else:
+                sleep(0)
+        log.debug("market publisher stopped")
+
+    def _pass_safely(self) -> float:
+        try:
+            return self._pass()
+        except Exception:  # one bad result must not end market data for everyone
+            log.exception("market publisher pass failed")
+            return self.tick
+
+    def _pass(self) -> float:
+        """Drain up to ``max_batch`` results, send what is in order, then the
+        book rooms that are due. Returns how long to wait before the next pass
+        (0: more work queued)."""
+        self._wake.clear()
+        queue = self._queue
+        now = _perf_ns()
+        n = min(len(queue), self.max_batch)
+        for _ in range(n):
+            result, received = queue.popleft()
+            self._admit(result, received, now)
+        self.results += n
+        deadline = self._release(_perf_ns())
+        book_deadline = self._publish_books(_perf_ns())
+        if queue:
+            return 0.0
+        now = _perf_ns()
+        wait = self.tick
+        for d in (deadline, book_deadline):
+            if d is not None:
+                wait = min(wait, max(0.0, (d - now) / 1e9))
+        return wait
+
+    def _admit(self, result, received: int, now: int) -> None:
+        order = result.order
+        symbol = order.symbol
+        is_cancel = isinstance(result, CancelResult)
+        if not (is_cancel or result.book_changed):
+            self._send(result, received, is_cancel)
+            return
+        seq = result.sequence
+        self._note_book_change(symbol, seq, received)
+        if seq <= self._last_seq.get(symbol, -1):
+            self.late += 1
+            self._send(result, received, is_cancel)
+            return
+        heapq.heappush(self._pending[symbol], (seq, next(self._tie), now, result, received, is_cancel))
+
+    def _release(self, now: int) -> int | None:
+        """Send the pending results that are next in book order, or have waited
+        ``hold``. Returns the earliest time a held result will be released."""
+        hold = self.hold_ns
+        last_seq = self._last_seq
+        progress = True
+        while progress:
+            progress = False
+            for symbol, heap in self._pending.items():
+                while heap:
+                    seq, _, arrived, result, received, is_cancel = heap[0]
+                    expired = now - arrived >= hold
+                    if seq != last_seq.get(symbol, -1) + 1 and not expired:
+                        break
+                    trades = None if is_cancel else result.trades
+                    if trades and trades[0].trade_id > self._last_trade_id + 1 and not expired:
+                        break
+                    if expired and (seq != last_seq.get(symbol, -1) + 1):
+                        self.reordered += 1
+                    heapq.heappop(heap)
+                    last_seq[symbol] = seq
+                    if trades and trades[-1].trade_id > self._last_trade_id:
+                        self._last_trade_id = trades[-1].trade_id
+                    self._send(result, received, is_cancel)
+                    progress = True
+        deadline = None
+        for heap in self._pending.values():
+            if heap:
+                due = heap[0][2] + hold
+                deadline = due if deadline is None else min(deadline, due)
+        return deadline
+
+    def _send(self, result, received: int, is_cancel: bool) -> None:
+        """Emit the trades and order events of one result, in the documented order."""
+        order = result.order
+        symbol = order.symbol
+        members = self.members
+        oe_rooms = [r for r in (f"order_events:{symbol}", "order_events:*") if members.get(r)]
+        if is_cancel:
+            if oe_rooms:
+                spec = self.engine.spec(symbol)
+                self._emit_stream(
+                    "order_event",
+                    {"event": "cancelled", "order": formatting.cancel_report(spec, result)},
+                    oe_rooms,
+                    received,
+                )
+            return
+        tr_rooms = [r for r in (f"trades:{symbol}", "trades:*") if members.get(r)]
+        if not oe_rooms and not tr_rooms:
+            return
+        spec = self.engine.spec(symbol)
+        if oe_rooms:
+            accepted = formatting.order_report(spec, order, NEW, 0, 0)
+            self._emit_stream("order_event", {"event": "accepted", "order": accepted}, oe_rooms, received)
+        for trade in result.trades:
+            if tr_rooms:
+                self._emit_stream("trade", formatting.trade_dict(spec, trade), tr_rooms, received)
+            if oe_rooms:
+                report = formatting.maker_report(spec, trade)
+                self._emit_stream(
+                    "order_event", {"event": report["status"], "order": report}, oe_rooms, received
+                )
+        if oe_rooms and result.status is not NEW:
+            report = formatting.submit_report(spec, result)
+            self._emit_stream("order_event", {"event": report["status"], "order": report}, oe_rooms, received)
+
+    def _emit_stream(self, event: str, payload: dict, rooms: list[str], received: int) -> None:
+        self.socketio.emit(
+            event, payload, to=rooms if len(rooms) > 1 else rooms[0], namespace=MARKET_NAMESPACE
+        )
+        self.events[event] += 1
+        self.deliveries += sum(len(self.members.get(r, ())) for r in rooms)
+        self.latency[event].add(_perf_ns() - received)
+
+    # -- book rooms (l2_update, bbo) -----------------------------------------
+    def _note_book_change(self, symbol: str, seq: int, received: int) -> None:
+        """Attribute a reported change to the book rooms' latency figures."""
+        rooms = self.book_rooms[symbol]
+        if not rooms:
+            return
+        with self._lock:
+            for room in rooms.values():
+                if not self.members.get(room.name):
+                    continue
+                if room.last_seq >= seq:  # already sent (the state was read before the report came)
+                    self.latency[_EVENT[room.kind]].add(room.last_emit_ns - received)
+                elif len(room.waiting) < 100_000:
+                    room.waiting.append(received)
+
+    def _publish_books(self, now: int) -> int | None:
+        """Send the current state to every book room whose symbol's sequence
+        moved past what the room last got, at most once per ``min_interval``.
+        Returns when the next throttled room falls due."""
+        deadline = None
+        markets = self.engine.markets
+        for symbol, rooms in self.book_rooms.items():
+            if not rooms:
+                continue
+            current = markets[symbol].sequence
+            due = []
+            for room in rooms.values():
+                if room.last_seq >= current or not self.members.get(room.name):
+                    continue
+                ready_at = room.last_emit_ns + self.min_interval_ns
+                if ready_at > now:
+                    deadline = ready_at if deadline is None else min(deadline, ready_at)
+                else:
+                    due.append(room)
+            if due:
+                with self._lock:
+                    self._send_book_state(symbol, due, None)
+        return deadline
+
+    def _send_book_state(self, symbol: str, rooms: list[BookRoom], only_sid: str | None) -> None:
+        """Read the symbol's state once and send it to ``rooms`` (or, with
+        ``only_sid``, to that client alone). Caller holds ``self._lock``."""
+        engine = self.engine
+        spec = engine.spec(symbol)
+        depth = max(r.depth for r in rooms)
+        if depth:
+            seq, bids, asks = engine.depth(symbol, depth)
+            bid = bids[0] if bids else None
+            ask = asks[0] if asks else None
+        else:
+            seq, bid, ask = engine.bbo(symbol)
+        ts = time.time_ns()
+        for room in rooms:
+            if only_sid is None and seq <= room.last_seq:
+                continue
+            if room.kind == "bbo":
+                event, payload = "bbo", formatting.bbo_dict(spec, seq, bid, ask, ts)
+            else:
+                n = room.depth
+                event, payload = "l2_update", formatting.book_dict(spec, seq, bids[:n], asks[:n], ts)
+            self.socketio.emit(event, payload, to=only_sid or room.name, namespace=MARKET_NAMESPACE)
+            self.events[event] += 1
+            if only_sid is not None:
+                self.deliveries += 1
+                continue
+            self.deliveries += len(self.members.get(room.name, ()))
+            sent = _perf_ns()
+            room.last_seq = seq
+            room.last_emit_ns = sent
+            if room.waiting:
+                window = self.latency[event]
+                for received in room.waiting:
+                    window.add(sent - received)
+                room.waiting.clear()
+
+    # -- subscriptions ---------------------------------------------------------
+    def subscribe(self, sid: str, data) -> dict:
+        """Validate ``data``, join the room, send the snapshot of a book room.
+        Returns the acknowledgement."""
+        parsed = self._parse(data, subscribing=True)
+        if "error" in parsed:
+            return parsed
+        kind, symbol, depth = parsed["type"], parsed["symbol"], parsed["depth"]
+        name = room_name(kind, symbol, depth)
+        with self._lock:
+            members = self.members.setdefault(name, set())
+            others_before = bool(members - {sid})
+            join_room(name, sid=sid, namespace=MARKET_NAMESPACE)
+            members.add(sid)
+            self.by_sid.setdefault(sid, set()).add(name)
+            if kind in ("l2_updates", "bbo"):
+                room = self.book_rooms[symbol].get(name)
+                if room is None:
+                    room = self.book_rooms[symbol][name] = BookRoom(name, kind, symbol, depth)
+                current = self.engine.markets[symbol].sequence
+                if not others_before or room.last_seq < current:
+                    # everybody in the room gets the new state: no duplicate later
+                    room.last_seq = -1
+                    self._send_book_state(symbol, [room], None)
+                else:
+                    self._send_book_state(symbol, [room], sid)
+        if self._task is None:
+            self._start()
+        return _OK
+
+    def unsubscribe(self, sid: str, data) -> dict:
+        """Leave the room(s) ``data`` names; ``l2_updates`` without ``depth``
+        leaves every depth of the symbol. Unsubscribing from a room one is not
+        in is not an error."""
+        parsed = self._parse(data, subscribing=False)
+        if "error" in parsed:
+            return parsed
+        kind, symbol, depth = parsed["type"], parsed["symbol"], parsed["depth"]
+        with self._lock:
+            mine = self.by_sid.get(sid, set())
+            if kind == "l2_updates" and depth is None:
+                prefix = f"l2_updates:{symbol}:"
+                names = [n for n in mine if n.startswith(prefix)]
+            else:
+                names = [room_name(kind, symbol, depth)]
+            for name in names:
+                if name in mine:
+                    leave_room(name, sid=sid, namespace=MARKET_NAMESPACE)
+                    self._drop(sid, name)
+        return _OK
+
+    def forget(self, sid: str) -> None:
+        """A client disconnected: drop its memberships (Socket.IO drops the rooms)."""
+        with self._lock:
+            for name in list(self.by_sid.get(sid, ())):
+                self._drop(sid, name)
+            self.by_sid.pop(sid, None)
+
+    def _drop(self, sid: str, name: str) -> None:
+        members = self.members.get(name)
+        if members is not None:
+            members.discard(sid)
+            if not members:
+                del self.members[name]
+        mine = self.by_sid.get(sid)
+        if mine is not None:
+            mine.discard(name)
+
+    def _parse(self, data, subscribing: bool) -> dict:
+        """``{"type", "symbol", "depth"}`` with defaults applied, or an error envelope."""
+        verb = "subscribe" if subscribing else "unsubscribe"
+        if not isinstance(data, dict):
+            return envelope("VALIDATION_ERROR", f'{verb} takes an object {{"type", "symbol"[, "depth"]}}')
+        kind = data.get("type")
+        if kind not in TYPES:
+            if kind is None:
+                return envelope("VALIDATION_ERROR", "type is required: " + ", ".join(TYPES), "type")
+            return envelope("VALIDATION_ERROR", "type must be one of " + ", ".join(TYPES), "type")
+        symbol = data.get("symbol")
+        if symbol is None:
+            if kind in ("l2_updates", "bbo"):
+                return envelope("VALIDATION_ERROR", f"symbol is required for {kind}", "symbol")
+        elif not isinstance(symbol, str):
+            return envelope("VALIDATION_ERROR", "symbol must be a string", "symbol")
+        elif symbol not in self.engine.markets:
+            return envelope("UNKNOWN_SYMBOL", f"unknown symbol {symbol[:40]!r}", "symbol")
+        depth = 0
+        if kind == "l2_updates":
+            raw = data.get("depth")
+            if raw is None:
+                depth = DEFAULT_DEPTH if subscribing else None
+            elif type(raw) is not int or not 1 <= raw <= MAX_DEPTH:
+                return envelope(
+                    "VALIDATION_ERROR", f"depth must be an integer from 1 to {MAX_DEPTH}", "depth"
+                )
+            else:
+                depth = raw
+        return {"type": kind, "symbol": symbol, "depth": depth}
+
+    # -- statistics ------------------------------------------------------------
+    def client_connected(self, namespace: str, delta: int) -> None:
+        with self._lock:
+            self.clients[namespace] = max(0, self.clients.get(namespace, 0) + delta)
+
+    def stats(self) -> dict:
+        """Clients per namespace, members per room, events sent, queue depth and
+        latency percentiles (receive -> emit, ms) over the last samples."""
+        with self._lock:
+            rooms = {name: len(sids) for name, sids in sorted(self.members.items())}
+            clients = dict(self.clients)
+        return {
+            "connected_clients": sum(clients.values()),
+            "clients": clients,
+            "subscriptions": rooms,
+            "events_emitted": dict(self.events),
+            "deliveries": self.deliveries,
+            "results_published": self.results,
+            "queue_depth": len(self._queue),
+            "held_out_of_order": sum(len(h) for h in self._pending.values()),
+            "released_after_hold": self.reordered,
+            "reported_late": self.late,
+            "latency": {
+                "bbo_update": self.latency["bbo"].summary(),
+                "l2_update": self.latency["l2_update"].summary(),
+                "trade_publication": self.latency["trade"].summary(),
+                "order_event": self.latency["order_event"].summary(),
+            },
+            "background_task": self._task is not None and not self._stopped,
+        }
+
+
+_EVENT = {"bbo": "bbo", "l2_updates": "l2_update"}
+
+
+class MarketNamespace(Namespace):
+    """``/market``: ``subscribe`` and ``unsubscribe``, answered through the ack."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        super().__init__(MARKET_NAMESPACE)
+        self.publisher = publisher
+
+    def on_connect(self, auth=None):
+        self.publisher.client_connected(MARKET_NAMESPACE, 1)
+
+    def on_disconnect(self, reason=None):
+        self.publisher.client_connected(MARKET_NAMESPACE, -1)
+        self.publisher.forget(request.sid)
+
+    def on_subscribe(self, data=None, *extra):
+        return _guard("subscribe", self.publisher.subscribe, request.sid, data)
+
+    def on_unsubscribe(self, data=None, *extra):
+        return _guard("unsubscribe", self.publisher.unsubscribe, request.sid, data)
+
+
+def _guard(name: str, fn, *args) -> dict:
+    """Call a handler body; never let an exception out of a Socket.IO handler."""
+    try:
+        return fn(*args)
+    except Exception:
+        log.exception("/market %s failed", name)
+        return internal_error_envelope()
+
+
+def init_socketio(socketio, exchange, **options) -> Publisher:
+    """Register ``/market`` and ``/trade`` on ``socketio`` for ``exchange`` and
+    return the publisher the exchange reports its results to.
+
+    ``options`` go to ``Publisher`` (``min_interval``, ``hold``, ``tick``,
+    ``max_batch``, ``latency_window``).
+    """
+    from api.trade_ws import TradeNamespace
+
+    publisher = Publisher(socketio, exchange.engine, **options)
+    socketio.on_namespace(MarketNamespace(publisher))
+    socketio.on_namespace(TradeNamespace(exchange, publisher))
+    return publisher

@@ -1,0 +1,73 @@
+"""Socket.IO order entry (namespace ``/trade``).
+
+Events (client -> server), each answered through the acknowledgement with
+exactly what the REST endpoint answers for the same body (its JSON; the HTTP
+status is implied by the envelope's ``code``):
+
+==========  ===============================  =====================================
+event       payload                          acknowledgement
+==========  ===============================  =====================================
+``order``   the ``POST /order`` body         order report, or ``{"error": {...}}``
+``cancel``  ``{"order_id": "..."}``          order report, or ``{"error": {...}}``
+``orders``  the ``POST /orders`` array       the ``POST /orders`` answer (a list of
+                                             order reports and error envelopes),
+                                             or ``{"error": {...}}`` for the whole
+==========  ===============================  =====================================
+
+The handlers call the same ``Exchange`` methods as REST, so validation, the
+journal, the audit log, statistics and market-data publication are identical.
+A handler never raises: an ``EngineError`` becomes its envelope; anything else
+is logged with its traceback and answered ``INTERNAL_ERROR`` without it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask_socketio import Namespace
+
+from api.errors import envelope, internal_error_envelope
+from engine.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+TRADE_NAMESPACE = "/trade"
+
+
+class TradeNamespace(Namespace):
+    """``/trade``: ``order``, ``cancel`` and ``orders`` with acknowledgements."""
+
+    def __init__(self, exchange, publisher=None) -> None:
+        super().__init__(TRADE_NAMESPACE)
+        self.exchange = exchange
+        self.publisher = publisher
+
+    def on_connect(self, auth=None):
+        if self.publisher is not None:
+            self.publisher.client_connected(TRADE_NAMESPACE, 1)
+
+    def on_disconnect(self, reason=None):
+        if self.publisher is not None:
+            self.publisher.client_connected(TRADE_NAMESPACE, -1)
+
+    def on_order(self, data=None, *extra):
+        return _answer("order", self.exchange.place_order, data)
+
+    def on_cancel(self, data=None, *extra):
+        return _answer("cancel", self.exchange.cancel_order, data)
+
+    def on_orders(self, data=None, *extra):
+        place_orders = getattr(self.exchange, "place_orders", None)
+        if place_orders is None:
+            return envelope("NOT_SUPPORTED", "bulk order entry is not available")
+        return _answer("orders", place_orders, data)
+
+
+def _answer(name: str, command, data):
+    try:
+        return command(data)
+    except EngineError as e:
+        return e.to_dict()
+    except Exception:
+        log.exception("/trade %s failed", name)
+        return internal_error_envelope()
