@@ -1,0 +1,400 @@
+"""The service: application factory and command line.
+
+    python api/app.py [--host 127.0.0.1] [--port 5000] [--debug] [--data-dir ./data]
+                      [--rate-limit 10000] [--async-mode eventlet|threading]
+                      [--fsync batch|always|off] [--symbols-config FILE]
+                      [--cors-origins '*'] [--demo]
+
+One port serves REST (``api/rest.py``), Socket.IO (``api/market.py``: the
+``/market`` data namespace and the ``/trade`` order-entry namespace) and the
+browser page at ``/`` (``api/frontend.py``).
+
+``create_app(config) -> (app, socketio)``; the same objects are reachable as
+``app.extensions["socketio"]`` and ``app.extensions["exchange"]``. Config keys
+(all optional):
+
+=================  ==============  ==================================================
+key                default         meaning
+=================  ==============  ==================================================
+data_dir           ``./data``      state that survives restarts; ``audit.log`` lives here
+rate_limit         10000           requests per minute per client IP; 0 = off
+async_mode         ``threading``   Socket.IO async mode (``main`` defaults to eventlet,
+                                   after monkey-patching)
+fsync              ``batch``       durability policy handed to ``storage.Store``
+store              True            False: no durability; an object: use it as the store
+audit              True            False: no audit log
+symbols            defaults        a list of ``SymbolSpec``
+symbols_config     None            a JSON file of symbols (``engine.symbols.load_symbols``)
+cors_origins       ``*``           CORS origins for REST and Socket.IO (str or list)
+engine             None            a ``MatchingEngine`` to use instead of a new one
+FRONTEND_DIR       -               passed to the frontend blueprint (tests)
+=================  ==============  ==================================================
+
+``close_app(app)`` stops the background writers and closes the store (final
+snapshot); ``main`` calls it on SIGTERM/SIGINT.
+
+eventlet: the monkey-patching must precede every import of flask, flask_socketio
+and threading, so when this file runs as a script the very first lines scan
+``sys.argv`` for ``--async-mode`` and patch before anything else. Everything else
+is async-mode agnostic: only ``socketio.start_background_task``/``socketio.sleep``.
+"""
+
+if __name__ == "__main__":
+    import os as _os
+    import sys as _sys
+
+    def _scan_async_mode(argv: list[str]) -> str:
+        for i, arg in enumerate(argv):
+            if arg == "--async-mode" and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith("--async-mode="):
+                return arg.split("=", 1)[1]
+        return "eventlet"
+
+    if _scan_async_mode(_sys.argv[1:]) == "eventlet":
+        import eventlet
+
+        eventlet.monkey_patch()
+    # Run as a script: the project root (the parent of api/) goes on sys.path.
+    _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+    if _root not in _sys.path:
+        _sys.path.insert(0, _root)
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from flask import Flask  # noqa: E402
+from flask_cors import CORS  # noqa: E402
+from flask_socketio import SocketIO  # noqa: E402
+
+from api import errors, rest  # noqa: E402
+from api.audit import Audit  # noqa: E402
+from api.parsing import MAX_BULK_BODY, SOCKET_JSON  # noqa: E402
+from api.service import Exchange  # noqa: E402
+from engine.matcher import MatchingEngine  # noqa: E402
+from engine.symbols import load_symbols  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ASYNC_MODES = ("eventlet", "threading")
+DEFAULTS = {
+    "data_dir": "./data",
+    "rate_limit": 10_000,
+    "async_mode": "threading",
+    "fsync": "batch",
+    "store": True,
+    "audit": True,
+    "symbols": None,
+    "symbols_config": None,
+    "cors_origins": "*",
+    "engine": None,
+}
+
+
+def _make_store(config: dict, data_dir: str):
+    """The durability layer, or None when disabled or not installed yet."""
+    store = config["store"]
+    if store is False or store is None:
+        return None
+    if store is not True:
+        return store  # an injected object (tests)
+    try:
+        from storage import Store
+    except ImportError as e:
+        if isinstance(e, ModuleNotFoundError) and e.name not in ("storage", None):
+            raise  # a real bug inside storage/, not its absence
+        log.warning("storage.Store is not available (%s): running WITHOUT durability", e)
+        return None
+    return Store(data_dir, fsync=config["fsync"])
+
+
+def _make_publisher(socketio: SocketIO, exchange: Exchange):
+    """The Socket.IO side (``api.market.init_socketio``), or None until it exists."""
+    try:
+        from api.market import init_socketio
+    except ModuleNotFoundError as e:
+        if e.name != "api.market":
+            raise
+        log.warning("api.market is not available: no Socket.IO namespaces")
+        return None
+    return init_socketio(socketio, exchange)
+
+
+def _register_frontend(app: Flask) -> None:
+    try:
+        from api.frontend import bp
+    except ModuleNotFoundError as e:
+        if e.name != "api.frontend":
+            raise
+
+        @app.get("/")
+        def index():  # placeholder until the frontend blueprint exists
+            return "<!doctype html><title>Matching engine</title><p>The trading page is not installed.</p>"
+
+        return
+    app.register_blueprint(bp)
+
+
+def _rate_limiter(app: Flask, per_minute: int):
+    """Flask-Limiter, in memory, per client IP, with X-RateLimit-* headers."""
+    from flask_limiter import Limiter
+    from flask_limiter.util import get_remote_address
+
+    limiter = Limiter(
+        get_remote_address,
+        app=app,
+        default_limits=[f"{per_minute} per minute"],
+        storage_uri="memory://",
+        strategy="fixed-window",
+        headers_enabled=True,
+    )
+    app.extensions["rate_limiter"] = limiter
+    return limiter
+
+
+class _LastResort:
+    """WSGI guard outside Flask and the Socket.IO middleware: anything that still
+    escapes becomes the contract's 500 envelope instead of a server's traceback page
+    (eventlet's WSGI server sends tracebacks to clients by default)."""
+
+    def __init__(self, wsgi_app) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        try:
+            return self.wsgi_app(environ, start_response)
+        except Exception:
+            log.exception("unhandled error outside the Flask request handling")
+            body = errors.json_response(errors.internal_error_envelope(), 500).get_data()
+            start_response(
+                "500 INTERNAL SERVER ERROR",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+                sys.exc_info(),
+            )
+            return [body]
+
+
+def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
+    """Build the Flask app, its Socket.IO server and the exchange behind them.
+
+    Recovers the engine from the store (``store.recover``) before returning, so the
+    app serves the recovered state from its first request.
+    """
+    cfg = dict(DEFAULTS)
+    cfg.update(config or {})
+    if cfg["async_mode"] not in ASYNC_MODES:
+        raise ValueError(f"async_mode must be one of {ASYNC_MODES}")
+    data_dir = os.path.abspath(str(cfg["data_dir"]))
+    os.makedirs(data_dir, exist_ok=True)
+
+    engine = cfg["engine"]
+    if engine is None:
+        symbols = cfg["symbols"]
+        if symbols is None and cfg["symbols_config"]:
+            symbols = load_symbols(cfg["symbols_config"])
+        engine = MatchingEngine(symbols)
+
+    store = _make_store(cfg, data_dir)
+    if store is not None:
+        summary = store.recover(engine)
+        log.info("recovered from %s: %s", data_dir, summary)
+
+    audit = Audit(os.path.join(data_dir, "audit.log")) if cfg["audit"] else None
+    exchange = Exchange(engine, store=store, audit=audit)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BULK_BODY
+    app.config["DATA_DIR"] = data_dir
+    if "FRONTEND_DIR" in cfg:
+        app.config["FRONTEND_DIR"] = cfg["FRONTEND_DIR"]
+    app.json.sort_keys = False
+    app.extensions["exchange"] = exchange
+    app.extensions["store"] = store
+    app.extensions["audit"] = audit
+
+    errors.register(app)
+    origins = cfg["cors_origins"]
+    CORS(app, origins=origins)
+    if cfg["rate_limit"]:
+        _rate_limiter(app, int(cfg["rate_limit"]))
+    rest.register(app)
+    _register_frontend(app)
+
+    socketio = SocketIO(
+        app,
+        async_mode=cfg["async_mode"],
+        cors_allowed_origins=origins,
+        json=SOCKET_JSON,
+        logger=False,
+        engineio_logger=False,
+    )
+    exchange.publisher = _make_publisher(socketio, exchange)
+    app.wsgi_app = _LastResort(app.wsgi_app)
+    if audit is not None:
+        audit.start(socketio.start_background_task, socketio.sleep)
+    return app, socketio
+
+
+def close_app(app: Flask) -> None:
+    """Stop background writing and close the store (its final snapshot). Idempotent."""
+    ext = app.extensions
+    if ext.get("closed"):
+        return
+    ext["closed"] = True
+    audit = ext.get("audit")
+    if audit is not None:
+        audit.close()
+    store = ext.get("store")
+    if store is not None:
+        try:
+            store.close(ext["exchange"].engine)
+        except Exception:
+            log.exception("closing the store failed")
+    publisher = ext["exchange"].publisher
+    close = getattr(publisher, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("closing the publisher failed")
+
+
+# -- command line --------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="api/app.py", description="Matching engine service")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--debug", action="store_true", help="verbose logs (never tracebacks in responses)")
+    p.add_argument("--data-dir", default="./data")
+    p.add_argument("--rate-limit", type=int, default=10_000, help="requests/minute per client IP; 0 = off")
+    p.add_argument("--async-mode", choices=ASYNC_MODES, default="eventlet")
+    p.add_argument("--fsync", choices=("batch", "always", "off"), default="batch")
+    p.add_argument("--symbols-config", default=None, help="JSON file of symbols")
+    p.add_argument("--cors-origins", default="*", help="'*' or a comma-separated list of origins")
+    p.add_argument("--demo", action="store_true", help="also run tools/demo_market.py against this server")
+    args = p.parse_args(argv)
+    if args.rate_limit < 0:
+        p.error("--rate-limit must be >= 0")
+    return args
+
+
+def configure_logging(debug: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not debug:
+        # One line per HTTP request costs more than the request itself.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+class _Demo:
+    """``tools/demo_market.py --url URL`` as a child process, started once the
+    server answers and stopped (by its pid) with the server."""
+
+    def __init__(self, socketio: SocketIO, host: str, port: int) -> None:
+        self.socketio = socketio
+        self.connect_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+        self.stopped = False
+
+    def start(self) -> None:
+        self.socketio.start_background_task(self._run)
+
+    def _run(self) -> None:
+        script = os.path.join(ROOT, "tools", "demo_market.py")
+        if not os.path.exists(script):
+            log.warning("--demo: %s does not exist; no simulated market", script)
+            return
+        deadline = time.monotonic() + 30
+        while not self.stopped and time.monotonic() < deadline:
+            try:
+                socket.create_connection((self.connect_host, self.port), timeout=1).close()
+                break
+            except OSError:
+                self.socketio.sleep(0.2)
+        if self.stopped:
+            return
+        url = f"http://{self.connect_host}:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, script, "--url", url], cwd=ROOT)
+        log.info("--demo: started %s (pid %d)", script, self.proc.pid)
+
+    def stop(self) -> None:
+        self.stopped = True
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(args.debug)
+    app, socketio = create_app(
+        {
+            "data_dir": args.data_dir,
+            "rate_limit": args.rate_limit,
+            "async_mode": args.async_mode,
+            "fsync": args.fsync,
+            "symbols_config": args.symbols_config,
+            "cors_origins": "*"
+            if args.cors_origins.strip() == "*"
+            else [o.strip() for o in args.cors_origins.split(",") if o.strip()],
+        }
+    )
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
+    demo = _Demo(socketio, args.host, args.port) if args.demo else None
+    if demo is not None:
+        demo.start()
+    log.info(
+        "serving on http://%s:%d (async_mode=%s, data_dir=%s, rate_limit=%s/min)",
+        args.host,
+        args.port,
+        args.async_mode,
+        os.path.abspath(args.data_dir),
+        args.rate_limit or "off",
+    )
+    try:
+        socketio.run(
+            app,
+            host=args.host,
+            port=args.port,
+            debug=False,  # Flask debug mode would add werkzeug's traceback pages
+            use_reloader=False,
+            log_output=args.debug,
+            allow_unsafe_werkzeug=True,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        log.info("shutting down")
+        if demo is not None:
+            demo.stop()
+        close_app(app)
+        log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    from api.app import main as _main  # the importable module, so there is one copy of it
+
+    sys.exit(_main())

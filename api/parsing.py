@@ -1,0 +1,246 @@
+"""Request parsing and validation at the edge: bytes -> exact JSON -> engine ints.
+
+Everything a client can get wrong is refused here with an ``EngineError``
+naming the field, before the engine (and its lock) is touched, so an invalid
+request changes nothing.
+
+JSON is parsed with ``parse_float=Decimal``: a JSON number keeps its exact
+text and never passes through a binary float. ``NaN``/``Infinity``/
+``-Infinity`` are not JSON and are refused (``INVALID_JSON``) on REST; the
+Socket.IO codec (``SOCKET_JSON``) turns them into non-finite ``Decimal``
+values instead, which the field validation then refuses by name. Integers of
+more than 40 digits become ``Decimal`` (refused by the field check as "too
+many digits") instead of making ``int()`` do quadratic work or raise.
+
+Field rules of an order (``POST /order``, each element of ``POST /orders``,
+Socket.IO ``order``), checked in this order:
+
+=================  ===================================================================
+symbol             required string, a configured symbol (else ``UNKNOWN_SYMBOL`` 400)
+side               required, ``"buy"`` or ``"sell"``
+order_type         required, ``"market"``, ``"limit"``, ``"ioc"`` or ``"fok"``
+quantity           required, decimal string or JSON number, positive multiple of lot_size
+price              required for limit/ioc/fok, positive multiple of tick_size;
+                   must be absent or null for market
+client_order_id    optional string, at most 64 printable characters, or null
+=================  ===================================================================
+Unknown extra fields are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import NamedTuple
+
+from api.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
+from engine.errors import OrderNotFound, UnknownSymbol, ValidationError
+from engine.matcher import MatchingEngine
+from engine.order import BUY, FOK, IOC, LIMIT, MARKET, SELL, OrderType, Side
+from engine.symbols import SymbolSpec
+
+MAX_ORDER_BODY = 64 * 1024  # bytes, POST /order and POST /cancel
+MAX_BULK_BODY = 1024 * 1024  # bytes, POST /orders
+MAX_CLIENT_ORDER_ID = 64
+_MAX_INT_DIGITS = 40
+_MAX_ID_DIGITS = 19  # ids are < 2**63
+
+_SIDES = {"buy": BUY, "sell": SELL}
+_ORDER_TYPES = {"market": MARKET, "limit": LIMIT, "ioc": IOC, "fok": FOK}
+
+
+# -- JSON --------------------------------------------------------------------
+def _refuse_constant(name: str):
+    raise InvalidJson(f"{name} is not valid JSON; send numbers as decimal strings")
+
+
+def _exact_int(text: str):
+    return int(text) if len(text) <= _MAX_INT_DIGITS else Decimal(text)
+
+
+_rest_decoder = json.JSONDecoder(parse_float=Decimal, parse_int=_exact_int, parse_constant=_refuse_constant)
+_socket_decoder = json.JSONDecoder(parse_float=Decimal, parse_int=_exact_int, parse_constant=Decimal)
+
+
+def loads_exact(text: str | bytes):
+    """Parse JSON exactly (numbers -> ``Decimal``/``int``).
+
+    Raises:
+        InvalidJson: malformed, not UTF-8, too deeply nested, or NaN/Infinity.
+    """
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidJson("request body is not valid UTF-8") from None
+    try:
+        return _rest_decoder.decode(text)
+    except InvalidJson:
+        raise
+    except (ValueError, RecursionError) as e:
+        # ValueError covers JSONDecodeError; RecursionError a body of deeply nested arrays.
+        detail = (
+            f": {e.msg} at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        )
+        raise InvalidJson("request body is not valid JSON" + detail) from None
+
+
+class SocketJSON:
+    """The JSON codec handed to Socket.IO (``SocketIO(json=SOCKET_JSON)``): exact
+    numbers in, standard compact text out."""
+
+    @staticmethod
+    def loads(text, *args, **kwargs):
+        if isinstance(text, (bytes, bytearray)):
+            text = text.decode("utf-8")
+        return _socket_decoder.decode(text)
+
+    @staticmethod
+    def dumps(obj, *args, **kwargs):
+        kwargs.setdefault("separators", (",", ":"))
+        return json.dumps(obj, *args, **kwargs)
+
+
+SOCKET_JSON = SocketJSON
+
+
+def read_json_body(request, max_bytes: int):
+    """The request's body as exact JSON, after the size and media-type checks.
+
+    Raises:
+        PayloadTooLarge: the body (declared or actual) exceeds ``max_bytes``.
+        UnsupportedMediaType: the content type is not ``application/json``.
+        InvalidJson: empty or unparsable body.
+    """
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"request body is {length} bytes; the limit here is {max_bytes}")
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    # Read at most one byte more than allowed: a chunked body has no length.
+    data = request.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
+    if not data.strip():
+        raise InvalidJson("request body is empty; send a JSON object")
+    return loads_exact(data)
+
+
+# -- orders ------------------------------------------------------------------
+class OrderCommand(NamedTuple):
+    """A validated order, in engine units."""
+
+    symbol: str
+    spec: SymbolSpec
+    side: Side
+    order_type: OrderType
+    quantity: int
+    price: int | None
+    client_order_id: str | None
+
+
+def _required(body: dict, name: str):
+    value = body.get(name)
+    if value is None:
+        raise ValidationError(f"{name} is required", name)
+    return value
+
+
+def parse_order(engine: MatchingEngine, body) -> OrderCommand:
+    """Validate an order body and convert it to engine units.
+
+    Runtime complexity: O(length of the numeric fields).
+
+    Raises:
+        ValidationError: naming the field at fault (or none for a non-object body).
+        UnknownSymbol: the symbol is not configured (field ``symbol``, HTTP 400).
+    """
+    if not isinstance(body, dict):
+        raise ValidationError("an order must be a JSON object")
+    symbol = _required(body, "symbol")
+    if type(symbol) is not str:
+        raise ValidationError("symbol must be a string", "symbol")
+    market = engine.markets.get(symbol)
+    if market is None:
+        raise UnknownSymbol(symbol, "symbol")
+    spec = market.spec
+
+    side = _required(body, "side")
+    side = _SIDES.get(side) if type(side) is str else None
+    if side is None:
+        raise ValidationError("side must be 'buy' or 'sell'", "side")
+
+    order_type = _required(body, "order_type")
+    order_type = _ORDER_TYPES.get(order_type) if type(order_type) is str else None
+    if order_type is None:
+        raise ValidationError("order_type must be 'market', 'limit', 'ioc' or 'fok'", "order_type")
+
+    quantity = spec.quantity_to_lots(_required(body, "quantity"), "quantity")
+
+    price = body.get("price")
+    if order_type is MARKET:
+        if price is not None:
+            raise ValidationError("a market order takes no price", "price")
+    else:
+        if price is None:
+            raise ValidationError(f"price is required for a {order_type.value} order", "price")
+        price = spec.price_to_ticks(price, "price")
+
+    client_order_id = body.get("client_order_id")
+    if client_order_id is not None:
+        if type(client_order_id) is not str:
+            raise ValidationError("client_order_id must be a string", "client_order_id")
+        if len(client_order_id) > MAX_CLIENT_ORDER_ID:
+            raise ValidationError(
+                f"client_order_id must be at most {MAX_CLIENT_ORDER_ID} characters", "client_order_id"
+            )
+        if not client_order_id.isprintable():
+            raise ValidationError("client_order_id must be printable text", "client_order_id")
+
+    return OrderCommand(symbol, spec, side, order_type, quantity, price, client_order_id)
+
+
+def parse_order_id(value, field: str = "order_id") -> int:
+    """An order id as issued (a decimal string; a JSON integer is accepted too).
+
+    Raises:
+        ValidationError: missing or of the wrong type (a body field).
+        OrderNotFound: well-typed but cannot be an id this service issued.
+    """
+    if value is None:
+        raise ValidationError(f"{field} is required", field)
+    if type(value) is int:
+        if value <= 0:
+            raise OrderNotFound(value)
+        return value
+    if type(value) is not str:
+        raise ValidationError(f"{field} must be a string", field)
+    # Ids are issued as canonical decimals: "007" or "+7" name no order.
+    if not (0 < len(value) <= _MAX_ID_DIGITS and value.isascii() and value.isdigit()) or value[0] == "0":
+        raise OrderNotFound(value)
+    return int(value)
+
+
+def parse_cancel(body) -> int:
+    """The order id of a cancel body ``{"order_id": "..."}``."""
+    if not isinstance(body, dict):
+        raise ValidationError("a cancel must be a JSON object")
+    return parse_order_id(body.get("order_id"))
+
+
+def parse_count(args, name: str, default: int, maximum: int) -> int:
+    """A positive integer query parameter (``?levels=N``, ``?limit=N``), at most
+    ``maximum`` (larger values are capped, not refused).
+
+    Raises:
+        ValidationError: not a positive decimal integer (naming the parameter).
+    """
+    text = args.get(name)
+    if text is None:
+        return default
+    if not (0 < len(text) <= 12 and text.isascii() and text.isdigit()):
+        raise ValidationError(f"{name} must be a positive integer", name)
+    value = int(text)
+    if value <= 0:
+        raise ValidationError(f"{name} must be a positive integer", name)
+    return min(value, maximum)

@@ -1,0 +1,111 @@
+"""REST endpoints of the contract, one blueprint per resource; each view is a
+thin adapter: read the request, call ``Exchange`` (``app.extensions["exchange"]``),
+return JSON. Errors are raised and mapped once, by ``api/errors.py``.
+
+=========  ====================  ==========================================
+blueprint  route                 answer
+=========  ====================  ==========================================
+service    GET  /health          ``{"status": "ok", "uptime_seconds"}``
+service    GET  /statistics      counters and latency figures
+orders     POST /order           order report (200 whatever its status)
+orders     POST /orders          array: report or error envelope per order
+orders     POST /cancel          order report, status ``cancelled``
+orders     GET  /order/<id>      order report as it stands now
+market     GET  /symbols         ``{"symbols": [...]}``
+market     GET  /book/<symbol>   ``?levels=N`` (default 10, capped at 1000)
+market     GET  /bbo/<symbol>
+market     GET  /trades/<symbol> ``?limit=N`` (default 50, capped at 1000)
+=========  ====================  ==========================================
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, current_app, request
+
+from api.errors import json_response
+from api.parsing import MAX_BULK_BODY, MAX_ORDER_BODY, parse_count, read_json_body
+from api.service import MAX_BOOK_LEVELS, MAX_TRADES, Exchange
+from engine.errors import EngineError
+
+service = Blueprint("service", __name__)
+orders = Blueprint("orders", __name__)
+market = Blueprint("market", __name__)
+
+
+def _exchange() -> Exchange:
+    return current_app.extensions["exchange"]
+
+
+def _body(request_kind: str, max_bytes: int):
+    """The JSON body; a framing error is counted and audited as a rejection."""
+    try:
+        return read_json_body(request, max_bytes)
+    except EngineError as e:
+        _exchange().reject(request_kind, None, e)
+        raise
+
+
+# -- service -----------------------------------------------------------------
+@service.get("/health")
+def health():
+    return json_response(_exchange().health())
+
+
+@service.get("/statistics")
+def statistics():
+    return json_response(_exchange().statistics())
+
+
+# -- orders ------------------------------------------------------------------
+@orders.post("/order")
+def place_order():
+    return json_response(_exchange().place_order(_body("order", MAX_ORDER_BODY)))
+
+
+@orders.post("/orders")
+def place_orders():
+    return json_response(_exchange().place_orders(_body("order", MAX_BULK_BODY)))
+
+
+@orders.post("/cancel")
+def cancel_order():
+    return json_response(_exchange().cancel_order(_body("cancel", MAX_ORDER_BODY)))
+
+
+@orders.get("/order/<order_id>")
+def get_order(order_id: str):
+    return json_response(_exchange().get_order(order_id))
+
+
+# -- market data ---------------------------------------------------------------
+@market.get("/symbols")
+def symbols():
+    return json_response(_exchange().symbols())
+
+
+@market.get("/book/<symbol>")
+def book(symbol: str):
+    exchange = _exchange()
+    exchange.check_symbol(symbol)  # an unknown symbol is a 404 before a bad ?levels is a 400
+    levels = parse_count(request.args, "levels", 10, MAX_BOOK_LEVELS)
+    return json_response(exchange.book(symbol, levels))
+
+
+@market.get("/bbo/<symbol>")
+def bbo(symbol: str):
+    return json_response(_exchange().bbo(symbol))
+
+
+@market.get("/trades/<symbol>")
+def trades(symbol: str):
+    exchange = _exchange()
+    exchange.check_symbol(symbol)
+    limit = parse_count(request.args, "limit", 50, MAX_TRADES)
+    return json_response(exchange.trades(symbol, limit))
+
+
+def register(app: Flask) -> None:
+    """Register every REST blueprint on ``app``."""
+    app.register_blueprint(service)
+    app.register_blueprint(orders)
+    app.register_blueprint(market)

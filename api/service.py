@@ -1,0 +1,406 @@
+"""``Exchange``: the one place orders enter, shared by REST (``POST /order``,
+``POST /orders``, ``POST /cancel``) and Socket.IO order entry (``/trade``).
+
+Order path (``place_order``)::
+
+    parse + validate (api.parsing)          no lock; a mistake changes nothing
+    with engine.lock(symbol):               the symbol's critical section
+        result = engine.submit(...)
+        ticket = store.log_submit(result)   journal in book order; no IO here
+    store.wait(ticket)                      durable before anyone hears of it
+    publisher.on_submit(result)             cheap hand-off to the streaming task
+    audit.submit(spec, result)              a deque append; written in the background
+    return formatting.submit_report(...)
+
+Collaborators are duck-typed and optional (``None`` = absent):
+
+- ``store``: ``log_submit(result) -> ticket``, ``log_cancel(result) -> ticket``
+  (called under the symbol lock), ``wait(ticket)``, optionally
+  ``find_order(order_id) -> Order | dict | None`` for orders no longer in memory
+  and ``stats() -> dict``.
+- ``publisher``: ``on_submit(result, received_ns=...)``, ``on_cancel(result, received_ns=...)``
+  (``received_ns``: ``time.perf_counter_ns()`` when the request entered the
+  exchange, for the order-in -> event-out latency), optionally ``stats() -> dict``.
+- ``audit``: ``api.audit.Audit``.
+
+Errors are ``EngineError`` values (see ``api/errors.py`` for their HTTP codes);
+``place_order_or_error`` / ``cancel_order_or_error`` return the error envelope
+instead, for callers without HTTP (Socket.IO acknowledgements, bulk elements).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from decimal import Decimal
+from time import perf_counter_ns
+
+from api import formatting
+from api.errors import internal_error_envelope
+from api.parsing import OrderCommand, parse_cancel, parse_order, parse_order_id
+from engine.errors import EngineError, OrderNotFound, OrderNotOpen, UnknownSymbol, ValidationError
+from engine.matcher import MatchingEngine
+from engine.order import Order
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000  # orders per POST /orders
+MAX_BOOK_LEVELS = 1000  # ?levels above this are capped
+MAX_TRADES = 1000  # ?limit above this is capped
+LATENCY_WINDOW = 10_000  # samples kept per latency figure
+
+
+class LatencyRecorder:
+    """The last ``window`` durations (ns) and the all-time count and maximum.
+
+    ``add`` is O(1) (a bounded deque append); ``summary`` sorts the window,
+    O(w log w), and runs only when ``/statistics`` is asked.
+    """
+
+    __slots__ = ("samples", "count", "max_ns")
+
+    def __init__(self, window: int = LATENCY_WINDOW) -> None:
+        self.samples: deque[int] = deque(maxlen=window)
+        self.count = 0
+        self.max_ns = 0
+
+    def add(self, ns: int) -> None:
+        self.samples.append(ns)
+        self.count += 1
+        if ns > self.max_ns:
+            self.max_ns = ns
+
+    def summary(self) -> dict:
+        """``{"count", "window", "p50_us", "p90_us", "p99_us", "max_us", "mean_us",
+        "max_all_time_us"}``; percentiles and mean over the window, nearest rank."""
+        data = sorted(self.samples)
+        n = len(data)
+        out = {"count": self.count, "window": n}
+        if not n:
+            out.update(p50_us=None, p90_us=None, p99_us=None, max_us=None, mean_us=None)
+        else:
+
+            def pct(p: float) -> float:
+                return round(data[min(n - 1, int(p * n))] / 1000, 1)
+
+            out.update(
+                p50_us=pct(0.50),
+                p90_us=pct(0.90),
+                p99_us=pct(0.99),
+                max_us=round(data[-1] / 1000, 1),
+                mean_us=round(sum(data) / n / 1000, 1),
+            )
+        out["max_all_time_us"] = round(self.max_ns / 1000, 1)
+        return out
+
+
+class Exchange:
+    """The service core: validated commands in, contract reports out."""
+
+    def __init__(self, engine: MatchingEngine, *, store=None, publisher=None, audit=None) -> None:
+        self.engine = engine
+        self.store = store
+        self.publisher = publisher
+        self.audit = audit
+        self.started_at = time.time()
+        self._started = time.monotonic()
+        self.rejections = 0  # every refused order or cancel, also those without a valid symbol
+        self.latency = {
+            "order_processing": LatencyRecorder(),
+            "matching": LatencyRecorder(),
+            "trade_report": LatencyRecorder(),
+            "cancel_processing": LatencyRecorder(),
+            "bulk_request": LatencyRecorder(),
+        }
+
+    # -- orders -----------------------------------------------------------------
+    def place_order(self, body) -> dict:
+        """Validate, match and report one order.
+
+        Runtime complexity: O(fields) + the engine's O(log L + fills).
+
+        Raises:
+            ValidationError, UnknownSymbol: the order is refused; nothing changed.
+        """
+        t0 = perf_counter_ns()
+        cmd = self._parse(body)
+        result, ticket = self._submit(cmd)
+        if ticket is not None:
+            self.store.wait(ticket)
+        self._after_submit(cmd, result, t0)
+        t1 = perf_counter_ns()
+        report = formatting.submit_report(cmd.spec, result)
+        t2 = perf_counter_ns()
+        if result.trades:
+            self.latency["trade_report"].add(t2 - t1)
+        self.latency["order_processing"].add(t2 - t0)
+        return report
+
+    def place_orders(self, orders) -> list:
+        """Bulk entry: each element is processed in order as by ``place_order``;
+        the answer has one element per order, its report or its error envelope.
+        Durability is awaited once for the batch, before anything is published.
+
+        Raises:
+            ValidationError (field ``orders``): not a list, or more than ``MAX_BATCH``.
+        """
+        if isinstance(orders, dict) and "orders" in orders:
+            orders = orders["orders"]
+        if not isinstance(orders, list):
+            raise ValidationError("the body must be a JSON array of orders", "orders")
+        if len(orders) > MAX_BATCH:
+            raise ValidationError(f"at most {MAX_BATCH} orders per request, got {len(orders)}", "orders")
+        t0 = perf_counter_ns()
+        out: list = [None] * len(orders)
+        accepted = []
+        tickets = []
+        for i, body in enumerate(orders):
+            try:
+                cmd = self._parse(body)
+                result, ticket = self._submit(cmd)
+            except EngineError as e:
+                out[i] = e.to_dict()
+                continue
+            except Exception:
+                log.exception("unexpected error in a bulk order")
+                out[i] = internal_error_envelope()
+                continue
+            accepted.append((i, cmd, result))
+            if ticket is not None:
+                tickets.append(ticket)
+        if tickets:
+            wait = self.store.wait
+            for ticket in tickets:
+                wait(ticket)
+        submit_report = formatting.submit_report
+        for i, cmd, result in accepted:
+            self._after_submit(cmd, result, t0)
+            out[i] = submit_report(cmd.spec, result)
+        self.latency["bulk_request"].add(perf_counter_ns() - t0)
+        return out
+
+    def cancel_order(self, body) -> dict:
+        """Cancel a resting order; the report has status ``cancelled``.
+
+        Raises:
+            ValidationError: no or a malformed ``order_id``.
+            OrderNotFound: no order has this id.
+            OrderNotOpen: it is already filled or cancelled.
+        """
+        t0 = perf_counter_ns()
+        try:
+            order_id = parse_cancel(body)
+            order = self.engine.orders.get(order_id)
+            if order is None:
+                stored = self._stored_report(order_id)
+                if stored is None:
+                    raise OrderNotFound(order_id)
+                raise OrderNotOpen(order_id, stored.get("status", "closed"))
+            engine = self.engine
+            store = self.store
+            with engine.lock(order.symbol):
+                result = engine.cancel(order_id)
+                ticket = store.log_cancel(result) if store is not None else None
+        except EngineError as e:
+            self._reject("cancel", body, e)
+            raise
+        if ticket is not None:
+            store.wait(ticket)
+        spec = engine.markets[order.symbol].spec
+        publisher = self.publisher
+        if publisher is not None:
+            try:
+                publisher.on_cancel(result, received_ns=t0)
+            except Exception:
+                log.exception("publisher.on_cancel failed")
+        if self.audit is not None:
+            self.audit.cancel(spec, result)
+        report = formatting.cancel_report(spec, result)
+        self.latency["cancel_processing"].add(perf_counter_ns() - t0)
+        return report
+
+    def place_order_or_error(self, body) -> dict:
+        """``place_order``, with any failure as an error envelope (never raises)."""
+        try:
+            return self.place_order(body)
+        except EngineError as e:
+            return e.to_dict()
+        except Exception:
+            log.exception("unexpected error placing an order")
+            return internal_error_envelope()
+
+    def cancel_order_or_error(self, body) -> dict:
+        """``cancel_order``, with any failure as an error envelope (never raises)."""
+        try:
+            return self.cancel_order(body)
+        except EngineError as e:
+            return e.to_dict()
+        except Exception:
+            log.exception("unexpected error cancelling an order")
+            return internal_error_envelope()
+
+    def reject(self, request: str, body, error: EngineError) -> None:
+        """Count and audit a request refused before it reached ``place_order``
+        (e.g. a body that is not JSON)."""
+        self._reject(request, body, error)
+
+    # -- internals of the order path ---------------------------------------------
+    def _parse(self, body) -> OrderCommand:
+        try:
+            return parse_order(self.engine, body)
+        except EngineError as e:
+            self._reject("order", body, e)
+            raise
+
+    def _submit(self, cmd: OrderCommand):
+        engine = self.engine
+        store = self.store
+        t0 = perf_counter_ns()
+        with engine.lock(cmd.symbol):
+            result = engine.submit(
+                cmd.symbol, cmd.side, cmd.order_type, cmd.quantity, cmd.price, cmd.client_order_id
+            )
+            ticket = store.log_submit(result) if store is not None else None
+        self.latency["matching"].add(perf_counter_ns() - t0)
+        return result, ticket
+
+    def _after_submit(self, cmd: OrderCommand, result, received_ns: int) -> None:
+        publisher = self.publisher
+        if publisher is not None:
+            try:
+                publisher.on_submit(result, received_ns=received_ns)
+            except Exception:
+                log.exception("publisher.on_submit failed")
+        if self.audit is not None:
+            self.audit.submit(cmd.spec, result)
+
+    def _reject(self, request: str, body, error: EngineError) -> None:
+        self.rejections += 1
+        if request == "order" and isinstance(body, dict):
+            self.engine.record_rejection(body.get("symbol"))
+        if self.audit is not None:
+            self.audit.rejection(request, body, error)
+
+    def _stored_report(self, order_id: int) -> dict | None:
+        """The report of an order the engine has forgotten, from the store."""
+        find = getattr(self.store, "find_order", None)
+        if find is None:
+            return None
+        found = find(order_id)
+        if found is None:
+            return None
+        if isinstance(found, Order):
+            market = self.engine.markets.get(found.symbol)
+            if market is None:
+                return None
+            return formatting.order_report(market.spec, found)
+        if isinstance(found, dict):
+            return found
+        return None
+
+    # -- queries ------------------------------------------------------------------
+    def check_symbol(self, symbol: str):
+        """The market of a symbol named in a URL path.
+
+        Raises:
+            UnknownSymbol: with no field, which maps to 404.
+        """
+        market = self.engine.markets.get(symbol)
+        if market is None:
+            raise UnknownSymbol(symbol, None)  # a path: 404
+        return market
+
+    def get_order(self, order_id: str) -> dict:
+        """The order report as it stands now (``trades`` is empty).
+
+        Raises:
+            OrderNotFound: not an id, or no such order (in memory or in the store).
+        """
+        try:
+            oid = parse_order_id(order_id)
+        except ValidationError:
+            raise OrderNotFound(order_id) from None
+        order = self.engine.orders.get(oid)
+        if order is None:
+            stored = self._stored_report(oid)
+            if stored is None:
+                raise OrderNotFound(order_id)
+            return stored
+        market = self.engine.markets[order.symbol]
+        with market.lock:  # a consistent status/filled/notional triple
+            return formatting.order_report(market.spec, order)
+
+    def symbols(self) -> dict:
+        return {"symbols": [m.spec.to_dict() for m in self.engine.markets.values()]}
+
+    def book(self, symbol: str, levels: int = 10) -> dict:
+        market = self.check_symbol(symbol)
+        sequence, bids, asks = self.engine.depth(symbol, levels)
+        return formatting.book_dict(market.spec, sequence, bids, asks, time.time_ns())
+
+    def bbo(self, symbol: str) -> dict:
+        market = self.check_symbol(symbol)
+        sequence, bid, ask = self.engine.bbo(symbol)
+        return formatting.bbo_dict(market.spec, sequence, bid, ask, time.time_ns())
+
+    def trades(self, symbol: str, limit: int = 50) -> dict:
+        market = self.check_symbol(symbol)
+        spec = market.spec
+        trades = self.engine.recent_trades(symbol, limit)
+        return {"symbol": symbol, "trades": [formatting.trade_dict(spec, t) for t in trades]}
+
+    def uptime(self) -> float:
+        return round(time.monotonic() - self._started, 3)
+
+    def health(self) -> dict:
+        return {"status": "ok", "uptime_seconds": self.uptime()}
+
+    def statistics(self) -> dict:
+        """Counters, latency figures and collaborator stats (see Documentation/API.md)."""
+        raw = self.engine.statistics()
+        symbols = {}
+        notional_by_quote: dict[str, Decimal] = {}
+        for symbol, counters in raw["symbols"].items():
+            spec = self.engine.markets[symbol].spec
+            entry = dict(counters)
+            entry["volume"] = spec.format_quantity(counters["volume"])
+            entry["notional"] = spec.format_notional(counters["notional"])
+            notional_by_quote[spec.quote] = notional_by_quote.get(spec.quote, Decimal(0)) + Decimal(
+                entry["notional"]
+            )
+            symbols[symbol] = entry
+        engine_totals = {k: v for k, v in raw["engine"].items() if k not in ("volume", "notional")}
+        engine_totals["notional_by_quote"] = {q: str(v) for q, v in notional_by_quote.items()}
+        engine_totals["rejections_all"] = self.rejections
+
+        streaming = None
+        publisher = self.publisher
+        if publisher is not None and hasattr(publisher, "stats"):
+            try:
+                streaming = publisher.stats()
+            except Exception:
+                log.exception("publisher.stats failed")
+        storage = None
+        if self.store is not None and hasattr(self.store, "stats"):
+            try:
+                storage = self.store.stats()
+            except Exception:
+                log.exception("store.stats failed")
+        connected = 0
+        if isinstance(streaming, dict):
+            connected = streaming.get("connected_clients", 0)
+        audit = None
+        if self.audit is not None:
+            audit = {"lines_written": self.audit.lines_written, "pending": len(self.audit._pending)}
+        return {
+            "timestamp": formatting.iso(time.time_ns()),
+            "uptime_seconds": self.uptime(),
+            "engine": engine_totals,
+            "symbols": symbols,
+            "latency": {name: rec.summary() for name, rec in self.latency.items()},
+            "connected_clients": connected,
+            "streaming": streaming,
+            "storage": storage,
+            "audit": audit,
+        }
