@@ -5,8 +5,9 @@
 // - Every book/BBO message carries the symbol's `sequence`; a message older
 //   than what is shown is ignored, so a late REST snapshot can never overwrite
 //   a newer stream update (and vice versa).
-// - On every (re)connect the page subscribes again and re-fetches GET /book,
-//   /bbo and /trades; until then the book is greyed out as possibly stale.
+// - On every (re)connect the page forgets the sequence it had, subscribes again
+//   and re-fetches GET /book, /bbo and /trades; until then the book is greyed
+//   out as possibly stale.
 // - Only the serving host is ever contacted: relative REST paths and io("/market").
 
 import { api } from "./api.js";
@@ -279,8 +280,8 @@ async function refreshOpenOrders() {
   const open = my.open().filter((o) => o.status !== "sending");
   for (const o of open) {
     const result = await api.order(o.order_id);
-    if (result.ok) my.apply(result.data);
-    else if (result.status === 404) my.markUnknown(o.order_id);
+    if (result.ok && my.sameOrder(o, result.data)) my.apply(result.data);
+    else if (result.ok || result.status === 404) my.markUnknown(o.order_id);
   }
   scheduleRender();
 }
@@ -326,6 +327,12 @@ function connect() {
   });
   socket.on("connect", async () => {
     setConn("connecting", "Syncing…");
+    // A new connection starts a new sequence history as far as the page is
+    // concerned: whatever this connection delivers first (the subscription's
+    // initial l2_update/bbo or the REST snapshot) replaces what was shown, even
+    // if a server that lost its state counts from a lower number again.
+    state.book.sequence = -1;
+    state.bbo.sequence = -1;
     // All symbols' trades and order events: the tape filters the current
     // symbol, "my fills" needs every symbol.
     const results = await Promise.all([

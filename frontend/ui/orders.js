@@ -87,7 +87,7 @@ export class MyOrders {
   apply(report) {
     if (!report || !report.order_id) return false;
     const cur = this.find(report.order_id, report.client_order_id);
-    if (!cur) return false;
+    if (!cur || !this.sameOrder(cur, report)) return false;
     const { trades, ...fields } = report;
     if (cur.status !== "sending" && !isNewer(cur, fields)) return false;
     const changed = cur.status !== fields.status || cur.filled_quantity !== fields.filled_quantity;
@@ -96,6 +96,15 @@ export class MyOrders {
     for (const t of trades || []) this.addFill(t);
     this.save();
     return changed;
+  }
+
+  /**
+   * Every order placed here carries our client_order_id; a report for the same
+   * order_id with another one is a different order (a server that lost its
+   * data and handed the id out again), not an update of ours.
+   */
+  sameOrder(cur, report) {
+    return !cur.client_order_id || cur.client_order_id === report.client_order_id || cur.status === "sending";
   }
 
   markUnknown(orderId) {
