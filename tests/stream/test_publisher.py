@@ -1,0 +1,201 @@
+"""The publisher itself: book order restored from out-of-order reports, the hold
+for reports that never come, the cost on the order path, failures isolated,
+the latency figures, one lazily started task."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from api.market import Publisher
+from engine.order import BUY, LIMIT, MARKET, SELL
+from tests.stream.helpers import limit, subscribe
+
+BTC = "BTC-USDT"
+ETH = "ETH-USDT"
+
+
+def lots(engine, symbol, quantity: str) -> int:
+    return engine.spec(symbol).quantity_to_lots(quantity)
+
+
+def ticks(engine, symbol, price: str) -> int:
+    return engine.spec(symbol).price_to_ticks(price)
+
+
+def run(engine, symbol, side, order_type, quantity, price=None):
+    """Execute a command on the engine directly (the publisher is not told)."""
+    p = None if price is None else ticks(engine, symbol, price)
+    return engine.submit(symbol, side, order_type, lots(engine, symbol, quantity), p)
+
+
+def test_reports_out_of_order_are_published_in_book_order(inbox, exchange, publisher):
+    box = inbox()
+    subscribe(box.client, type="trades", symbol=BTC)
+    subscribe(box.client, type="order_events", symbol=BTC)
+    engine = exchange.engine
+    results = [
+        run(engine, BTC, SELL, LIMIT, "1", "100.00"),
+        run(engine, BTC, BUY, LIMIT, "0.4", "100.00"),
+        run(engine, BTC, BUY, LIMIT, "0.6", "100.00"),
+        run(engine, BTC, SELL, LIMIT, "1", "101.00"),
+    ]
+    cancel = engine.cancel(results[3].order.order_id)
+    publisher.on_cancel(cancel)
+    for result in reversed(results):
+        publisher.on_submit(result)
+    events = box.wait(lambda ev: len(ev) >= 10)
+    box.settle(0.1)
+    trades = box.of("trade")
+    assert [t["trade_id"] for t in trades] == ["1", "2"]
+    order_events = [(p["event"], p["order"]["order_id"]) for e, p in events if e == "order_event"]
+    assert order_events == [
+        ("accepted", "1"),
+        ("accepted", "2"),
+        ("partially_filled", "1"),
+        ("filled", "2"),
+        ("accepted", "3"),
+        ("filled", "1"),
+        ("filled", "3"),
+        ("accepted", "4"),
+        ("cancelled", "4"),
+    ]
+
+
+def test_a_report_that_never_comes_stalls_nothing_for_long(inbox, exchange, publisher):
+    box = inbox()
+    subscribe(box.client, type="trades", symbol=BTC)
+    engine = exchange.engine
+    run(engine, BTC, SELL, LIMIT, "1", "100.00")  # never reported
+    crossing = run(engine, BTC, BUY, LIMIT, "1", "100.00")
+    t0 = time.monotonic()
+    publisher.on_submit(crossing)
+    box.wait_count("trade", 1)
+    assert time.monotonic() - t0 < 0.5
+    assert publisher.stats()["released_after_hold"] == 1
+
+
+def test_trades_of_all_symbols_in_trade_id_order(inbox, exchange, publisher):
+    box = inbox()
+    subscribe(box.client, type="trades")
+    engine = exchange.engine
+    publisher.on_submit(run(engine, BTC, SELL, LIMIT, "1", "100.00"))
+    publisher.on_submit(run(engine, ETH, SELL, LIMIT, "1", "100.00"))
+    btc = run(engine, BTC, BUY, MARKET, "1")  # trade 1
+    eth = run(engine, ETH, BUY, MARKET, "1")  # trade 2
+    publisher.on_submit(eth)  # reported first: held until trade 1 is out
+    publisher.on_submit(btc)
+    trades = box.wait_count("trade", 2)
+    assert [(t["symbol"], t["trade_id"]) for t in trades] == [(BTC, "1"), (ETH, "2")]
+    assert publisher.stats()["released_after_hold"] == 0
+
+
+def test_order_processing_does_not_wait_for_subscribers(inbox, exchange, socketio, monkeypatch):
+    boxes = [inbox() for _ in range(3)]
+    for box in boxes:
+        subscribe(box.client, type="trades")
+        subscribe(box.client, type="bbo", symbol=BTC)
+    real_emit = socketio.emit
+
+    def slow_emit(*args, **kwargs):  # a fan-out that takes 50 ms per event
+        time.sleep(0.05)
+        return real_emit(*args, **kwargs)
+
+    monkeypatch.setattr(socketio, "emit", slow_emit)
+    t0 = time.perf_counter()
+    for i in range(40):
+        exchange.place_order(limit("sell" if i % 2 else "buy", "100.00", "1"))
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 0.5, f"40 orders took {elapsed:.3f}s with a slow fan-out"
+
+
+def test_a_failing_fan_out_loses_no_order_and_recovers(inbox, exchange, socketio, publisher, monkeypatch):
+    box = inbox()
+    subscribe(box.client, type="trades")
+    real_emit = socketio.emit
+    monkeypatch.setattr(socketio, "emit", lambda *a, **k: 1 / 0)
+    report = exchange.place_order(limit("sell", "100.00", "1"))
+    assert report["status"] == "new"
+    socketio.sleep(0.1)
+    monkeypatch.setattr(socketio, "emit", real_emit)
+    exchange.place_order(limit("buy", "100.00", "1"))
+    assert len(box.wait_count("trade", 1)) == 1
+    assert publisher.stats()["background_task"] is True
+
+
+def test_on_submit_is_cheap(exchange, publisher, inbox):
+    for _ in range(5):
+        subscribe(inbox().client, type="trades")
+    result = run(exchange.engine, BTC, BUY, LIMIT, "1", "1.00")
+    publisher.on_submit(result)  # starts the task
+    n = 20_000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        publisher.on_submit(result)
+    per_call = (time.perf_counter() - t0) / n
+    assert per_call < 50e-6, f"on_submit took {per_call * 1e6:.1f} us"
+
+
+def test_one_background_task_started_lazily(app, socketio, exchange, monkeypatch):
+    started = []
+    real = socketio.start_background_task
+
+    def counting(target, *args, **kwargs):
+        started.append(target)
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(socketio, "start_background_task", counting)
+    publisher = Publisher(socketio, exchange.engine)
+    assert started == [] and publisher.stats()["background_task"] is False
+    result = run(exchange.engine, BTC, BUY, LIMIT, "1", "1.00")
+    threads = [threading.Thread(target=publisher.on_submit, args=(result,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(started) == 1
+    publisher.close()
+
+
+def test_latency_figures(inbox, exchange, publisher):
+    box = inbox()
+    subscribe(box.client, type="trades")
+    subscribe(box.client, type="bbo", symbol=BTC)
+    engine = exchange.engine
+    publisher.on_submit(run(engine, BTC, SELL, LIMIT, "1", "100.00"), received_ns=time.perf_counter_ns())
+    received = time.time_ns() - 30_000_000  # an epoch receive time 30 ms ago is recognised
+    publisher.on_submit(run(engine, BTC, BUY, LIMIT, "1", "100.00"), received_ns=received)
+    box.wait_count("trade", 1)
+    box.wait(lambda ev: any(e == "bbo" and p["sequence"] == 2 for e, p in ev))
+    stats = publisher.stats()
+    trade = stats["latency"]["trade_publication"]
+    assert trade["count"] == 1 and 30 <= trade["p50_ms"] < 1000
+    bbo = stats["latency"]["bbo_update"]
+    assert bbo["count"] == 2 and bbo["max_ms"] >= 30
+    assert stats["events_emitted"]["trade"] == 1
+    assert stats["queue_depth"] == 0
+    assert stats["connected_clients"] == 1
+    assert stats["subscriptions"] == {"bbo:BTC-USDT": 1, "trades:*": 1}
+
+
+def test_throttled_book_rooms_still_get_the_latest_state(inbox, exchange, publisher):
+    publisher.min_interval_ns = 100_000_000  # at most one bbo per 100 ms
+    box = inbox()
+    subscribe(box.client, type="bbo", symbol=BTC)
+    for i in range(30):
+        exchange.place_order(limit("buy", f"{100 + i}.00", "1"))
+        time.sleep(0.005)
+    final = exchange.engine.markets[BTC].sequence
+    box.wait(lambda ev: ev[-1][1]["sequence"] == final, timeout=1.0)
+    sequences = [p["sequence"] for p in box.of("bbo")]
+    assert sequences == sorted(set(sequences))
+    assert len(sequences) < 10  # conflated
+    assert box.of("bbo")[-1]["best_bid"]["price"] == "129.00"
+
+
+def test_a_book_change_nobody_reported_is_published_within_a_tick(inbox, exchange, publisher):
+    box = inbox()
+    subscribe(box.client, type="l2_updates", symbol=BTC)
+    run(exchange.engine, BTC, BUY, LIMIT, "1", "5.00")  # the engine changed; no report
+    box.wait(lambda ev: ev[-1][1]["sequence"] == 1, timeout=0.5)
+    assert box.of("l2_update")[-1]["bids"] == [["5.00", "1.00000"]]
