@@ -1,0 +1,277 @@
+"""A real server (``python api/app.py``, eventlet) and real python-socketio
+clients over WebSocket: subscribe, snapshot, orders over REST, the trades and the
+new BBO and L2 with higher sequences; order entry over ``/trade``."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+import socketio
+
+from tests.serverproc import ServerProcess
+
+pytestmark = pytest.mark.server
+
+BTC = "BTC-USDT"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with ServerProcess(tmp_path_factory.mktemp("stream-server")) as proc:
+        yield proc
+
+
+class Listener:
+    """A python-socketio client on ``/market`` that keeps every event it gets.
+
+    ``next(name)`` returns the next event of that name after the one it returned
+    last (events of other names are kept for their own ``next``).
+    """
+
+    def __init__(self, url: str, transports=("websocket",)) -> None:
+        self.events: list = []
+        self.arrived = threading.Condition()
+        self.cursor: dict[str, int] = {}
+        self.sio = socketio.Client(reconnection=False)
+        for name in ("l2_update", "bbo", "trade", "order_event"):
+            self.sio.on(name, self._handler(name), namespace="/market")
+        self.sio.connect(url, namespaces=["/market"], transports=list(transports), wait_timeout=5)
+
+    def _handler(self, name):
+        def handle(data):
+            with self.arrived:
+                self.events.append((name, data))
+                self.arrived.notify_all()
+
+        return handle
+
+    def subscribe(self, **data):
+        return self.sio.call("subscribe", data, namespace="/market", timeout=5)
+
+    def unsubscribe(self, **data):
+        return self.sio.call("unsubscribe", data, namespace="/market", timeout=5)
+
+    def next(self, name: str, timeout: float = 3.0, where=lambda p: True):
+        """The next ``name`` event satisfying ``where`` (earlier ones are passed over)."""
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while True:
+                i = self.cursor.get(name, 0)
+                while i < len(self.events):
+                    event, payload = self.events[i]
+                    i += 1
+                    if event == name and where(payload):
+                        self.cursor[name] = i
+                        return payload
+                self.cursor[name] = i
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {name} event within {timeout}s")
+                self.arrived.wait(left)
+
+    def all(self, name: str, wait: float = 0.2) -> list:
+        time.sleep(wait)
+        with self.arrived:
+            return [p for e, p in self.events if e == name]
+
+    def close(self):
+        self.sio.disconnect()
+
+
+@pytest.fixture
+def listener(server):
+    made = []
+
+    def make(**kw):
+        client = Listener(server.url, **kw)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def post(server, path, body):
+    response = requests.post(server.url + path, json=body, timeout=5)
+    return response.status_code, response.json()
+
+
+def test_subscribe_snapshot_then_trades_bbo_and_l2_over_a_real_server(server, listener):
+    watch = listener()
+    assert watch.subscribe(type="l2_updates", symbol=BTC, depth=5) == {"ok": True}
+    book0 = watch.next("l2_update")
+    assert watch.subscribe(type="bbo", symbol=BTC) == {"ok": True}
+    bbo0 = watch.next("bbo")
+    assert watch.subscribe(type="trades", symbol=BTC) == {"ok": True}
+    assert book0["sequence"] == bbo0["sequence"]
+    rest_book = requests.get(f"{server.url}/book/{BTC}?levels=5", timeout=5).json()
+    assert {k: v for k, v in book0.items() if k != "timestamp"} == {
+        k: v for k, v in rest_book.items() if k != "timestamp"
+    }
+
+    status, maker = post(
+        server,
+        "/order",
+        {"symbol": BTC, "side": "sell", "order_type": "limit", "price": "30100.00", "quantity": "0.2"},
+    )
+    assert status == 200
+    status, taker = post(
+        server,
+        "/order",
+        {"symbol": BTC, "side": "buy", "order_type": "limit", "price": "30100.00", "quantity": "0.05"},
+    )
+    assert status == 200 and taker["status"] == "filled"
+
+    trade = watch.next("trade")
+    assert trade == taker["trades"][0]
+    final_seq = requests.get(f"{server.url}/bbo/{BTC}", timeout=5).json()["sequence"]
+    assert final_seq > bbo0["sequence"]
+    bbo = watch.next("bbo", where=lambda p: p["sequence"] == final_seq)
+    assert bbo["best_ask"] == {"price": "30100.00", "quantity": "0.15000"}
+    book = watch.next("l2_update", where=lambda p: p["sequence"] == final_seq)
+    assert ["30100.00", "0.15000"] in book["asks"]
+
+
+def test_sequences_never_decrease_under_a_burst(server, listener):
+    watch = listener()
+    watch.subscribe(type="bbo", symbol=BTC)
+    watch.subscribe(type="l2_updates", symbol=BTC, depth=3)
+    session = requests.Session()
+    for i in range(100):
+        session.post(
+            server.url + "/order",
+            json={
+                "symbol": BTC,
+                "side": "buy",
+                "order_type": "limit",
+                "price": f"{20000 + i % 13}.00",
+                "quantity": "0.001",
+            },
+            timeout=5,
+        )
+    final_seq = session.get(f"{server.url}/bbo/{BTC}", timeout=5).json()["sequence"]
+    watch.next("bbo", where=lambda p: p["sequence"] == final_seq)
+    watch.next("l2_update", where=lambda p: p["sequence"] == final_seq, timeout=1.0)
+    for name in ("bbo", "l2_update"):
+        seqs = [p["sequence"] for p in watch.all(name)]
+        assert seqs == sorted(set(seqs)), seqs
+        assert seqs[-1] == final_seq
+
+
+def test_latest_state_arrives_within_100_ms_of_the_last_change(server, listener):
+    watch = listener()
+    watch.subscribe(type="bbo", symbol="SOL-USDT")
+    watch.next("bbo")
+    t0 = time.monotonic()
+    status, _ = post(
+        server,
+        "/order",
+        {"symbol": "SOL-USDT", "side": "buy", "order_type": "limit", "price": "99.00", "quantity": "1"},
+    )
+    assert status == 200
+    watch.next("bbo", where=lambda p: p["best_bid"] is not None, timeout=1.0)
+    assert time.monotonic() - t0 < 0.1 + 0.1  # REST round trip included
+
+
+def test_order_events_for_all_symbols(server, listener):
+    watch = listener()
+    watch.subscribe(type="order_events")
+    _, eth = post(
+        server,
+        "/order",
+        {"symbol": "ETH-USDT", "side": "buy", "order_type": "limit", "price": "1000.00", "quantity": "1"},
+    )
+    event = watch.next("order_event", where=lambda p: p["order"]["order_id"] == eth["order_id"])
+    assert event == {"event": "accepted", "order": eth}
+    _, cancelled = post(server, "/cancel", {"order_id": eth["order_id"]})
+    event = watch.next("order_event", where=lambda p: p["event"] == "cancelled")
+    assert event["order"] == cancelled
+
+
+def test_subscription_errors_over_a_real_server(listener):
+    watch = listener()
+    assert watch.subscribe(type="bbo", symbol="NOPE-USDT")["error"]["code"] == "UNKNOWN_SYMBOL"
+    assert watch.subscribe(type="depth", symbol=BTC)["error"]["code"] == "VALIDATION_ERROR"
+    ack = watch.subscribe(type="l2_updates", symbol=BTC, depth=1000)
+    assert ack["error"] == {"code": "VALIDATION_ERROR", "message": ack["error"]["message"], "field": "depth"}
+
+
+def test_polling_transport_works_too(listener):
+    watch = listener(transports=("polling",))
+    assert watch.subscribe(type="bbo", symbol="BNB-USDT") == {"ok": True}
+    assert watch.next("bbo")["symbol"] == "BNB-USDT"
+
+
+def test_ws_order_entry_round_trip(server, listener):
+    watch = listener()
+    watch.subscribe(type="trades", symbol="BNB-USDT")
+    trader = socketio.Client(reconnection=False)
+    trader.connect(server.url, namespaces=["/trade"], transports=["websocket"], wait_timeout=5)
+    try:
+        maker = trader.call(
+            "order",
+            {"symbol": "BNB-USDT", "side": "sell", "order_type": "limit", "price": "300.00", "quantity": "2"},
+            namespace="/trade",
+            timeout=5,
+        )
+        assert maker["status"] == "new"
+        taker = trader.call(
+            "order",
+            {"symbol": "BNB-USDT", "side": "buy", "order_type": "market", "quantity": "0.5"},
+            namespace="/trade",
+            timeout=5,
+        )
+        assert taker["status"] == "filled" and len(taker["trades"]) == 1
+        assert watch.next("trade") == taker["trades"][0]
+        bad = trader.call(
+            "order",
+            {"symbol": "BNB-USDT", "side": "buy", "order_type": "limit", "price": "300.001", "quantity": "1"},
+            namespace="/trade",
+            timeout=5,
+        )
+        assert bad["error"]["code"] == "VALIDATION_ERROR" and bad["error"]["field"] == "price"
+        exact = trader.call(
+            "order",
+            {"symbol": "BNB-USDT", "side": "buy", "order_type": "limit", "price": 299.99, "quantity": 0.001},
+            namespace="/trade",
+            timeout=5,
+        )
+        assert exact["price"] == "299.99" and exact["quantity"] == "0.001"
+        cancelled = trader.call("cancel", {"order_id": maker["order_id"]}, namespace="/trade", timeout=5)
+        assert cancelled["status"] == "cancelled" and cancelled["filled_quantity"] == "0.500"
+        again = trader.call("cancel", {"order_id": maker["order_id"]}, namespace="/trade", timeout=5)
+        assert again["error"]["code"] == "ORDER_NOT_OPEN"
+        rest = requests.get(f"{server.url}/order/{maker['order_id']}", timeout=5).json()
+        assert rest["status"] == "cancelled"
+        batch = trader.call(
+            "orders",
+            [
+                {
+                    "symbol": "BNB-USDT",
+                    "side": "sell",
+                    "order_type": "limit",
+                    "price": "310.00",
+                    "quantity": "1",
+                },
+                {"symbol": "X"},
+            ],
+            namespace="/trade",
+            timeout=5,
+        )
+        assert batch[0]["status"] == "new" and batch[1]["error"]["code"] == "UNKNOWN_SYMBOL"
+    finally:
+        trader.disconnect()
+
+
+def test_statistics_show_the_streaming_figures(server, listener):
+    watch = listener()
+    watch.subscribe(type="trades")
+    stats = requests.get(server.url + "/statistics", timeout=5).json()
+    streaming = stats["streaming"]
+    assert streaming["clients"]["/market"] >= 1
+    assert streaming["subscriptions"].get("trades:*", 0) >= 1
+    assert "bbo_update" in streaming["latency"] and "trade_publication" in streaming["latency"]
