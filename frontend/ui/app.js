@@ -22,6 +22,7 @@ const TRADE_HISTORY = 500; // trades fetched to seed the tape, chart and statist
 const TAPE_ROWS = 80;
 const MAX_TRADES = 5000;
 const HEALTH_EVERY_MS = 2000;
+const STATISTICS_EVERY_MS = 3000;
 
 const $ = (id) => document.getElementById(id);
 const css = getComputedStyle(document.documentElement);
@@ -52,6 +53,9 @@ const state = {
   tab: "open",
   prevLevels: { bids: null, asks: null },
   tapeIds: new Set(),
+  // Per symbol, from GET /statistics: {trades, lots, liveTrades, liveLots}; the
+  // live counts add trades streamed since that answer, until the next one.
+  serverStats: {},
 };
 
 const my = new MyOrders();
@@ -171,6 +175,7 @@ function renderStats(spec) {
   setStat("stat-spread", bid && ask ? spreadText(spec, bid.price, ask.price) : "—");
 
   let volume = 0n;
+  let count = trades.length;
   let high = null;
   let low = null;
   for (const t of trades) {
@@ -178,9 +183,15 @@ function renderStats(spec) {
     if (high === null || compare(t.price, high) > 0) high = t.price;
     if (low === null || compare(t.price, low) < 0) low = t.price;
   }
-  setStat("stat-volume", trades.length ? group(fromSteps(volume, spec.lot_size)) : "0", fromSteps(volume, spec.lot_size));
+  // The server's session counters when it reports them; else what the page has seen.
+  const server = state.serverStats[spec.symbol];
+  if (server) {
+    volume = server.lots + server.liveLots;
+    count = server.trades + server.liveTrades;
+  }
+  setStat("stat-volume", group(fromSteps(volume, spec.lot_size)), fromSteps(volume, spec.lot_size));
   $("stat-volume-unit").textContent = `(${spec.base})`;
-  setStat("stat-trades", String(trades.length), String(trades.length));
+  setStat("stat-trades", String(count), String(count));
   $("stat-range").textContent = high ? `${group(fixed(high, spec.priceDecimals))} / ${group(fixed(low, spec.priceDecimals))}` : "—";
   document.title = last ? `${fixed(last.price, spec.priceDecimals)} · ${spec.symbol} · MatchBook` : `${spec.symbol} · MatchBook`;
 }
@@ -229,6 +240,11 @@ function applyBbo(msg) {
 
 function onTrade(trade) {
   if (my.addFill(trade)) scheduleRender();
+  const server = state.serverStats[trade.symbol];
+  if (server) {
+    server.liveTrades += 1;
+    server.liveLots += toSteps(trade.quantity, state.specs[trade.symbol].lot_size) ?? 0n;
+  }
   if (trade.symbol !== state.symbol || state.tradeIds.has(trade.trade_id)) return;
   if (state.liveSinceSnapshot) state.liveSinceSnapshot.push(trade);
   state.tradeIds.add(trade.trade_id);
@@ -253,6 +269,7 @@ async function loadSnapshots() {
     api.book(symbol, DEPTH),
     api.bbo(symbol),
     api.trades(symbol, TRADE_HISTORY),
+    loadStatistics(),
   ]);
   if (symbol !== state.symbol || gen !== state.snapshotGen) return;
   if (book.ok) applyBook(book.data);
@@ -355,6 +372,26 @@ function connect() {
   socket.on("bbo", applyBbo);
   socket.on("trade", onTrade);
   socket.on("order_event", onOrderEvent);
+}
+
+/** Session volume and trade count per symbol from GET /statistics (free form: read defensively). */
+async function loadStatistics() {
+  const result = await api.get("/statistics");
+  const symbols = result.ok && result.data && result.data.symbols;
+  if (!symbols || typeof symbols !== "object") return;
+  for (const [symbol, stats] of Object.entries(symbols)) {
+    const spec = state.specs[symbol];
+    if (!spec || !stats || typeof stats.trades !== "number" || typeof stats.volume !== "string") continue;
+    const lots = toSteps(stats.volume, spec.lot_size);
+    if (lots === null) continue;
+    state.serverStats[symbol] = { trades: stats.trades, lots, liveTrades: 0, liveLots: 0n };
+  }
+  scheduleRender();
+}
+
+async function statisticsLoop() {
+  if (socket && socket.connected) await loadStatistics();
+  setTimeout(statisticsLoop, STATISTICS_EVERY_MS);
 }
 
 async function pingLoop() {
@@ -519,6 +556,7 @@ async function init() {
   setupOrdersPanel();
   connect();
   pingLoop();
+  setTimeout(statisticsLoop, STATISTICS_EVERY_MS);
   document.body.dataset.ready = "true";
 }
 

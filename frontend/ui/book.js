@@ -96,14 +96,17 @@ export function drawDepth(canvas, book, spec, colors) {
   const bestBid = bids.length ? bids[0][0] : null;
   const bestAsk = asks.length ? asks[0][0] : null;
   const mid = bestBid !== null && bestAsk !== null ? (bestBid + bestAsk) / 2 : bestBid ?? bestAsk;
-  const lo = bids.length ? bids[bids.length - 1][0] : mid;
-  const hi = asks.length ? asks[asks.length - 1][0] : mid;
-  let half = Math.max(mid - lo, hi - mid);
+  // Show every level within 5% of the mid; a stray order far away (a bid at a
+  // tenth of the price) would otherwise squash the interesting part to a line.
+  const near = [...bids, ...asks].map(([p]) => Math.abs(p - mid)).filter((d) => d <= mid * 0.05);
+  let half = near.length ? Math.max(...near) * 1.05 : 0;
   if (!(half > 0)) half = Math.max(mid * 0.001, Number(spec.tick_size) * 10);
   const x0 = mid - half;
   const x1 = mid + half;
   const unit = Number(spec.lot_size);
-  const yMax = Math.max(bids.length ? bids[bids.length - 1][1] : 0, asks.length ? asks[asks.length - 1][1] : 0) * 1.12 || 1;
+  const inRange = (points) => points.filter(([p]) => Math.abs(p - mid) <= half);
+  const top = (points) => (points.length ? points[points.length - 1][1] : 0);
+  const yMax = Math.max(top(inRange(bids)), top(inRange(asks))) * 1.12 || 1;
   const X = (p) => pad.l + ((p - x0) / (x1 - x0)) * cw;
   const Y = (c) => pad.t + ch - (c / yMax) * ch;
 
@@ -148,8 +151,13 @@ export function drawDepth(canvas, book, spec, colors) {
     ctx.fillStyle = fill;
     ctx.fill();
   };
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(pad.l, pad.t - 2, cw, ch + 2);
+  ctx.clip();
   area(bids, colors.up, colors.upFill, -1);
   area(asks, colors.down, colors.downFill, 1);
+  ctx.restore();
 
   ctx.setLineDash([3, 3]);
   ctx.strokeStyle = colors.muted;
