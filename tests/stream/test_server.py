@@ -4,6 +4,10 @@ new BBO and L2 with higher sequences; order entry over ``/trade``."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,7 +15,7 @@ import pytest
 import requests
 import socketio
 
-from tests.serverproc import ServerProcess
+from tests.serverproc import ROOT, ServerProcess
 
 pytestmark = pytest.mark.server
 
@@ -275,3 +279,50 @@ def test_statistics_show_the_streaming_figures(server, listener):
     assert streaming["clients"]["/market"] >= 1
     assert streaming["subscriptions"].get("trades:*", 0) >= 1
     assert "bbo_update" in streaming["latency"] and "trade_publication" in streaming["latency"]
+
+
+def test_market_watch_example_prints_the_market_and_exits_on_ctrl_c(server):
+    script = os.path.join(ROOT, "examples", "market_watch.py")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            script,
+            "--url",
+            server.url,
+            "--symbol",
+            "SOL-USDT",
+            "--depth",
+            "2",
+            "--order-events",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        stats = {}
+        while time.monotonic() < deadline:  # wait until its four subscriptions are in
+            stats = requests.get(server.url + "/statistics", timeout=5).json()["streaming"]["subscriptions"]
+            if stats.get("order_events:SOL-USDT") and stats.get("trades:SOL-USDT"):
+                break
+            time.sleep(0.1)
+        assert stats.get("order_events:SOL-USDT"), stats
+        post(
+            server,
+            "/order",
+            {"symbol": "SOL-USDT", "side": "sell", "order_type": "limit", "price": "120.00", "quantity": "3"},
+        )
+        post(server, "/order", {"symbol": "SOL-USDT", "side": "buy", "order_type": "market", "quantity": "1"})
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert "TRADE SOL-USDT" in out and "1.000 @ 120.00" in out
+    assert "BBO   SOL-USDT" in out and "BOOK  SOL-USDT" in out and "asks 120.00x2.000" in out
+    assert "ORDER SOL-USDT filled" in out
+    assert "Traceback" not in out and out.rstrip().endswith("bye")
