@@ -173,69 +173,73 @@ class MatchingEngine:
         market = self.markets.get(symbol)
         if market is None:
             raise UnknownSymbol(symbol)
-        if side is not BUY and side is not SELL:
+        if side is BUY:
+            is_buy = True
+        elif side is SELL:
+            is_buy = False
+        else:
             raise ValidationError("side must be buy or sell", "side")
-        if type(quantity) is not int or not 0 < quantity <= MAX_UNITS:
+        if type(quantity) is not int or quantity <= 0 or quantity > MAX_UNITS:
             raise ValidationError("quantity must be a positive number of lots", "quantity")
-        if order_type is LIMIT or order_type is IOC or order_type is FOK:
-            if type(price) is not int or not 0 < price <= MAX_UNITS:
-                raise ValidationError(f"a {order_type.value} order needs a positive price", "price")
-        elif order_type is MARKET:
+        if order_type is MARKET:
             if price is not None:
                 raise ValidationError("a market order takes no price", "price")
-        else:
+        elif order_type is not LIMIT and order_type is not IOC and order_type is not FOK:
             raise ValidationError("order_type must be market, limit, ioc or fok", "order_type")
+        elif type(price) is not int or price <= 0 or price > MAX_UNITS:
+            raise ValidationError(f"a {order_type.value} order needs a positive price", "price")
+        if timestamp is None:
+            timestamp = self._clock()
 
         with market.lock:
             if order_id is None:
                 order_id = next(self._order_ids)
             else:  # replay: later ids continue after the journal's
                 self._order_ids = _after(self._order_ids, order_id)
-            order = Order(
-                order_id,
-                client_order_id,
-                symbol,
-                side,
-                order_type,
-                price,
-                quantity,
-                timestamp if timestamp is not None else self._clock(),
-            )
+            order = Order(order_id, client_order_id, symbol, side, order_type, price, quantity, timestamp)
             self.orders[order_id] = order
             market.stats.orders += 1
             book = market.book
 
-            # Most orders are passive: test marketability before paying for the
-            # matching loop's set-up.
-            best = book.best_ask if side is BUY else book.best_bid
-            if best is None or (price is not None and (best > price if side is BUY else best < price)):
-                trades = _NO_TRADES
-            elif order_type is FOK and book.available(side.opposite, price, quantity) < quantity:
-                trades = _NO_TRADES
-            else:
-                trades = self._match(market, order, price, trade_ids)
+            # Most orders are passive: decide marketability before paying for
+            # the matching loop's set-up, and keep that path short.
+            best = book.best_ask if is_buy else book.best_bid
+            if (
+                best is None
+                or (price is not None and (best > price if is_buy else best < price))
+                or (order_type is FOK and book.available(side.opposite, price, quantity) < quantity)
+            ):
+                if order_type is LIMIT:  # rests as it came (status NEW)
+                    book.add(order)
+                    market.sequence += 1
+                    return SubmitResult(order, NEW, 0, 0, _NO_TRADES, market.sequence, True)
+                order.status = CANCELLED  # market / IOC / FOK that cannot trade: nothing changed
+                self._remember_closed(order_id)
+                return SubmitResult(order, CANCELLED, 0, 0, _NO_TRADES, market.sequence, False)
 
-            if order.filled == quantity:
+            trades = self._match(market, order, price, trade_ids)
+            market.sequence += 1
+            filled = order.filled
+            if filled == quantity:
                 order.status = FILLED
             elif order_type is LIMIT:
-                order.status = PARTIALLY_FILLED if trades else NEW
+                order.status = PARTIALLY_FILLED
                 book.add(order)
-                market.sequence += 1
                 return SubmitResult(
-                    order, order.status, order.filled, order.notional, trades, market.sequence, True
+                    order, PARTIALLY_FILLED, filled, order.notional, trades, market.sequence, True
                 )
             else:
                 order.status = CANCELLED
-            # closed at once: remember it (inlined _close: the hot path)
-            closed = self._closed
-            closed.append(order_id)
-            if len(closed) > self._order_history:
-                self.orders.pop(closed.popleft(), None)
-            if trades:
-                market.sequence += 1
-            return SubmitResult(
-                order, order.status, order.filled, order.notional, trades, market.sequence, bool(trades)
-            )
+            self._remember_closed(order_id)
+            return SubmitResult(order, order.status, filled, order.notional, trades, market.sequence, True)
+
+    def _remember_closed(self, order_id: int) -> None:
+        """Keep a closed order for lookups, forgetting the oldest closed ones
+        beyond ``order_history``. O(1)."""
+        closed = self._closed
+        closed.append(order_id)
+        if len(closed) > self._order_history:
+            self.orders.pop(closed.popleft(), None)
 
     def cancel(self, order_id: int, *, timestamp: int | None = None) -> CancelResult:
         """Cancel a resting order. O(1) (O(log L) if its level empties).
@@ -253,10 +257,7 @@ class MatchingEngine:
             if status is not NEW and status is not PARTIALLY_FILLED:
                 raise OrderNotOpen(order_id, status.value)
             market.book.remove(order)
-            closed = self._closed
-            closed.append(order_id)
-            if len(closed) > self._order_history:
-                self.orders.pop(closed.popleft(), None)
+            self._remember_closed(order_id)
             market.stats.cancels += 1
             market.sequence += 1
             return CancelResult(order, market.sequence, timestamp if timestamp is not None else self._clock())
@@ -285,28 +286,26 @@ class MatchingEngine:
         maker_rate = spec.maker_fee_units
         taker_rate = spec.taker_fee_units
         resting = book.orders
-        symbol = taker.symbol
-        side = taker.side
-        ts = taker.timestamp
         next_trade_id = self._trade_ids.__next__ if trade_ids is None else iter(trade_ids).__next__
         closed = self._closed
         trades: list[Trade] = []
         append = trades.append
         remaining = taker.quantity
         notional = 0
-        volume = 0
         while remaining:
             best = book.best_ask if is_buy else book.best_bid
             if best is None or (limit is not None and (best > limit if is_buy else best < limit)):
                 break
             level = opposite[best]
             queue = level.orders
-            while remaining and queue:
+            taken = 0
+            while queue:
                 maker = queue[0]
                 if maker.status is CANCELLED:
                     queue.popleft()
                     continue
-                available = maker.quantity - maker.filled
+                filled = maker.filled
+                available = maker.quantity - filled
                 if available <= remaining:
                     fill = available
                     maker.status = FILLED
@@ -317,35 +316,37 @@ class MatchingEngine:
                 else:
                     fill = remaining
                     maker.status = PARTIALLY_FILLED
-                remaining -= fill
-                maker.filled += fill
+                filled += fill
+                maker.filled = filled
                 value = best * fill
-                maker.notional += value
+                maker_notional = maker.notional + value
+                maker.notional = maker_notional
                 notional += value
-                volume += fill
-                level.total -= fill
+                taken += fill
                 append(
                     Trade(
                         next_trade_id(),
-                        symbol,
                         best,
                         fill,
-                        side,
                         maker,
                         taker,
                         value * maker_rate,
                         value * taker_rate,
-                        ts,
-                        maker.filled,
-                        maker.notional,
+                        filled,
+                        maker_notional,
                     )
                 )
+                remaining -= fill
+                if not remaining:
+                    break
+            level.total -= taken
             if level.count == 0:
                 book.drop_level(maker_side, best)
         orders = self.orders
         while len(closed) > self._order_history:
             orders.pop(closed.popleft(), None)
         if trades:
+            volume = taker.quantity - remaining
             taker.filled = volume
             taker.notional = notional
             if trade_ids is not None:  # replay: later ids continue after the journal's
@@ -549,11 +550,12 @@ def _trade_to_row(t: Trade) -> list:
 
 def _trade_from_row(row: list, orders: dict[int, Order]) -> Trade:
     tid, symbol, price, qty, side, maker_id, taker_id, mfee, tfee, ts, mfilled, mnotional = row
-    maker = orders.get(maker_id) or _placeholder(maker_id, symbol)
-    taker = orders.get(taker_id) or _placeholder(taker_id, symbol)
-    return Trade(tid, symbol, price, qty, Side(side), maker, taker, mfee, tfee, ts, mfilled, mnotional)
+    maker = orders.get(maker_id) or _placeholder(maker_id, symbol, Side(side).opposite, ts)
+    taker = orders.get(taker_id) or _placeholder(taker_id, symbol, Side(side), ts)
+    return Trade(tid, price, qty, maker, taker, mfee, tfee, mfilled, mnotional)
 
 
-def _placeholder(order_id: int, symbol: str) -> Order:
-    """A stand-in for an order forgotten from memory that a kept trade names."""
-    return Order(order_id, None, symbol, BUY, LIMIT, None, 1, 0, 1, 0, FILLED)
+def _placeholder(order_id: int, symbol: str, side: Side, timestamp: int) -> Order:
+    """A stand-in for an order forgotten from memory that a kept trade names
+    (a trade reads its symbol, aggressor side and time from its orders)."""
+    return Order(order_id, None, symbol, side, LIMIT, None, 1, timestamp, 1, 0, FILLED)

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from engine.errors import EngineError  # noqa: E402
 from engine.matcher import MatchingEngine  # noqa: E402
-from engine.order import BUY, FOK, IOC, LIMIT, MARKET, SELL  # noqa: E402
+from engine.order import BUY, FOK, IOC, LIMIT, MARKET, NEW, PARTIALLY_FILLED, SELL  # noqa: E402
 from engine.symbols import SymbolSpec  # noqa: E402
 
 PACKAGE = "this project (engine/)"
@@ -50,7 +50,8 @@ class Adapter:
         result = self.engine.submit(
             self.names[sym], _SIDES[side], order_type, qty, None if kind == "M" else price
         )
-        if result.book_changed and result.status.is_open:
+        status = result.status
+        if status is NEW or status is PARTIALLY_FILLED:  # it rests: remember its engine id
             self.ids[oid] = result.order.order_id
         trades = result.trades
         if trades:

@@ -39,7 +39,7 @@ from decimal import Decimal  # noqa: E402
 
 from engine.errors import EngineError  # noqa: E402
 from engine.matcher import MatchingEngine  # noqa: E402
-from engine.order import BUY, FOK, IOC, LIMIT, MARKET, SELL  # noqa: E402
+from engine.order import BUY, FOK, IOC, LIMIT, MARKET, NEW, PARTIALLY_FILLED, SELL  # noqa: E402
 from engine.symbols import SymbolSpec  # noqa: E402
 
 SYM = "BENCH-USDT"
@@ -112,7 +112,8 @@ def apply_workload(engine, state, op):
                 pass
         return
     result = engine.submit(SYM, _SIDES[side], _TYPES[kind], qty, None if kind == "M" else price)
-    if result.book_changed and result.status.is_open:
+    status = result.status
+    if status is NEW or status is PARTIALLY_FILLED:  # it rests: remember its engine id
         state.ids[oid] = result.order.order_id
     if result.trades:
         state.trades += len(result.trades)
