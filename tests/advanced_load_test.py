@@ -33,9 +33,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from loadlib import report  # noqa: E402
 from loadlib.orders import DEFAULT_SPECS, build_specs  # noqa: E402
-from loadlib.procs import ProcSampler, find_server_pid  # noqa: E402
+from loadlib.procs import ProcSampler, SystemSampler, find_server_pid  # noqa: E402
 from loadlib.runner import cpu_count, run_phase  # noqa: E402
-from loadlib.safety import UnsafeTargetError, base_url, check_url  # noqa: E402
+from loadlib.safety import base_url, check_url  # noqa: E402
 from loadlib.schedule import DEFAULT_MIX, parse_mix, parse_rate  # noqa: E402
 
 MAX_DURATION = 3600.0
@@ -69,52 +69,106 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Exit status: 0 PASS, 1 FAIL, 2 usage error or server unreachable.",
     )
-    ap.add_argument("--rate", default="1000",
-                    help="offered orders/s (open loop), or 'max' for a closed loop flat out "
-                         "(default 1000)")
-    ap.add_argument("--duration", type=positive_float, default=10.0,
-                    help=f"seconds of load (default 10, at most {MAX_DURATION:g})")
-    ap.add_argument("--mode", choices=("rest", "batch", "ws"), default="rest",
-                    help="rest: POST /order per order; batch: POST /orders with --batch-size "
-                         "orders; ws: Socket.IO 'order'/'cancel' with acknowledgements")
-    ap.add_argument("--connections", type=positive_int, default=None,
-                    help="total keep-alive connections / Socket.IO clients (default 8)")
-    ap.add_argument("--processes", type=positive_int, default=None,
-                    help=f"worker processes (default {min(2, cpu_count())}, the CPU count up to 2)")
-    ap.add_argument("--symbols", default=",".join(DEFAULT_SPECS),
-                    help="comma-separated symbols (default: the contract's four)")
-    ap.add_argument("--mix", default=DEFAULT_MIX,
-                    help=f"order kinds and weights (default {DEFAULT_MIX})")
+    ap.add_argument(
+        "--rate",
+        default="1000",
+        help="offered orders/s (open loop), or 'max' for a closed loop flat out (default 1000)",
+    )
+    ap.add_argument(
+        "--duration",
+        type=positive_float,
+        default=10.0,
+        help=f"seconds of load (default 10, at most {MAX_DURATION:g})",
+    )
+    ap.add_argument(
+        "--mode",
+        choices=("rest", "batch", "ws"),
+        default="rest",
+        help="rest: POST /order per order; batch: POST /orders with --batch-size "
+        "orders; ws: Socket.IO 'order'/'cancel' with acknowledgements",
+    )
+    ap.add_argument(
+        "--connections",
+        type=positive_int,
+        default=None,
+        help="total keep-alive connections / Socket.IO clients (default 8)",
+    )
+    ap.add_argument(
+        "--processes",
+        type=positive_int,
+        default=None,
+        help=f"worker processes (default {min(2, cpu_count())}, the CPU count up to 2)",
+    )
+    ap.add_argument(
+        "--symbols",
+        default=",".join(DEFAULT_SPECS),
+        help="comma-separated symbols (default: the contract's four)",
+    )
+    ap.add_argument("--mix", default=DEFAULT_MIX, help=f"order kinds and weights (default {DEFAULT_MIX})")
     ap.add_argument("--seed", type=int, default=1, help="seed of the order stream (default 1)")
-    ap.add_argument("--url", default="http://127.0.0.1:5000",
-                    help="server base URL (default http://127.0.0.1:5000)")
-    ap.add_argument("--allow-remote", action="store_true",
-                    help="allow a target that is not loopback (only for machines you own)")
-    ap.add_argument("--batch-size", type=positive_int, default=50,
-                    help="orders per POST /orders in batch mode (default 50)")
+    ap.add_argument(
+        "--url", default="http://127.0.0.1:5000", help="server base URL (default http://127.0.0.1:5000)"
+    )
+    ap.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a target that is not loopback (only for machines you own)",
+    )
+    ap.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=50,
+        help="orders per POST /orders in batch mode (default 50)",
+    )
     ap.add_argument("--batch-path", default="/orders", help=argparse.SUPPRESS)
-    ap.add_argument("--namespace", default="/trade",
-                    help="Socket.IO namespace of order entry in ws mode (default /trade)")
-    ap.add_argument("--arrival", choices=("uniform", "poisson"), default="uniform",
-                    help="evenly spaced sends (default) or Poisson arrivals")
-    ap.add_argument("--timeout", type=positive_float, default=5.0,
-                    help="seconds before an unanswered request is an error (default 5)")
-    ap.add_argument("--drain", type=non_negative_float, default=5.0,
-                    help="seconds after --duration to wait for answers (default 5)")
-    ap.add_argument("--baseline", action="store_true",
-                    help="first load GET /health the same way (same rate in requests/s, "
-                         "connections, processes, duration) and compare")
-    ap.add_argument("--baseline-only", action="store_true",
-                    help="load only GET /health (the framework's own ceiling)")
-    ap.add_argument("--target-p99-ms", type=positive_float, default=None,
-                    help="FAIL when the p99 latency is above this")
-    ap.add_argument("--target-rate", type=positive_float, default=None,
-                    help="FAIL when fewer orders/s than this are answered")
-    ap.add_argument("--max-errors", type=int, default=0,
-                    help="FAIL when there are more errors than this (default 0)")
-    ap.add_argument("--min-baseline-ratio", type=float, default=None,
-                    help="with --baseline: FAIL when requests/s are below this share of "
-                         "/health's (e.g. 0.8)")
+    ap.add_argument(
+        "--namespace", default="/trade", help="Socket.IO namespace of order entry in ws mode (default /trade)"
+    )
+    ap.add_argument(
+        "--arrival",
+        choices=("uniform", "poisson"),
+        default="uniform",
+        help="evenly spaced sends (default) or Poisson arrivals",
+    )
+    ap.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=5.0,
+        help="seconds before an unanswered request is an error (default 5)",
+    )
+    ap.add_argument(
+        "--drain",
+        type=non_negative_float,
+        default=5.0,
+        help="seconds after --duration to wait for answers (default 5)",
+    )
+    ap.add_argument(
+        "--baseline",
+        action="store_true",
+        help="first load GET /health the same way (same rate in requests/s, "
+        "connections, processes, duration) and compare",
+    )
+    ap.add_argument(
+        "--baseline-only", action="store_true", help="load only GET /health (the framework's own ceiling)"
+    )
+    ap.add_argument(
+        "--target-p99-ms", type=positive_float, default=None, help="FAIL when the p99 latency is above this"
+    )
+    ap.add_argument(
+        "--target-rate",
+        type=positive_float,
+        default=None,
+        help="FAIL when fewer orders/s than this are answered",
+    )
+    ap.add_argument(
+        "--max-errors", type=int, default=0, help="FAIL when there are more errors than this (default 0)"
+    )
+    ap.add_argument(
+        "--min-baseline-ratio",
+        type=float,
+        default=None,
+        help="with --baseline: FAIL when requests/s are below this share of /health's (e.g. 0.8)",
+    )
     ap.add_argument("--json", metavar="OUT", help="write the summary as JSON")
     ap.add_argument("--plot", metavar="OUT.png", help="write latency/rate plots (PNG)")
     ap.add_argument("--no-progress", action="store_true", help="no progress line")
@@ -157,8 +211,16 @@ def validate(args) -> dict:
         processes = connections
     if rate is not None and args.mode == "batch" and rate / args.batch_size < 0.1:
         raise ValueError("--rate / --batch-size is below one request per 10 s")
-    return {"host": host, "port": port, "rate": rate, "mix": mix, "symbols": symbols,
-            "connections": connections, "processes": processes, "notes": notes}
+    return {
+        "host": host,
+        "port": port,
+        "rate": rate,
+        "mix": mix,
+        "symbols": symbols,
+        "connections": connections,
+        "processes": processes,
+        "notes": notes,
+    }
 
 
 def get_json(host: str, port: int, path: str, timeout: float = 3.0):
@@ -229,11 +291,20 @@ def main(argv=None) -> int:
         print(f"note: {n}", file=sys.stderr)
 
     cfg = {
-        "host": host, "port": port, "rate": v["rate"], "duration": args.duration,
-        "connections": v["connections"], "timeout": args.timeout, "drain": args.drain,
-        "arrival": args.arrival, "seed": args.seed, "specs": specs, "mix": v["mix"],
+        "host": host,
+        "port": port,
+        "rate": v["rate"],
+        "duration": args.duration,
+        "connections": v["connections"],
+        "timeout": args.timeout,
+        "drain": args.drain,
+        "arrival": args.arrival,
+        "seed": args.seed,
+        "specs": specs,
+        "mix": v["mix"],
         "batch_size": args.batch_size if args.mode == "batch" else 1,
-        "batch_path": args.batch_path, "tag": f"lt{int(time.time()) % 100000:05d}",
+        "batch_path": args.batch_path,
+        "tag": f"lt{int(time.time()) % 100000:05d}",
         "namespace": args.namespace,
     }
     phases = []  # (label, engine, cfg)
@@ -245,20 +316,23 @@ def main(argv=None) -> int:
         phases.append(("orders", engine, dict(cfg, mode=args.mode)))
 
     server_pid = find_server_pid(port) if host.startswith("127.") or host == "::1" else None
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     done = []  # (summary, merged)
     for i, (label, engine, pcfg) in enumerate(phases):
         if i:
             time.sleep(1.0)  # let the server settle between phases
-        sampler = ProcSampler(server_pid)
+        sampler, machine = ProcSampler(server_pid), SystemSampler()
         sampler.start()
+        machine.start()
         try:
-            merged = run_phase(engine, pcfg, v["processes"], label=f"{label} ",
-                               show_progress=not args.no_progress)
+            merged = run_phase(
+                engine, pcfg, v["processes"], label=f"{label} ", show_progress=not args.no_progress
+            )
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         merged["server"] = sampler.stop()
+        merged["machine"] = machine.stop()
         s = report.analyze(merged, dict(pcfg, label=label))
         done.append((s, merged))
 
@@ -271,19 +345,33 @@ def main(argv=None) -> int:
     if health_s is not None:
         print(report.baseline_line(main_s, health_s))
     passed, line = report.verdict(
-        main_s, args.target_p99_ms, args.target_rate, args.max_errors,
-        baseline=health_s, min_baseline_ratio=args.min_baseline_ratio)
+        main_s,
+        args.target_p99_ms,
+        args.target_rate,
+        args.max_errors,
+        baseline=health_s,
+        min_baseline_ratio=args.min_baseline_ratio,
+    )
     print(line)
 
     if args.json:
         out = {
-            "tool": "advanced_load_test", "started": started, "url": url,
+            "tool": "advanced_load_test",
+            "started": started,
+            "url": url,
             "argv": sys.argv[1:] if argv is None else list(argv),
-            "machine": {"cpus": cpu_count(), "python": platform.python_version(),
-                        "platform": platform.platform()},
-            "notes": notes, "phases": [s for s, _ in done],
-            "baseline_ratio": (main_s["requests_rate"] / health_s["achieved_rate"]
-                               if health_s and health_s["achieved_rate"] else None),
+            "machine": {
+                "cpus": cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+            "notes": notes,
+            "phases": [s for s, _ in done],
+            "baseline_ratio": (
+                main_s["requests_rate"] / health_s["achieved_rate"]
+                if health_s and health_s["achieved_rate"]
+                else None
+            ),
             "verdict": {"passed": passed, "line": line},
         }
         with open(args.json, "w") as f:
@@ -291,8 +379,10 @@ def main(argv=None) -> int:
         print(f"wrote {args.json}")
     if args.plot:
         rate = "max" if v["rate"] is None else f"{v['rate']:g}/s"
-        title = (f"{args.mode} load, offered {rate}, {args.duration:g} s, "
-                 f"{v['processes']} processes x {v['connections']} connections - {url}")
+        title = (
+            f"{args.mode} load, offered {rate}, {args.duration:g} s, "
+            f"{v['processes']} processes x {v['connections']} connections - {url}"
+        )
         if args.baseline_only:
             title = f"GET /health baseline, offered {rate}, {args.duration:g} s - {url}"
         report.plot(args.plot, [done[-1]] + done[:-1], title)

@@ -14,15 +14,22 @@ class ProtocolError(Exception):
     """The bytes received are not an HTTP/1.x response we can parse."""
 
 
-def build_request(method: str, path: str, host: str, port: int, body: bytes | None = None,
-                  content_type: str = "application/json") -> bytes:
+def build_request(
+    method: str,
+    path: str,
+    host: str,
+    port: int,
+    body: bytes | None = None,
+    content_type: str = "application/json",
+) -> bytes:
     """The bytes of one keep-alive HTTP/1.1 request."""
     hosthdr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     head = f"{method} {path} HTTP/1.1\r\nHost: {hosthdr}\r\n"
     if body is None:
         return (head + "\r\n").encode("latin-1")
-    return (head + f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-            ).encode("latin-1") + body
+    return (head + f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode(
+        "latin-1"
+    ) + body
 
 
 def parse_response(buf: bytearray | bytes):
@@ -59,12 +66,12 @@ def parse_response(buf: bytearray | bytes):
     if i >= 0:
         j = head.find(b"\r\n", i + 17)
         try:
-            length = int(head[i + 17: j if j >= 0 else len(head)])
+            length = int(head[i + 17 : j if j >= 0 else len(head)])
         except ValueError as exc:
             raise ProtocolError("bad Content-Length") from exc
         if len(buf) < start + length:
             return None
-        return status, bytes(buf[start: start + length]), start + length, close
+        return status, bytes(buf[start : start + length]), start + length, close
     if b"\r\ntransfer-encoding: chunked" in head:
         return _parse_chunked(buf, start, status, close)
     return None  # body delimited by EOF
@@ -79,7 +86,7 @@ def parse_response_eof(buf: bytearray | bytes):
     if end < 0:
         return None
     status = int(bytes(buf[9:12]))
-    return status, bytes(buf[end + 4:]), len(buf), True
+    return status, bytes(buf[end + 4 :]), len(buf), True
 
 
 def _parse_chunked(buf, pos: int, status: int, close: bool):
@@ -104,5 +111,5 @@ def _parse_chunked(buf, pos: int, status: int, close: bool):
                 pos = eol + 2
         if len(buf) < pos + size + 2:
             return None
-        body += buf[pos: pos + size]
+        body += buf[pos : pos + size]
         pos += size + 2

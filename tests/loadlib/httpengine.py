@@ -87,9 +87,15 @@ class Recorder:
 
     def result(self) -> dict:
         return {
-            "sched": self.sched, "sent": self.sent, "lat": self.lat, "svc": self.svc,
-            "kind": self.kind, "outcome": self.outcome, "orders": self.orders,
-            "trades": self.trades, "counts": dict(self.counts),
+            "sched": self.sched,
+            "sent": self.sent,
+            "lat": self.lat,
+            "svc": self.svc,
+            "kind": self.kind,
+            "outcome": self.outcome,
+            "orders": self.orders,
+            "trades": self.trades,
+            "counts": dict(self.counts),
             "order_outcomes": list(self.order_outcomes),
         }
 
@@ -121,15 +127,17 @@ class HttpWorker:
         self.host, self.port = cfg["host"], cfg["port"]
         self.mode = cfg["mode"]
         self.timeout = cfg["timeout"]
-        self.sel = selectors.DefaultSelector()
+        # select(2) takes microsecond timeouts; epoll and poll round up to whole
+        # milliseconds, which would make every send up to 1 ms late.
+        self.sel = selectors.SelectSelector()
         self.conns = [Conn() for _ in range(cfg["connections"])]
         self.idle: list[Conn] = []
         self.busy: set[Conn] = set()
         self.rec = Recorder()
-        self.factory = None
-        if self.mode in ("rest", "batch"):
-            self.factory = OrderFactory(cfg["specs"], cfg["mix"], cfg["seed"], worker,
-                                        cfg["tag"])
+        self.factory = cfg.get("factory_obj")
+        self.keep = [] if cfg.get("keep_answers") else None  # (sched, sent, answered, status, body)
+        if self.factory is None and self.mode in ("rest", "batch"):
+            self.factory = OrderFactory(cfg["specs"], cfg["mix"], cfg["seed"], worker, cfg["tag"])
         self.health_req = build_request("GET", "/health", self.host, self.port)
         self.trades = 0
         self.connect_errors = 0
@@ -325,6 +333,8 @@ class HttpWorker:
             rec.order_outcomes[ERROR] += n
             self.counters[P_ERR] += n
         rec.add(sched, sent, now - self.t0, KIND_INDEX[code], outcome, n, trades)
+        if self.keep is not None:
+            self.keep.append((sched, sent, now - self.t0, status, body))
         self.trades += trades
         self.counters[P_DONE] += n
 
@@ -369,8 +379,14 @@ class HttpWorker:
         deadline = end + cfg["drain"]
         closed_loop = cfg["rate"] is None
         if not closed_loop:
-            sched = make_schedule(cfg["arrival"], cfg["rate"] / (cfg["batch_size"] if self.mode == "batch" else 1),
-                                  duration, self.worker, cfg["workers"], cfg["seed"])
+            sched = make_schedule(
+                cfg["arrival"],
+                cfg["rate"] / (cfg["batch_size"] if self.mode == "batch" else 1),
+                duration,
+                self.worker,
+                cfg["workers"],
+                cfg["seed"],
+            )
             next_t = sched.next_time()
         else:
             next_t = None
@@ -428,7 +444,7 @@ class HttpWorker:
                 last_pub = now
                 counters[P_BACKLOG] = len(backlog)
                 counters[P_TRADES] = self.trades
-                progress[base: base + N_PROGRESS] = counters
+                progress[base : base + N_PROGRESS] = counters
             # How long to wait for I/O.
             if backlog and idle:
                 wait = 0.0
@@ -450,7 +466,7 @@ class HttpWorker:
         counters[P_BACKLOG] = 0
         counters[P_TRADES] = self.trades
         if progress is not None:
-            progress[base: base + N_PROGRESS] = counters
+            progress[base : base + N_PROGRESS] = counters
         for c in self.conns:
             self._close(c)
         out = self.rec.result()

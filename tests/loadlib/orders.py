@@ -159,9 +159,16 @@ class OrderFactory:
     limit order takes its place.
     """
 
-    def __init__(self, specs: list[SymbolSpec], mix: dict[str, float], seed: int = 1,
-                 worker: int = 0, tag: str = "lt", cross_share: float = 0.15,
-                 max_resting: int = 100_000):
+    def __init__(
+        self,
+        specs: list[SymbolSpec],
+        mix: dict[str, float],
+        seed: int = 1,
+        worker: int = 0,
+        tag: str = "lt",
+        cross_share: float = 0.15,
+        max_resting: int = 100_000,
+    ):
         if not specs:
             raise ValueError("need at least one symbol")
         self.specs = specs
@@ -203,7 +210,7 @@ class OrderFactory:
         rng = self.rng
         r = rng.random() * self.total
         code = self.kinds[-1]
-        for k, c in zip(self.kinds, self.cum):
+        for k, c in zip(self.kinds, self.cum, strict=True):
             if r < c:
                 code = k
                 break
@@ -238,8 +245,14 @@ class OrderFactory:
         self.seq += 1
         otype = {"L": "limit", "M": "market", "I": "ioc", "F": "fok"}[code]
         price = None if code == "M" else spec.price(max(1, ticks))
-        return code, (spec.symbol, "buy" if buy else "sell", otype, spec.quantity(lots),
-                      price, f"{self.prefix}{self.seq}")
+        return code, (
+            spec.symbol,
+            "buy" if buy else "sell",
+            otype,
+            spec.quantity(lots),
+            price,
+            f"{self.prefix}{self.seq}",
+        )
 
 
 _q = json.dumps  # symbols and ids are quoted safely; everything else is digits and dots
@@ -249,17 +262,20 @@ def order_json(fields) -> str:
     """The JSON text of a ``POST /order`` body from an order's fields."""
     sym, side, otype, qty, price, coid = fields
     if price is None:
-        return (f'{{"symbol":{_q(sym)},"side":"{side}","order_type":"{otype}",'
-                f'"quantity":"{qty}","client_order_id":{_q(coid)}}}')
-    return (f'{{"symbol":{_q(sym)},"side":"{side}","order_type":"{otype}",'
-            f'"quantity":"{qty}","price":"{price}","client_order_id":{_q(coid)}}}')
+        return (
+            f'{{"symbol":{_q(sym)},"side":"{side}","order_type":"{otype}",'
+            f'"quantity":"{qty}","client_order_id":{_q(coid)}}}'
+        )
+    return (
+        f'{{"symbol":{_q(sym)},"side":"{side}","order_type":"{otype}",'
+        f'"quantity":"{qty}","price":"{price}","client_order_id":{_q(coid)}}}'
+    )
 
 
 def order_dict(fields) -> dict:
     """The same body as a dict (for Socket.IO emits)."""
     sym, side, otype, qty, price, coid = fields
-    d = {"symbol": sym, "side": side, "order_type": otype, "quantity": qty,
-         "client_order_id": coid}
+    d = {"symbol": sym, "side": side, "order_type": otype, "quantity": qty, "client_order_id": coid}
     if price is not None:
         d["price"] = price
     return d
@@ -268,3 +284,50 @@ def order_dict(fields) -> dict:
 def cancel_json(fields) -> str:
     """The JSON text of a ``POST /cancel`` body."""
     return f'{{"order_id":{_q(fields[0])}}}'
+
+
+class CrossingFactory:
+    """Orders that each change the book, half of them trading, for market-data probes.
+
+    A cycle of four: a limit sell resting one tick above the mid, an IOC buy that takes
+    it (limit three ticks above the mid), a limit buy one tick below, an IOC sell that
+    takes it. Maker and taker have the same quantity, so the book does not grow. With
+    the requests in flight on two connections a taker can overtake its maker; it then
+    trades with whatever rests or is cancelled unfilled, and the probe simply measures
+    the orders that did change the book.
+    """
+
+    def __init__(self, spec: SymbolSpec, seed: int = 1, tag: str = "md"):
+        self.spec = spec
+        self.rng = random.Random(seed)
+        self.mid = spec.mid_ticks
+        self.prefix = f"{tag}-"
+        self.seq = 0
+        self.lots = 1
+        self.resting: list[str] = []
+
+    def remember(self, order_id: str) -> None:
+        """Not used (no cancels); present for the engines' interface."""
+
+    def next(self):
+        phase = self.seq % 4
+        self.seq += 1
+        if phase in (0, 2):
+            self.lots = self.rng.randint(1, 5)
+        spec, mid = self.spec, self.mid
+        if phase == 0:
+            code, side, otype, ticks = "L", "sell", "limit", mid + 1
+        elif phase == 1:
+            code, side, otype, ticks = "I", "buy", "ioc", mid + 3
+        elif phase == 2:
+            code, side, otype, ticks = "L", "buy", "limit", max(1, mid - 1)
+        else:
+            code, side, otype, ticks = "I", "sell", "ioc", max(1, mid - 3)
+        return code, (
+            spec.symbol,
+            side,
+            otype,
+            spec.quantity(self.lots),
+            spec.price(ticks),
+            f"{self.prefix}{self.seq}",
+        )

@@ -17,8 +17,12 @@ def find_server_pid(port: int, host: str | None = None) -> int | None:
         return None
 
     def matches(c) -> bool:
-        return (c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
-                and (host is None or c.laddr.ip in (host, "0.0.0.0", "::")))
+        return (
+            c.status == psutil.CONN_LISTEN
+            and c.laddr
+            and c.laddr.port == port
+            and (host is None or c.laddr.ip in (host, "0.0.0.0", "::"))
+        )
 
     try:
         for c in psutil.net_connections(kind="tcp"):
@@ -78,5 +82,55 @@ class ProcSampler:
             rss = self.proc.memory_info().rss
         except Exception:
             return None
-        return {"pid": self.pid, "cpu_percent": 100.0 * cpu / wall if wall > 0 else None,
-                "rss_start_mb": self.rss0 / 2**20, "rss_end_mb": rss / 2**20}
+        return {
+            "pid": self.pid,
+            "cpu_percent": 100.0 * cpu / wall if wall > 0 else None,
+            "rss_start_mb": self.rss0 / 2**20,
+            "rss_end_mb": rss / 2**20,
+        }
+
+
+class SystemSampler:
+    """Machine-wide CPU use between ``start`` and ``stop`` (all cores, all processes).
+
+    On a shared machine this tells whether other work competed with the server and the
+    generator during a run: compare ``busy_percent`` with their own figures.
+    """
+
+    def __init__(self):
+        self.t0 = None
+
+    @staticmethod
+    def _times():
+        import psutil
+
+        t = psutil.cpu_times()
+        idle = t.idle + getattr(t, "iowait", 0.0)
+        return sum(t) - idle, sum(t)
+
+    def start(self) -> None:
+        try:
+            self.t0 = self._times()
+        except Exception:
+            self.t0 = None
+
+    def stop(self) -> dict | None:
+        """``{"busy_percent", "cores", "load_avg_1m"}``; busy is of one core (200 = 2 cores)."""
+        if self.t0 is None:
+            return None
+        try:
+            import os
+
+            import psutil
+
+            busy1, total1 = self._times()
+            cores = psutil.cpu_count() or 1
+            busy = busy1 - self.t0[0]
+            total = total1 - self.t0[1]
+            return {
+                "busy_percent": 100.0 * cores * busy / total if total > 0 else None,
+                "cores": cores,
+                "load_avg_1m": os.getloadavg()[0],
+            }
+        except Exception:
+            return None

@@ -73,6 +73,7 @@ def analyze(res: dict, phase: dict) -> dict:
         "worker_errors": res.get("worker_errors", []),
         "generator_cpu_percent": res.get("worker_cpu_percent", []),
         "server": res.get("server"),
+        "machine": res.get("machine"),
     }
     s["trades_rate"] = s["trades_seen"] / window if window else 0.0
     by_kind: dict[int, list[float]] = {}
@@ -109,8 +110,12 @@ def series(res: dict, duration: float) -> dict:
     ok_n = [norders[i] for i in range(n) if outcome[i] == OK]
     err_t = [sched[i] for i in range(n) if outcome[i] == ERROR]
     err_n = [norders[i] for i in range(n) if outcome[i] == ERROR]
-    lat_bins = per_interval([sched[i] for i in range(n) if outcome[i] != ERROR],
-                            [lat[i] for i in range(n) if outcome[i] != ERROR], iv, end)
+    lat_bins = per_interval(
+        [sched[i] for i in range(n) if outcome[i] != ERROR],
+        [lat[i] for i in range(n) if outcome[i] != ERROR],
+        iv,
+        end,
+    )
     out = {
         "interval_s": iv,
         "t": [round(k * iv, 3) for k in range(len(lat_bins))],
@@ -127,33 +132,39 @@ def series(res: dict, duration: float) -> dict:
 def _lat_line(name: str, st: dict) -> str:
     if not st["count"]:
         return f"{name:<22}-"
-    return (f"{name:<22}p50 {fmt_ms(st['p50']):>7}  p90 {fmt_ms(st['p90']):>7}  "
-            f"p99 {fmt_ms(st['p99']):>7}  p99.9 {fmt_ms(st['p99.9']):>7}  "
-            f"max {fmt_ms(st['max']):>7}  (n={st['count']})")
+    return (
+        f"{name:<22}p50 {fmt_ms(st['p50']):>7}  p90 {fmt_ms(st['p90']):>7}  "
+        f"p99 {fmt_ms(st['p99']):>7}  p99.9 {fmt_ms(st['p99.9']):>7}  "
+        f"max {fmt_ms(st['max']):>7}  (n={st['count']})"
+    )
 
 
 def format_summary(s: dict) -> str:
     """The human-readable table of one phase."""
     unit = "req" if s["mode"] == "health" else "orders"
     rate = "max (closed loop)" if s["closed_loop"] else f"{s['offered_rate']:,.1f} {unit}/s"
-    head = (f"=== {s['label']}: {s['mode']}"
-            + (f" x{s['batch_size']}" if s["mode"] == "batch" else "")
-            + f", {rate} for {s['duration_s']:g} s, {s['processes']} processes, "
-            f"{s['connections']} connections ===")
+    head = (
+        f"=== {s['label']}: {s['mode']}"
+        + (f" x{s['batch_size']}" if s["mode"] == "batch" else "")
+        + f", {rate} for {s['duration_s']:g} s, {s['processes']} processes, "
+        f"{s['connections']} connections ==="
+    )
     lines = [head]
     if not s["closed_loop"]:
-        lines.append(f"{'offered':<22}{s['offered_rate']:,.1f} {unit}/s "
-                     f"({s['orders_scheduled']:,} scheduled)")
+        lines.append(
+            f"{'offered':<22}{s['offered_rate']:,.1f} {unit}/s ({s['orders_scheduled']:,} scheduled)"
+        )
     lines.append(f"{'sent':<22}{s['orders_sent']:,} ({s['sent_rate']:,.1f}/s)")
     achieved = f"{s['achieved_rate']:,.1f} {unit}/s answered, {s['ok_rate']:,.1f}/s ok"
     if s["mode"] == "batch":
         achieved += f" ({s['requests_rate']:,.1f} requests/s)"
     lines.append(f"{'achieved':<22}{achieved}   (over {s['window_s']:.1f} s)")
     if s["rate_reached"] is False:
-        lines.append(f"{'':<22}!! TARGET RATE NOT REACHED: achieved "
-                     f"{s['achieved_rate'] / s['offered_rate']:.0%} of offered")
-    lines.append(f"{'outcomes':<22}ok {s['ok']:,}  |  rejected {s['rejected']:,}  |  "
-                 f"errors {s['errors']:,}")
+        lines.append(
+            f"{'':<22}!! TARGET RATE NOT REACHED: achieved "
+            f"{s['achieved_rate'] / s['offered_rate']:.0%} of offered"
+        )
+    lines.append(f"{'outcomes':<22}ok {s['ok']:,}  |  rejected {s['rejected']:,}  |  errors {s['errors']:,}")
     for label, n in s["outcomes"].items():
         if label != "ok":
             lines.append(f"{'':<24}{label}: {n:,}")
@@ -161,8 +172,10 @@ def format_summary(s: dict) -> str:
     lines.append(_lat_line("service ms", s["service_ms"]))
     sd = s["send_delay_ms"]
     if sd["count"]:
-        lines.append(f"{'send delay ms':<22}p50 {fmt_ms(sd['p50']):>7}  p99 {fmt_ms(sd['p99']):>7}  "
-                     f"max {fmt_ms(sd['max']):>7}  (max backlog {s['max_backlog']})")
+        lines.append(
+            f"{'send delay ms':<22}p50 {fmt_ms(sd['p50']):>7}  p99 {fmt_ms(sd['p99']):>7}  "
+            f"max {fmt_ms(sd['max']):>7}  (max backlog {s['max_backlog']})"
+        )
     if len(s["per_kind_ms"]) > 1:
         for kind, st in s["per_kind_ms"].items():
             lines.append(_lat_line(f"  {kind}", st))
@@ -172,17 +185,30 @@ def format_summary(s: dict) -> str:
     cpu = f"{'cpu':<22}generator " + " + ".join(f"{c:.0f}%" for c in gen) + " of a core"
     srv = s.get("server")
     if srv and srv.get("cpu_percent") is not None:
-        cpu += (f"; server pid {srv['pid']} {srv['cpu_percent']:.0f}%, RSS "
-                f"{srv['rss_start_mb']:.0f} -> {srv['rss_end_mb']:.0f} MB")
+        cpu += (
+            f"; server pid {srv['pid']} {srv['cpu_percent']:.0f}%, RSS "
+            f"{srv['rss_start_mb']:.0f} -> {srv['rss_end_mb']:.0f} MB"
+        )
+    mach = s.get("machine")
+    if mach and mach.get("busy_percent") is not None:
+        cpu += (
+            f"; machine busy {mach['busy_percent']:.0f}% of {mach['cores'] * 100}% "
+            f"(load avg {mach['load_avg_1m']:.1f})"
+        )
     lines.append(cpu)
     for e in s["worker_errors"]:
         lines.append(f"!! {e.splitlines()[0]}")
     return "\n".join(lines)
 
 
-def verdict(s: dict, target_p99_ms: float | None, target_rate: float | None,
-            max_errors: int = 0, baseline: dict | None = None,
-            min_baseline_ratio: float | None = None) -> tuple[bool, str]:
+def verdict(
+    s: dict,
+    target_p99_ms: float | None,
+    target_rate: float | None,
+    max_errors: int = 0,
+    baseline: dict | None = None,
+    min_baseline_ratio: float | None = None,
+) -> tuple[bool, str]:
     """``(passed, line)``: PASS only if every check given holds.
 
     Checks: offered rate reached (open loop), ``target_rate`` achieved, errors <=
@@ -191,20 +217,34 @@ def verdict(s: dict, target_p99_ms: float | None, target_rate: float | None,
     """
     checks = []
     if s["rate_reached"] is not None:
-        checks.append((s["rate_reached"], f"achieved {s['achieved_rate']:,.0f}/s of offered "
-                       f"{s['offered_rate']:,.0f}/s (>= {RATE_SHORTFALL:.0%})"))
+        checks.append(
+            (
+                s["rate_reached"],
+                f"achieved {s['achieved_rate']:,.0f}/s of offered "
+                f"{s['offered_rate']:,.0f}/s (>= {RATE_SHORTFALL:.0%})",
+            )
+        )
     if target_rate is not None:
-        checks.append((s["achieved_rate"] >= target_rate,
-                       f"achieved {s['achieved_rate']:,.0f}/s vs target {target_rate:,.0f}/s"))
+        checks.append(
+            (
+                s["achieved_rate"] >= target_rate,
+                f"achieved {s['achieved_rate']:,.0f}/s vs target {target_rate:,.0f}/s",
+            )
+        )
     checks.append((s["errors"] <= max_errors, f"{s['errors']} errors (max {max_errors})"))
     p99 = s["latency_ms"]["p99"]
     if target_p99_ms is not None:
-        checks.append((p99 is not None and p99 <= target_p99_ms,
-                       f"p99 {fmt_ms(p99)} ms vs target {target_p99_ms:g} ms"))
+        checks.append(
+            (p99 is not None and p99 <= target_p99_ms, f"p99 {fmt_ms(p99)} ms vs target {target_p99_ms:g} ms")
+        )
     if baseline is not None and min_baseline_ratio is not None:
         ratio = s["achieved_rate"] / baseline["achieved_rate"] if baseline["achieved_rate"] else 0
-        checks.append((ratio >= min_baseline_ratio,
-                       f"{ratio:.0%} of the /health baseline (min {min_baseline_ratio:.0%})"))
+        checks.append(
+            (
+                ratio >= min_baseline_ratio,
+                f"{ratio:.0%} of the /health baseline (min {min_baseline_ratio:.0%})",
+            )
+        )
     passed = all(ok for ok, _ in checks)
     text = "; ".join(msg if ok else f"FAILED: {msg}" for ok, msg in checks)
     return passed, ("PASS: " if passed else "FAIL: ") + text
@@ -214,9 +254,11 @@ def baseline_line(orders: dict, health: dict) -> str:
     """One line comparing the orders phase with the /health phase of the same run."""
     hb = health["achieved_rate"]
     ratio = orders["requests_rate"] / hb if hb else float("nan")
-    return (f"baseline: GET /health answered {hb:,.0f} req/s; orders phase "
-            f"{orders['requests_rate']:,.0f} req/s ({orders['achieved_rate']:,.0f} orders/s) = "
-            f"{ratio:.0%} of the framework's ceiling in this run")
+    return (
+        f"baseline: GET /health answered {hb:,.0f} req/s; orders phase "
+        f"{orders['requests_rate']:,.0f} req/s ({orders['achieved_rate']:,.0f} orders/s) = "
+        f"{ratio:.0%} of the framework's ceiling in this run"
+    )
 
 
 def plot(path: str, phases: list[tuple[dict, dict]], title: str) -> None:
@@ -239,13 +281,26 @@ def plot(path: str, phases: list[tuple[dict, dict]], title: str) -> None:
     xs = [main_r["sched"][i] for i in ans]
     ys = [max(main_r["lat"][i] * 1000, 1e-3) for i in ans]
     step = max(1, len(xs) // 50000)  # keep the scatter drawable
-    ax.scatter(xs[::step], ys[::step], s=2, alpha=0.3, color=colors[0], lw=0,
-               label="each request" + (f" (1 in {step})" if step > 1 else ""))
+    ax.scatter(
+        xs[::step],
+        ys[::step],
+        s=2,
+        alpha=0.3,
+        color=colors[0],
+        lw=0,
+        label="each request" + (f" (1 in {step})" if step > 1 else ""),
+    )
     ser = main_s["series"]
     iv = ser["interval_s"]
     for key, color, name in (("p50_ms", "black", "p50"), ("p99_ms", "tab:red", "p99")):
-        ax.step(ser["t"], [v if v is not None else math.nan for v in ser[key]], where="post",
-                color=color, lw=1.2, label=f"{name} per {iv:g} s")
+        ax.step(
+            ser["t"],
+            [v if v is not None else math.nan for v in ser[key]],
+            where="post",
+            color=color,
+            lw=1.2,
+            label=f"{name} per {iv:g} s",
+        )
     errs = [main_r["sched"][i] for i in range(n) if main_r["outcome"][i] == ERROR]
     if errs:
         ax.scatter(errs, [max(ys, default=1)] * len(errs), marker="x", color="tab:red", s=12, label="errors")
@@ -266,8 +321,13 @@ def plot(path: str, phases: list[tuple[dict, dict]], title: str) -> None:
         bins = [lo * (hi / lo) ** (j / 60) for j in range(61)] if hi > lo else 10
         ax.hist(vals, bins=bins, color=colors[k % 4], alpha=0.35, label=f"{s['label']} histogram")
         m = len(vals)
-        ax2.plot(vals, [(j + 1) / m * 100 for j in range(m)], color=colors[k % 4], lw=1.5,
-                 label=f"{s['label']} CDF (p99 {fmt_ms(s['latency_ms']['p99'])} ms)")
+        ax2.plot(
+            vals,
+            [(j + 1) / m * 100 for j in range(m)],
+            color=colors[k % 4],
+            lw=1.5,
+            label=f"{s['label']} CDF (p99 {fmt_ms(s['latency_ms']['p99'])} ms)",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("latency (ms, log)")
     ax.set_ylabel("requests")
@@ -283,11 +343,23 @@ def plot(path: str, phases: list[tuple[dict, dict]], title: str) -> None:
     for k, (s, _r) in enumerate(phases):
         ser = s["series"]
         unit = "req/s" if s["mode"] == "health" else "orders/s"
-        ax.step(ser["t"], ser["answered_per_s"], where="post", color=colors[k % 4],
-                lw=1.5, label=f"{s['label']} answered {unit}")
+        ax.step(
+            ser["t"],
+            ser["answered_per_s"],
+            where="post",
+            color=colors[k % 4],
+            lw=1.5,
+            label=f"{s['label']} answered {unit}",
+        )
         if any(ser["errors_per_s"]):
-            ax.step(ser["t"], ser["errors_per_s"], where="post", color="tab:red", lw=1,
-                    label=f"{s['label']} errors/s")
+            ax.step(
+                ser["t"],
+                ser["errors_per_s"],
+                where="post",
+                color="tab:red",
+                lw=1,
+                label=f"{s['label']} errors/s",
+            )
     if main_s["offered_rate"]:
         ax.axhline(main_s["offered_rate"], color="black", ls="--", lw=1, label="offered")
     ax.set_xlabel("time (s)")

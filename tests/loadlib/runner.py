@@ -49,8 +49,9 @@ def _worker_main(engine: str, cfg: dict, w: int, progress, start_evt, t0val, q) 
         q.put(("error", w, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
 
 
-def run_phase(engine: str, cfg: dict, processes: int, label: str = "",
-              show_progress: bool = True, stream=sys.stderr) -> dict:
+def run_phase(
+    engine: str, cfg: dict, processes: int, label: str = "", show_progress: bool = True, stream=sys.stderr
+) -> dict:
     """Run one load phase; returns the merged result (see ``merge``).
 
     ``cfg`` is the engine's configuration; its ``connections`` is the total, split
@@ -71,8 +72,12 @@ def run_phase(engine: str, cfg: dict, processes: int, label: str = "",
     procs = []
     for w in range(processes):
         wcfg = dict(cfg, connections=conns[w], workers=processes)
-        p = ctx.Process(target=_worker_main, args=(engine, wcfg, w, progress, start_evt, t0val, q),
-                        daemon=True, name=f"load-{engine}-{w}")
+        p = ctx.Process(
+            target=_worker_main,
+            args=(engine, wcfg, w, progress, start_evt, t0val, q),
+            daemon=True,
+            name=f"load-{engine}-{w}",
+        )
         p.start()
         procs.append(p)
     results: dict[int, dict] = {}
@@ -137,7 +142,7 @@ def merge(parts: list[dict]) -> dict:
     rows = []
     for p in parts:
         cols = [p[k] for k in keys]
-        rows.extend(zip(*cols))
+        rows.extend(zip(*cols, strict=True))
     rows.sort(key=lambda r: r[0])
     out = {}
     for i, k in enumerate(keys):
@@ -153,8 +158,7 @@ def merge(parts: list[dict]) -> dict:
     out["max_backlog"] = max((p.get("max_backlog", 0) for p in parts), default=0)
     out["connect_errors"] = sum(p.get("connect_errors", 0) for p in parts)
     out["extra"] = [p.get("extra") for p in parts if p.get("extra")]
-    out["worker_cpu_percent"] = [round(100.0 * p["cpu_s"] / p["wall_s"], 1)
-                                 for p in parts if p.get("wall_s")]
+    out["worker_cpu_percent"] = [round(100.0 * p["cpu_s"] / p["wall_s"], 1) for p in parts if p.get("wall_s")]
     return out
 
 
@@ -189,9 +193,11 @@ class Progress:
         bar = "#" * fill + "." * (self.width - fill)
         t = min(max(elapsed, 0.0), self.duration) if not final else elapsed
         drain = " draining" if elapsed > self.duration and not final else ""
-        line = (f"{self.label}[{bar}] {t:5.1f}/{self.duration:g}s  sent {tot[P_SENT]}  "
-                f"done {tot[P_DONE]}  ok {tot[P_OK]}  rej {tot[P_REJ]}  err {tot[P_ERR]}  "
-                f"trades {tot[P_TRADES]}  {rate:,.0f}/s  backlog {tot[P_BACKLOG]}{drain}")
+        line = (
+            f"{self.label}[{bar}] {t:5.1f}/{self.duration:g}s  sent {tot[P_SENT]}  "
+            f"done {tot[P_DONE]}  ok {tot[P_OK]}  rej {tot[P_REJ]}  err {tot[P_ERR]}  "
+            f"trades {tot[P_TRADES]}  {rate:,.0f}/s  backlog {tot[P_BACKLOG]}{drain}"
+        )
         if self.tty:
             self.stream.write("\r\x1b[2K" + line + ("\n" if final else ""))
         else:

@@ -126,8 +126,7 @@ class PoissonSchedule:
 
     __slots__ = ("rate", "duration", "t", "rng")
 
-    def __init__(self, rate: float, duration: float, worker: int = 0, workers: int = 1,
-                 seed: int = 0):
+    def __init__(self, rate: float, duration: float, worker: int = 0, workers: int = 1, seed: int = 0):
         if workers < 1 or not 0 <= worker < workers:
             raise ValueError("need 0 <= worker < workers")
         self.rate = rate / workers
@@ -143,8 +142,7 @@ class PoissonSchedule:
         return t
 
 
-def make_schedule(arrival: str, rate: float, duration: float, worker: int, workers: int,
-                  seed: int = 0):
+def make_schedule(arrival: str, rate: float, duration: float, worker: int, workers: int, seed: int = 0):
     """The schedule object for ``--arrival uniform|poisson``."""
     if arrival == "uniform":
         return UniformSchedule(rate, duration, worker, workers)

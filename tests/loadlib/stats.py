@@ -52,8 +52,12 @@ def summarize(values: Iterable[float], scale: float = 1000.0) -> dict:
     return out
 
 
-def per_interval(times: Sequence[float], values: Sequence[float] | None = None,
-                 interval: float = 1.0, end: float | None = None) -> list[list[float]]:
+def per_interval(
+    times: Sequence[float],
+    values: Sequence[float] | None = None,
+    interval: float = 1.0,
+    end: float | None = None,
+) -> list[list[float]]:
     """Group samples by ``int(time / interval)``.
 
     Returns one list per interval covering [0, ``end``) (``end`` defaults to the last
@@ -66,7 +70,7 @@ def per_interval(times: Sequence[float], values: Sequence[float] | None = None,
     nbins = max(1, math.ceil(end / interval - 1e-9))
     bins: list[list[float]] = [[] for _ in range(nbins)]
     vals = times if values is None else values
-    for t, v in zip(times, vals):
+    for t, v in zip(times, vals, strict=True):
         i = int(t / interval) if t > 0 else 0
         if i >= nbins:
             i = nbins - 1

@@ -1,0 +1,569 @@
+"""Tests of the load-test runner, the monitoring suite and the market-data probe.
+
+The pure parts (scheduling math, percentiles, parsing, the loopback-only rule, the
+HTTP and WebSocket framing, the summary) are tested directly; one short smoke run of
+``advanced_load_test.py`` goes against a real ``api/app.py`` started as a subprocess
+(marked ``server``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import advanced_load_test  # noqa: E402
+import md_latency  # noqa: E402
+import monitoring_suite  # noqa: E402
+from loadlib import report  # noqa: E402
+from loadlib.http11 import ProtocolError, build_request, parse_response, parse_response_eof  # noqa: E402
+from loadlib.httpengine import ERROR, KIND_INDEX, OK, REJECT, Recorder  # noqa: E402
+from loadlib.orders import (  # noqa: E402
+    DEFAULT_SPECS,
+    CrossingFactory,
+    OrderFactory,
+    build_specs,
+    fmt_units,
+    mid_from_bbo,
+    order_json,
+    scale_of,
+)
+from loadlib.rawsio import OP_TEXT, mask_frame, parse_frames  # noqa: E402
+from loadlib.runner import merge  # noqa: E402
+from loadlib.safety import UnsafeTargetError, check_url, is_loopback_host  # noqa: E402
+from loadlib.schedule import (  # noqa: E402
+    PoissonSchedule,
+    UniformSchedule,
+    parse_mix,
+    parse_rate,
+    split,
+    total_requests,
+    worker_share,
+)
+from loadlib.stats import per_interval, percentile, summarize  # noqa: E402
+
+
+# ---------------------------------------------------------------- percentiles
+@pytest.mark.parametrize(
+    ("p", "expected"),
+    [(0, 1), (1, 1), (50, 50), (90, 90), (99, 99), (99.9, 100), (100, 100)],
+)
+def test_percentile_is_nearest_rank(p, expected):
+    assert percentile(list(range(1, 101)), p) == expected
+
+
+def test_percentile_of_empty_and_single():
+    assert percentile([], 50) is None
+    assert percentile([7.0], 0) == 7.0
+    assert percentile([7.0], 99.9) == 7.0
+
+
+def test_percentile_rejects_out_of_range():
+    with pytest.raises(ValueError):
+        percentile([1, 2], 101)
+    with pytest.raises(ValueError):
+        percentile([1, 2], -1)
+
+
+@given(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=300), st.floats(0.01, 100))
+def test_percentile_property(values, p):
+    s = sorted(values)
+    r = percentile(s, p)
+    assert r in s
+    n = len(s)
+    # at least p% of the samples are <= r, and fewer than p% are < r
+    assert sum(v <= r for v in s) >= p / 100 * n - 1e-9
+    assert sum(v < r for v in s) < p / 100 * n + 1e-9
+
+
+def test_summarize_scales_to_ms_and_handles_empty():
+    s = summarize([0.001, 0.002, 0.003, 0.004])
+    assert s["count"] == 4 and s["p50"] == pytest.approx(2.0) and s["max"] == pytest.approx(4.0)
+    assert summarize([])["p99"] is None
+
+
+def test_per_interval_bins_cover_the_run():
+    bins = per_interval([0.1, 0.9, 1.5, 2.99, 3.0], interval=1.0, end=3.0)
+    assert [len(b) for b in bins] == [2, 1, 2]  # 3.0 goes to the last bin
+
+
+# ---------------------------------------------------------------- scheduling
+def test_total_requests():
+    assert total_requests(1000, 60) == 60_000
+    assert total_requests(3, 1) == 3
+    assert total_requests(2.5, 1) == 3  # due at 0, 0.4, 0.8
+    assert total_requests(0, 10) == 0
+
+
+@given(st.integers(1, 5000), st.integers(1, 16))
+def test_worker_shares_add_up(n_total, workers):
+    shares = [worker_share(n_total, w, workers) for w in range(workers)]
+    assert sum(shares) == n_total
+    assert max(shares) - min(shares) <= 1
+
+
+@given(st.floats(1, 5000), st.floats(0.1, 5), st.integers(1, 6))
+def test_uniform_schedules_partition_the_global_schedule(rate, duration, workers):
+    times = []
+    for w in range(workers):
+        sch = UniformSchedule(rate, duration, w, workers)
+        mine = []
+        while (t := sch.next_time()) is not None:
+            mine.append(t)
+        assert mine == sorted(mine)
+        times.extend(mine)
+    times.sort()
+    n = total_requests(rate, duration)
+    assert len(times) == n
+    for j, t in enumerate(times):
+        assert t == pytest.approx(j / rate)
+        assert t < duration + 1e-9
+
+
+def test_poisson_schedule_offers_the_rate_on_average():
+    rate, duration, workers = 1000.0, 10.0, 4
+    n = 0
+    for w in range(workers):
+        sch = PoissonSchedule(rate, duration, w, workers, seed=3)
+        while sch.next_time() is not None:
+            n += 1
+    assert abs(n - rate * duration) < 5 * math.sqrt(rate * duration)
+
+
+def test_split():
+    assert split(8, 3) == [3, 3, 2]
+    assert split(2, 2) == [1, 1]
+    assert sum(split(17, 5)) == 17
+
+
+# ---------------------------------------------------------------- argument parsing
+def test_parse_rate():
+    assert parse_rate("500") == 500.0
+    assert parse_rate("max") is None
+    for bad in ("0", "-3", "nan", "inf-ish"):
+        with pytest.raises(ValueError):
+            parse_rate(bad)
+
+
+def test_parse_mix_normalizes():
+    mix = parse_mix("limit=70,market=10,ioc=10,fok=5,cancel=5")
+    assert sum(mix.values()) == pytest.approx(1.0)
+    assert mix["limit"] == pytest.approx(0.7)
+    assert parse_mix("limit=1")["cancel"] == 0.0
+
+
+@pytest.mark.parametrize("bad", ["stop=5", "limit=1,limit=2", "limit=-1", "limit=0", "limit", "limit=x"])
+def test_parse_mix_rejects(bad):
+    with pytest.raises(ValueError):
+        parse_mix(bad)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--rate", "0"],
+        ["--rate", "-5"],
+        ["--mix", "limit=50,teleport=50"],
+        ["--duration", "0"],
+        ["--duration", "100000"],
+        ["--symbols", "BTC-USDT,BTC-USDT"],
+        ["--min-baseline-ratio", "0.8"],
+        ["--baseline", "--baseline-only"],
+        ["--mode", "batch", "--mix", "cancel=1"],
+    ],
+)
+def test_load_test_rejects_bad_arguments(argv, capsys):
+    try:
+        rc = advanced_load_test.main(argv + ["--url", "http://127.0.0.1:9"])
+    except SystemExit as exc:  # argparse's own type errors
+        rc = exc.code
+    assert rc == 2
+
+
+def test_batch_mode_drops_cancels_from_the_mix():
+    args = advanced_load_test.build_parser().parse_args(["--mode", "batch"])
+    v = advanced_load_test.validate(args)
+    assert v["mix"]["cancel"] == 0 and sum(v["mix"].values()) == pytest.approx(1.0)
+    assert v["notes"]
+
+
+# ---------------------------------------------------------------- loopback only
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]", "LOCALHOST"])
+def test_loopback_hosts(host):
+    assert is_loopback_host(host)
+
+
+@pytest.mark.parametrize("host", ["10.0.0.1", "192.168.1.5", "0.0.0.0", "example.com", "8.8.8.8", "::"])
+def test_remote_hosts(host):
+    assert not is_loopback_host(host)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.1:5000",
+        "http://example.com",
+        "https://127.0.0.1:5000",
+        "ftp://127.0.0.1",
+        "http://127.0.0.1:5000/order",
+        "http://:5000",
+        "http://127.0.0.1:99999",
+    ],
+)
+def test_check_url_refuses(url):
+    with pytest.raises(UnsafeTargetError):
+        check_url(url)
+
+
+def test_check_url_accepts_loopback_and_explicit_remote():
+    assert check_url("http://127.0.0.1:5000") == ("127.0.0.1", 5000)
+    assert check_url("http://localhost:5001/") == ("127.0.0.1", 5001)
+    assert check_url("http://[::1]:5002") == ("::1", 5002)
+    assert check_url("http://10.0.0.1:5000", allow_remote=True) == ("10.0.0.1", 5000)
+
+
+def test_tools_refuse_a_remote_target_before_sending_anything(capsys):
+    # 192.0.2.0/24 is TEST-NET-1: it must be refused without a connection attempt.
+    url = "http://192.0.2.1:5000"
+    assert advanced_load_test.main(["--url", url, "--duration", "1"]) == 2
+    assert "refusing" in capsys.readouterr().err
+    assert md_latency.main(["--url", url, "--duration", "1"]) == 2
+    assert monitoring_suite.main(["--test", "monitor", "--url", url, "--iterations", "1"]) == 2
+
+
+# ---------------------------------------------------------------- HTTP framing
+def test_build_request():
+    req = build_request("POST", "/order", "127.0.0.1", 5000, b'{"a":1}')
+    assert req.startswith(b"POST /order HTTP/1.1\r\nHost: 127.0.0.1:5000\r\n")
+    assert b'Content-Length: 7\r\n\r\n{"a":1}' in req
+
+
+def test_parse_response_content_length_and_partial():
+    raw = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
+    for cut in range(len(raw)):
+        assert parse_response(raw[:cut]) is None
+    status, body, used, close = parse_response(raw + b"HTTP/1.1 ...")
+    assert (status, body, used, close) == (200, b'{"ok":true}', len(raw), False)
+
+
+def test_parse_response_chunked_and_close():
+    raw = (
+        b"HTTP/1.1 404 NOT FOUND\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b'4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n'
+    )
+    assert parse_response(raw[:-2]) is None
+    assert parse_response(raw) == (404, b'{"a":1}', len(raw), True)
+
+
+def test_parse_response_until_eof_and_garbage():
+    raw = b"HTTP/1.0 200 OK\r\n\r\nhello"
+    assert parse_response(raw) is None
+    assert parse_response_eof(raw)[:2] == (200, b"hello")
+    with pytest.raises(ProtocolError):
+        parse_response(b"SSH-2.0-OpenSSH\r\n\r\n")
+
+
+# ---------------------------------------------------------------- WebSocket framing
+def _unmask(frame: bytes) -> bytes:
+    n = frame[1] & 0x7F
+    pos = 2
+    if n == 126:
+        n, pos = int.from_bytes(frame[2:4], "big"), 4
+    key, data = frame[pos : pos + 4], frame[pos + 4 :]
+    assert len(data) == n
+    return bytes(b ^ key[i % 4] for i, b in enumerate(data))
+
+
+@pytest.mark.parametrize("size", [0, 1, 5, 125, 126, 1000, 70000])
+def test_client_frames_are_masked_and_round_trip(size):
+    payload = bytes(i % 251 for i in range(size))
+    frame = mask_frame(OP_TEXT, payload)
+    assert frame[0] == 0x81 and frame[1] & 0x80
+    if size < 65536:
+        assert _unmask(frame) == payload
+
+
+def test_parse_server_frames():
+    def server_frame(text: bytes) -> bytes:
+        n = len(text)
+        head = bytes([0x81, n]) if n < 126 else bytes([0x81, 126]) + n.to_bytes(2, "big")
+        return head + text
+
+    buf = bytearray(server_frame(b"2") + server_frame(b'42/market,["trade",{}]') + server_frame(b"x" * 300))
+    frames, used = parse_frames(buf[:-10])
+    assert [f[2] for f in frames] == [b"2", b'42/market,["trade",{}]']
+    frames, used = parse_frames(buf)
+    assert len(frames) == 3 and used == len(buf) and frames[2][2] == b"x" * 300
+
+
+# ---------------------------------------------------------------- orders
+def test_decimal_formatting():
+    assert scale_of(Decimal("0.01")) == (1, 2)
+    assert scale_of(Decimal("0.00001")) == (1, 5)
+    assert scale_of(Decimal("0.5")) == (5, 1)
+    assert scale_of(Decimal("10")) == (10, 0)
+    assert fmt_units(3000012, 2) == "30000.12"
+    assert fmt_units(5, 5) == "0.00005"
+    assert fmt_units(7, 0) == "7"
+
+
+def test_mid_from_bbo():
+    assert mid_from_bbo(None) is None
+    assert mid_from_bbo({"best_bid": None, "best_ask": None}) is None
+    assert mid_from_bbo({"best_bid": {"price": "99.00"}, "best_ask": {"price": "101.00"}}) == 100
+    assert mid_from_bbo({"best_bid": None, "best_ask": {"price": "101.50"}}) == Decimal("101.50")
+
+
+def test_build_specs_from_server_and_defaults():
+    listing = {"symbols": [{"symbol": "BTC-USDT", "tick_size": "0.5", "lot_size": "0.1"}]}
+    bbo = {"BTC-USDT": {"best_bid": {"price": "100.0"}, "best_ask": {"price": "101.0"}}}
+    specs, notes = build_specs(["BTC-USDT", "ETH-USDT"], listing, bbo)
+    assert specs[0].tick == Decimal("0.5") and specs[0].mid_ticks == 201
+    assert specs[0].price(201) == "100.5"
+    assert specs[1].tick == Decimal("0.01") and specs[1].mid_ticks == 200_000
+    assert any("ETH-USDT" in n for n in notes)
+    with pytest.raises(ValueError):
+        build_specs(["NOPE-USDT"], listing, {})
+
+
+@given(st.integers(0, 10_000), st.sampled_from(sorted(DEFAULT_SPECS)))
+def test_generated_orders_are_on_the_grid(seed, symbol):
+    specs, _ = build_specs([symbol], None, {})
+    spec = specs[0]
+    f = OrderFactory(specs, parse_mix("limit=60,market=10,ioc=10,fok=10,cancel=10"), seed)
+    for _ in range(50):
+        code, fields = f.next()
+        if code == "C":
+            continue
+        body = json.loads(order_json(fields))
+        assert body["symbol"] == symbol
+        q = Decimal(body["quantity"])
+        assert q > 0 and q % spec.lot == 0
+        if code == "M":
+            assert "price" not in body
+        else:
+            p = Decimal(body["price"])
+            assert p > 0 and p % spec.tick == 0
+            assert abs(p - spec.mid_ticks * spec.tick) <= 300 * spec.tick
+        if code == "L":
+            f.remember(f"id{f.seq}")
+
+
+def test_cancels_target_remembered_orders_only():
+    specs, _ = build_specs(["BTC-USDT"], None, {})
+    f = OrderFactory(specs, parse_mix("cancel=1"), 1)
+    assert f.next()[0] == "L"  # nothing rests yet: a limit instead
+    f.remember("42")
+    assert f.next() == ("C", ("42",))
+    assert f.next()[0] == "L"
+
+
+def test_crossing_factory_cycles_maker_and_taker():
+    specs, _ = build_specs(["BTC-USDT"], None, {})
+    f = CrossingFactory(specs[0])
+    kinds = [(c, fl[1], fl[2]) for c, fl in (f.next() for _ in range(4))]
+    assert kinds == [("L", "sell", "limit"), ("I", "buy", "ioc"), ("L", "buy", "limit"), ("I", "sell", "ioc")]
+
+
+# ---------------------------------------------------------------- summary and verdict
+def _fake_result(lat_ms: list[float], outcomes: list[int], interval: float = 0.01) -> dict:
+    rec = Recorder()
+    for i, (lat, out) in enumerate(zip(lat_ms, outcomes, strict=True)):
+        sched = i * interval
+        answered = None if out == ERROR else sched + lat / 1000
+        rec.add(sched, sched, answered, KIND_INDEX["L"], out, 1, 1 if out == OK else 0)
+        rec.counts["ok" if out == OK else ("VALIDATION_ERROR (400)" if out == REJECT else "timeout")] += 1
+        rec.order_outcomes[out] += 1
+    res = rec.result()
+    res.update(max_backlog=0, connect_errors=0, pid=1, cpu_s=0.1, wall_s=1.0)
+    return merge([res])
+
+
+def test_analyze_and_verdict():
+    res = _fake_result([1.0] * 98 + [5.0, 20.0], [OK] * 99 + [REJECT])
+    s = report.analyze(res, {"mode": "rest", "rate": 100.0, "duration": 1.0})
+    assert s["ok"] == 99 and s["rejected"] == 1 and s["errors"] == 0
+    assert s["achieved_rate"] == pytest.approx(100, rel=0.05)
+    assert s["latency_ms"]["p50"] == pytest.approx(1.0)
+    assert s["latency_ms"]["max"] == pytest.approx(20.0)
+    assert s["trades_seen"] == 99
+    assert s["rate_reached"] is True
+    assert report.verdict(s, target_p99_ms=10, target_rate=90)[0] is True
+    assert report.verdict(s, target_p99_ms=4, target_rate=None)[0] is False
+    assert report.verdict(s, target_p99_ms=None, target_rate=150)[0] is False
+    assert "latency ms" in report.format_summary(s)
+
+
+def test_errors_fail_the_verdict_and_shortfall_is_reported():
+    res = _fake_result([1.0] * 50 + [0.0] * 50, [OK] * 50 + [ERROR] * 50)
+    s = report.analyze(res, {"mode": "rest", "rate": 100.0, "duration": 1.0})
+    assert s["errors"] == 50 and s["rate_reached"] is False
+    passed, line = report.verdict(s, None, None)
+    assert not passed and "FAILED" in line
+    assert "TARGET RATE NOT REACHED" in report.format_summary(s)
+
+
+def test_plot_writes_a_png(tmp_path):
+    res = _fake_result([1.0 + (i % 7) for i in range(200)], [OK] * 200)
+    s = report.analyze(res, {"mode": "rest", "rate": 100.0, "duration": 2.0})
+    out = tmp_path / "p.png"
+    report.plot(str(out), [(s, res)], "test")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- market-data matching
+def test_first_event_at_or_after_the_orders_sequence():
+    orders = [
+        {"changed": True, "sequence": 5, "timestamp": "", "t_sched": 10.0},
+        {"changed": True, "sequence": 7, "timestamp": "", "t_sched": 10.5},
+        {"changed": False, "sequence": 7, "timestamp": "", "t_sched": 10.6},
+        {"changed": True, "sequence": 9, "timestamp": "", "t_sched": 11.0},
+    ]
+    events = [(4, 10.2, ""), (6, 10.3, ""), (8, 10.9, "")]  # 5 and 7 conflated away
+    lats, missing = md_latency.first_at_or_after(events, orders, by_seq=True)
+    assert lats == pytest.approx([0.3, 0.4])
+    assert missing == 1  # nothing reached sequence 9
+
+
+def test_lost_trades_are_counted_per_subscriber():
+    orders = [{"changed": True, "sequence": 1, "timestamp": "", "t_sched": 0.0, "trades": ["t1", "t2"]}]
+    subs = [
+        {
+            "trades": {"t1": 0.01, "t2": 0.02},
+            "dup_trades": 0,
+            "bbo": [(1, 0.01, "")],
+            "l2": [],
+            "regressions": {"bbo": 0, "l2_update": 0},
+            "events": 3,
+            "other": 0,
+        },
+        {
+            "trades": {"t1": 0.03},
+            "dup_trades": 0,
+            "bbo": [],
+            "l2": [],
+            "regressions": {"bbo": 0, "l2_update": 0},
+            "events": 1,
+            "other": 0,
+        },
+    ]
+    res = md_latency.analyze(orders, subs, by_seq=True)
+    assert res["lost_trades"] == 1 and res["subscribers_with_lost_trades"] == 1
+    assert res["latency_ms"]["trade"]["max"] == pytest.approx(30.0)
+    assert res["bbo_not_reflected"] == 1
+
+
+def test_monitor_flatten():
+    flat = monitoring_suite.flatten({"a": {"b": 1, "c": {"d": "2.5"}}, "e": [1, 2], "f": None})
+    assert flat == {"a.b": 1, "a.c.d": "2.5", "f": None}
+    assert monitoring_suite.as_number("2.5") == 2.5 and monitoring_suite.as_number(True) is None
+
+
+# ---------------------------------------------------------------- smoke run against a real server
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(tmp_path):
+    port = _free_port()
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(ROOT, "api", "app.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--rate-limit",
+            "0",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("server did not answer /health within 20 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        log.close()
+
+
+@pytest.mark.server
+def test_smoke_run_against_a_real_server(live_server, tmp_path):
+    out = tmp_path / "run.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(HERE, "advanced_load_test.py"),
+            "--url",
+            live_server,
+            "--rate",
+            "100",
+            "--duration",
+            "2",
+            "--drain",
+            "3",
+            "--processes",
+            "2",
+            "--connections",
+            "4",
+            "--json",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASS" in proc.stdout
+    data = json.loads(out.read_text())
+    s = data["phases"][-1]
+    assert s["orders_scheduled"] == 200
+    assert s["errors"] == 0
+    assert s["ok"] + s["rejected"] == 200
+    assert s["ok"] >= 180  # rejects only from cancels racing fills
+    assert s["trades_seen"] > 0
+    assert s["latency_ms"]["p50"] is not None
