@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from engine.errors import ValidationError
-from engine.symbols import SymbolSpec, default_symbols, load_symbols
+from engine.symbols import default_symbols, load_symbols
 
 BTC = {s.symbol: s for s in default_symbols()}["BTC-USDT"]
 
