@@ -1,7 +1,8 @@
 """The service: application factory and command line.
 
     python api/app.py [--host 127.0.0.1] [--port 5000] [--debug] [--data-dir ./data]
-                      [--rate-limit 10000] [--async-mode eventlet|threading]
+                      [--rate-limit 10000] [--rate-limiter builtin|flask-limiter]
+                      [--async-mode eventlet|threading]
                       [--fsync batch|always|off] [--symbols-config FILE]
                       [--cors-origins '*'] [--demo]
 
@@ -18,6 +19,7 @@ key                default         meaning
 =================  ==============  ==================================================
 data_dir           ``./data``      state that survives restarts; ``audit.log`` lives here
 rate_limit         10000           requests per minute per client IP; 0 = off
+rate_limiter       ``builtin``     ``builtin`` (api/ratelimit.py) or ``flask-limiter``
 async_mode         ``threading``   Socket.IO async mode (``main`` defaults to eventlet,
                                    after monkey-patching)
 fsync              ``batch``       durability policy handed to ``storage.Store``
@@ -76,6 +78,7 @@ from flask_socketio import SocketIO  # noqa: E402
 from api import errors, rest  # noqa: E402
 from api.audit import Audit  # noqa: E402
 from api.parsing import MAX_BULK_BODY, SOCKET_JSON  # noqa: E402
+from api.ratelimit import RateLimiter  # noqa: E402
 from api.service import Exchange  # noqa: E402
 from engine.matcher import MatchingEngine  # noqa: E402
 from engine.symbols import load_symbols  # noqa: E402
@@ -87,6 +90,7 @@ ASYNC_MODES = ("eventlet", "threading")
 DEFAULTS = {
     "data_dir": "./data",
     "rate_limit": 10_000,
+    "rate_limiter": "builtin",
     "async_mode": "threading",
     "fsync": "batch",
     "store": True,
@@ -142,20 +146,28 @@ def _register_frontend(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def _rate_limiter(app: Flask, per_minute: int):
-    """Flask-Limiter, in memory, per client IP, with X-RateLimit-* headers."""
-    from flask_limiter import Limiter
-    from flask_limiter.util import get_remote_address
+def _rate_limiter(app: Flask, per_minute: int, kind: str):
+    """The per-client-IP limit: ``builtin`` (``api/ratelimit.py``, the default) or
+    ``flask-limiter`` (kept selectable to reproduce the cost measurement that made
+    us replace it; see ``api/ratelimit.py``)."""
+    if kind == "flask-limiter":
+        from flask_limiter import Limiter
+        from flask_limiter.util import get_remote_address
 
-    limiter = Limiter(
-        get_remote_address,
-        app=app,
-        default_limits=[f"{per_minute} per minute"],
-        storage_uri="memory://",
-        strategy="fixed-window",
-        headers_enabled=True,
-    )
-    app.extensions["rate_limiter"] = limiter
+        limiter = Limiter(
+            get_remote_address,
+            app=app,
+            default_limits=[f"{per_minute} per minute"],
+            storage_uri="memory://",
+            strategy="fixed-window",
+            headers_enabled=True,
+        )
+        app.extensions["rate_limiter"] = limiter
+        return limiter
+    if kind != "builtin":
+        raise ValueError(f"unknown rate limiter {kind!r}")
+    limiter = RateLimiter(per_minute)
+    limiter.init_app(app)
     return limiter
 
 
@@ -223,7 +235,7 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
     origins = cfg["cors_origins"]
     CORS(app, origins=origins)
     if cfg["rate_limit"]:
-        _rate_limiter(app, int(cfg["rate_limit"]))
+        _rate_limiter(app, int(cfg["rate_limit"]), cfg["rate_limiter"])
     rest.register(app)
     _register_frontend(app)
 
@@ -274,6 +286,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--debug", action="store_true", help="verbose logs (never tracebacks in responses)")
     p.add_argument("--data-dir", default="./data")
     p.add_argument("--rate-limit", type=int, default=10_000, help="requests/minute per client IP; 0 = off")
+    p.add_argument(
+        "--rate-limiter",
+        choices=("builtin", "flask-limiter"),
+        default="builtin",
+        help="implementation of --rate-limit (flask-limiter costs ~50%% of throughput here)",
+    )
     p.add_argument("--async-mode", choices=ASYNC_MODES, default="eventlet")
     p.add_argument("--fsync", choices=("batch", "always", "off"), default="batch")
     p.add_argument("--symbols-config", default=None, help="JSON file of symbols")
@@ -345,6 +363,50 @@ class _Demo:
             proc.wait(5)
 
 
+def serve(app: Flask, socketio: SocketIO, host: str, port: int, *, log_output: bool = False) -> None:
+    """Serve REST, Socket.IO and the page on one port until interrupted.
+
+    threading: ``socketio.run`` (Werkzeug), with TCP_NODELAY on each connection.
+    eventlet: what ``socketio.run`` does, plus two settings it cannot pass on:
+    ``TCP_NODELAY`` on the listening socket (inherited by accepted ones) --
+    without it a response larger than ~16 KB (a bulk answer) waits ~40 ms for
+    the client's delayed ACK (Nagle) -- and ``debug=False`` for eventlet's WSGI
+    server, which otherwise sends tracebacks to clients on a 500.
+    Neither mode runs Flask's debugger or reloader.
+    """
+    if socketio.async_mode == "eventlet":
+        import eventlet
+        import eventlet.green.socket
+        import eventlet.wsgi
+
+        family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
+        listener = eventlet.listen(address, family)
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        eventlet.wsgi.server(listener, app, log_output=log_output, debug=False)
+        return
+    from werkzeug.serving import WSGIRequestHandler
+
+    class NoDelayHandler(WSGIRequestHandler):
+        def setup(self) -> None:
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def log_request(self, *args, **kwargs) -> None:
+            if log_output:
+                super().log_request(*args, **kwargs)
+
+    socketio.run(
+        app,
+        host=host,
+        port=port,
+        debug=False,  # Flask debug mode would add werkzeug's traceback pages
+        use_reloader=False,
+        log_output=log_output,
+        allow_unsafe_werkzeug=True,
+        request_handler=NoDelayHandler,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.debug)
@@ -352,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         {
             "data_dir": args.data_dir,
             "rate_limit": args.rate_limit,
+            "rate_limiter": args.rate_limiter,
             "async_mode": args.async_mode,
             "fsync": args.fsync,
             "symbols_config": args.symbols_config,
@@ -374,15 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         args.rate_limit or "off",
     )
     try:
-        socketio.run(
-            app,
-            host=args.host,
-            port=args.port,
-            debug=False,  # Flask debug mode would add werkzeug's traceback pages
-            use_reloader=False,
-            log_output=args.debug,
-            allow_unsafe_werkzeug=True,
-        )
+        serve(app, socketio, args.host, args.port, log_output=args.debug)
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,33 +1,34 @@
 """The audit log: one JSON line per order, trade, cancel and rejection, in
 ``<data-dir>/audit.log`` (rotated by size, ``RotatingFileHandler``).
 
-Off the order path: recording is a ``deque.append`` of the engine's records
-(no formatting, no IO); a background task (``socketio.start_background_task``
-in the server, so it is async-mode agnostic) wakes every ``interval`` seconds,
-formats what accumulated and writes it as one block. ``flush()`` does the same
-synchronously (tests, shutdown). Formatting later is safe because it reads only
-the immutable parts of an ``Order`` and the snapshot fields of the result
-(``SubmitResult.status/filled/notional``, ``Trade.maker_filled``).
+Cheap on the order path: the exchange hands over the order report it has
+already built for its answer (decimal strings, ISO timestamps), so recording
+is a ``deque.append`` -- no formatting, no IO. A background task
+(``socketio.start_background_task`` in the server, so it is async-mode
+agnostic) wakes every ``interval`` seconds, encodes what accumulated (msgspec)
+and writes it as one block. ``flush()`` does the same synchronously (tests,
+shutdown). The reports are never mutated after they are built.
 
 Line shapes (``ts`` is the event's time, ISO 8601 UTC; amounts are decimal strings)::
 
-    {"ts","event":"order","order_id","client_order_id","symbol","side","order_type",
-     "price","quantity","status","filled_quantity","average_price","sequence"}
-    {"ts","event":"trade","trade_id","symbol","price","quantity","aggressor_side",
-     "maker_order_id","taker_order_id","maker_fee","taker_fee"}
-    {"ts","event":"cancel","order_id","symbol","side","price","remaining_quantity","sequence"}
-    {"ts","event":"rejection","request":"order"|"cancel","code","message","field","symbol","body"}
+    {"event":"order","ts","sequence", <the order report without "trades">}
+    {"event":"trade","ts", <the trade as in the contract>}           one per fill
+    {"event":"cancel","ts","sequence", <the cancelled order's report without "trades">}
+    {"event":"rejection","ts","request":"order"|"cancel","code","message","field","body"}
+
+``body`` of a rejection holds the known request fields only, each cut to 80 characters.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
 from collections import deque
 from logging.handlers import RotatingFileHandler
+
+import msgspec
 
 from api.formatting import iso
 
@@ -61,11 +62,13 @@ class Audit:
         self.lines_written = 0
 
     # -- recording (hot path: O(1), no IO) ------------------------------------
-    def submit(self, spec, result) -> None:
-        self._pending.append((0, spec, result))
+    def submit(self, report: dict, sequence: int) -> None:
+        """An order as ``POST /order`` reported it (its trades become trade lines)."""
+        self._pending.append((0, report, sequence))
 
-    def cancel(self, spec, result) -> None:
-        self._pending.append((1, spec, result))
+    def cancel(self, report: dict, sequence: int, timestamp_ns: int) -> None:
+        """A cancel as ``POST /cancel`` reported it."""
+        self._pending.append((1, report, (sequence, timestamp_ns)))
 
     def rejection(self, request: str, body, error) -> None:
         self._pending.append((2, request, (body, error, time.time_ns())))
@@ -99,7 +102,7 @@ class Audit:
                 if kind == 0:
                     _submit_lines(lines, a, b)
                 elif kind == 1:
-                    lines.append(_cancel_line(a, b))
+                    lines.append(_cancel_line(a, *b))
                 else:
                     lines.append(_rejection_line(a, *b))
             # One record per batch: one write and one flush, one rollover check.
@@ -116,65 +119,29 @@ class Audit:
         self._handler.close()
 
 
+_encode = msgspec.json.encode
+
+
 def _dumps(obj) -> str:
-    return json.dumps(obj, separators=(",", ":"), default=str)
+    return _encode(obj).decode()
 
 
-def _submit_lines(lines: list, spec, result) -> None:
-    order = result.order
-    lines.append(
-        _dumps(
-            {
-                "ts": iso(order.timestamp),
-                "event": "order",
-                "order_id": str(order.order_id),
-                "client_order_id": order.client_order_id,
-                "symbol": order.symbol,
-                "side": order.side.value,
-                "order_type": order.order_type.value,
-                "price": spec.format_price(order.price),
-                "quantity": spec.format_quantity(order.quantity),
-                "status": result.status.value,
-                "filled_quantity": spec.format_quantity(result.filled),
-                "average_price": spec.format_average_price(result.notional, result.filled),
-                "sequence": result.sequence,
-            }
-        )
-    )
-    for t in result.trades:
-        lines.append(
-            _dumps(
-                {
-                    "ts": iso(t.timestamp),
-                    "event": "trade",
-                    "trade_id": str(t.trade_id),
-                    "symbol": t.symbol,
-                    "price": spec.format_price(t.price),
-                    "quantity": spec.format_quantity(t.quantity),
-                    "aggressor_side": t.aggressor_side.value,
-                    "maker_order_id": str(t.maker.order_id),
-                    "taker_order_id": str(t.taker.order_id),
-                    "maker_fee": spec.format_fee(t.maker_fee),
-                    "taker_fee": spec.format_fee(t.taker_fee),
-                }
-            )
-        )
+def _submit_lines(lines: list, report: dict, sequence: int) -> None:
+    line = {"event": "order", "ts": report["timestamp"], "sequence": sequence}
+    line.update(report)
+    trades = line.pop("trades")
+    lines.append(_dumps(line))
+    for trade in trades:
+        line = {"event": "trade", "ts": trade["timestamp"]}
+        line.update(trade)
+        lines.append(_dumps(line))
 
 
-def _cancel_line(spec, result) -> str:
-    order = result.order
-    return _dumps(
-        {
-            "ts": iso(result.timestamp),
-            "event": "cancel",
-            "order_id": str(order.order_id),
-            "symbol": order.symbol,
-            "side": order.side.value,
-            "price": spec.format_price(order.price),
-            "remaining_quantity": spec.format_quantity(order.quantity - order.filled),
-            "sequence": result.sequence,
-        }
-    )
+def _cancel_line(report: dict, sequence: int, timestamp_ns: int) -> str:
+    line = {"event": "cancel", "ts": iso(timestamp_ns), "sequence": sequence}
+    line.update(report)
+    del line["trades"]
+    return _dumps(line)
 
 
 def _rejection_line(request: str, body, error, ts: int) -> str:
@@ -185,13 +152,12 @@ def _rejection_line(request: str, body, error, ts: int) -> str:
                 fields[name] = str(body[name])[:80]
     return _dumps(
         {
-            "ts": iso(ts),
             "event": "rejection",
+            "ts": iso(ts),
             "request": request,
             "code": getattr(error, "code", "INTERNAL_ERROR"),
             "message": getattr(error, "message", str(error))[:200],
             "field": getattr(error, "field", None),
-            "symbol": fields.get("symbol"),
             "body": fields,
         }
     )

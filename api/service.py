@@ -128,13 +128,12 @@ class Exchange:
         result, ticket = self._submit(cmd)
         if ticket is not None:
             self.store.wait(ticket)
-        self._after_submit(cmd, result, t0)
         t1 = perf_counter_ns()
         report = formatting.submit_report(cmd.spec, result)
-        t2 = perf_counter_ns()
         if result.trades:
-            self.latency["trade_report"].add(t2 - t1)
-        self.latency["order_processing"].add(t2 - t0)
+            self.latency["trade_report"].add(perf_counter_ns() - t1)
+        self._after_submit(result, report, t0)
+        self.latency["order_processing"].add(perf_counter_ns() - t0)
         return report
 
     def place_orders(self, orders) -> list:
@@ -175,8 +174,8 @@ class Exchange:
                 wait(ticket)
         submit_report = formatting.submit_report
         for i, cmd, result in accepted:
-            self._after_submit(cmd, result, t0)
-            out[i] = submit_report(cmd.spec, result)
+            out[i] = report = submit_report(cmd.spec, result)
+            self._after_submit(result, report, t0)
         self.latency["bulk_request"].add(perf_counter_ns() - t0)
         return out
 
@@ -207,7 +206,7 @@ class Exchange:
             raise
         if ticket is not None:
             store.wait(ticket)
-        spec = engine.markets[order.symbol].spec
+        report = formatting.cancel_report(engine.markets[order.symbol].spec, result)
         publisher = self.publisher
         if publisher is not None:
             try:
@@ -215,8 +214,7 @@ class Exchange:
             except Exception:
                 log.exception("publisher.on_cancel failed")
         if self.audit is not None:
-            self.audit.cancel(spec, result)
-        report = formatting.cancel_report(spec, result)
+            self.audit.cancel(report, result.sequence, result.timestamp)
         self.latency["cancel_processing"].add(perf_counter_ns() - t0)
         return report
 
@@ -265,7 +263,7 @@ class Exchange:
         self.latency["matching"].add(perf_counter_ns() - t0)
         return result, ticket
 
-    def _after_submit(self, cmd: OrderCommand, result, received_ns: int) -> None:
+    def _after_submit(self, result, report: dict, received_ns: int) -> None:
         publisher = self.publisher
         if publisher is not None:
             try:
@@ -273,7 +271,7 @@ class Exchange:
             except Exception:
                 log.exception("publisher.on_submit failed")
         if self.audit is not None:
-            self.audit.submit(cmd.spec, result)
+            self.audit.submit(report, result.sequence)
 
     def _reject(self, request: str, body, error: EngineError) -> None:
         self.rejections += 1
