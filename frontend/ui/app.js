@@ -98,7 +98,7 @@ function render() {
   renderBook(spec);
   renderStats(spec);
   renderTape(spec);
-  my.render(state.tab, state.specs);
+  if (my.dirty) my.render(state.tab, state.specs);
 }
 
 function renderBook(spec) {
@@ -450,6 +450,7 @@ function setupOrdersPanel() {
   for (const btn of document.querySelectorAll(".tabs button")) {
     btn.addEventListener("click", () => {
       state.tab = btn.dataset.tab;
+      my.dirty = true;
       for (const b of document.querySelectorAll(".tabs button")) b.classList.toggle("active", b === btn);
       scheduleRender();
     });
@@ -538,13 +539,15 @@ async function init() {
   });
   selectSymbol(first);
 
+  // mousedown, not click: the rows are rebuilt on every market-data frame, and a
+  // click needs the same element under both mousedown and mouseup.
   const pick = (ev) => {
     const row = ev.target.closest("[data-price]");
-    if (row) entry.setPrice(row.dataset.price);
+    if (row && ev.button === 0) entry.setPrice(row.dataset.price);
   };
-  $("book-asks").addEventListener("click", pick);
-  $("book-bids").addEventListener("click", pick);
-  $("tape").addEventListener("click", pick);
+  $("book-asks").addEventListener("mousedown", pick);
+  $("book-bids").addEventListener("mousedown", pick);
+  $("tape").addEventListener("mousedown", pick);
   for (const btn of document.querySelectorAll("#intervals button")) {
     btn.addEventListener("click", () => {
       for (const b of document.querySelectorAll("#intervals button")) b.classList.toggle("active", b === btn);

@@ -37,9 +37,13 @@ export class MyOrders {
     this.orders = load(ORDERS_KEY).filter((o) => o && o.order_id);
     this.fills = load(FILLS_KEY);
     this.fresh = new Set();
+    // The table is rebuilt only when something in it changed: rebuilding it on
+    // every market-data frame would swallow clicks on its Cancel buttons.
+    this.dirty = true;
   }
 
   save() {
+    this.dirty = true;
     // Keep every open order; trim the oldest finished ones beyond the cap.
     if (this.orders.length > MAX_ORDERS) {
       const excess = this.orders.length - MAX_ORDERS;
@@ -77,10 +81,12 @@ export class MyOrders {
       status: "sending",
       timestamp: new Date().toISOString(),
     });
+    this.dirty = true;
   }
 
   dropPending(clientOrderId) {
     this.orders = this.orders.filter((o) => !(o.status === "sending" && o.client_order_id === clientOrderId));
+    this.dirty = true;
   }
 
   /** Merge an order report; returns true when something visible changed. */
@@ -205,6 +211,7 @@ export class MyOrders {
       });
     }
     this.fresh.clear();
+    this.dirty = false;
     body.innerHTML = rows.join("");
     empty.hidden = rows.length > 0;
     empty.textContent =

@@ -85,6 +85,10 @@ def test_order_placed_through_the_form_appears_in_book_and_my_orders(page, serve
     expect(page.locator("#open-count")).to_have_text("1")
     expect(page.locator("#order-result")).to_contain_text(order_id)
     assert api.get(f"/order/{order_id}")["status"] == "new"
+    # Clicking a level copies its price into the form.
+    page.fill("#order-price", "")
+    ui.level("bids", "29950.50").click()
+    expect(page.locator("#order-price")).to_have_value("29950.50")
 
     # A partial fill by someone else shows up live in "my orders" and "my fills".
     api.order("BTC-USDT", "sell", "market", "0.10000")
