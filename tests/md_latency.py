@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import datetime as _dt
 import json
 import multiprocessing as mp
 import os
@@ -45,7 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from loadlib.httpengine import ERROR, HttpWorker  # noqa: E402
 from loadlib.orders import CrossingFactory, build_specs  # noqa: E402
-from loadlib.procs import ProcSampler, find_server_pid  # noqa: E402
+from loadlib.procs import ProcSampler, SystemSampler, find_server_pid  # noqa: E402
 from loadlib.runner import cpu_count  # noqa: E402
 from loadlib.safety import base_url, check_url  # noqa: E402
 from loadlib.stats import fmt_ms, summarize  # noqa: E402
@@ -237,8 +238,21 @@ def sub_main_sio(cfg: dict, n: int, ready_q, stop_evt, out_q) -> None:
         out_q.put(("result", os.getpid(), [], 0.0, 0))
 
 
-def parse_orders(answers: list, t0: float) -> tuple[list[dict], dict]:
-    """The sender's answers as order dicts: send time, ids, trades, sequence, timestamp."""
+def iso_to_epoch(text: str) -> float | None:
+    """``"2026-11-24T17:51:32.123456Z"`` -> seconds since the epoch; None if unreadable."""
+    try:
+        return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError):
+        return None
+
+
+def parse_orders(answers: list, t0: float, wall_offset: float = 0.0) -> tuple[list[dict], dict]:
+    """The sender's answers as order dicts: send time, ids, trades, sequence, timestamp.
+
+    ``wall_offset`` is ``time.time() - time.monotonic()``: with it the order report's
+    server ``timestamp`` (when the engine accepted the order) becomes ``t_receipt`` on
+    the monotonic clock the subscribers stamp events with (same machine, same clock).
+    """
     orders = []
     info = {"answers": len(answers), "rejected": 0, "http_errors": 0, "with_sequence": 0}
     for sched, sent, answered, status, body in answers:
@@ -257,11 +271,13 @@ def parse_orders(answers: list, t0: float) -> tuple[list[dict], dict]:
         if isinstance(seq, int):
             info["with_sequence"] += 1
         trades = [str(t.get("trade_id")) for t in rep.get("trades") or []]
+        wall = iso_to_epoch(str(rep.get("timestamp", "")))
         orders.append(
             {
                 "t_sched": t0 + sched,
                 "t_sent": t0 + sent,
                 "t_answer": t0 + answered,
+                "t_receipt": None if wall is None else wall - wall_offset,
                 "order_id": rep.get("order_id"),
                 "status": rep.get("status"),
                 "trades": trades,
@@ -273,8 +289,11 @@ def parse_orders(answers: list, t0: float) -> tuple[list[dict], dict]:
     return orders, info
 
 
-def first_at_or_after(events: list[tuple[int, float, str]], orders: list[dict], by_seq: bool):
-    """For each book-changing order, the arrival time of the first event at least as new.
+def first_at_or_after(
+    events: list[tuple[int, float, str]], orders: list[dict], by_seq: bool, ref: str = "t_sched"
+):
+    """For each book-changing order, the arrival time of the first event at least as new,
+    minus the order's ``ref`` time (``t_sched`` or ``t_receipt``).
 
     Returns ``(latencies, missing)``. The events' running maximum of the key is
     non-decreasing, so a binary search finds the first event whose key reaches the
@@ -289,7 +308,7 @@ def first_at_or_after(events: list[tuple[int, float, str]], orders: list[dict], 
     times = [t for _s, t, _ts in events]
     lats, missing = [], 0
     for o in orders:
-        if not o["changed"]:
+        if not o["changed"] or o.get(ref) is None:
             continue
         k = o["sequence"] if by_seq else o["timestamp"]
         if k is None or k == "":
@@ -298,7 +317,7 @@ def first_at_or_after(events: list[tuple[int, float, str]], orders: list[dict], 
         if i >= len(keys):
             missing += 1
         else:
-            lats.append(times[i] - o["t_sched"])
+            lats.append(times[i] - o[ref])
     return lats, missing
 
 
@@ -306,7 +325,9 @@ def analyze(orders: list[dict], subs: list[dict], by_seq: bool) -> dict:
     """Latency per event type over all subscribers, losses, regressions."""
     res = {"method": "sequence" if by_seq else "timestamp", "subscribers": len(subs)}
     trade_ids = {tid: o["t_sched"] for o in orders for tid in o["trades"]}
+    trade_receipt = {tid: o.get("t_receipt") for o in orders for tid in o["trades"]}
     all_lat = {k: [] for k in EVENT_TYPES}
+    from_receipt = {k: [] for k in EVENT_TYPES}
     lost = missing_bbo = missing_l2 = 0
     subs_with_loss = 0
     worst_p99 = {k: None for k in EVENT_TYPES}
@@ -319,18 +340,23 @@ def analyze(orders: list[dict], subs: list[dict], by_seq: bool) -> dict:
                 miss += 1
             else:
                 lat_t.append(t - ts)
+                if trade_receipt[tid] is not None:
+                    from_receipt["trade"].append(t - trade_receipt[tid])
         lost += miss
         subs_with_loss += 1 if miss else 0
         lat_b, mb = first_at_or_after(s["bbo"], orders, by_seq)
         lat_l, ml = first_at_or_after(s["l2"], orders, by_seq)
         missing_bbo += mb
         missing_l2 += ml
+        from_receipt["bbo"].extend(first_at_or_after(s["bbo"], orders, by_seq, "t_receipt")[0])
+        from_receipt["l2_update"].extend(first_at_or_after(s["l2"], orders, by_seq, "t_receipt")[0])
         for k, v in (("trade", lat_t), ("bbo", lat_b), ("l2_update", lat_l)):
             all_lat[k].extend(v)
             p = summarize(v)["p99"]
             if p is not None and (worst_p99[k] is None or p > worst_p99[k]):
                 worst_p99[k] = p
     res["latency_ms"] = {k: summarize(v) for k, v in all_lat.items()}
+    res["from_receipt_ms"] = {k: summarize(v) for k, v in from_receipt.items()}
     res["worst_subscriber_p99_ms"] = worst_p99
     res["trades_expected_per_subscriber"] = len(trade_ids)
     res["lost_trades"] = lost
@@ -401,9 +427,11 @@ def run_scenario(args, host: str, port: int, spec, n_subs: int, server_pid) -> d
         sender = HttpWorker(scfg, 0)
         if sender.connect_all() == 0:
             raise RuntimeError(f"sender could not connect to {host}:{port}")
-        sampler = ProcSampler(server_pid)
+        sampler, machine = ProcSampler(server_pid), SystemSampler()
         sampler.start()
+        machine.start()
         t0 = time.monotonic() + 0.05
+        wall_offset = time.time() - time.monotonic()
         if not args.quiet:
             print(
                 f"  {n_subs} subscriber(s) in {nproc} process(es): sending {args.rate:g} "
@@ -414,6 +442,7 @@ def run_scenario(args, host: str, port: int, spec, n_subs: int, server_pid) -> d
         sres = sender.run(t0)
         time.sleep(args.settle)
         server = sampler.stop()
+        machine_use = machine.stop()
     finally:
         stop_evt.set()
     subs, sub_cpu, closed = [], [], 0
@@ -429,7 +458,7 @@ def run_scenario(args, host: str, port: int, spec, n_subs: int, server_pid) -> d
         p.join(timeout=5)
         if p.is_alive():
             p.terminate()
-    orders, info = parse_orders(sender.keep, t0)
+    orders, info = parse_orders(sender.keep, t0, wall_offset)
     by_seq = info["with_sequence"] > 0 and info["with_sequence"] == len(orders)
     res = analyze(orders, subs, by_seq)
     post = [sres["lat"][i] for i in range(len(sres["lat"])) if sres["outcome"][i] != ERROR]
@@ -455,6 +484,7 @@ def run_scenario(args, host: str, port: int, spec, n_subs: int, server_pid) -> d
             "subscriber_cpu_percent": sub_cpu,
             "subscribers_disconnected": closed,
             "server": server,
+            "machine": machine_use,
         }
     )
     return res
@@ -465,7 +495,7 @@ def format_results(results: list[dict]) -> str:
     cols = [f"{r['subscribers']} sub" + ("s" if r["subscribers"] != 1 else "") for r in results]
     w = 30
     lines = [
-        "=== market-data latency, ms from the order's scheduled send time ===",
+        "=== market-data latency, ms from the order's scheduled send time (and from its server receipt) ===",
         f"{'':<{w}}" + "".join(f"{c:>26}" for c in cols),
     ]
 
@@ -489,6 +519,13 @@ def format_results(results: list[dict]) -> str:
             ],
         )
         row(f"{k} samples", [f"{r['latency_ms'][k]['count']:,}" for r in results])
+        row(
+            "  from receipt p50 / p99",
+            [
+                f"{fmt_ms(r['from_receipt_ms'][k]['p50'])} / {fmt_ms(r['from_receipt_ms'][k]['p99'])}"
+                for r in results
+            ],
+        )
     row("worst subscriber p99 (trade)", [fmt_ms(r["worst_subscriber_p99_ms"]["trade"]) for r in results])
     row("trades expected per sub", [f"{r['trades_expected_per_subscriber']:,}" for r in results])
     row(
@@ -513,6 +550,10 @@ def format_results(results: list[dict]) -> str:
     row(
         "server CPU % of a core",
         [f"{r['server']['cpu_percent']:.0f}" if r.get("server") else "-" for r in results],
+    )
+    row(
+        "machine busy % (all cores)",
+        [f"{r['machine']['busy_percent']:.0f}" if r.get("machine") else "-" for r in results],
     )
     row("subscribers disconnected", [str(r["subscribers_disconnected"]) for r in results])
     return "\n".join(lines)
