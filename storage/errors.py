@@ -28,8 +28,9 @@ class CorruptJournal(StoreError):
     line in it, ``record`` the record number expected there.
     """
 
-    def __init__(self, message: str, path: str | None = None, offset: int | None = None,
-                 record: int | None = None) -> None:
+    def __init__(
+        self, message: str, path: str | None = None, offset: int | None = None, record: int | None = None
+    ) -> None:
         where = []
         if path is not None:
             where.append(path)

@@ -4,11 +4,11 @@ Format (see ``Documentation/DURABILITY.md`` for the full description)
     A data dir holds segments ``journal-<first record number, 12 digits>.jsonl``.
     Each line is one accepted command, with the keys always in this order::
 
-        {"n":7,"op":"submit","timestamp":1732467092123456789,"symbol":"BTC-USDT",
-         "side":"buy","order_type":"limit","quantity":100,"price":3000000,
+        {"n":7,"op":"submit","symbol":"BTC-USDT","side":"buy","order_type":"limit",
+         "timestamp":1732467092123456789,"quantity":100,"price":3000000,
          "client_order_id":null,"order_id":7,"trade_ids":[3,4],"sequence":5,
          "prev":"<32 hex>","hash":"<32 hex>"}
-        {"n":8,"op":"cancel","timestamp":...,"symbol":"BTC-USDT","order_id":7,
+        {"n":8,"op":"cancel","symbol":"BTC-USDT","timestamp":...,"order_id":7,
          "sequence":6,"prev":"...","hash":"..."}
 
     ``n`` counts records from 1 over the data dir's lifetime, without gaps.
@@ -36,16 +36,16 @@ replay are pure functions.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
 from collections.abc import Iterator
 from json.encoder import encode_basestring_ascii
 
-from engine.events import CancelResult, SubmitResult
-from engine.order import BUY, FOK, IOC, LIMIT, MARKET, SELL
+import msgspec
 
+from engine.events import CancelResult, SubmitResult
+from engine.order import OrderType, Side
 from storage.errors import CorruptJournal, ReplayMismatch
 
 log = logging.getLogger(__name__)
@@ -58,9 +58,6 @@ _HASH_TAIL = 43
 _PREV_END = 44
 _PREV_KEY = b',"prev":"'
 _HASH_KEY = b',"hash":"'
-
-_SIDES = {"buy": BUY, "sell": SELL}
-_TYPES = {"market": MARKET, "limit": LIMIT, "ioc": IOC, "fok": FOK}
 
 
 def segment_name(first_n: int) -> str:
@@ -79,104 +76,156 @@ def list_segments(data_dir: str) -> list[tuple[int, str]]:
 
 
 # -- encoding (the writer's hot path) --------------------------------------------------
-_symbol_cache: dict[str, bytes] = {}
-
-
-def _symbol(symbol: str) -> bytes:
-    text = _symbol_cache.get(symbol)
-    if text is None:
-        text = _symbol_cache[symbol] = encode_basestring_ascii(symbol).encode()
-    return text
+# Records are formatted with bytes %-formatting from a cached per-(symbol, side,
+# type) prefix: measured fastest of %-format, f-strings, json and msgspec for
+# this shape (the writer runs under the symbol lock on every order).
+_submit_prefixes: dict = {}
+_cancel_prefixes: dict = {}
 
 
 def submit_fields(result: SubmitResult) -> bytes:
-    """The record's fields between ``n`` and ``prev`` for a submit. O(trades).
-
-    Called while the caller holds the symbol's lock: plain formatting only.
-    """
+    """A submit record's bytes after ``n`` up to the opening quote of ``prev``'s
+    value. O(trades). Pure formatting (called under the symbol's lock)."""
     order = result.order
+    key = (order.symbol, order.side, order.order_type)
+    prefix = _submit_prefixes.get(key)
+    if prefix is None:
+        prefix = _submit_prefixes[key] = b',"op":"submit","symbol":%b,"side":"%b","order_type":"%b"' % (
+            encode_basestring_ascii(order.symbol).encode(),
+            order.side.value.encode(),
+            order.order_type.value.encode(),
+        )
     trades = result.trades
     coid = order.client_order_id
     price = order.price
-    return b'"op":"submit","timestamp":%d,"symbol":%b,"side":"%b","order_type":"%b","quantity":%d,"price":%b,"client_order_id":%b,"order_id":%d,"trade_ids":[%b],"sequence":%d' % (  # noqa: E501
-        order.timestamp,
-        _symbol(order.symbol),
-        order.side.value.encode(),
-        order.order_type.value.encode(),
-        order.quantity,
-        b"null" if price is None else b"%d" % price,
-        b"null" if coid is None else encode_basestring_ascii(coid).encode(),
-        order.order_id,
-        b",".join([b"%d" % t.trade_id for t in trades]) if trades else b"",
-        result.sequence,
+    return (
+        b'%b,"timestamp":%d,"quantity":%d,"price":%b,"client_order_id":%b,"order_id":%d,"trade_ids":[%b],"sequence":%d,"prev":"'
+        % (  # noqa: E501
+            prefix,
+            order.timestamp,
+            order.quantity,
+            b"null" if price is None else b"%d" % price,
+            b"null" if coid is None else encode_basestring_ascii(coid).encode(),
+            order.order_id,
+            b",".join([b"%d" % t.trade_id for t in trades]) if trades else b"",
+            result.sequence,
+        )
     )
 
 
-def cancel_fields(result: CancelResult, timestamp: int) -> bytes:
-    """The record's fields between ``n`` and ``prev`` for a cancel. O(1)."""
+def cancel_fields(result: CancelResult) -> bytes:
+    """A cancel record's bytes after ``n`` up to ``prev``'s opening quote. O(1)."""
     order = result.order
-    return b'"op":"cancel","timestamp":%d,"symbol":%b,"order_id":%d,"sequence":%d' % (
-        timestamp,
-        _symbol(order.symbol),
+    prefix = _cancel_prefixes.get(order.symbol)
+    if prefix is None:
+        prefix = _cancel_prefixes[order.symbol] = b',"op":"cancel","symbol":%b' % (
+            encode_basestring_ascii(order.symbol).encode()
+        )
+    return b'%b,"timestamp":%d,"order_id":%d,"sequence":%d,"prev":"' % (
+        prefix,
+        result.timestamp,
         order.order_id,
         result.sequence,
     )
 
 
 def chain_line(n: int, fields: bytes, prev: bytes) -> tuple[bytes, bytes]:
-    """``(line with its "\\n", its hash)`` for record ``n`` after ``prev``. O(len)."""
-    content = b'{"n":%d,%b,"prev":"%b"' % (n, fields, prev)
+    """``(line with its "\\n", its hash)`` for record ``n`` after ``prev``. O(len).
+
+    ``Store.log_*`` inline the same three steps (it is their hot path)."""
+    content = b'{"n":%d%b%b"' % (n, fields, prev)
     digest = hashlib.sha256(content).hexdigest()[:32].encode()
     return b'%b,"hash":"%b"}\n' % (content, digest), digest
 
 
-# -- replay -----------------------------------------------------------------------------
-def apply_record(engine, record: dict) -> None:
+# -- decoding and replay ------------------------------------------------------------------
+class SubmitRecord(msgspec.Struct, tag_field="op", tag="submit", gc=False):
+    """A decoded submit line (``prev``/``hash`` are checked by the reader, not kept)."""
+
+    n: int
+    symbol: str
+    side: Side
+    order_type: OrderType
+    timestamp: int
+    quantity: int
+    price: int | None
+    client_order_id: str | None
+    order_id: int
+    trade_ids: list[int]
+    sequence: int
+
+
+class CancelRecord(msgspec.Struct, tag_field="op", tag="cancel", gc=False):
+    """A decoded cancel line."""
+
+    n: int
+    symbol: str
+    timestamp: int
+    order_id: int
+    sequence: int
+
+
+# msgspec decodes a line ~6x faster than json.loads (0.7 vs 4 us), which is
+# most of the replay budget of a 1M-record restart; it also type-checks.
+_decoder = msgspec.json.Decoder(SubmitRecord | CancelRecord)
+
+
+def decode(line: bytes) -> SubmitRecord | CancelRecord:
+    """One verified line -> its record.
+
+    Raises:
+        ReplayMismatch: the line is well-chained but not a valid record (a
+        writer bug or a format from another version).
+    """
+    try:
+        return _decoder.decode(line)
+    except msgspec.DecodeError as exc:
+        raise ReplayMismatch(f"not a valid journal record: {exc}: {line[:200]!r}") from None
+
+
+def apply_record(engine, record: SubmitRecord | CancelRecord) -> None:
     """Replay one decoded record into ``engine`` with its journaled timestamp
-    and ids, and check the engine reproduces its sequence and trade count.
+    and ids, and check that the engine reproduces its sequence and trade count.
 
     Runtime complexity: that of the engine command.
 
     Raises:
         ReplayMismatch: the engine refused the command or diverged from it.
     """
-    op = record["op"]
     try:
-        if op == "submit":
-            trade_ids = record["trade_ids"]
+        if type(record) is SubmitRecord:
+            trade_ids = record.trade_ids
             result = engine.submit(
-                record["symbol"],
-                _SIDES[record["side"]],
-                _TYPES[record["order_type"]],
-                record["quantity"],
-                record["price"],
-                record["client_order_id"],
-                timestamp=record["timestamp"],
-                order_id=record["order_id"],
+                record.symbol,
+                record.side,
+                record.order_type,
+                record.quantity,
+                record.price,
+                record.client_order_id,
+                timestamp=record.timestamp,
+                order_id=record.order_id,
                 trade_ids=trade_ids,
             )
-            if len(result.trades) != len(trade_ids) or result.sequence != record["sequence"]:
+            if result.sequence != record.sequence or len(result.trades) != len(trade_ids):
                 raise ReplayMismatch(
-                    f"record {record['n']}: submit replayed to {len(result.trades)} trades and "
-                    f"sequence {result.sequence}, journal has {len(trade_ids)} and {record['sequence']}"
-                )
-        elif op == "cancel":
-            result = engine.cancel(record["order_id"], timestamp=record["timestamp"])
-            if result.sequence != record["sequence"]:
-                raise ReplayMismatch(
-                    f"record {record['n']}: cancel replayed to sequence {result.sequence}, "
-                    f"journal has {record['sequence']}"
+                    f"record {record.n}: submit replayed to {len(result.trades)} trades and sequence "
+                    f"{result.sequence}, the journal has {len(trade_ids)} and {record.sequence}"
                 )
         else:
-            raise ReplayMismatch(f"record {record['n']}: unknown op {op!r}")
+            result = engine.cancel(record.order_id, timestamp=record.timestamp)
+            if result.sequence != record.sequence:
+                raise ReplayMismatch(
+                    f"record {record.n}: cancel replayed to sequence {result.sequence}, "
+                    f"the journal has {record.sequence}"
+                )
     except ReplayMismatch:
         raise
     except StopIteration:  # the engine wanted more trade ids than were journaled
         raise ReplayMismatch(
-            f"record {record['n']}: submit replayed to more trades than the journal's {record['trade_ids']}"
+            f"record {record.n}: submit replayed to more trades than the journal's {record.trade_ids}"
         ) from None
-    except Exception as exc:  # an EngineError or a KeyError from a malformed record
-        raise ReplayMismatch(f"record {record['n']}: replay failed: {exc!r}") from exc
+    except Exception as exc:  # an EngineError: the engine refused a journaled command
+        raise ReplayMismatch(f"record {record.n}: replay failed: {exc!r}") from exc
 
 
 # -- reading and verifying ----------------------------------------------------------------
@@ -262,7 +311,9 @@ class JournalReader:
             if prev is None:
                 raise CorruptJournal(
                     f"the journal starts at record {n} but no valid snapshot covers record {n - 1}",
-                    segments[0][1], 0, n,
+                    segments[0][1],
+                    0,
+                    n,
                 )
             self.last_hash = prev
         sha256 = hashlib.sha256
@@ -274,7 +325,9 @@ class JournalReader:
                 raise CorruptJournal(
                     f"segment starts at record {first} but the journal continues at record {n} "
                     f"(a segment is missing or misnamed)",
-                    path, 0, n,
+                    path,
+                    0,
+                    n,
                 )
             with open(path, "rb") as f:
                 data = f.read()
@@ -334,8 +387,3 @@ def truncate(path: str, size: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def decode(line: bytes) -> dict:
-    """One verified line -> its record dict."""
-    return json.loads(line.decode("ascii"))

@@ -136,7 +136,9 @@ def read_snapshot(path: str) -> dict:
     except ValueError as exc:
         raise CorruptSnapshot(f"{path}: not valid JSON: {exc}") from exc
     if snap.get("format") != FORMAT or snap.get("version") != VERSION:
-        raise CorruptSnapshot(f"{path}: unknown format {snap.get('format')!r} version {snap.get('version')!r}")
+        raise CorruptSnapshot(
+            f"{path}: unknown format {snap.get('format')!r} version {snap.get('version')!r}"
+        )
     m = SNAPSHOT_RE.fullmatch(os.path.basename(path))
     if m and int(m.group(1)) != snap["n"]:
         raise CorruptSnapshot(f"{path}: the file name says record {m.group(1)} but it holds {snap['n']}")

@@ -1,0 +1,272 @@
+"""Durability benchmark: what the journal costs, and how long a restart takes.
+
+    .venv/bin/python tests/bench_durability.py [--n 200000] [--restart-n 1000000] [--quick]
+
+Part 1, throughput (engine level, one process, the shared workload from
+``../shared/bench/workload.py``): the same op stream is applied through
+``engine.submit``/``cancel`` with no journal, and with ``Store`` under each
+fsync policy, in one run. Each op is what the service does per request::
+
+    with engine.lock(symbol): result = engine.submit(...); ticket = store.log_submit(result)
+    store.wait(ticket)
+
+Three ways to drive it, because group commit only groups what is concurrent:
+  * ``sequential``  wait after every op: one client, one request in flight.
+                    With ``batch`` every op pays its own fsync.
+  * ``pipelined K`` K ops, then wait for the last ticket: K requests in flight
+                    (what an event loop holding K connections sees).
+  * ``threads T``   T threads, each a client with its own slice of the stream
+                    and one request in flight; the commit leader's fsync
+                    releases the GIL, the others append meanwhile.
+
+Part 2, restart: a data dir holding ``--restart-n`` journaled commands
+(default 1,000,000), recovered with the default snapshot interval (the normal
+case) and with snapshots off (full replay, the worst case).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from decimal import Decimal
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(os.path.dirname(ROOT), "shared", "bench"))
+sys.path.insert(0, "/work/shared/bench")
+
+from workload import generate  # noqa: E402
+
+from engine.errors import EngineError  # noqa: E402
+from engine.matcher import MatchingEngine  # noqa: E402
+from engine.order import BUY, FOK, IOC, LIMIT, MARKET, SELL  # noqa: E402
+from engine.symbols import SymbolSpec  # noqa: E402
+from storage import Store  # noqa: E402
+
+_SIDES = {"B": BUY, "S": SELL}
+_TYPES = {"L": LIMIT, "M": MARKET, "I": IOC, "F": FOK}
+
+
+def make_engine(symbols: int) -> MatchingEngine:
+    specs = [
+        SymbolSpec(f"SYM{i}", f"SYM{i}", "USDT", Decimal("0.01"), Decimal("0.001")) for i in range(symbols)
+    ]
+    return MatchingEngine(specs)
+
+
+def prepare(ops):
+    """The op stream as engine arguments (conversion is not what we measure)."""
+    out = []
+    for kind, sym, oid, side, price, qty in ops:
+        if kind == "C":
+            out.append((None, f"SYM{sym}", oid, None, None, None))
+        else:
+            out.append((_TYPES[kind], f"SYM{sym}", oid, _SIDES[side], None if kind == "M" else price, qty))
+    return out
+
+
+class Runner:
+    """Applies a prepared stream to one engine, journaling into ``store``."""
+
+    def __init__(self, engine, store) -> None:
+        self.engine = engine
+        self.store = store
+        self.ids: dict[int, int] = {}
+
+    def apply(self, op) -> int | None:
+        """One op as the service does it; returns the ticket (None: nothing journaled)."""
+        order_type, symbol, oid, side, price, qty = op
+        engine = self.engine
+        store = self.store
+        if order_type is None:
+            engine_id = self.ids.pop(oid, None)
+            if engine_id is None:
+                return None
+            with engine.lock(symbol):
+                try:
+                    result = engine.cancel(engine_id)
+                except EngineError:
+                    return None
+                return store.log_cancel(result) if store is not None else None
+        with engine.lock(symbol):
+            result = engine.submit(symbol, side, order_type, qty, price)
+            ticket = store.log_submit(result) if store is not None else None
+        if result.book_changed and result.status.is_open:
+            self.ids[oid] = result.order.order_id
+        return ticket
+
+
+def run_sequential(engine, store, ops) -> float:
+    runner = Runner(engine, store)
+    apply = runner.apply
+    wait = store.wait if store is not None else None
+    t0 = time.perf_counter()
+    for op in ops:
+        ticket = apply(op)
+        if ticket is not None:
+            wait(ticket)
+    return time.perf_counter() - t0
+
+
+def run_pipelined(engine, store, ops, k: int) -> float:
+    runner = Runner(engine, store)
+    apply = runner.apply
+    wait = store.wait if store is not None else None
+    t0 = time.perf_counter()
+    last = None
+    for i, op in enumerate(ops, 1):
+        ticket = apply(op)
+        if ticket is not None:
+            last = ticket
+        if i % k == 0 and last is not None:
+            wait(last)
+            last = None
+    if last is not None:
+        wait(last)
+    return time.perf_counter() - t0
+
+
+def run_threads(engine, store, ops, threads: int) -> float:
+    # Each thread is one client: its own symbol (so its cancels find its own
+    # orders) and one request in flight at a time.
+    slices = [[op for op in ops if int(op[1][3:]) % threads == t] for t in range(threads)]
+    barrier = threading.Barrier(threads + 1)
+
+    def client(part) -> None:
+        runner = Runner(engine, store)
+        apply = runner.apply
+        barrier.wait()
+        for op in part:
+            ticket = apply(op)
+            if ticket is not None and store is not None:
+                store.wait(ticket)
+
+    workers = [threading.Thread(target=client, args=(part,)) for part in slices]
+    for w in workers:
+        w.start()
+    barrier.wait()
+    t0 = time.perf_counter()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - t0
+
+
+def throughput(args) -> None:
+    print(f"# throughput: shared workload, n={args.n}, seed 42")
+    modes = [("no journal", None), ("off", "off"), ("batch", "batch"), ("always", "always")]
+    drivers = [
+        ("sequential", 1, lambda e, s, ops: run_sequential(e, s, ops)),
+        ("pipelined 64", 1, lambda e, s, ops: run_pipelined(e, s, ops, 64)),
+        ("threads 4", 4, lambda e, s, ops: run_threads(e, s, ops, 4)),
+    ]
+    for name, symbols, drive in drivers:
+        raw, _info = generate(args.n, 42, symbols)
+        ops = prepare(raw)
+        base = None
+        for label, policy in modes:
+            best = None
+            count = len(ops)
+            for _ in range(args.repeat):
+                stream = ops
+                if policy == "always" and name == "sequential":
+                    stream = ops[: min(len(ops), args.always_n)]
+                count = len(stream)
+                engine = make_engine(symbols)
+                tmp = tempfile.mkdtemp(prefix="bench-dur-", dir=args.tmp)
+                store = None
+                if policy is not None:
+                    store = Store(tmp, fsync=policy, snapshot_every=0)
+                    store.recover(engine)
+                seconds = drive(engine, store, stream)
+                stats = store.statistics() if store is not None else None
+                if store is not None:
+                    store.abandon()
+                shutil.rmtree(tmp)
+                rate = count / seconds
+                if best is None or rate > best[0]:
+                    best = (rate, stats)
+            rate, stats = best
+            if policy is None:
+                base = rate
+            extra = ""
+            if stats:
+                per_fsync = stats["records"] / stats["fsyncs"] if stats["fsyncs"] else float("nan")
+                extra = f"  fsyncs {stats['fsyncs']:>7}, {per_fsync:8.1f} records/fsync"
+            print(
+                f"{name:14} {label:11} {rate:10,.0f} ops/s  {rate / base:6.1%} of no journal"
+                f"  (n={count}){extra}"
+            )
+        print()
+
+
+def restart(args) -> None:
+    n = args.restart_n
+    print(f"# restart: a data dir holding {n:,} journaled commands (shared workload, seed 7)")
+    raw, _ = generate(n, 7, 1)
+    ops = prepare(raw)
+    for label, every in (("snapshots every 250,000 (default)", 250_000), ("no snapshot: full replay", 0)):
+        tmp = tempfile.mkdtemp(prefix="bench-restart-", dir=args.tmp)
+        engine = make_engine(1)
+        store = Store(tmp, fsync="off", snapshot_every=every)
+        store.recover(engine)
+        runner = Runner(engine, store)
+        t0 = time.perf_counter()
+        last = None
+        for i, op in enumerate(ops, 1):
+            ticket = runner.apply(op)
+            if ticket is not None:
+                last = ticket
+            if i % 256 == 0 and last is not None:
+                store.wait(last)
+                store.maybe_snapshot(engine)
+        if last is not None:
+            store.wait(last)
+        records = store.statistics()["last_record"]
+        write_s = time.perf_counter() - t0
+        store.abandon()  # a crash: no final snapshot
+        size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
+        fresh = make_engine(1)
+        again = Store(tmp)
+        t0 = time.perf_counter()
+        summary = again.recover(fresh)
+        seconds = time.perf_counter() - t0
+        again.abandon()
+        shutil.rmtree(tmp)
+        print(
+            f"{label:36} {records:,} records, {size / 1e6:,.0f} MB on disk, written in {write_s:.1f} s; "
+            f"restart {seconds:.2f} s (snapshot {os.path.basename(summary['snapshot'] or '-')}, "
+            f"{summary['records_replayed']:,} replayed)"
+        )
+    print()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=int, default=200_000)
+    p.add_argument("--always-n", type=int, default=20_000, help="ops for sequential+always (one fsync each)")
+    p.add_argument("--restart-n", type=int, default=1_000_000)
+    p.add_argument("--repeat", type=int, default=3, help="best of R runs per cell")
+    p.add_argument("--tmp", default=None, help="directory for the data dirs (default: the system temp dir)")
+    p.add_argument("--quick", action="store_true", help="n=50k, restart-n=200k, repeat 1")
+    p.add_argument("--only", choices=("throughput", "restart"))
+    args = p.parse_args()
+    if args.quick:
+        args.n, args.restart_n, args.repeat, args.always_n = 50_000, 200_000, 1, 5_000
+    print(
+        f"# python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus, "
+        f"{platform.platform()}"
+    )
+    if args.only != "restart":
+        throughput(args)
+    if args.only != "throughput":
+        restart(args)
+
+
+if __name__ == "__main__":
+    main()
