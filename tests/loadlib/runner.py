@@ -36,7 +36,8 @@ def _worker_main(engine: str, cfg: dict, w: int, progress, start_evt, t0val, q) 
         else:
             from . import wsengine
 
-            worker = wsengine.WsWorker(cfg, w, progress)
+            cls = wsengine.RawWsWorker if cfg.get("ws_client") == "raw" else wsengine.WsWorker
+            worker = cls(cfg, w, progress)
         n = worker.connect_all()
         q.put(("ready", w, n))
         if n == 0:

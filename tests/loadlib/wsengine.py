@@ -239,3 +239,163 @@ class WsWorker:
         out["wall_s"] = time.monotonic() - wall0
         out["extra"] = {"max_schedule_lag_s": lag_max}
         return out
+
+
+class RawWsWorker(WsWorker):
+    """``--ws-client raw``: the same load over ``rawsio.RawSio`` connections.
+
+    One ``select`` loop per process drives every connection (no threads): emits are
+    ``42/trade,<id>["order",{...}]`` frames written at the scheduled time, and the
+    acknowledgements are timestamped as they are read. About a tenth of the CPU per
+    order of python-socketio's client, so the generator leaves the cores to the server.
+    """
+
+    def connect_all(self) -> int:
+        import selectors
+
+        from .rawsio import RawSio
+
+        self.sel = selectors.SelectSelector()
+        ok = 0
+        for _ in range(self.cfg["connections"]):
+            c = RawSio(self.cfg["host"], self.cfg["port"], self.ns)
+            try:
+                c.connect()
+            except Exception as exc:  # OSError, SioProtocolError
+                self.connect_errors += 1
+                self.connect_error_text = str(exc)
+                c.close()
+                continue
+            c.set_nonblocking()
+            self.sel.register(c.sock, selectors.EVENT_READ, c)
+            c.pending = {}  # ack id -> our seq
+            self.clients.append(c)
+            ok += 1
+        return ok
+
+    def _collect(self, c, t: float) -> None:
+        """Turn the acknowledgements that arrived on ``c`` into finished requests."""
+        c.on_readable()  # events on /trade (none expected) are ignored
+        if c.acks:
+            pending = c.pending
+            for ack, args in list(c.acks.items()):
+                seq = pending.pop(ack, None)
+                if seq is not None:
+                    self._finish(seq, t, args if isinstance(args, list) else [args])
+            c.acks.clear()
+
+    def run(self, t0: float) -> dict:
+        from .orders import cancel_json, order_json
+
+        self.t0 = t0
+        cfg = self.cfg
+        delay = t0 - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        duration = cfg["duration"]
+        end = t0 + duration
+        deadline = end + cfg["drain"]
+        timeout = cfg["timeout"]
+        monotonic = time.monotonic
+        closed_loop = cfg["rate"] is None
+        if closed_loop:
+            sched, next_t = None, None
+        else:
+            sched = make_schedule(
+                cfg["arrival"], cfg["rate"], duration, self.worker, cfg["workers"], cfg["seed"]
+            )
+            next_t = sched.next_time()
+        clients = self.clients
+        window = len(clients)
+        seqs = itertools.count()
+        rr = itertools.cycle(range(len(clients)))
+        progress = self.progress
+        base = self.worker * N_PROGRESS
+        last_pub = last_scan = t0
+        factory = self.factory
+        prefix = f"42{self.ns}," if self.ns != "/" else "42"
+        sel = self.sel
+        while True:
+            now = monotonic()
+            rel = now - t0
+            if closed_loop:
+                due = [rel] * max(0, window - len(self.inflight)) if now < end else []
+            else:
+                due = []
+                while next_t is not None and next_t <= rel:
+                    due.append(next_t)
+                    next_t = sched.next_time()
+            for st in due:
+                code, fields = factory.next()
+                seq = next(seqs)
+                ci = next(rr)
+                c = clients[ci]
+                ack = c.next_ack
+                c.next_ack += 1
+                if code == "C":
+                    text = f'{prefix}{ack}["cancel",{cancel_json(fields)}]'
+                else:
+                    text = f'{prefix}{ack}["order",{order_json(fields)}]'
+                sent = monotonic() - t0
+                self.counters[P_SENT] += 1
+                if c.closed:
+                    self._error(st, sent, code, "connection closed")
+                    continue
+                self.inflight[seq] = (st, sent, code, ci)
+                c.pending[ack] = seq
+                try:
+                    c.send_text(text)
+                except OSError:
+                    c.closed = True
+                    self.inflight.pop(seq, None)
+                    self._error(st, sent, code, "connection error")
+            if now - last_scan > 0.05 and self.inflight:
+                last_scan = now
+                limit = rel - timeout
+                for seq in [s for s, r in self.inflight.items() if r[1] < limit]:
+                    st, sent, code, _ = self.inflight.pop(seq)
+                    self._error(st, sent, code, "timeout (no ack)")
+            if progress is not None and now - last_pub > 0.1:
+                last_pub = now
+                self.counters[P_BACKLOG] = len(self.inflight)
+                self.counters[P_TRADES] = self.trades
+                progress[base : base + N_PROGRESS] = self.counters
+            finished = next_t is None and (not closed_loop or now >= end)
+            if finished and not self.inflight:
+                break
+            if now >= deadline:
+                for st, sent, code, _ in list(self.inflight.values()):
+                    self._error(st, sent, code, "not completed (drain timeout)")
+                self.inflight.clear()
+                while next_t is not None:
+                    self._error(next_t, float("nan"), "L", "not sent (drain timeout)")
+                    next_t = sched.next_time()
+                break
+            if next_t is not None:
+                wait = max(0.0, min(t0 + next_t - monotonic(), 0.05))
+            else:
+                wait = 0.05
+            for key, _ in sel.select(wait):
+                c = key.data
+                self._collect(c, monotonic())
+                if c.closed:
+                    sel.unregister(key.fileobj)
+                    for seq in list(c.pending.values()):
+                        req = self.inflight.pop(seq, None)
+                        if req is not None:
+                            self._error(req[0], req[1], req[2], "connection closed")
+                    c.pending.clear()
+        self.counters[P_BACKLOG] = 0
+        self.counters[P_TRADES] = self.trades
+        if progress is not None:
+            progress[base : base + N_PROGRESS] = self.counters
+        for c in clients:
+            c.close()
+        out = self.rec.result()
+        out["max_backlog"] = 0
+        out["connect_errors"] = self.connect_errors
+        out["pid"] = os.getpid()
+        out["cpu_s"] = time.process_time() - cpu0
+        out["wall_s"] = time.monotonic() - wall0
+        return out
