@@ -174,15 +174,18 @@ class Demo:
         }
         self.sequence = 0
         self.stopping = False
+        # --duration bounds the whole run, waiting for an unreachable server included.
+        self.deadline = time.monotonic() + args.duration if args.duration else None
 
     # -- plumbing -------------------------------------------------------------
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
         """A request that waits out rate limits and unreachable servers.
 
-        Returns (0, None) when it gave up because the demo is stopping.
+        Returns (0, None) when it gave up because the demo is stopping or its
+        time is up.
         """
         backoff = 0.5
-        while not self.stopping:
+        while not self.done():
             try:
                 return self.client.request(method, path, body)
             except RateLimited as exc:
@@ -198,8 +201,11 @@ class Demo:
 
     def sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
-        while not self.stopping and time.monotonic() < end:
-            time.sleep(min(0.1, end - time.monotonic()))
+        while not self.done() and time.monotonic() < end:
+            time.sleep(max(0.0, min(0.1, end - time.monotonic())))
+
+    def done(self) -> bool:
+        return self.stopping or (self.deadline is not None and time.monotonic() >= self.deadline)
 
     def client_id(self, role: str) -> str:
         self.sequence += 1
@@ -359,10 +365,8 @@ class Demo:
         started = time.monotonic()
         next_at = started
         last_report = started
-        while not self.stopping:
+        while not self.done():
             now = time.monotonic()
-            if self.args.duration and now - started >= self.args.duration:
-                break
             if now < next_at:
                 time.sleep(min(next_at - now, 0.1))
                 continue

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
+from decimal import Decimal
 
 import pytest
 
@@ -17,9 +21,11 @@ if os.environ.get("CI", "").strip().lower() not in ("1", "true", "yes"):
     pytest.importorskip("playwright.sync_api", reason="python playwright is not installed")
 
 from browser_helpers import Api, TradingPage  # noqa: E402
+from browser_server import ROOT  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
 pytestmark = pytest.mark.browser
+DEMO = os.path.join(ROOT, "tools", "demo_market.py")
 
 
 def grid_decimals(step: str) -> int:
@@ -256,26 +262,34 @@ def test_page_recovers_after_the_server_restarts(page, server, tmp_path):
 
 
 def test_full_page_screenshot_of_a_living_market(page, server, artifacts_dir):
-    """Arrange a realistic book and some trades, trade from the page, save the screenshot."""
-    api = Api(server.url)
-    for i in range(12):
-        api.order("BTC-USDT", "buy", "limit", f"0.{(i * 37) % 90 + 5:02d}000", price=f"{29990 - i * 3.5:.2f}")
-        api.order(
-            "BTC-USDT", "sell", "limit", f"0.{(i * 53) % 90 + 5:02d}000", price=f"{30005 + i * 3.5:.2f}"
+    """The demo market moves the market, a person trades from the form; the screenshot
+    of the whole page is saved (test-artifacts/ui.png) for people to look at."""
+    cmd = [sys.executable, DEMO, "--url", server.url, "--rate", "60", "--duration", "60", "--seed", "5",
+           "--symbols", "BTC-USDT,ETH-USDT", "--quiet"]  # fmt: skip
+    demo = subprocess.Popen(cmd, cwd=ROOT)
+    try:
+        ui = TradingPage(page, server.url).open("BTC-USDT")
+        page.click('#intervals button[data-interval="1"]')
+        page.wait_for_function(
+            "document.querySelectorAll('#book-bids .book-row').length >= 6"
+            " && document.querySelectorAll('#book-asks .book-row').length >= 6"
+            " && document.querySelectorAll('#tape .tape-row').length >= 5",
+            timeout=20_000,
         )
-    for i in range(30):
-        side = "buy" if i % 3 else "sell"
-        api.order("BTC-USDT", side, "market", f"0.00{i % 7 + 1}00")
-        api.order("BTC-USDT", "sell" if side == "buy" else "buy", "limit", "0.05000",
-                  price="30005.00" if side == "buy" else "29990.00")  # fmt: skip
-    ui = TradingPage(page, server.url).open("BTC-USDT")
-    ui.place("buy", "limit", "0.12000", price="29980.00")
-    ui.place("sell", "limit", "0.04000", price="30040.00")
-    ui.place("buy", "market", "0.01000")
-    expect(page.locator("#tape .tape-row").first).to_be_visible()
-    page.wait_for_timeout(800)
-    path = os.path.join(artifacts_dir, "ui.png")
-    page.screenshot(path=path, full_page=True)
-    assert os.path.getsize(path) > 20_000
+        bid = Decimal(page.locator("#stat-bid").get_attribute("data-value"))
+        ask = Decimal(page.locator("#stat-ask").get_attribute("data-value"))
+        ui.place("buy", "limit", "0.05000", price=str(bid - Decimal("12.00")))
+        ui.place("sell", "limit", "0.04000", price=str(ask + Decimal("15.00")))
+        ui.place("buy", "market", "0.01000")
+        page.wait_for_timeout(6000)  # let the candles and the tape fill up
+        path = os.path.join(artifacts_dir, "ui.png")
+        page.screenshot(path=path, full_page=True)
+        assert os.path.getsize(path) > 50_000
+        assert int(page.locator("#stat-trades").get_attribute("data-value")) >= 10
+        assert page.locator("#my-orders tr.order-row").count() >= 1
+    finally:
+        os.kill(demo.pid, signal.SIGTERM)
+        assert demo.wait(20) == 0
+    assert page.watch.page_errors == []
     assert page.watch.console_errors == []
     assert page.watch.foreign_requests() == []
