@@ -94,6 +94,16 @@ class PageWatch:
         ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def generous_expect_timeout():
+    """CI shares two cores between the server, Chromium and pytest: wait up to 10 s."""
+    try:
+        from playwright.sync_api import expect
+    except ImportError:
+        return
+    expect.set_options(timeout=10_000)
+
+
 @pytest.fixture
 def context(browser):
     ctx = browser.new_context(viewport=VIEWPORT)

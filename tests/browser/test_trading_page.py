@@ -146,6 +146,27 @@ def test_crossing_rest_order_shows_in_tape_and_moves_bbo(page, server):
     assert page.watch.console_errors == []
 
 
+def test_ioc_and_fok_from_the_form_report_what_happened(page, server):
+    api = Api(server.url)
+    ui = TradingPage(page, server.url).open("ETH-USDT")
+    api.order("ETH-USDT", "sell", "limit", "1.0000", price="2001.00")
+    expect(ui.level("asks", "2001.00")).to_have_count(1)
+
+    fok = ui.place("buy", "fok", "2.0000", price="2001.00")  # cannot fill in full: nothing happens
+    assert fok["status"] == "cancelled" and fok["trades"] == []
+    expect(page.locator("#order-result")).to_contain_text("nothing filled, cancelled")
+    expect(ui.level("asks", "2001.00")).to_have_attribute("data-qty", "1.0000")
+
+    ioc = ui.place("buy", "ioc", "2.0000", price="2001.00")  # takes what is there, drops the rest
+    assert ioc["status"] == "cancelled" and ioc["filled_quantity"] == "1.0000"
+    expect(page.locator("#order-result")).to_contain_text("filled 1.0000 @ 2001.00, rest cancelled")
+    expect(ui.level("asks", "2001.00")).to_have_count(0)
+    ui.show_tab("history")
+    expect(ui.my_order(ioc["order_id"])).to_have_attribute("data-status", "cancelled")
+    expect(ui.my_order(ioc["order_id"]).locator(".filled")).to_have_text("1.0000")
+    expect(page.locator("#fills-count")).to_have_text("1")
+
+
 def test_cancel_from_the_page_removes_the_order(page, server):
     api = Api(server.url)
     ui = TradingPage(page, server.url).open("SOL-USDT")
