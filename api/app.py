@@ -102,7 +102,7 @@ DEFAULTS = {
 }
 
 
-def _make_store(config: dict, data_dir: str):
+def _make_store(config: dict, data_dir: str, socketio: SocketIO):
     """The durability layer, or None when disabled or not installed yet."""
     store = config["store"]
     if store is False or store is None:
@@ -116,7 +116,9 @@ def _make_store(config: dict, data_dir: str):
             raise  # a real bug inside storage/, not its absence
         log.warning("storage.Store is not available (%s): running WITHOUT durability", e)
         return None
-    return Store(data_dir, fsync=config["fsync"])
+    # The group-commit leader yields once so concurrent requests join its batch;
+    # socketio.sleep(0) does that in either async mode.
+    return Store(data_dir, fsync=config["fsync"], yield_fn=lambda: socketio.sleep(0))
 
 
 def _make_publisher(socketio: SocketIO, exchange: Exchange):
@@ -180,16 +182,21 @@ class _LastResort:
         self.wsgi_app = wsgi_app
 
     def __call__(self, environ, start_response):
+        started = False
+
+        def tracking_start_response(*args):
+            nonlocal started
+            started = True
+            return start_response(*args)
+
         try:
-            return self.wsgi_app(environ, start_response)
+            return self.wsgi_app(environ, tracking_start_response)
         except Exception:
             log.exception("unhandled error outside the Flask request handling")
             body = errors.json_response(errors.internal_error_envelope(), 500).get_data()
-            start_response(
-                "500 INTERNAL SERVER ERROR",
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-                sys.exc_info(),
-            )
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+            # PEP 3333: a second start_response needs exc_info (and raises if headers went out).
+            start_response("500 INTERNAL SERVER ERROR", headers, *((sys.exc_info(),) if started else ()))
             return [body]
 
 
@@ -213,32 +220,13 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
             symbols = load_symbols(cfg["symbols_config"])
         engine = MatchingEngine(symbols)
 
-    store = _make_store(cfg, data_dir)
-    if store is not None:
-        summary = store.recover(engine)
-        log.info("recovered from %s: %s", data_dir, summary)
-
-    audit = Audit(os.path.join(data_dir, "audit.log")) if cfg["audit"] else None
-    exchange = Exchange(engine, store=store, audit=audit)
-
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BULK_BODY
     app.config["DATA_DIR"] = data_dir
     if "FRONTEND_DIR" in cfg:
         app.config["FRONTEND_DIR"] = cfg["FRONTEND_DIR"]
     app.json.sort_keys = False
-    app.extensions["exchange"] = exchange
-    app.extensions["store"] = store
-    app.extensions["audit"] = audit
-
-    errors.register(app)
     origins = cfg["cors_origins"]
-    CORS(app, origins=origins)
-    if cfg["rate_limit"]:
-        _rate_limiter(app, int(cfg["rate_limit"]), cfg["rate_limiter"])
-    rest.register(app)
-    _register_frontend(app)
-
     socketio = SocketIO(
         app,
         async_mode=cfg["async_mode"],
@@ -247,6 +235,25 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         logger=False,
         engineio_logger=False,
     )
+
+    store = _make_store(cfg, data_dir, socketio)
+    if store is not None:
+        summary = store.recover(engine)
+        log.info("recovered from %s: %s", data_dir, summary)
+
+    audit = Audit(os.path.join(data_dir, "audit.log")) if cfg["audit"] else None
+    exchange = Exchange(engine, store=store, audit=audit)
+    app.extensions["exchange"] = exchange
+    app.extensions["store"] = store
+    app.extensions["audit"] = audit
+
+    errors.register(app)
+    CORS(app, origins=origins)
+    if cfg["rate_limit"]:
+        _rate_limiter(app, int(cfg["rate_limit"]), cfg["rate_limiter"])
+    rest.register(app)
+    _register_frontend(app)
+
     exchange.publisher = _make_publisher(socketio, exchange)
     app.wsgi_app = _LastResort(app.wsgi_app)
     if audit is not None:

@@ -13,7 +13,6 @@ from engine.events import CancelResult, SubmitResult, Trade
 from engine.order import FILLED, PARTIALLY_FILLED, Order, OrderStatus
 from engine.symbols import SymbolSpec
 
-
 # (second, "YYYY-MM-DDTHH:MM:SS.") of the last call: ``strftime`` costs ~4 us and
 # almost every timestamp formatted falls in the same second as the previous one.
 # One tuple, replaced (never mutated), so concurrent callers stay consistent.

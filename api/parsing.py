@@ -77,14 +77,14 @@ def loads_exact(text: str | bytes):
     """
     try:
         return _fast_decoder.decode(text)
-    except msgspec.DecodeError as e:
+    except msgspec.ValidationError:
+        pass  # an integer beyond msgspec's range: the slow, exact path below
+    except msgspec.DecodeError as e:  # (the base class of ValidationError)
         raise InvalidJson(f"request body is not valid JSON ({e})") from None
     except UnicodeDecodeError:
         raise InvalidJson("request body is not valid UTF-8") from None
     except RecursionError:
         raise InvalidJson("request body is nested too deeply") from None
-    except msgspec.ValidationError:
-        pass  # an integer beyond msgspec's range: the slow, exact path below
     try:
         if isinstance(text, (bytes, bytearray)):
             text = text.decode("utf-8")

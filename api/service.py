@@ -15,7 +15,9 @@ Order path (``place_order``)::
 Collaborators are duck-typed and optional (``None`` = absent):
 
 - ``store``: ``log_submit(result) -> ticket``, ``log_cancel(result) -> ticket``
-  (called under the symbol lock), ``wait(ticket)``, optionally
+  (called under the symbol lock), ``wait(ticket)`` (tickets become durable in
+  ticket order: a batch waits for its last one), optionally
+  ``maybe_snapshot(engine)`` (called after each wait),
   ``find_order(order_id) -> Order | dict | None`` for orders no longer in memory
   and ``stats() -> dict``.
 - ``publisher``: ``on_submit(result, received_ns=...)``, ``on_cancel(result, received_ns=...)``
@@ -105,6 +107,8 @@ class Exchange:
         self.audit = audit
         self.started_at = time.time()
         self._started = time.monotonic()
+        # Optional store hook: a snapshot when one is due, after acknowledging work.
+        self._maybe_snapshot = getattr(store, "maybe_snapshot", None)
         self.rejections = 0  # every refused order or cancel, also those without a valid symbol
         self.latency = {
             "order_processing": LatencyRecorder(),
@@ -127,7 +131,7 @@ class Exchange:
         cmd = self._parse(body)
         result, ticket = self._submit(cmd)
         if ticket is not None:
-            self.store.wait(ticket)
+            self._durable(ticket)
         t1 = perf_counter_ns()
         report = formatting.submit_report(cmd.spec, result)
         if result.trades:
@@ -169,9 +173,8 @@ class Exchange:
             if ticket is not None:
                 tickets.append(ticket)
         if tickets:
-            wait = self.store.wait
-            for ticket in tickets:
-                wait(ticket)
+            # Tickets are durable in order: waiting for the last covers the batch.
+            self._durable(tickets[-1])
         submit_report = formatting.submit_report
         for i, cmd, result in accepted:
             out[i] = report = submit_report(cmd.spec, result)
@@ -205,7 +208,7 @@ class Exchange:
             self._reject("cancel", body, e)
             raise
         if ticket is not None:
-            store.wait(ticket)
+            self._durable(ticket)
         report = formatting.cancel_report(engine.markets[order.symbol].spec, result)
         publisher = self.publisher
         if publisher is not None:
@@ -262,6 +265,11 @@ class Exchange:
             ticket = store.log_submit(result) if store is not None else None
         self.latency["matching"].add(perf_counter_ns() - t0)
         return result, ticket
+
+    def _durable(self, ticket) -> None:
+        self.store.wait(ticket)
+        if self._maybe_snapshot is not None:
+            self._maybe_snapshot(self.engine)
 
     def _after_submit(self, result, report: dict, received_ns: int) -> None:
         publisher = self.publisher
