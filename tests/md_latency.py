@@ -555,6 +555,15 @@ def format_results(results: list[dict]) -> str:
         "machine busy % (all cores)",
         [f"{r['machine']['busy_percent']:.0f}" if r.get("machine") else "-" for r in results],
     )
+    row(
+        "CPU / IO pressure %",
+        [
+            f"{r['machine'].get('cpu_pressure_percent') or 0:.0f} / {r['machine'].get('io_pressure_percent') or 0:.0f}"
+            if r.get("machine")
+            else "-"
+            for r in results
+        ],
+    )
     row("subscribers disconnected", [str(r["subscribers_disconnected"]) for r in results])
     return "\n".join(lines)
 

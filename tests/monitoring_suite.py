@@ -442,6 +442,17 @@ def plot_levels(path: str, rows: list[dict], ceilings: dict, mode: str) -> None:
     plt.close(fig)
 
 
+def _machine(s: dict) -> str:
+    """'busy% (CPU pressure%, IO pressure%)' of a phase summary, or '-'."""
+    m = s.get("machine") or {}
+    if m.get("busy_percent") is None:
+        return "-"
+    out = f"{m['busy_percent']:.0f}"
+    if m.get("cpu_pressure_percent") is not None:
+        out += f" ({m['cpu_pressure_percent']:.0f}, {m['io_pressure_percent']:.0f})"
+    return out
+
+
 def write_report(path: str, args, url: str, rows: list[dict], ceilings: dict) -> None:
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     lines = [
@@ -458,17 +469,17 @@ def write_report(path: str, args, url: str, rows: list[dict], ceilings: dict) ->
         lines += [
             "## Ceilings (closed loop, flat out)",
             "",
-            "| what | answered/s | p50 | p99 | max | errors | server CPU % | machine busy % |",
+            "| what | answered/s | p50 | p99 | max | errors | server CPU % | machine busy % (CPU, IO pressure %) |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for label, s in ceilings.items():
             lat = s["latency_ms"]
             srv = (s.get("server") or {}).get("cpu_percent")
-            mach = (s.get("machine") or {}).get("busy_percent")
+            mach = _machine(s)
             lines.append(
                 f"| {label} | {s['achieved_rate']:,.0f} | {fmt_ms(lat['p50'])} | "
                 f"{fmt_ms(lat['p99'])} | {fmt_ms(lat['max'])} | {s['errors']} | "
-                f"{'-' if srv is None else f'{srv:.0f}'} | {'-' if mach is None else f'{mach:.0f}'} |"
+                f"{'-' if srv is None else f'{srv:.0f}'} | {mach} |"
             )
         if len(ceilings) == 2:
             h, o = ceilings["health ceiling"], ceilings["orders ceiling"]
@@ -483,19 +494,19 @@ def write_report(path: str, args, url: str, rows: list[dict], ceilings: dict) ->
         "## Levels (open loop)",
         "",
         "| offered/s | achieved/s | ok | rejected | errors | p50 | p90 | p99 | p99.9 | max "
-        "| trades/s | server CPU % | machine busy % | verdict |",
+        "| trades/s | server CPU % | machine busy % (CPU, IO pressure %) | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s = r["summary"]
         lat = s["latency_ms"]
         srv = (s.get("server") or {}).get("cpu_percent")
-        mach = (s.get("machine") or {}).get("busy_percent")
+        mach = _machine(s)
         lines.append(
             f"| {r['level']:,.0f} | {s['achieved_rate']:,.0f} | {s['ok']:,} | {s['rejected']:,} | "
             f"{s['errors']:,} | {fmt_ms(lat['p50'])} | {fmt_ms(lat['p90'])} | {fmt_ms(lat['p99'])} | "
             f"{fmt_ms(lat['p99.9'])} | {fmt_ms(lat['max'])} | {s['trades_rate']:,.0f} | "
-            f"{'-' if srv is None else f'{srv:.0f}'} | {'-' if mach is None else f'{mach:.0f}'} | "
+            f"{'-' if srv is None else f'{srv:.0f}'} | {mach} | "
             f"{'PASS' if r['passed'] else 'FAIL'} |"
         )
     lines += ["", "![latency vs load](latency_vs_load.png)", ""]

@@ -94,11 +94,28 @@ class SystemSampler:
     """Machine-wide CPU use between ``start`` and ``stop`` (all cores, all processes).
 
     On a shared machine this tells whether other work competed with the server and the
-    generator during a run: compare ``busy_percent`` with their own figures.
+    generator during a run: compare ``busy_percent`` with their own figures, and look at
+    the pressure figures (the share of the time some task waited for a CPU, or for I/O).
     """
 
     def __init__(self):
         self.t0 = None
+        self.psi0 = {}
+        self.wall0 = None
+
+    @staticmethod
+    def _psi() -> dict:
+        """Linux pressure-stall totals (µs during which some task waited), cpu and io."""
+        out = {}
+        for res in ("cpu", "io"):
+            try:
+                with open(f"/proc/pressure/{res}") as f:
+                    for line in f:
+                        if line.startswith("some"):
+                            out[res] = int(line.rsplit("total=", 1)[1])
+            except (OSError, ValueError, IndexError):
+                pass
+        return out
 
     @staticmethod
     def _times():
@@ -113,9 +130,13 @@ class SystemSampler:
             self.t0 = self._times()
         except Exception:
             self.t0 = None
+        self.psi0 = self._psi()
+        self.wall0 = time.monotonic()
 
     def stop(self) -> dict | None:
-        """``{"busy_percent", "cores", "load_avg_1m"}``; busy is of one core (200 = 2 cores)."""
+        """``{"busy_percent", "cores", "load_avg_1m", "cpu_pressure_percent",
+        "io_pressure_percent"}``: busy is of one core (200 = both cores of a 2-core
+        machine); a pressure is None where /proc/pressure is missing."""
         if self.t0 is None:
             return None
         try:
@@ -127,10 +148,16 @@ class SystemSampler:
             cores = psutil.cpu_count() or 1
             busy = busy1 - self.t0[0]
             total = total1 - self.t0[1]
-            return {
+            wall_us = (time.monotonic() - self.wall0) * 1e6
+            psi = self._psi()
+            out = {
                 "busy_percent": 100.0 * cores * busy / total if total > 0 else None,
                 "cores": cores,
                 "load_avg_1m": os.getloadavg()[0],
             }
+            for res in ("cpu", "io"):
+                ok = res in psi and res in self.psi0 and wall_us > 0
+                out[f"{res}_pressure_percent"] = 100.0 * (psi[res] - self.psi0[res]) / wall_us if ok else None
+            return out
         except Exception:
             return None

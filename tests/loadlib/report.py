@@ -193,8 +193,14 @@ def format_summary(s: dict) -> str:
     if mach and mach.get("busy_percent") is not None:
         cpu += (
             f"; machine busy {mach['busy_percent']:.0f}% of {mach['cores'] * 100}% "
-            f"(load avg {mach['load_avg_1m']:.1f})"
+            f"(load avg {mach['load_avg_1m']:.1f}"
         )
+        if mach.get("cpu_pressure_percent") is not None:
+            cpu += (
+                f", CPU pressure {mach['cpu_pressure_percent']:.0f}%, "
+                f"IO pressure {mach['io_pressure_percent']:.0f}%"
+            )
+        cpu += ")"
     lines.append(cpu)
     for e in s["worker_errors"]:
         lines.append(f"!! {e.splitlines()[0]}")
