@@ -75,6 +75,42 @@ def test_prices_and_quantities_follow_each_symbols_grid(page, server):
     assert page.watch.console_errors == []
 
 
+DECIMAL_CASES = [
+    # (function, args, expected) for frontend/ui/decimal.js, evaluated in the page
+    ("toSteps", ["0.000001", "0.00001"], None),
+    ("toSteps", ["0.00002", "0.00001"], "2"),
+    ("toSteps", ["30000.01", "0.01"], "3000001"),
+    ("toSteps", ["1e3", "0.01"], None),
+    ("toSteps", ["-1.00", "0.01"], None),
+    ("fromSteps", ["123", "0.01"], "1.23"),
+    ("fromSteps", ["5", "0.00001"], "0.00005"),
+    ("fromSteps", ["3", "0.50"], "1.5"),
+    ("fixed", ["25", 2], "25.00"),
+    ("fixed", ["25.1200", 2], "25.12"),
+    ("fixed", ["25.123", 2], "25.123"),  # never rounds digits away silently
+    ("multiply", ["30000.00", "0.25000", 7], "7500.0000000"),
+    ("multiply", ["0.1", "0.2", 2], "0.02"),  # 0.1 * 0.2 exactly, not 0.020000000000000004
+    ("compare", ["1.10", "1.1"], "0"),
+    ("group", ["1234567.89"], "1,234,567.89"),
+]
+
+
+def test_decimal_helpers_are_exact(page, server):
+    TradingPage(page, server.url).open()
+    results = page.evaluate(
+        """async (cases) => {
+            const d = await import("/ui/decimal.js");
+            return cases.map(([fn, args]) => {
+                if (fn === "fromSteps") args = [BigInt(args[0]), args[1]];
+                const r = d[fn](...args);
+                return r === null ? null : String(r);
+            });
+        }""",
+        [[fn, args] for fn, args, _ in DECIMAL_CASES],
+    )
+    assert results == [expected for _, _, expected in DECIMAL_CASES]
+
+
 def test_order_placed_through_the_form_appears_in_book_and_my_orders(page, server):
     api = Api(server.url)
     ui = TradingPage(page, server.url).open("BTC-USDT")
