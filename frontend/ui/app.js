@@ -95,6 +95,7 @@ function bestPrices() {
 function render() {
   const spec = currentSpec();
   if (!spec) return;
+  chart.flush(state.trades);
   renderBook(spec);
   renderStats(spec);
   renderTape(spec);
@@ -252,7 +253,7 @@ function onTrade(trade) {
   if (state.trades.length > MAX_TRADES) {
     for (const t of state.trades.splice(0, state.trades.length - MAX_TRADES)) state.tradeIds.delete(t.trade_id);
   }
-  if (!chart.addTrade(trade)) chart.setTrades(state.trades);
+  chart.addTrade(trade);
   scheduleRender();
 }
 

@@ -27,6 +27,8 @@ export class PriceChart {
   constructor(container, colors) {
     this.interval = 5;
     this.bars = [];
+    this.dirtyFrom = null; // first candle changed since the last flush()
+    this.needsReset = false;
     this.ready = Boolean(LC);
     if (!this.ready) {
       container.textContent = "chart library not loaded";
@@ -84,6 +86,8 @@ export class PriceChart {
   /** Rebuild every candle from `trades` (oldest first). */
   setTrades(trades) {
     this.bars = [];
+    this.dirtyFrom = null;
+    this.needsReset = false;
     for (const t of trades) this.addToBars(t);
     if (!this.ready) return;
     this.candles.setData(this.bars.map((b) => ({ time: b.time, open: b.open, high: b.high, low: b.low, close: b.close })));
@@ -91,17 +95,37 @@ export class PriceChart {
     if (this.bars.length) this.chart.timeScale().scrollToRealTime();
   }
 
-  /** Add one live trade; returns false when it was older than the last candle. */
+  /**
+   * Add one live trade. Cheap: only the candle data changes here; the chart is
+   * redrawn by flush(), once per animation frame however many trades arrived.
+   */
   addTrade(trade) {
     const last = this.bars[this.bars.length - 1];
     const time = this.bucket(parseTime(trade.timestamp));
-    if (last && time < last.time) return false;
-    const bar = this.addToBars(trade);
-    if (this.ready) {
-      this.candles.update({ time: bar.time, open: bar.open, high: bar.high, low: bar.low, close: bar.close });
-      this.volume.update(this.volumePoint(bar));
+    if (last && time < last.time) {
+      this.needsReset = true; // out of order: rebuild from the page's trade list
+      return;
     }
-    return true;
+    this.addToBars(trade);
+    const changed = this.bars.length - 1; // the trade's candle, always the last one
+    this.dirtyFrom = this.dirtyFrom === null ? changed : Math.min(this.dirtyFrom, changed);
+  }
+
+  /** Push pending candle changes to the chart; `trades` is used when a rebuild is needed. */
+  flush(trades) {
+    if (this.needsReset) {
+      this.needsReset = false;
+      this.dirtyFrom = null;
+      this.setTrades(trades);
+      return;
+    }
+    if (this.dirtyFrom === null || !this.ready) return;
+    for (let i = Math.max(0, this.dirtyFrom); i < this.bars.length; i++) {
+      const b = this.bars[i];
+      this.candles.update({ time: b.time, open: b.open, high: b.high, low: b.low, close: b.close });
+      this.volume.update(this.volumePoint(b));
+    }
+    this.dirtyFrom = null;
   }
 
   addToBars(trade) {
