@@ -24,7 +24,8 @@ Invariants checked by ``JournalReader``
     * every line ends in ``\\n``, its ``n`` is the expected one, its ``prev``
       equals the previous line's ``hash`` and its ``hash`` matches its bytes;
     * only the very last line of the last segment may fail these checks (a
-      torn write: the process or machine died while appending). It is
+      torn write: the process or machine died while appending), and only if
+      it could be one record (at most one ``{"n":`` and one ``"hash"``). It is
       dropped -- truncated away when ``repair_tail`` is set -- and reported.
       A failure anywhere else raises ``CorruptJournal`` naming the file, the
       byte offset and the record number.
@@ -266,6 +267,13 @@ def _bad_line(line: bytes, n: int, prev: bytes) -> str | None:
     return None
 
 
+def _one_record(line: bytes) -> bool:
+    """Could ``line`` be one torn record? A crash leaves a prefix of the last
+    write (or a zero-filled page); a lost newline between two records, or
+    garbage spanning several, is damage."""
+    return line.count(b'{"n":') <= 1 and line.count(_HASH_KEY) <= 1
+
+
 class JournalReader:
     """Verify the whole chain and yield the lines of records after a point.
 
@@ -348,7 +356,7 @@ class JournalReader:
                     or line[-_HASH_TAIL : -_HASH_TAIL + 9] != _HASH_KEY
                 ):
                     reason = _bad_line(line, n, prev) or "malformed line"
-                    if is_last_segment and i == count - 1 and not tail:
+                    if is_last_segment and i == count - 1 and not tail and _one_record(line):
                         self._drop(path, offset, len(data) - offset, n, reason)
                         return
                     raise CorruptJournal(reason, path, offset, n)
@@ -367,6 +375,11 @@ class JournalReader:
                 if not is_last_segment:
                     raise CorruptJournal(
                         "segment ends in an unterminated line but is not the last segment", path, offset, n
+                    )
+                if not _one_record(tail):
+                    raise CorruptJournal(
+                        "unterminated last line holds more than one record (damage, not a torn write)",
+                        path, offset, n,
                     )
                 self._drop(path, offset, len(tail), n, "incomplete line (no newline)")
                 return
