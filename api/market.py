@@ -636,15 +636,110 @@ def _guard(name: str, fn, *args) -> dict:
         return internal_error_envelope()
 
 
-def init_socketio(socketio, exchange, **options) -> Publisher:
+# -- transport: one send per batch of frames (eventlet) ---------------------------
+class _CoalescingWebSocket:
+    """Wraps eventlet's server-side ``WebSocket``: between ``begin()`` and
+    ``flush()`` the frames ``send`` packs are collected and then written with one
+    ``sendall``. Everything else is delegated."""
+
+    __slots__ = ("_ws", "_frames")
+
+    def __init__(self, ws) -> None:
+        self._ws = ws
+        self._frames = None
+
+    def __getattr__(self, name):
+        return getattr(self._ws, name)
+
+    def begin(self) -> None:
+        self._frames = []
+
+    def flush(self) -> None:
+        frames, self._frames = self._frames, None
+        if frames:
+            self._ws._send(frames[0] if len(frames) == 1 else b"".join(frames))
+
+    def send(self, message, **kw):
+        if self._frames is None:
+            return self._ws.send(message, **kw)
+        kw["masked"] = self._ws.client
+        self._frames.append(self._ws._pack_message(message, **kw))
+
+    def close(self, *args, **kw):
+        try:
+            self.flush()
+        except OSError:
+            pass
+        return self._ws.close(*args, **kw)
+
+
+def install_frame_coalescing(socketio) -> bool:
+    """Write each WebSocket client's queued Engine.IO packets with one system call.
+
+    Why: Engine.IO's per-client writer dequeues every packet waiting for the
+    client and sends each as its own frame, one ``sendall`` each. Fanning market
+    data out to many subscribers is dominated by those system calls (measured:
+    ~80% of the server's time at 50 subscribers x 500 orders/s, ~5 packets per
+    wake-up). Here the frames of one wake-up are packed as before and written
+    together: the same bytes on the wire, in the same order, ~5x fewer calls.
+
+    How: the eventlet WebSocket class of this server's Engine.IO instance is
+    replaced by a subclass whose handler wraps the socket (``_CoalescingWebSocket``)
+    and the connection's ``poll`` (the writer calls it before waiting for more
+    packets: the moment to flush, then to start collecting the next batch).
+    Only eventlet mode with the expected internals (python-engineio 4.x,
+    eventlet's ``WebSocket._pack_message``/``_send``); otherwise nothing changes
+    and this returns False.
+    """
+    eio = getattr(getattr(socketio, "server", None), "eio", None)
+    if eio is None or eio.async_mode != "eventlet":
+        return False
+    base = eio._async.get("websocket")
+    if base is None or getattr(base, "coalescing", False):
+        return False
+
+    class CoalescingWebSocketWSGI(base):
+        coalescing = True
+
+        def __init__(self, handler, server) -> None:
+            connection = getattr(handler, "__self__", None)  # the engineio Socket
+
+            def coalescing_handler(ws):
+                if connection is None or not (hasattr(ws, "_pack_message") and hasattr(ws, "_send")):
+                    return handler(ws)
+                proxy = _CoalescingWebSocket(ws)
+                poll = connection.poll
+
+                def poll_and_flush():
+                    try:
+                        proxy.flush()
+                    except Exception:  # the writer then closes the connection, as on a send error
+                        return []
+                    packets = poll()
+                    proxy.begin()
+                    return packets
+
+                connection.poll = poll_and_flush
+                return handler(proxy)
+
+            super().__init__(coalescing_handler, server)
+
+    eio._async = dict(eio._async, websocket=CoalescingWebSocketWSGI)
+    return True
+
+
+def init_socketio(socketio, exchange, *, coalesce_frames: bool = True, **options) -> Publisher:
     """Register ``/market`` and ``/trade`` on ``socketio`` for ``exchange`` and
     return the publisher the exchange reports its results to.
 
     ``options`` go to ``Publisher`` (``min_interval``, ``hold``, ``tick``,
-    ``max_batch``, ``latency_window``).
+    ``max_batch``, ``latency_window``); ``coalesce_frames`` installs
+    ``install_frame_coalescing`` (eventlet mode only).
     """
     from api.trade_ws import TradeNamespace
 
+    if coalesce_frames and install_frame_coalescing(socketio):
+        log.debug("WebSocket frame coalescing installed")
     publisher = Publisher(socketio, exchange.engine, **options)
     socketio.on_namespace(MarketNamespace(publisher))
     socketio.on_namespace(TradeNamespace(exchange, publisher))

@@ -199,3 +199,51 @@ def test_a_book_change_nobody_reported_is_published_within_a_tick(inbox, exchang
     run(exchange.engine, BTC, BUY, LIMIT, "1", "5.00")  # the engine changed; no report
     box.wait(lambda ev: ev[-1][1]["sequence"] == 1, timeout=0.5)
     assert box.of("l2_update")[-1]["bids"] == [["5.00", "1.00000"]]
+
+
+class FakeWebSocket:
+    client = False
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def _pack_message(self, message, masked=False):
+        return b"[" + message.encode() + b"]"
+
+    def _send(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def send(self, message, **kw):
+        self._send(self._pack_message(message))
+
+    def close(self):
+        self.closed = True
+
+
+def test_coalescing_websocket_writes_a_batch_with_one_call():
+    from api.market import _CoalescingWebSocket
+
+    ws = FakeWebSocket()
+    proxy = _CoalescingWebSocket(ws)
+    proxy.send("probe")  # outside a batch: written at once
+    assert ws.writes == [b"[probe]"]
+    proxy.begin()
+    for i in range(3):
+        proxy.send(f"e{i}")
+    assert ws.writes == [b"[probe]"]
+    proxy.flush()
+    assert ws.writes == [b"[probe]", b"[e0][e1][e2]"]
+    proxy.flush()  # nothing pending: no write
+    proxy.begin()
+    proxy.send("last")
+    proxy.close()  # flushes first
+    assert ws.writes[-1] == b"[last]" and ws.closed
+    assert proxy.client is False  # everything else is delegated
+
+
+def test_coalescing_is_installed_only_in_eventlet_mode(socketio):
+    from api.market import install_frame_coalescing
+
+    assert socketio.server.eio.async_mode == "threading"
+    assert install_frame_coalescing(socketio) is False
