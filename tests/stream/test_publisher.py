@@ -179,7 +179,7 @@ def test_latency_figures(inbox, exchange, publisher):
 
 
 def test_throttled_book_rooms_still_get_the_latest_state(inbox, exchange, publisher):
-    publisher.min_interval_ns = 100_000_000  # at most one bbo per 100 ms
+    publisher.min_interval_ns = publisher.interval_per_member_ns = 100_000_000  # one bbo per 100 ms
     box = inbox()
     subscribe(box.client, type="bbo", symbol=BTC)
     for i in range(30):
