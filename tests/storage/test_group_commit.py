@@ -1,0 +1,197 @@
+"""Group commit: correct and actually grouping under real threads and eventlet
+green threads; fsync policies; a failing disk."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+
+import pytest
+
+import storage.store as store_module
+from engine.order import BUY, LIMIT, SELL
+from storage import JournalWriteError
+from storage.verify import canonical
+
+from .helpers import fresh, segments, state
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SYMBOLS = ("BTC-USDT", "ETH-USDT", "BNB-USDT", "SOL-USDT")
+
+
+def _client(engine, store, seed, count, acks, errors):
+    rng = random.Random(seed)
+    try:
+        for _ in range(count):
+            symbol = rng.choice(SYMBOLS)
+            with engine.lock(symbol):
+                result = engine.submit(symbol, rng.choice((BUY, SELL)), LIMIT, rng.randint(1, 5), rng.randint(98, 102))
+                ticket = store.log_submit(result)
+            store.wait(ticket)
+            acks.append((ticket, store_module._test_synced))
+    except Exception as exc:  # surfaced by the test
+        errors.append(exc)
+
+
+@pytest.fixture
+def synced(monkeypatch):
+    """Record the journal's size at every fsync: what was durable when."""
+    real = os.fsync
+    store_module._test_synced = 0
+
+    def fsync(fd):
+        real(fd)
+        store_module._test_synced = max(store_module._test_synced, os.fstat(fd).st_size)
+
+    monkeypatch.setattr(store_module.os, "fsync", fsync)
+    yield
+    del store_module._test_synced
+
+
+def test_threads_every_ack_follows_the_fsync_that_covers_it(tmp_path, synced):
+    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+    acks: list = []
+    errors: list = []
+    threads = [
+        threading.Thread(target=_client, args=(engine, store, seed, 150, acks, errors)) for seed in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    store._check()
+    stats = store.statistics()
+    assert stats["records"] == len(acks) == 8 * 150
+    assert stats["fsyncs"] < stats["records"], "group commit grouped nothing"
+    with open(segments(tmp_path)[0], "rb") as f:
+        ends = []
+        offset = 0
+        for line in f:
+            offset += len(line)
+            ends.append(offset)
+    assert len(ends) == len(acks)
+    for ticket, synced_size in acks:
+        assert ends[ticket - 1] <= synced_size, f"record {ticket} acknowledged before it was fsynced"
+    live = engine.snapshot()
+    store.abandon()
+    again, s, _ = fresh(tmp_path)
+    s.abandon()
+    # Per symbol the journal order is the book order: books, trades and
+    # sequences are exact; across symbols concurrent threads may interleave.
+    assert canonical(again.snapshot()) == canonical(live)
+
+
+@pytest.mark.parametrize("policy, fsyncs_per_record", [("always", 1), ("off", 0)])
+def test_policies(tmp_path, policy, fsyncs_per_record):
+    engine, store, _ = fresh(tmp_path, fsync=policy, snapshot_every=0)
+    for i in range(20):
+        with engine.lock("BTC-USDT"):
+            ticket = store.log_submit(engine.submit("BTC-USDT", BUY, LIMIT, 1, 100 + i))
+        store.wait(ticket)
+        assert os.path.getsize(segments(tmp_path)[0]) > 0  # written before the ack, whatever the policy
+    stats = store.statistics()
+    assert stats["fsyncs"] == 20 * fsyncs_per_record
+    before = state(engine)
+    store.abandon()
+    again, s, _ = fresh(tmp_path)
+    assert state(again) == before
+    s.abandon()
+
+
+def test_batch_waits_cover_concurrent_appends(tmp_path):
+    # K records logged, then one wait: one write and one fsync for all
+    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+    tickets = []
+    for i in range(50):
+        with engine.lock("ETH-USDT"):
+            tickets.append(store.log_submit(engine.submit("ETH-USDT", SELL, LIMIT, 1, 100 + i)))
+    store.wait(tickets[-1])
+    for t in tickets:
+        store.wait(t)  # all covered: no further IO
+    assert store.statistics()["fsyncs"] == 1 and store.statistics()["batches"] == 1
+    store.close(engine)
+
+
+def test_a_failing_disk_fails_every_wait_and_is_not_acknowledged(tmp_path, monkeypatch):
+    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+    with engine.lock("BTC-USDT"):
+        store.wait(store.log_submit(engine.submit("BTC-USDT", BUY, LIMIT, 1, 100)))
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_module.os, "write", full)
+    with engine.lock("BTC-USDT"):
+        ticket = store.log_submit(engine.submit("BTC-USDT", BUY, LIMIT, 1, 101))
+    with pytest.raises(JournalWriteError, match="No space left"):
+        store.wait(ticket)
+    monkeypatch.undo()
+    with engine.lock("BTC-USDT"):
+        later = store.log_submit(engine.submit("BTC-USDT", BUY, LIMIT, 1, 102))
+    with pytest.raises(JournalWriteError):  # the store stays failed
+        store.wait(later)
+    store.abandon()
+    again, s, summary = fresh(tmp_path)
+    assert summary["last_record"] == 1  # only the acknowledged record
+    s.abandon()
+
+
+EVENTLET_SCRIPT = r"""
+import eventlet
+eventlet.monkey_patch()
+import json, random, sys, warnings
+sys.path.insert(0, sys.argv[2])
+from engine.matcher import MatchingEngine
+from engine.order import BUY, SELL, LIMIT
+from storage import Store
+from storage.verify import state_json
+
+data_dir = sys.argv[1]
+engine = MatchingEngine()
+store = Store(data_dir, yield_fn=lambda: eventlet.sleep(0), snapshot_every=0)
+store.recover(engine)
+acked = []
+
+def client(seed):
+    rng = random.Random(seed)
+    for _ in range(20):
+        symbol = rng.choice(["BTC-USDT", "ETH-USDT"])
+        with engine.lock(symbol):
+            result = engine.submit(symbol, rng.choice([BUY, SELL]), LIMIT, rng.randint(1, 5), rng.randint(98, 102))
+            ticket = store.log_submit(result)
+        store.wait(ticket)
+        assert store._durable_n >= ticket
+        acked.append(ticket)
+        eventlet.sleep(0)  # the request's response goes out
+
+pool = eventlet.GreenPool()
+for seed in range(50):
+    pool.spawn(client, seed)
+pool.waitall()
+stats = store.statistics()
+live = state_json(engine)
+store.abandon()
+again = MatchingEngine()
+s = Store(data_dir)
+s.recover(again)
+print(json.dumps({"stats": stats, "acked": len(acked), "same": state_json(again) == live}))
+"""
+
+
+def test_eventlet_green_threads_group_and_recover_exactly(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", EVENTLET_SCRIPT, str(tmp_path), PROJECT],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["acked"] == result["stats"]["records"] == 1000
+    # 50 green clients: each leader's yield lets the others join its batch
+    assert result["stats"]["fsyncs"] <= 1000 / 5, result["stats"]
+    assert result["same"]  # one OS thread: the journal order is the execution order
