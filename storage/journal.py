@@ -379,7 +379,9 @@ class JournalReader:
                 if not _one_record(tail):
                     raise CorruptJournal(
                         "unterminated last line holds more than one record (damage, not a torn write)",
-                        path, offset, n,
+                        path,
+                        offset,
+                        n,
                     )
                 self._drop(path, offset, len(tail), n, "incomplete line (no newline)")
                 return

@@ -34,8 +34,18 @@ def commands(seed: int, count: int) -> list[tuple]:
             continue
         order_type = rng.choice(TYPES)
         price = None if order_type is MARKET else rng.randint(95, 105)
-        coid = f"c-{i}-\u00e9\"" if rng.random() < 0.2 else None
-        out.append(("submit", rng.choice(SYMBOLS), rng.choice((BUY, SELL)), order_type, rng.randint(1, 12), price, coid))
+        coid = f'c-{i}-\u00e9"' if rng.random() < 0.2 else None
+        out.append(
+            (
+                "submit",
+                rng.choice(SYMBOLS),
+                rng.choice((BUY, SELL)),
+                order_type,
+                rng.randint(1, 12),
+                price,
+                coid,
+            )
+        )
     return out
 
 
@@ -108,3 +118,6 @@ def rewrite_chain(path, lines: list[bytes], prev: bytes = b"0" * 32) -> None:
 
 def file_size(path) -> int:
     return os.path.getsize(path)
+
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

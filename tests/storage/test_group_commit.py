@@ -30,7 +30,9 @@ def _client(engine, store, seed, count, acks, errors):
         for _ in range(count):
             symbol = rng.choice(SYMBOLS)
             with engine.lock(symbol):
-                result = engine.submit(symbol, rng.choice((BUY, SELL)), LIMIT, rng.randint(1, 5), rng.randint(98, 102))
+                result = engine.submit(
+                    symbol, rng.choice((BUY, SELL)), LIMIT, rng.randint(1, 5), rng.randint(98, 102)
+                )
                 ticket = store.log_submit(result)
             store.wait(ticket)
             acks.append((ticket, store_module._test_synced))
@@ -187,7 +189,9 @@ print(json.dumps({"stats": stats, "acked": len(acked), "same": state_json(again)
 def test_eventlet_green_threads_group_and_recover_exactly(tmp_path):
     out = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", EVENTLET_SCRIPT, str(tmp_path), PROJECT],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])

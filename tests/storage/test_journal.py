@@ -28,8 +28,19 @@ def test_every_line_is_a_json_record_with_the_documented_fields(tmp_path):
         assert record["n"] == n
         common = ["n", "op", "symbol", "timestamp"]
         if record["op"] == "submit":
-            keys = common[:3] + ["side", "order_type", "timestamp", "quantity", "price", "client_order_id",
-                                 "order_id", "trade_ids", "sequence", "prev", "hash"]
+            keys = common[:3] + [
+                "side",
+                "order_type",
+                "timestamp",
+                "quantity",
+                "price",
+                "client_order_id",
+                "order_id",
+                "trade_ids",
+                "sequence",
+                "prev",
+                "hash",
+            ]
         else:
             keys = common + ["order_id", "sequence", "prev", "hash"]
         assert list(record) == keys
@@ -54,7 +65,11 @@ def test_submit_record_holds_what_exact_replay_needs(tmp_path):
     assert (second["quantity"], second["price"], second["sequence"]) == (7, 102, result.sequence)
     assert third["op"] == "cancel" and third["timestamp"] == cancel.timestamp
     assert third["sequence"] == cancel.sequence
-    assert first["prev"] == GENESIS.decode() and second["prev"] == first["hash"] and third["prev"] == second["hash"]
+    assert (
+        first["prev"] == GENESIS.decode()
+        and second["prev"] == first["hash"]
+        and third["prev"] == second["hash"]
+    )
     store.close(engine)
 
 
@@ -149,7 +164,12 @@ def test_damaged_complete_last_record_is_a_torn_tail(tmp_path, where):
 def test_corruption_before_the_last_record_stops_startup_naming_file_and_offset(tmp_path, line_no, where):
     src, lines, _ = _small_journal(tmp_path)
     damaged = bytearray(lines[line_no])
-    index = {"content": 20, "prev": len(damaged) - 60, "hash": len(damaged) - 10, "newline": len(damaged) - 1}[where]
+    index = {
+        "content": 20,
+        "prev": len(damaged) - 60,
+        "hash": len(damaged) - 10,
+        "newline": len(damaged) - 1,
+    }[where]
     damaged[index] = ord("#") if damaged[index] != ord("#") else ord("%")
     path = segments(src)[0]
     data = b"".join(lines[:line_no]) + bytes(damaged) + b"".join(lines[line_no + 1 :])
@@ -162,7 +182,9 @@ def test_corruption_before_the_last_record_stops_startup_naming_file_and_offset(
     assert err.offset == len(b"".join(lines[:line_no]))
     # a lost newline merges two lines: the damage shows at the merged line
     assert err.record == line_no + 1
-    assert path in str(err) and f"byte offset {err.offset}" in str(err) and f"record {line_no + 1}" in str(err)
+    assert (
+        path in str(err) and f"byte offset {err.offset}" in str(err) and f"record {line_no + 1}" in str(err)
+    )
     assert os.path.getsize(path) == len(data)  # nothing was truncated
 
 
