@@ -85,6 +85,27 @@ def test_malformed_bodies_over_the_wire(server, data, headers, status, code):
     assert requests.get(server.url + "/health", timeout=5).status_code == 200
 
 
+def _chunked_post(server, path: str, chunks):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("POST", path, body=iter(chunks), headers={"Content-Type": "application/json"},
+                     encode_chunked=True)  # fmt: skip
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
+
+
+def test_chunked_bodies_without_content_length(server):
+    body = b'{"symbol":"BNB-USDT","side":"buy","order_type":"limit","quantity":"1","price":"500.00"}'
+    status, report = _chunked_post(server, "/order", [body[:30], body[30:]])
+    assert status == 200 and report["status"] == "new"
+    status, error = _chunked_post(server, "/order", [b'{"pad":"'] + [b"x" * 65536] * 2 + [b'"}'])
+    assert status == 413 and error["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
 def test_404_405_envelopes_and_cors(server):
     r = requests.get(server.url + "/nowhere", headers={"Origin": "http://a.example"}, timeout=5)
     assert r.status_code == 404 and r.json()["error"]["code"] == "NOT_FOUND"
@@ -138,6 +159,8 @@ def test_threading_mode_smoke(tmp_path):
                           headers={"Content-Type": "application/json"}, timeout=10)  # fmt: skip
         assert r.status_code == 413 and r.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
         assert requests.get(s.url + "/nowhere", timeout=5).json()["error"]["code"] == "NOT_FOUND"
+        body = b'{"symbol":"BNB-USDT","side":"buy","order_type":"limit","quantity":"1","price":"500.00"}'
+        assert _chunked_post(s, "/order", [body[:30], body[30:]])[0] == 200
     assert s.proc.returncode == 0
 
 
