@@ -158,25 +158,22 @@ def run_threads(engine, store, ops, threads: int) -> float:
 
 
 def throughput(args) -> None:
-    print(f"# throughput: shared workload, n={args.n}, seed 42")
+    print(
+        f"# throughput: shared workload, n={args.n} (always: {args.always_n}), seed 42, best of {args.repeat}"
+    )
     modes = [("no journal", None), ("off", "off"), ("batch", "batch"), ("always", "always")]
-    drivers = [
-        ("sequential", 1, lambda e, s, ops: run_sequential(e, s, ops)),
-        ("pipelined 64", 1, lambda e, s, ops: run_pipelined(e, s, ops, 64)),
-        ("threads 4", 4, lambda e, s, ops: run_threads(e, s, ops, 4)),
-    ]
+    drivers = [("sequential", 1, run_sequential)]
+    for k in args.pipeline:
+        drivers.append((f"pipelined {k}", 1, lambda e, s, ops, k=k: run_pipelined(e, s, ops, k)))
+    for t in args.threads:
+        drivers.append((f"threads {t}", t, lambda e, s, ops, t=t: run_threads(e, s, ops, t)))
     for name, symbols, drive in drivers:
         raw, _info = generate(args.n, 42, symbols)
         ops = prepare(raw)
-        base = None
-        for label, policy in modes:
-            best = None
-            count = len(ops)
-            for _ in range(args.repeat):
-                stream = ops
-                if policy == "always" and name == "sequential":
-                    stream = ops[: min(len(ops), args.always_n)]
-                count = len(stream)
+        best: dict = {}
+        for _ in range(args.repeat):  # modes interleaved: machine noise hits them alike
+            for label, policy in modes:
+                stream = ops[: args.always_n] if policy == "always" else ops
                 engine = make_engine(symbols)
                 tmp = tempfile.mkdtemp(prefix="bench-dur-", dir=args.tmp)
                 store = None
@@ -188,19 +185,21 @@ def throughput(args) -> None:
                 if store is not None:
                     store.abandon()
                 shutil.rmtree(tmp)
-                rate = count / seconds
-                if best is None or rate > best[0]:
-                    best = (rate, stats)
-            rate, stats = best
-            if policy is None:
-                base = rate
+                rate = len(stream) / seconds
+                if label not in best or rate > best[label][0]:
+                    best[label] = (rate, stats, len(stream))
+        base = best["no journal"][0]
+        off = best["off"][0]
+        for label, _policy in modes:
+            rate, stats, count = best[label]
             extra = ""
             if stats:
                 per_fsync = stats["records"] / stats["fsyncs"] if stats["fsyncs"] else float("nan")
-                extra = f"  fsyncs {stats['fsyncs']:>7}, {per_fsync:8.1f} records/fsync"
+                extra = (
+                    f"  vs off {rate / off:6.1%}  {stats['fsyncs']:>7} fsyncs, {per_fsync:7.1f} records/fsync"
+                )
             print(
-                f"{name:14} {label:11} {rate:10,.0f} ops/s  {rate / base:6.1%} of no journal"
-                f"  (n={count}){extra}"
+                f"{name:14} {label:11} {rate:10,.0f} ops/s  {rate / base:6.1%} of no journal{extra}  (n={count})"
             )
         print()
 
@@ -249,7 +248,9 @@ def restart(args) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=200_000)
-    p.add_argument("--always-n", type=int, default=20_000, help="ops for sequential+always (one fsync each)")
+    p.add_argument("--pipeline", type=int, nargs="*", default=[16, 256, 1024], help="K values")
+    p.add_argument("--threads", type=int, nargs="*", default=[8], help="T values")
+    p.add_argument("--always-n", type=int, default=5_000, help="ops for the always policy (one fsync each)")
     p.add_argument("--restart-n", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=3, help="best of R runs per cell")
     p.add_argument("--tmp", default=None, help="directory for the data dirs (default: the system temp dir)")
@@ -257,7 +258,7 @@ def main() -> None:
     p.add_argument("--only", choices=("throughput", "restart"))
     args = p.parse_args()
     if args.quick:
-        args.n, args.restart_n, args.repeat, args.always_n = 50_000, 200_000, 1, 5_000
+        args.n, args.restart_n, args.repeat, args.always_n = 50_000, 200_000, 1, 2_000
     print(
         f"# python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus, "
         f"{platform.platform()}"
