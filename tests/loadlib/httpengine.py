@@ -403,7 +403,7 @@ class HttpWorker:
             rel = now - t0
             if closed_loop:
                 if now < end:
-                    for _ in range(len(idle)):
+                    for _ in range(len(idle) - len(backlog)):
                         backlog.append(rel)
             else:
                 while next_t is not None and next_t <= rel:

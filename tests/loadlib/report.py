@@ -5,7 +5,8 @@ Figures (all computed from per-request records, see ``httpengine.Recorder``):
 * offered rate: orders/s the schedule offered (``--rate``), or ``max`` (closed loop);
 * sent: orders actually written to a socket, and their rate over the duration;
 * achieved rate: orders *answered* (accepted or rejected) divided by the time from
-  the start to the last answer; ``ok/s`` counts accepted orders only;
+  the start to the last answer (or the last scheduled send, if later); ``ok/s``
+  counts accepted orders only;
 * outcomes per order: ok, rejected (4xx, by error code), errors (5xx, timeouts,
   connection errors, not completed by the end of the drain);
 * latency from the **scheduled** send time to the answer (coordinated-omission free),
@@ -37,7 +38,11 @@ def analyze(res: dict, phase: dict) -> dict:
     answered_orders = oo[OK] + oo[REJECT]
     last_answer = max((sched[i] + lat[i] for i in answered), default=0.0)
     duration = phase["duration"]
-    window = max(duration, last_answer) if answered else duration
+    # From the start to the last answer (or the last scheduled send, if later): a run
+    # whose answers keep pace ends ~(latency) after the last send, i.e. at ~duration; a
+    # server that falls behind is charged for the time it took to catch up.
+    last_sched = sched[-1] if sched else 0.0
+    window = max(last_answer, last_sched) if answered else duration
     sent_orders = sum(norders[i] for i in range(n_req) if not math.isnan(sent[i]))
     delays = [sent[i] - sched[i] for i in range(n_req) if not math.isnan(sent[i])]
     rate = phase.get("rate")

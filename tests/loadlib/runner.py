@@ -41,6 +41,7 @@ def _worker_main(engine: str, cfg: dict, w: int, progress, start_evt, t0val, q) 
         n = worker.connect_all()
         q.put(("ready", w, n))
         if n == 0:
+            q.put(("error", w, f"no connection to {cfg['host']}:{cfg['port']}"))
             return
         if not start_evt.wait(60):
             return
