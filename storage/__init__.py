@@ -13,6 +13,7 @@ from storage.errors import (
     DataDirLocked,
     JournalWriteError,
     ReplayMismatch,
+    SnapshotWriteError,
     StoreError,
 )
 from storage.store import Store
@@ -26,4 +27,5 @@ __all__ = [
     "ConfigMismatch",
     "DataDirLocked",
     "JournalWriteError",
+    "SnapshotWriteError",
 ]

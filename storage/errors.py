@@ -11,7 +11,9 @@ service reports it at startup (or on the failing request) and stops.
      +-- ConfigMismatch         the data dir was written with other symbol specs
      +-- DataDirLocked          another process holds the data dir
      +-- JournalWriteError      writing or syncing the journal failed; the store is
-                                failed and every later ``wait`` raises it too
+     |                          failed and every later ``wait`` raises it too
+     +-- SnapshotWriteError     a snapshot could not be written (the journal is fine;
+                                the periodic path logs it and retries later)
 """
 
 from __future__ import annotations
@@ -62,3 +64,7 @@ class DataDirLocked(StoreError):
 
 class JournalWriteError(StoreError):
     """The journal could not be written or synced; nothing after it is durable."""
+
+
+class SnapshotWriteError(StoreError):
+    """A snapshot file could not be written; the journal is unaffected."""

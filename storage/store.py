@@ -62,6 +62,7 @@ from storage.errors import (
     CorruptSnapshot,
     DataDirLocked,
     JournalWriteError,
+    SnapshotWriteError,
     StoreError,
 )
 from storage.journal import (
@@ -133,6 +134,7 @@ class Store:
         self._fd = -1
         self._segment: str | None = None
         self._snap_n = 0  # the record the newest snapshot covers
+        self._snapshot_due = snapshot_every  # the record number that makes the next one due
         self._snapshotting = False
         self._lock_fd = -1
         self._symbols: list[dict] = []
@@ -246,6 +248,7 @@ class Store:
         self._last_n = self._durable_n = last_n
         self._last_hash = last_hash
         self._snap_n = base
+        self._snapshot_due = base + self.snapshot_every
         self._counters["records"] = 0
         if reader.segments:
             self._segment = reader.last_segment or reader.segments[-1][1]
@@ -388,11 +391,10 @@ class Store:
         if ticket <= self._durable_n:
             return
         self._lead(ticket, False)
-        every = self.snapshot_every
-        if 0 < every <= self._last_n - self._snap_n and not self._snapshotting and self._engine is not None:
+        if self._last_n >= self._snapshot_due and self._engine is not None:
             # Callers should call maybe_snapshot(); if one never does, the
             # journal must still not grow without bound between snapshots.
-            self.snapshot(self._engine)
+            self.maybe_snapshot(self._engine)
 
     def _lead(self, ticket: int, force: bool) -> None:
         """Wait for ``ticket`` or become the leader and flush. ``force``:
@@ -481,17 +483,23 @@ class Store:
         """Write a snapshot when ``snapshot_every`` records have been journaled
         since the last one. O(1) when not due; O(state) when it writes (the
         engine is locked only while it is copied)."""
-        every = self.snapshot_every
-        if every <= 0 or self._last_n - self._snap_n < every or self._snapshotting:
+        if self.snapshot_every <= 0 or self._last_n < self._snapshot_due or self._snapshotting:
             return
-        self.snapshot(engine)
+        try:
+            self.snapshot(engine)
+        except StoreError as exc:
+            # The records are durable in the journal; a missing snapshot only
+            # makes the next restart slower. Retry after another interval.
+            self._snapshot_due = self._last_n + self.snapshot_every
+            log.error("storage: snapshot failed (retrying in %d records): %s", self.snapshot_every, exc)
 
     def snapshot(self, engine) -> str | None:
         """Snapshot now (if anything was journaled since the last one) and
         roll the journal; return the snapshot's path or None.
 
         Raises:
-            JournalWriteError: the journal or the snapshot could not be written.
+            JournalWriteError: the journal could not be written.
+            SnapshotWriteError: the snapshot file could not be written.
         """
         with self._mu:
             if self._snapshotting or not self._ready:
@@ -517,8 +525,9 @@ class Store:
             try:
                 path = write_snapshot(self.data_dir, n, last_hash, self._symbols, state)
             except OSError as exc:
-                raise JournalWriteError(f"{self.data_dir}: writing the snapshot failed: {exc}") from exc
+                raise SnapshotWriteError(f"{self.data_dir}: writing snapshot {n} failed: {exc}") from exc
             self._snap_n = n
+            self._snapshot_due = n + self.snapshot_every
             self._counters["snapshots"] += 1
             self._prune_snapshots()
             self.last_snapshot_seconds = time.perf_counter() - started

@@ -196,3 +196,27 @@ def test_engine_lock_is_held_only_while_copying(tmp_path):
         assert market.lock.acquire(blocking=False)
         market.lock.release()
     store.close(engine)
+
+
+def test_a_failing_snapshot_write_is_logged_and_retried_later(tmp_path, monkeypatch, caplog):
+    import storage.store as store_module
+
+    calls = []
+
+    def broken(*args):
+        calls.append(args[1])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store_module, "write_snapshot", broken)
+    engine, store, _ = fresh(tmp_path, snapshot_every=20)
+    run(engine, store, commands(23, 70))  # the requests themselves succeed
+    assert "snapshot failed" in caplog.text
+    first = calls[0]
+    assert all(b - a >= 20 for a, b in zip(calls, calls[1:], strict=False)), calls  # no retry storm
+    assert first >= 20
+    before = state(engine)
+    monkeypatch.undo()
+    store.abandon()
+    again, s, summary = fresh(tmp_path)
+    assert summary["snapshot"] is None and state(again) == before
+    s.abandon()
