@@ -748,5 +748,6 @@ def init_socketio(socketio, exchange, *, coalesce_frames: bool = True, **options
         log.debug("WebSocket frame coalescing installed")
     publisher = Publisher(socketio, exchange.engine, **options)
     socketio.on_namespace(MarketNamespace(publisher))
-    socketio.on_namespace(TradeNamespace(exchange, publisher))
+    # a plain python-socketio namespace: no Flask request context per order (see api/trade_ws.py)
+    socketio.server.register_namespace(TradeNamespace(exchange, publisher))
     return publisher

@@ -18,13 +18,19 @@ The handlers call the same ``Exchange`` methods as REST, so validation, the
 journal, the audit log, statistics and market-data publication are identical.
 A handler never raises: an ``EngineError`` becomes its envelope; anything else
 is logged with its traceback and answered ``INTERNAL_ERROR`` without it.
+
+Why a plain python-socketio ``Namespace`` (registered on ``socketio.server``)
+rather than Flask-SocketIO's: Flask-SocketIO runs every event inside a Flask
+request context, and building and tearing that down cost as much as validating,
+matching and reporting the order itself (profiled: ~1.4 s of ~3.0 s handler time
+for 6,300 orders). Order entry needs nothing from Flask.
 """
 
 from __future__ import annotations
 
 import logging
 
-from flask_socketio import Namespace
+import socketio as _socketio
 
 from api.errors import envelope, internal_error_envelope
 from engine.errors import EngineError
@@ -34,7 +40,7 @@ log = logging.getLogger(__name__)
 TRADE_NAMESPACE = "/trade"
 
 
-class TradeNamespace(Namespace):
+class TradeNamespace(_socketio.Namespace):
     """``/trade``: ``order``, ``cancel`` and ``orders`` with acknowledgements."""
 
     def __init__(self, exchange, publisher=None) -> None:
@@ -42,21 +48,21 @@ class TradeNamespace(Namespace):
         self.exchange = exchange
         self.publisher = publisher
 
-    def on_connect(self, auth=None):
+    def on_connect(self, sid, environ=None, auth=None):
         if self.publisher is not None:
             self.publisher.client_connected(TRADE_NAMESPACE, 1)
 
-    def on_disconnect(self, reason=None):
+    def on_disconnect(self, sid, reason=None):
         if self.publisher is not None:
             self.publisher.client_connected(TRADE_NAMESPACE, -1)
 
-    def on_order(self, data=None, *extra):
+    def on_order(self, sid, data=None, *extra):
         return _answer("order", self.exchange.place_order, data)
 
-    def on_cancel(self, data=None, *extra):
+    def on_cancel(self, sid, data=None, *extra):
         return _answer("cancel", self.exchange.cancel_order, data)
 
-    def on_orders(self, data=None, *extra):
+    def on_orders(self, sid, data=None, *extra):
         place_orders = getattr(self.exchange, "place_orders", None)
         if place_orders is None:
             return envelope("NOT_SUPPORTED", "bulk order entry is not available")
