@@ -427,7 +427,7 @@ class Publisher:
                 continue
             current = markets[symbol].sequence
             due = []
-            for room in rooms.values():
+            for room in list(rooms.values()):  # a subscribe (another thread) may add a room
                 members = self.members.get(room.name)
                 if room.last_seq >= current or not members:
                     continue
