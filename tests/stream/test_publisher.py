@@ -247,3 +247,40 @@ def test_coalescing_is_installed_only_in_eventlet_mode(socketio):
 
     assert socketio.server.eio.async_mode == "threading"
     assert install_frame_coalescing(socketio) is False
+
+
+def test_concurrent_order_entry_publishes_everything_in_book_order(inbox, exchange, publisher):
+    box = inbox()
+    subscribe(box.client, type="trades")
+    subscribe(box.client, type="order_events")
+    subscribe(box.client, type="bbo", symbol=BTC)
+
+    def trader(k: int) -> None:
+        for i in range(60):
+            symbol = BTC if (i + k) % 2 else ETH
+            side = "buy" if (i // 2 + k) % 2 else "sell"
+            exchange.place_order(limit(side, f"{100 + (i % 3)}.00", "0.01", symbol=symbol))
+
+    threads = [threading.Thread(target=trader, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine = exchange.engine
+    total_trades = sum(m.stats.trades for m in engine.markets.values())
+    assert total_trades > 0
+    box.wait(lambda ev: sum(1 for e, _ in ev if e == "trade") >= total_trades, timeout=5)
+    box.wait(lambda ev: sum(1 for e, _ in ev if e == "order_event") >= 240 + total_trades + 1, timeout=5)
+    box.settle(0.2)
+    trade_ids = [int(t["trade_id"]) for t in box.of("trade")]
+    assert trade_ids == list(range(1, total_trades + 1))  # all, once, in trade_id order
+    seen: dict[str, list[str]] = {}
+    for event in box.of("order_event"):
+        seen.setdefault(event["order"]["order_id"], []).append(event["event"])
+    assert len(seen) == 240
+    for events in seen.values():
+        assert events[0] == "accepted" and events.count("accepted") == 1
+        assert "filled" not in events[:-1]  # nothing after filled
+    sequences = [b["sequence"] for b in box.of("bbo")]
+    assert sequences == sorted(set(sequences)) and sequences[-1] == engine.markets[BTC].sequence
+    assert publisher.stats()["queue_depth"] == 0
