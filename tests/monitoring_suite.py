@@ -442,6 +442,11 @@ def plot_levels(path: str, rows: list[dict], ceilings: dict, mode: str) -> None:
     plt.close(fig)
 
 
+def _us(s: dict) -> str:
+    v = s.get("server_cpu_us_per_request")
+    return "-" if v is None else f"{v:,.0f}"
+
+
 def _machine(s: dict) -> str:
     """'busy% (CPU pressure%, IO pressure%)' of a phase summary, or '-'."""
     m = s.get("machine") or {}
@@ -469,8 +474,8 @@ def write_report(path: str, args, url: str, rows: list[dict], ceilings: dict) ->
         lines += [
             "## Ceilings (closed loop, flat out)",
             "",
-            "| what | answered/s | p50 | p99 | max | errors | server CPU % | machine busy % (CPU, IO pressure %) |",
-            "|---|---|---|---|---|---|---|---|",
+            "| what | answered/s | p50 | p99 | max | errors | server CPU % | server CPU µs/request | machine busy % (CPU, IO pressure %) |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for label, s in ceilings.items():
             lat = s["latency_ms"]
@@ -479,7 +484,7 @@ def write_report(path: str, args, url: str, rows: list[dict], ceilings: dict) ->
             lines.append(
                 f"| {label} | {s['achieved_rate']:,.0f} | {fmt_ms(lat['p50'])} | "
                 f"{fmt_ms(lat['p99'])} | {fmt_ms(lat['max'])} | {s['errors']} | "
-                f"{'-' if srv is None else f'{srv:.0f}'} | {mach} |"
+                f"{'-' if srv is None else f'{srv:.0f}'} | {_us(s)} | {mach} |"
             )
         if len(ceilings) == 2:
             h, o = ceilings["health ceiling"], ceilings["orders ceiling"]
@@ -494,8 +499,8 @@ def write_report(path: str, args, url: str, rows: list[dict], ceilings: dict) ->
         "## Levels (open loop)",
         "",
         "| offered/s | achieved/s | ok | rejected | errors | p50 | p90 | p99 | p99.9 | max "
-        "| trades/s | server CPU % | machine busy % (CPU, IO pressure %) | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| trades/s | server CPU % | server CPU µs/order | machine busy % (CPU, IO pressure %) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         s = r["summary"]
@@ -506,7 +511,7 @@ def write_report(path: str, args, url: str, rows: list[dict], ceilings: dict) ->
             f"| {r['level']:,.0f} | {s['achieved_rate']:,.0f} | {s['ok']:,} | {s['rejected']:,} | "
             f"{s['errors']:,} | {fmt_ms(lat['p50'])} | {fmt_ms(lat['p90'])} | {fmt_ms(lat['p99'])} | "
             f"{fmt_ms(lat['p99.9'])} | {fmt_ms(lat['max'])} | {s['trades_rate']:,.0f} | "
-            f"{'-' if srv is None else f'{srv:.0f}'} | {mach} | "
+            f"{'-' if srv is None else f'{srv:.0f}'} | {_us(s)} | {mach} | "
             f"{'PASS' if r['passed'] else 'FAIL'} |"
         )
     lines += ["", "![latency vs load](latency_vs_load.png)", ""]

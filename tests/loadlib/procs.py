@@ -84,6 +84,7 @@ class ProcSampler:
             return None
         return {
             "pid": self.pid,
+            "cpu_s": cpu,
             "cpu_percent": 100.0 * cpu / wall if wall > 0 else None,
             "rss_start_mb": self.rss0 / 2**20,
             "rss_end_mb": rss / 2**20,

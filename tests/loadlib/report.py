@@ -81,6 +81,13 @@ def analyze(res: dict, phase: dict) -> dict:
         "machine": res.get("machine"),
     }
     s["trades_rate"] = s["trades_seen"] / window if window else 0.0
+    srv = s["server"]
+    # Server CPU per answered request: independent of how much CPU the server was
+    # given, so it stays comparable on a busy machine (1e6 / this = requests/s per core).
+    if srv and srv.get("cpu_s") is not None and len(answered):
+        s["server_cpu_us_per_request"] = srv["cpu_s"] * 1e6 / len(answered)
+    else:
+        s["server_cpu_us_per_request"] = None
     by_kind: dict[int, list[float]] = {}
     for i in answered:
         by_kind.setdefault(kinds[i], []).append(lat[i])
@@ -194,6 +201,9 @@ def format_summary(s: dict) -> str:
             f"; server pid {srv['pid']} {srv['cpu_percent']:.0f}%, RSS "
             f"{srv['rss_start_mb']:.0f} -> {srv['rss_end_mb']:.0f} MB"
         )
+        if s.get("server_cpu_us_per_request"):
+            per = "request" if s["mode"] in ("batch", "health") else "order"
+            cpu += f", {s['server_cpu_us_per_request']:,.0f} us CPU per {per}"
     mach = s.get("machine")
     if mach and mach.get("busy_percent") is not None:
         cpu += (
