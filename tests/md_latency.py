@@ -552,6 +552,15 @@ def format_results(results: list[dict]) -> str:
         [f"{r['server']['cpu_percent']:.0f}" if r.get("server") else "-" for r in results],
     )
     row(
+        "server CPU us per order",
+        [
+            f"{r['server']['cpu_s'] * 1e6 / r['orders_answered']:,.0f}"
+            if r.get("server") and r["server"].get("cpu_s") is not None and r["orders_answered"]
+            else "-"
+            for r in results
+        ],
+    )
+    row(
         "machine busy % (all cores)",
         [f"{r['machine']['busy_percent']:.0f}" if r.get("machine") else "-" for r in results],
     )
