@@ -326,3 +326,24 @@ def test_market_watch_example_prints_the_market_and_exits_on_ctrl_c(server):
     assert "BBO   SOL-USDT" in out and "BOOK  SOL-USDT" in out and "asks 120.00x2.000" in out
     assert "ORDER SOL-USDT filled" in out
     assert "Traceback" not in out and out.rstrip().endswith("bye")
+
+
+def test_threading_mode_server_streams_too(tmp_path):
+    with ServerProcess(tmp_path / "threading", "--async-mode", "threading") as threaded:
+        watch = Listener(threaded.url)
+        try:
+            assert watch.subscribe(type="bbo", symbol=BTC) == {"ok": True}
+            assert watch.subscribe(type="trades") == {"ok": True}
+            assert watch.next("bbo")["sequence"] == 0
+            post(
+                threaded,
+                "/order",
+                {"symbol": BTC, "side": "sell", "order_type": "limit", "price": "100.00", "quantity": "1"},
+            )
+            _, taker = post(
+                threaded, "/order", {"symbol": BTC, "side": "buy", "order_type": "market", "quantity": "0.4"}
+            )
+            assert watch.next("trade") == taker["trades"][0]
+            assert watch.next("bbo", where=lambda p: p["sequence"] == 2)["best_ask"]["quantity"] == "0.60000"
+        finally:
+            watch.close()
