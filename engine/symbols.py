@@ -41,6 +41,9 @@ def parse_decimal(value: object, field_name: str) -> Decimal:
     if isinstance(value, bool) or value is None:
         raise ValidationError(f"{field_name} must be a decimal string", field_name)
     if isinstance(value, int):
+        # Bound first: str() of a huge int is slow, and refused past 4,300 digits.
+        if not 0 < value < 10**20:
+            raise ValidationError(f"{field_name} must be a positive decimal of at most 20 digits", field_name)
         text = str(value)
     elif isinstance(value, Decimal):
         if not value.is_finite():

@@ -77,9 +77,11 @@ def test_quantity_off_the_lot_grid_is_rejected_not_rounded():
     assert info.value.field == "quantity" and "multiple" in info.value.message
 
 
-def test_too_large_values_are_rejected():
+@pytest.mark.parametrize("value", ["99999999999999999999", 10**20, 10**5000, -(10**5000), -5, 0])
+def test_too_large_or_non_positive_values_are_rejected(value):
+    # a >4,300-digit int once escaped as ValueError from str() (found by the API tests)
     with pytest.raises(ValidationError):
-        BTC.quantity_to_lots("99999999999999999999")
+        BTC.quantity_to_lots(value)
 
 
 def test_formatting_uses_the_grid_decimals():
