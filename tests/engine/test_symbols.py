@@ -77,7 +77,11 @@ def test_quantity_off_the_lot_grid_is_rejected_not_rounded():
     assert info.value.field == "quantity" and "multiple" in info.value.message
 
 
-@pytest.mark.parametrize("value", ["99999999999999999999", 10**20, 10**5000, -(10**5000), -5, 0])
+@pytest.mark.parametrize(
+    "value",
+    ["99999999999999999999", 10**20, 10**5000, -(10**5000), -5, 0],
+    ids=["20-nines", "1e20", "5000-digits", "minus-5000-digits", "-5", "0"],
+)
 def test_too_large_or_non_positive_values_are_rejected(value):
     # a >4,300-digit int once escaped as ValueError from str() (found by the API tests)
     with pytest.raises(ValidationError):
