@@ -258,7 +258,7 @@ class Publisher:
 
     def _init_baselines(self) -> None:
         """Results at or below the engine's state now are released at once."""
-        last_trade = 0
+        last_trade = getattr(self.engine, "_last_trade_id", 0) or 0
         for symbol, market in self.engine.markets.items():
             self._last_seq[symbol] = market.sequence
             if market.trades:
@@ -333,7 +333,9 @@ class Publisher:
         seq = result.sequence
         self._note_book_change(symbol, seq, received)
         if seq <= self._last_seq.get(symbol, -1):
-            self.late += 1
+            self.late += 1  # behind what was already sent (a gap given up on, or before the task started)
+            if not is_cancel and result.trades and result.trades[-1].trade_id > self._last_trade_id:
+                self._last_trade_id = result.trades[-1].trade_id
             self._send(result, received, is_cancel)
             return
         heapq.heappush(self._pending[symbol], (seq, next(self._tie), now, result, received, is_cancel))

@@ -284,3 +284,20 @@ def test_concurrent_order_entry_publishes_everything_in_book_order(inbox, exchan
     sequences = [b["sequence"] for b in box.of("bbo")]
     assert sequences == sorted(set(sequences)) and sequences[-1] == engine.markets[BTC].sequence
     assert publisher.stats()["queue_depth"] == 0
+
+
+def test_a_late_report_with_trades_does_not_hold_the_next_one(inbox, exchange, publisher):
+    box = inbox()
+    subscribe(box.client, type="trades")
+    publisher.hold_ns = 2_000_000_000  # a wrongful hold would show
+    engine = exchange.engine
+    publisher.on_submit(run(engine, BTC, SELL, LIMIT, "2", "100.00"))
+    first = run(engine, BTC, BUY, LIMIT, "1", "100.00")  # trade 1
+    second = run(engine, BTC, BUY, LIMIT, "1", "100.00")  # trade 2
+    publisher._last_seq[BTC] = second.sequence - 1  # as if a gap had been given up on past ``first``
+    publisher.on_submit(first)  # late: sent at once
+    publisher.on_submit(second)  # in order: must not wait for trade 1 again
+    t0 = time.monotonic()
+    box.wait_count("trade", 2)
+    assert time.monotonic() - t0 < 1.0
+    assert [t["trade_id"] for t in box.of("trade")] == ["1", "2"]
