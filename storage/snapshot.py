@@ -71,9 +71,11 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes) -> None:
+def atomic_write(path: str, data: bytes, sync=os.fsync) -> None:
     """Write ``data`` to ``path`` so that a crash leaves the old file or the
-    new one, never a mix: temp file, fsync, rename, fsync the directory."""
+    new one, never a mix: temp file, fsync, rename, fsync the directory.
+    ``sync`` replaces ``os.fsync`` for the file (the store passes one that
+    does not block green threads)."""
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -81,7 +83,7 @@ def atomic_write(path: str, data: bytes) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            sync(fd)
         finally:
             os.close(fd)
     except OSError:
@@ -109,10 +111,12 @@ def encode_snapshot(n: int, last_hash: bytes, symbols: list[dict], state: dict) 
     return b'%b,"checksum":"%b"}\n' % (content, checksum)
 
 
-def write_snapshot(data_dir: str, n: int, last_hash: bytes, symbols: list[dict], state: dict) -> str:
+def write_snapshot(
+    data_dir: str, n: int, last_hash: bytes, symbols: list[dict], state: dict, sync=os.fsync
+) -> str:
     """Write ``snapshot-<n>.json`` atomically; return its path."""
     path = os.path.join(data_dir, snapshot_name(n))
-    atomic_write(path, encode_snapshot(n, last_hash, symbols, state))
+    atomic_write(path, encode_snapshot(n, last_hash, symbols, state), sync)
     return path
 
 

@@ -51,6 +51,7 @@ import fcntl
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from decimal import Decimal
@@ -105,6 +106,24 @@ def _sleep0() -> None:
     time.sleep(0)
 
 
+def _green_pool():
+    """eventlet's pool of real OS threads when eventlet has monkey-patched
+    threading, else None.
+
+    Under eventlet a blocking ``fsync`` stops every green thread for its whole
+    duration (0.1 to 10 ms here). Run in ``tpool``, it blocks only the commit
+    leader: the other requests keep matching and queue for the next group, so
+    the server stays CPU-bound instead of disk-latency-bound. With real threads
+    ``os.fsync`` already releases the GIL.
+    """
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is None or not patcher.is_monkey_patched("thread"):
+        return None
+    from eventlet import tpool
+
+    return tpool
+
+
 class Store:
     """The durable journal and snapshots of one data dir (see the module docstring)."""
 
@@ -122,6 +141,7 @@ class Store:
         self.fsync = fsync
         self.snapshot_every = snapshot_every
         self._yield = yield_fn or _sleep0
+        self._tpool = _green_pool()
         self._mu = threading.Lock()
         self._cond = threading.Condition(self._mu)
         self._pending: list = []  # encoded lines (bytes) and _Roll markers, in record order
@@ -434,7 +454,7 @@ class Store:
                 if type(item) is bytes:
                     if policy == "always":
                         self._write(item)
-                        os.fsync(self._fd)
+                        self._sync(self._fd)
                         counters["fsyncs"] += 1
                     else:
                         chunk.append(item)
@@ -444,7 +464,7 @@ class Store:
                     self._roll(item.first_n)
             self._write_chunk(chunk)
             if (policy == "batch" and batch) or force:
-                os.fsync(self._fd)
+                self._sync(self._fd)
                 counters["fsyncs"] += 1
             counters["batches"] += 1
             counters["records"] += upto - self._durable_n
@@ -455,6 +475,12 @@ class Store:
             )
             raise JournalWriteError(f"{self._segment}: write failed: {exc}") from exc
         self._durable_n = upto
+
+    def _sync(self, fd: int) -> None:
+        if self._tpool is None:
+            os.fsync(fd)
+        else:
+            self._tpool.execute(os.fsync, fd)
 
     def _write_chunk(self, chunk: list) -> None:
         if chunk:
@@ -469,7 +495,7 @@ class Store:
 
     def _roll(self, first_n: int) -> None:
         """Close the current segment durably and start ``journal-<first_n>``."""
-        os.fsync(self._fd)
+        self._sync(self._fd)
         self._counters["fsyncs"] += 1
         os.close(self._fd)
         self._fd = -1
@@ -523,7 +549,7 @@ class Store:
                     lock.release()
             self._lead(n, True)  # writes records <= n, fsyncs and closes their segment
             try:
-                path = write_snapshot(self.data_dir, n, last_hash, self._symbols, state)
+                path = write_snapshot(self.data_dir, n, last_hash, self._symbols, state, sync=self._sync)
             except OSError as exc:
                 raise SnapshotWriteError(f"{self.data_dir}: writing snapshot {n} failed: {exc}") from exc
             self._snap_n = n

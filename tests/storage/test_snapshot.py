@@ -203,7 +203,7 @@ def test_a_failing_snapshot_write_is_logged_and_retried_later(tmp_path, monkeypa
 
     calls = []
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         calls.append(args[1])
         raise OSError(28, "No space left on device")
 
