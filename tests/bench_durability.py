@@ -15,6 +15,9 @@ Three ways to drive it, because group commit only groups what is concurrent:
                     With ``batch`` every op pays its own fsync.
   * ``pipelined K`` K ops, then wait for the last ticket: K requests in flight
                     (what an event loop holding K connections sees).
+  * ``overlapped K`` K requests in flight while the previous group is being
+                    fsynced by a committer thread: the service under eventlet,
+                    whose commit leader fsyncs in a real OS thread.
   * ``threads T``   T threads, each a client with its own slice of the stream
                     and one request in flight; the commit leader's fsync
                     releases the GIL, the others append meanwhile.
@@ -132,6 +135,49 @@ def run_pipelined(engine, store, ops, k: int) -> float:
     return time.perf_counter() - t0
 
 
+def run_overlapped(engine, store, ops, k: int) -> float:
+    """K requests in flight while the previous group syncs: a committer thread
+    leads the group commits (its fsync releases the GIL) and the client waits
+    for the group before last. This is the service under eventlet, where the
+    commit leader's fsync runs in a real OS thread (``tpool``) while the hub
+    keeps serving requests."""
+    runner = Runner(engine, store)
+    apply = runner.apply
+    if store is None:
+        t0 = time.perf_counter()
+        for op in ops:
+            apply(op)
+        return time.perf_counter() - t0
+    done = threading.Event()
+
+    def committer() -> None:
+        while not done.is_set():
+            last = store._last_n  # benchmark-only peek at the newest ticket
+            if last > store._durable_n:
+                store.wait(last)
+            else:
+                time.sleep(0.0001)
+
+    thread = threading.Thread(target=committer)
+    thread.start()
+    t0 = time.perf_counter()
+    previous = current = None
+    for i, op in enumerate(ops, 1):
+        ticket = apply(op)
+        if ticket is not None:
+            current = ticket
+        if i % k == 0:
+            if previous is not None:
+                store.wait(previous)
+            previous = current
+    if current is not None:
+        store.wait(current)
+    seconds = time.perf_counter() - t0
+    done.set()
+    thread.join()
+    return seconds
+
+
 def run_threads(engine, store, ops, threads: int) -> float:
     # Each thread is one client: its own symbol (so its cancels find its own
     # orders) and one request in flight at a time.
@@ -165,6 +211,8 @@ def throughput(args) -> None:
     drivers = [("sequential", 1, run_sequential)]
     for k in args.pipeline:
         drivers.append((f"pipelined {k}", 1, lambda e, s, ops, k=k: run_pipelined(e, s, ops, k)))
+    for k in args.overlapped:
+        drivers.append((f"overlapped {k}", 1, lambda e, s, ops, k=k: run_overlapped(e, s, ops, k)))
     for t in args.threads:
         drivers.append((f"threads {t}", t, lambda e, s, ops, t=t: run_threads(e, s, ops, t)))
     for name, symbols, drive in drivers:
@@ -253,6 +301,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=200_000)
     p.add_argument("--pipeline", type=int, nargs="*", default=[16, 256, 1024], help="K values")
+    p.add_argument("--overlapped", type=int, nargs="*", default=[256], help="K values, committer thread")
     p.add_argument("--threads", type=int, nargs="*", default=[8], help="T values")
     p.add_argument(
         "--always-n",
