@@ -261,6 +261,16 @@ def test_cors_header_default_star(client):
     assert r.headers["Access-Control-Allow-Origin"] in ("*", "http://example.com")
 
 
+def test_cors_headers_only_for_cors_requests(client):
+    # Without Origin it is not a CORS request: no Access-Control-* headers (and no cost).
+    assert "Access-Control-Allow-Origin" not in client.get("/health").headers
+    err = client.get("/nowhere", headers={"Origin": "http://example.com"})
+    assert err.status_code == 404 and err.headers["Access-Control-Allow-Origin"] in (
+        "*",
+        "http://example.com",
+    )
+
+
 def test_cors_origins_configurable(make_app):
     client = make_app(cors_origins=["http://good.example"]).test_client()
     good = client.get("/health", headers={"Origin": "http://good.example"})
