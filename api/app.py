@@ -318,7 +318,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rate-limiter",
         choices=("builtin", "flask-limiter"),
         default="builtin",
-        help="implementation of --rate-limit (flask-limiter costs ~50%% of throughput here)",
+        help="implementation of --rate-limit (flask-limiter: +60-90%% server CPU per request here)",
     )
     p.add_argument("--async-mode", choices=ASYNC_MODES, default="eventlet")
     p.add_argument("--fsync", choices=("batch", "always", "off"), default="batch")

@@ -1,10 +1,11 @@
 """Per-client request rate limit: a fixed one-minute window per client IP.
 
-Why not Flask-Limiter: measured on this machine through the real eventlet
-server (``tests/api/bench_rest.py``, one run, limit never reached), Flask-Limiter
-4.1 with in-memory storage cut ``GET /health`` from ~4,070 to ~1,750 req/s and
-``POST /order`` from ~2,530 to ~680 req/s -- far above the ~10% we allow. This
-limiter is a dict lookup and an increment under a lock (~2 us per request).
+Why not Flask-Limiter: measured through real eventlet servers side by side
+(``tests/api/bench_rest.py``: limit off / this limiter / Flask-Limiter 4.1 with
+in-memory storage, limits never reached, interleaved rounds), Flask-Limiter cost
+150-250 us of server CPU per request (+57% on ``POST /order``, +94% on
+``GET /health``; req/s -40% to -50%), far above the ~10% we allow. This limiter
+is a dict lookup and an increment under a lock: within the noise of that run.
 
 Semantics
     Windows are aligned to the wall clock (``floor(now / 60)``); every client's
