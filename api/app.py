@@ -54,6 +54,10 @@ if __name__ == "__main__":
         return "eventlet"
 
     if _scan_async_mode(_sys.argv[1:]) == "eventlet":
+        import warnings
+
+        # Known and documented (bugfix-only maintenance; see STACK.md): not news at every start.
+        warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
         import eventlet
 
         eventlet.monkey_patch()
