@@ -283,19 +283,23 @@ class JournalReader:
     When it is exhausted, ``last_n``/``last_hash`` describe the last good
     record, ``last_segment`` its segment and ``torn`` the dropped tail if any.
 
-    ``anchor``: when the oldest segment does not start at record 1 (older
-    segments were pruned), a mapping ``{n: hash}`` from snapshots that may
-    vouch for record ``n``'s hash; without one that matches, that is a
-    ``CorruptJournal``.
+    ``first_prev``: when the oldest segment does not start at record 1 (older
+    segments were pruned), the hash its first record must chain to (from a
+    snapshot of the record before it). ``None`` takes the first record's
+    ``prev`` on trust (``trusted_start``): the caller must then check a later
+    hash against a snapshot (``watch``) before relying on the chain.
 
     Runtime complexity: O(bytes) for the checks; the caller pays for replay.
     """
 
-    def __init__(self, data_dir: str, *, repair_tail: bool = False, watch=(), anchors=None) -> None:
+    def __init__(
+        self, data_dir: str, *, repair_tail: bool = False, watch=(), first_prev: bytes | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.repair_tail = repair_tail
         self.watch = set(watch)
-        self.anchors = dict(anchors or {})
+        self.first_prev = first_prev
+        self.trusted_start = False
         self.hashes: dict[int, bytes] = {}
         self.segments = list_segments(data_dir)
         self.first_n = self.segments[0][0] if self.segments else 1
@@ -314,16 +318,10 @@ class JournalReader:
         self.last_n = n - 1
         if n == 1:
             prev = GENESIS
-        else:  # older segments were pruned: a snapshot must vouch for record n - 1
-            prev = self.anchors.get(n - 1)
-            if prev is None:
-                raise CorruptJournal(
-                    f"the journal starts at record {n} but no valid snapshot covers record {n - 1}",
-                    segments[0][1],
-                    0,
-                    n,
-                )
-            self.last_hash = prev
+        else:  # older segments were pruned
+            prev = self.first_prev
+            if prev is not None:
+                self.last_hash = prev
         sha256 = hashlib.sha256
         watch = self.watch
         hashes = self.hashes
@@ -342,6 +340,9 @@ class JournalReader:
             self.bytes += len(data)
             lines = data.split(b"\n")
             tail = lines.pop()  # b"" when the segment ends with a newline
+            if prev is None and lines:  # see first_prev
+                prev = self.last_hash = lines[0][-_PREV_END - 32 : -_PREV_END]
+                self.trusted_start = True
             offset = 0
             count = len(lines)
             for i, line in enumerate(lines):

@@ -214,17 +214,8 @@ class Store:
 
         segments = list_segments(self.data_dir)
         first_n = segments[0][0] if segments else 1
-        snapshots = list_snapshots(self.data_dir)
-        anchors = {}
-        if first_n > 1:  # older segments were pruned: the snapshot before them vouches for the chain
-            for n, path in snapshots:
-                if n == first_n - 1:
-                    try:
-                        anchors[n] = read_snapshot(path)["hash"]
-                    except CorruptSnapshot as exc:
-                        log.error("storage: %s", exc)
         skipped = []
-        candidates = list(reversed(snapshots))
+        candidates = list(reversed(list_snapshots(self.data_dir)))
         while True:
             snap = None
             while candidates:
@@ -236,20 +227,24 @@ class Store:
                 except CorruptSnapshot as exc:
                     log.error("storage: skipping a damaged snapshot: %s", exc)
                     skipped.append({"path": path, "reason": str(exc)})
-            if snap is None and first_n > 1:
+            if first_n > 1 and (snap is None or snap["n"] < first_n - 1):
                 raise CorruptSnapshot(
                     f"{self.data_dir}: the journal starts at record {first_n} and no valid snapshot "
                     f"covers the records before it"
                 )
             try:
-                return self._replay(engine, snap, anchors, skipped)
+                return self._replay(engine, snap, skipped)
             except _SnapshotOffChain as exc:
                 log.error("storage: skipping snapshot %s: %s", snap["path"], exc)
                 skipped.append({"path": snap["path"], "reason": str(exc)})
 
-    def _replay(self, engine, snap: dict | None, anchors: dict, skipped: list) -> dict:
+    def _replay(self, engine, snap: dict | None, skipped: list) -> dict:
         base = snap["n"] if snap else 0
-        reader = JournalReader(self.data_dir, repair_tail=True, watch=(base,), anchors=anchors)
+        # With older segments pruned, the chain starts at the snapshot just
+        # before them, or is checked at a later snapshot's record (_restore).
+        reader = JournalReader(self.data_dir, repair_tail=True, watch=(base,))
+        if snap is not None and base == reader.first_n - 1:
+            reader.first_prev = snap["hash"]
         restored = False
         replayed = 0
         for _n, line in reader.records(after=base):

@@ -146,7 +146,7 @@ def verify(data_dir: str, *, out=print, symbols: list[SymbolSpec] | None = None)
     first_n = segments[0][0] if segments else 1
     base = None  # where the full replay starts
     if first_n > 1:
-        older = [s for s in snapshots if s["n"] == first_n - 1]
+        older = [s for s in snapshots if s["n"] >= first_n - 1]
         if older:
             base = older[0]
             notes.append(
@@ -154,11 +154,11 @@ def verify(data_dir: str, *, out=print, symbols: list[SymbolSpec] | None = None)
             )
         else:
             problems.append(
-                f"the journal starts at record {first_n} and no valid snapshot covers record {first_n - 1}"
+                f"the journal starts at record {first_n} and no valid snapshot covers the records before it"
             )
-    anchors = {base["n"]: base["hash"]} if base else {}
+    first_prev = base["hash"] if base and base["n"] == first_n - 1 else None
     by_n = {s["n"]: s for s in snapshots}
-    reader = JournalReader(data_dir, watch=by_n, anchors=anchors)
+    reader = JournalReader(data_dir, watch=by_n, first_prev=first_prev)
     full = MatchingEngine(specs)
     replay_seconds = 0.0
     if base is not None:
@@ -212,7 +212,7 @@ def verify(data_dir: str, *, out=print, symbols: list[SymbolSpec] | None = None)
             quick.restore(newest["engine"])
             t0 = time.perf_counter()
             tail = 0
-            reader2 = JournalReader(data_dir, anchors=anchors)
+            reader2 = JournalReader(data_dir, first_prev=first_prev)
             try:
                 for _n, line in reader2.records(after=newest["n"]):
                     apply_record(quick, decode(line))
@@ -260,13 +260,7 @@ def repair(data_dir: str, cut_at_corruption: bool, out=print) -> bool:
     if _in_use(data_dir):
         out("refusing to repair: a server has this data dir open")
         return False
-    snapshots = {}
-    for n, path in list_snapshots(data_dir):
-        try:
-            snapshots[n] = read_snapshot(path)["hash"]
-        except CorruptSnapshot:
-            pass
-    reader = JournalReader(data_dir, repair_tail=True, anchors=snapshots)
+    reader = JournalReader(data_dir, repair_tail=True)  # a pruned journal's start is taken on trust
     try:
         for _ in reader.records(after=1 << 62):
             pass

@@ -10,6 +10,7 @@ import pytest
 from storage import CorruptJournal, CorruptSnapshot
 from storage.snapshot import list_snapshots, read_snapshot
 from storage.store import KEEP_SNAPSHOTS
+from storage.verify import verify
 
 from .helpers import build, commands, fresh, run, segments, state
 
@@ -162,6 +163,44 @@ def test_pruned_segments_are_anchored_by_a_snapshot(tmp_path):
     assert state(again) == before
     run(again, s, commands(18, 20))
     s.abandon()
+
+
+def test_pruned_segments_stay_usable_after_their_snapshot_is_rotated_away(tmp_path):
+    # Prune by the rule, then keep running until snapshot retention deletes
+    # the snapshot the pruning was based on: a later snapshot still vouches.
+    engine, store = build(tmp_path, seed=24, count=300, snapshot_every=60)
+    oldest = list_snapshots(str(tmp_path))[0][0]
+    for path in segments(tmp_path):
+        if int(os.path.basename(path)[8:20]) <= oldest:
+            os.unlink(path)
+    run(engine, store, commands(25, 400))
+    before = state(engine)
+    store.abandon()
+    assert list_snapshots(str(tmp_path))[0][0] > oldest  # the anchoring snapshot is gone
+    again, s, summary = fresh(tmp_path)
+    assert state(again) == before
+    s.abandon()
+    report = verify(str(tmp_path), out=lambda *a: None)
+    assert report["ok"], report["problems"]
+
+
+def test_a_pruned_journal_behind_a_foreign_snapshot_stops_startup(tmp_path):
+    engine, store = build(tmp_path / "a", seed=26, count=300, snapshot_every=60)
+    store.abandon()
+    other, other_store = build(tmp_path / "b", seed=27, count=300, snapshot_every=60)
+    other_store.abandon()
+    oldest = list_snapshots(str(tmp_path / "a"))[0][0]
+    for path in segments(tmp_path / "a"):
+        if int(os.path.basename(path)[8:20]) <= oldest:
+            os.unlink(path)
+    for _n, path in list_snapshots(str(tmp_path / "a")):
+        os.unlink(path)
+    for _n, path in list_snapshots(str(tmp_path / "b")):
+        os.link(path, tmp_path / "a" / os.path.basename(path))  # snapshots of another history
+    # the newer ones are refused at their record; the one just before the
+    # journal does not chain to its first record
+    with pytest.raises(CorruptJournal, match="record 121: broken chain"):
+        fresh(tmp_path / "a")
 
 
 def test_pruned_segments_without_their_snapshot_stop_startup(tmp_path):
