@@ -377,7 +377,7 @@ class Exchange:
             )
             symbols[symbol] = entry
         engine_totals = {k: v for k, v in raw["engine"].items() if k not in ("volume", "notional")}
-        engine_totals["notional_by_quote"] = {q: str(v) for q, v in notional_by_quote.items()}
+        engine_totals["notional_by_quote"] = {q: f"{v:f}" for q, v in notional_by_quote.items()}
         engine_totals["rejections_all"] = self.rejections
 
         streaming = None

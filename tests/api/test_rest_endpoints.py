@@ -248,6 +248,7 @@ def test_statistics_documented_fields(api):
     assert engine["rejections"] == 1  # counted per symbol: the unknown symbol has none
     assert engine["rejections_all"] == 2
     assert engine["notional_by_quote"] == {"USDT": "50.0000000"}
+
     latency = stats["latency"]
     for name in ("order_processing", "matching", "trade_report", "cancel_processing", "bulk_request"):
         assert {"count", "window", "p50_us", "p90_us", "p99_us", "max_us", "mean_us"} <= set(latency[name])
@@ -283,3 +284,8 @@ def test_page_is_served_at_root(client):
     r = client.get("/")
     # 200 with the page, or the frontend's documented 503 when npm packages are missing.
     assert r.status_code in (200, 503)
+
+
+def test_statistics_of_an_idle_server_use_plain_decimals(api):
+    # Decimal("0E-7") once leaked out as exponent notation
+    assert api.get("/statistics")["engine"]["notional_by_quote"] == {"USDT": "0.0000000"}
