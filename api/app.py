@@ -346,10 +346,6 @@ def configure_logging(debug: bool) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 class _Demo:
     """``tools/demo_market.py --url URL`` as a child process, started once the
     server answers and stopped (by its pid) with the server."""
@@ -382,6 +378,9 @@ class _Demo:
         self.proc = subprocess.Popen([sys.executable, script, "--url", url], cwd=ROOT)
         log.info("--demo: started %s (pid %d)", script, self.proc.pid)
 
+    def running(self) -> bool:
+        return not self.stopped and self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
         self.stopped = True
         proc = self.proc
@@ -393,6 +392,11 @@ class _Demo:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def _stop_then_resignal(demo: _Demo, signum: int) -> None:
+    demo.stop()
+    os.kill(os.getpid(), signum)
 
 
 def serve(app: Flask, socketio: SocketIO, host: str, port: int, *, log_output: bool = False) -> None:
@@ -412,7 +416,9 @@ def serve(app: Flask, socketio: SocketIO, host: str, port: int, *, log_output: b
         import eventlet.wsgi
 
         family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
-        listener = eventlet.listen(address, family)
+        # reuse_port=False: eventlet shares ports by default, so a second server on a
+        # busy port would start silently and split the clients between two exchanges
+        listener = eventlet.listen(address, family, reuse_port=False)
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         eventlet.wsgi.server(listener, app, log_output=log_output, debug=False)
         return
@@ -455,9 +461,19 @@ def main(argv: list[str] | None = None) -> int:
             else [o.strip() for o in args.cors_origins.split(",") if o.strip()],
         }
     )
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, _raise_interrupt)
     demo = _Demo(socketio, args.host, args.port) if args.demo else None
+
+    def on_signal(signum, frame):
+        if demo is not None and demo.running():
+            # Stop the demo while the server still answers, so that it can cancel
+            # its quotes; then the same signal again stops the server. A signal
+            # handler must not block (under eventlet it may run in the hub).
+            socketio.start_background_task(_stop_then_resignal, demo, signum)
+            return
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     if demo is not None:
         demo.start()
     log.info(
@@ -468,17 +484,21 @@ def main(argv: list[str] | None = None) -> int:
         os.path.abspath(args.data_dir),
         args.rate_limit or "off",
     )
+    status = 0
     try:
         serve(app, socketio, args.host, args.port, log_output=args.debug)
     except KeyboardInterrupt:
         pass
+    except OSError as e:  # typically: the port is taken
+        log.error("cannot serve on %s:%d: %s", args.host, args.port, e.strerror or e)
+        status = 1
     finally:
         log.info("shutting down")
         if demo is not None:
             demo.stop()
         close_app(app)
         log.info("stopped")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

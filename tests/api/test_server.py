@@ -201,3 +201,46 @@ def test_sigterm_is_a_clean_shutdown_and_state_survives_a_restart(tmp_path):
         new = order(again.url, "buy", "limit", "1", "90.00")
         assert int(new["order_id"]) > int(resting["order_id"]) + 1  # ids are never reused
         assert requests.get(again.url + f"/bbo/{BTC}", timeout=5).json()["sequence"] == seq + 1
+
+
+def test_a_second_server_on_a_taken_port_refuses_to_start(server, tmp_path):
+    # eventlet's listener shares ports by default: a second exchange once started
+    # silently on the same port and took half the connections
+    import subprocess
+    import sys
+
+    from tests.serverproc import ROOT
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "api", "app.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(server.port),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert "cannot serve on" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_demo_cancels_its_quotes_before_the_server_stops(tmp_path):
+    with ServerProcess(tmp_path, "--demo") as srv:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            stats = requests.get(srv.url + "/statistics", timeout=5).json()
+            if stats["engine"]["resting_orders"] > 10:
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("the demo placed no quotes")
+    # stopped by SIGTERM; restart without the demo on the same data dir
+    with ServerProcess(tmp_path) as srv:
+        stats = requests.get(srv.url + "/statistics", timeout=5).json()
+        assert stats["engine"]["resting_orders"] == 0
