@@ -15,6 +15,7 @@ from storage.errors import (
     ReplayMismatch,
     SnapshotWriteError,
     StoreError,
+    UnsupportedFormat,
 )
 from storage.store import Store
 
@@ -28,4 +29,5 @@ __all__ = [
     "DataDirLocked",
     "JournalWriteError",
     "SnapshotWriteError",
+    "UnsupportedFormat",
 ]

@@ -13,7 +13,10 @@ service reports it at startup (or on the failing request) and stops.
      +-- JournalWriteError      writing or syncing the journal failed; the store is
      |                          failed and every later ``wait`` raises it too
      +-- SnapshotWriteError     a snapshot could not be written (the journal is fine;
-                                the periodic path logs it and retries later)
+     |                          the periodic path logs it and retries later)
+     +-- UnsupportedFormat      the data dir holds journal segments of another format
+                                version (e.g. v1 ``journal-<n>.jsonl``), which this
+                                version does not read
 """
 
 from __future__ import annotations
@@ -68,3 +71,7 @@ class JournalWriteError(StoreError):
 
 class SnapshotWriteError(StoreError):
     """A snapshot file could not be written; the journal is unaffected."""
+
+
+class UnsupportedFormat(StoreError):
+    """The data dir was written in a journal format this version does not read."""

@@ -1,22 +1,26 @@
-"""The journal: one JSON object per line, hash-chained, in numbered segments.
+"""The journal: one JSON array per line, hash-chained, in numbered segments.
 
-Format (see ``Documentation/DURABILITY.md`` for the full description)
-    A data dir holds segments ``journal-<first record number, 12 digits>.jsonl``.
-    Each line is one accepted command, with the keys always in this order::
+Format v2 (see ``Documentation/DURABILITY.md`` for the full description)
+    A data dir holds segments ``journal-v2-<first record number, 12 digits>.jsonl``.
+    Each line is one accepted command, a JSON array with a fixed field order::
 
-        {"n":7,"op":"submit","symbol":"BTC-USDT","side":"buy","order_type":"limit",
-         "timestamp":1732467092123456789,"quantity":100,"price":3000000,
-         "client_order_id":null,"order_id":7,"trade_ids":[3,4],"sequence":5,
-         "prev":"<32 hex>","hash":"<32 hex>"}
-        {"n":8,"op":"cancel","symbol":"BTC-USDT","timestamp":...,"order_id":7,
-         "sequence":6,"prev":"...","hash":"..."}
+        [7,"s","BTC-USDT","buy","limit",1732467092123456789,100,3000000,null,7,[3,4],5,"<prev>","<hash>"]
+        [8,"c","BTC-USDT",1732467092123999999,7,6,"<prev>","<hash>"]
 
+    submit: ``[n, "s", symbol, side, order_type, timestamp, quantity, price,
+    client_order_id, order_id, [trade ids], sequence, prev, hash]``;
+    cancel: ``[n, "c", symbol, timestamp, order_id, sequence, prev, hash]``.
     ``n`` counts records from 1 over the data dir's lifetime, without gaps.
-    ``hash`` is the first 128 bits (hex) of SHA-256 over the line's bytes up
-    to, not including, ``,"hash":`` -- so it covers ``prev`` -- and ``prev``
-    is the previous record's ``hash`` (``GENESIS``, 32 zeros, for record 1).
-    The ``hash`` is the line's checksum; ``prev`` chains it to everything
-    before. Lines are pure ASCII (``client_order_id`` is JSON-escaped).
+    ``hash`` is BLAKE2b-128 (32 hex digits; ``b2sum -l 128``) over the line's
+    bytes up to and including the closing quote of ``prev`` -- everything but
+    ``,"<hash>"]`` -- and ``prev`` is the previous record's ``hash``
+    (``GENESIS``, 32 zeros, for record 1). The ``hash`` is the line's checksum;
+    ``prev`` chains it to everything before. Lines are pure ASCII
+    (``client_order_id`` is JSON-escaped).
+
+    Segments of another format version (v1: ``journal-<12 digits>.jsonl``,
+    JSON objects with SHA-256) are recognised by name and refused with
+    ``UnsupportedFormat``; this version does not read them.
 
 Invariants checked by ``JournalReader``
     * segment names are contiguous: each starts at the record after the last
@@ -25,10 +29,20 @@ Invariants checked by ``JournalReader``
       equals the previous line's ``hash`` and its ``hash`` matches its bytes;
     * only the very last line of the last segment may fail these checks (a
       torn write: the process or machine died while appending), and only if
-      it could be one record (at most one ``{"n":`` and one ``"hash"``). It is
-      dropped -- truncated away when ``repair_tail`` is set -- and reported.
-      A failure anywhere else raises ``CorruptJournal`` naming the file, the
-      byte offset and the record number.
+      it could be one record (at most one line start ``[<digits>,"`` and one
+      ``hash``). It is dropped -- truncated away when ``repair_tail`` is set --
+      and reported. A failure anywhere else raises ``CorruptJournal`` naming
+      the file, the byte offset and the record number.
+
+Where the work happens (the writer's hot path)
+    ``Store.log_*`` only appends the engine's result object to a list under
+    the store's mutex. The group-commit leader, outside every lock but the
+    commit itself, turns the whole batch into bytes with ``encode`` -- one
+    ``%``-format from a cached per-(symbol, side, type) template and one
+    BLAKE2b per record -- and writes it with one ``write()``. The results are
+    safe to read later: the fields journaled (the order's id, symbol, side,
+    type, price, quantity, time and client id, the taker's trade ids, the
+    sequence) never change after the command.
 
 This module does IO only in ``JournalReader`` and ``truncate``; encoding and
 replay are pure functions.
@@ -36,114 +50,165 @@ replay are pure functions.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
 from collections.abc import Iterator
+from hashlib import blake2b
 from json.encoder import encode_basestring_ascii
+from typing import Literal
 
 import msgspec
 
 from engine.events import CancelResult, SubmitResult
-from engine.order import OrderType, Side
-from storage.errors import CorruptJournal, ReplayMismatch
+from engine.order import MARKET, OrderType, Side
+from storage.errors import CorruptJournal, ReplayMismatch, UnsupportedFormat
 
 log = logging.getLogger(__name__)
 
+FORMAT_VERSION = 2
 GENESIS = b"0" * 32
-SEGMENT_RE = re.compile(r"journal-(\d{12})\.jsonl")
-# ',"hash":"' + 32 hex + '"}' : the fixed-width end of every line (without "\n").
-_HASH_TAIL = 43
-# '"' + ',"hash":"' + 32 hex + '"}' : prev's 32 hex end 44 bytes before the line's end.
-_PREV_END = 44
-_PREV_KEY = b',"prev":"'
-_HASH_KEY = b',"hash":"'
+SEGMENT_RE = re.compile(r"journal-v2-(\d{12})\.jsonl")
+# any journal segment name, of any format version (v1 had no version tag)
+_ANY_SEGMENT_RE = re.compile(r"journal-(?:v(\d+)-)?(\d{12})\.jsonl")
+# ',"' + 32 hex + '"]' : the fixed-width end of every line (without "\n").
+_HASH_TAIL = 36
+# '"' + ',"' + 32 hex + '"]' : prev's 32 hex end 37 bytes before the line's end.
+_PREV_END = 37
+_PREV_OPEN = b',"'  # before prev's 32 hex
+_HASH_OPEN = b',"'  # before hash's 32 hex
 
 
 def segment_name(first_n: int) -> str:
-    return f"journal-{first_n:012d}.jsonl"
+    return f"journal-v{FORMAT_VERSION}-{first_n:012d}.jsonl"
 
 
 def list_segments(data_dir: str) -> list[tuple[int, str]]:
-    """``(first record number, path)`` of every segment, in order. O(files)."""
+    """``(first record number, path)`` of every segment, in order. O(files).
+
+    Raises:
+        UnsupportedFormat: the data dir holds segments of another format
+        version (this version reads only its own; see the module docstring).
+    """
     found = []
     for name in os.listdir(data_dir):
-        m = SEGMENT_RE.fullmatch(name)
-        if m:
-            found.append((int(m.group(1)), os.path.join(data_dir, name)))
+        m = _ANY_SEGMENT_RE.fullmatch(name)
+        if m is None:
+            continue
+        if m.group(1) != str(FORMAT_VERSION):
+            version = m.group(1) or "1"
+            raise UnsupportedFormat(
+                f"{os.path.join(data_dir, name)}: a journal segment of format v{version}; this version "
+                f"reads only format v{FORMAT_VERSION} (journal-v{FORMAT_VERSION}-*.jsonl). Older formats are "
+                f"not readable: start with an empty data dir"
+            )
+        found.append((int(m.group(2)), os.path.join(data_dir, name)))
     found.sort()
     return found
 
 
-# -- encoding (the writer's hot path) --------------------------------------------------
-# Records are formatted with bytes %-formatting from a cached per-(symbol, side,
-# type) prefix: measured fastest of %-format, f-strings, json and msgspec for
-# this shape (the writer runs under the symbol lock on every order).
-_submit_prefixes: dict = {}
-_cancel_prefixes: dict = {}
+# -- encoding (the group-commit leader's hot path) -------------------------------------
+# Measured per record (see Documentation/DURABILITY.md): one bytes %-format from a
+# cached template beats building a tuple for msgspec and then slicing its output;
+# BLAKE2b-128 is a little cheaper than SHA-256 truncated to 128 bits in CPython.
+_submit_templates: dict = {}
+_cancel_templates: dict = {}
 
 
-def submit_fields(result: SubmitResult) -> bytes:
-    """A submit record's bytes after ``n`` up to the opening quote of ``prev``'s
-    value. O(trades). Pure formatting (called under the symbol's lock)."""
-    order = result.order
+def _submit_template(order) -> bytes:
     key = (order.symbol, order.side, order.order_type)
-    prefix = _submit_prefixes.get(key)
-    if prefix is None:
-        prefix = _submit_prefixes[key] = b',"op":"submit","symbol":%b,"side":"%b","order_type":"%b"' % (
-            encode_basestring_ascii(order.symbol).encode(),
-            order.side.value.encode(),
-            order.order_type.value.encode(),
-        )
-    trades = result.trades
-    coid = order.client_order_id
-    price = order.price
-    return (
-        b'%b,"timestamp":%d,"quantity":%d,"price":%b,"client_order_id":%b,"order_id":%d,"trade_ids":[%b],"sequence":%d,"prev":"'
-        % (  # noqa: E501
-            prefix,
-            order.timestamp,
-            order.quantity,
-            b"null" if price is None else b"%d" % price,
-            b"null" if coid is None else encode_basestring_ascii(coid).encode(),
-            order.order_id,
-            b",".join([b"%d" % t.trade_id for t in trades]) if trades else b"",
-            result.sequence,
-        )
+    head = b'[%%d,"s",%b,"%b","%b",%%d,%%d,' % (
+        encode_basestring_ascii(order.symbol).encode(),
+        order.side.value.encode(),
+        order.order_type.value.encode(),
     )
+    # market orders have no price: the template says null, so the hot path
+    # formats an int price with %d for every other type
+    price = b"null," if order.order_type is MARKET else b"%d,"
+    template = _submit_templates[key] = head + price + b'%b,%d,[%b],%d,"%b"'
+    return template
 
 
-def cancel_fields(result: CancelResult) -> bytes:
-    """A cancel record's bytes after ``n`` up to ``prev``'s opening quote. O(1)."""
-    order = result.order
-    prefix = _cancel_prefixes.get(order.symbol)
-    if prefix is None:
-        prefix = _cancel_prefixes[order.symbol] = b',"op":"cancel","symbol":%b' % (
-            encode_basestring_ascii(order.symbol).encode()
-        )
-    return b'%b,"timestamp":%d,"order_id":%d,"sequence":%d,"prev":"' % (
-        prefix,
-        result.timestamp,
-        order.order_id,
-        result.sequence,
+def _cancel_template(symbol: str) -> bytes:
+    template = _cancel_templates[symbol] = b'[%%d,"c",%b,%%d,%%d,%%d,"%%b"' % (
+        encode_basestring_ascii(symbol).encode()
     )
+    return template
+
+
+def encode(results: list, n: int, prev: bytes) -> tuple[list[bytes], bytes]:
+    """The lines of records ``n + 1 ...`` for ``results`` (``SubmitResult`` /
+    ``CancelResult``, in record order) chained after hash ``prev``:
+    ``(pieces to join, the last record's hash)``. O(records + trades).
+
+    Pure; run by the group-commit leader outside the symbol locks."""
+    out: list[bytes] = []
+    append = out.append
+    submit_templates = _submit_templates
+    cancel_templates = _cancel_templates
+    submit_type = SubmitResult
+    for result in results:
+        n += 1
+        order = result.order
+        if type(result) is submit_type:
+            template = submit_templates.get((order.symbol, order.side, order.order_type)) or _submit_template(
+                order
+            )
+            trades = result.trades
+            coid = order.client_order_id
+            price = order.price
+            if price is None:
+                content = template % (
+                    n,
+                    order.timestamp,
+                    order.quantity,
+                    b"null" if coid is None else encode_basestring_ascii(coid).encode(),
+                    order.order_id,
+                    b",".join([b"%d" % t.trade_id for t in trades]) if trades else b"",
+                    result.sequence,
+                    prev,
+                )
+            else:
+                content = template % (
+                    n,
+                    order.timestamp,
+                    order.quantity,
+                    price,
+                    b"null" if coid is None else encode_basestring_ascii(coid).encode(),
+                    order.order_id,
+                    b",".join([b"%d" % t.trade_id for t in trades]) if trades else b"",
+                    result.sequence,
+                    prev,
+                )
+        else:
+            template = cancel_templates.get(order.symbol) or _cancel_template(order.symbol)
+            content = template % (n, result.timestamp, order.order_id, result.sequence, prev)
+        prev = blake2b(content, digest_size=16).hexdigest().encode()
+        append(content)
+        append(b',"%b"]\n' % prev)
+    return out, prev
+
+
+def line_hash(content: bytes) -> bytes:
+    """The ``hash`` of a line whose bytes before ``,"<hash>"]`` are ``content``."""
+    return blake2b(content, digest_size=16).hexdigest().encode()
 
 
 def chain_line(n: int, fields: bytes, prev: bytes) -> tuple[bytes, bytes]:
-    """``(line with its "\\n", its hash)`` for record ``n`` after ``prev``. O(len).
-
-    ``Store.log_*`` inline the same three steps (it is their hot path)."""
-    content = b'{"n":%d%b%b"' % (n, fields, prev)
-    digest = hashlib.sha256(content).hexdigest()[:32].encode()
-    return b'%b,"hash":"%b"}\n' % (content, digest), digest
+    """``(line with its "\\n", its hash)`` for record ``n`` whose fields between
+    ``n`` and ``prev`` are ``fields`` (e.g. ``b'"c","BTC-USDT",1,2,3'``). O(len).
+    For tests and tools; the writer uses ``encode``."""
+    content = b'[%d,%b,"%b"' % (n, fields, prev)
+    digest = line_hash(content)
+    return b'%b,"%b"]\n' % (content, digest), digest
 
 
 # -- decoding and replay ------------------------------------------------------------------
-class SubmitRecord(msgspec.Struct, tag_field="op", tag="submit", gc=False):
-    """A decoded submit line (``prev``/``hash`` are checked by the reader, not kept)."""
+class SubmitRecord(msgspec.Struct, array_like=True, gc=False):
+    """A decoded submit line (``prev``/``hash`` are checked by the reader)."""
 
     n: int
+    op: Literal["s"]
     symbol: str
     side: Side
     order_type: OrderType
@@ -154,21 +219,40 @@ class SubmitRecord(msgspec.Struct, tag_field="op", tag="submit", gc=False):
     order_id: int
     trade_ids: list[int]
     sequence: int
+    prev: str
+    hash: str
 
 
-class CancelRecord(msgspec.Struct, tag_field="op", tag="cancel", gc=False):
+class CancelRecord(msgspec.Struct, array_like=True, gc=False):
     """A decoded cancel line."""
 
     n: int
+    op: Literal["c"]
     symbol: str
     timestamp: int
     order_id: int
     sequence: int
+    prev: str
+    hash: str
 
 
-# msgspec decodes a line ~6x faster than json.loads (0.7 vs 4 us), which is
-# most of the replay budget of a 1M-record restart; it also type-checks.
-_decoder = msgspec.json.Decoder(SubmitRecord | CancelRecord)
+# msgspec decodes (and type-checks) a line in well under a microsecond, a
+# small part of the replay budget of a 1M-record restart.
+_submit_decoder = msgspec.json.Decoder(SubmitRecord)
+_cancel_decoder = msgspec.json.Decoder(CancelRecord)
+
+
+SUBMIT_FIELDS = tuple(SubmitRecord.__struct_fields__)
+CANCEL_FIELDS = tuple(CancelRecord.__struct_fields__)
+
+
+def as_dict(row: list) -> dict:
+    """A record parsed with any JSON parser (a list) -> ``{field name: value}``,
+    names as in ``SUBMIT_FIELDS`` / ``CANCEL_FIELDS``."""
+    names = SUBMIT_FIELDS if row[1] == "s" else CANCEL_FIELDS
+    if len(row) != len(names):
+        raise ValueError(f"a {row[1]!r} record has {len(names)} fields, not {len(row)}")
+    return dict(zip(names, row, strict=True))
 
 
 def decode(line: bytes) -> SubmitRecord | CancelRecord:
@@ -179,8 +263,10 @@ def decode(line: bytes) -> SubmitRecord | CancelRecord:
         writer bug or a format from another version).
     """
     try:
-        return _decoder.decode(line)
-    except msgspec.DecodeError as exc:
+        # the op code follows n: '[<n>,"s",' or '[<n>,"c",'
+        op = line[line.index(b",") + 2 : line.index(b",") + 3]
+        return (_cancel_decoder if op == b"c" else _submit_decoder).decode(line)
+    except (msgspec.DecodeError, ValueError) as exc:
         raise ReplayMismatch(f"not a valid journal record: {exc}: {line[:200]!r}") from None
 
 
@@ -254,24 +340,29 @@ class TornTail:
 
 def _bad_line(line: bytes, n: int, prev: bytes) -> str | None:
     """Why ``line`` (without ``\\n``) is not record ``n`` after ``prev``, or None."""
-    if len(line) < 100 or line[-_HASH_TAIL : -_HASH_TAIL + 9] != _HASH_KEY or line[-2:] != b'"}':
+    if len(line) < 80 or line[-_HASH_TAIL : -_HASH_TAIL + 2] != _HASH_OPEN or line[-2:] != b'"]':
         return "not a journal record (malformed line)"
-    if hashlib.sha256(line[:-_HASH_TAIL]).hexdigest()[:32].encode() != line[-34:-2]:
+    if line_hash(line[:-_HASH_TAIL]) != line[-34:-2]:
         return "checksum mismatch (the line's bytes do not match its hash)"
-    if not line.startswith(b'{"n":%d,' % n):
+    if not line.startswith(b"[%d," % n):
         return f"out of order (expected record {n})"
-    if line[-_PREV_END - 32 - 9 : -_PREV_END - 32] != _PREV_KEY:
+    if line[-_PREV_END - 34 : -_PREV_END - 32] != _PREV_OPEN or line[-_PREV_END : 1 - _PREV_END] != b'"':
         return "malformed prev field"
     if line[-_PREV_END - 32 : -_PREV_END] != prev:
         return "broken chain (prev does not match the previous record's hash)"
     return None
 
 
+# inside a JSON string a quote is escaped, so these only match record syntax
+_RECORD_START = re.compile(rb'\[\d+,"[sc]"')
+_RECORD_END = re.compile(rb'[0-9a-f]{32}"\]')
+
+
 def _one_record(line: bytes) -> bool:
     """Could ``line`` be one torn record? A crash leaves a prefix of the last
     write (or a zero-filled page); a lost newline between two records, or
     garbage spanning several, is damage."""
-    return line.count(b'{"n":') <= 1 and line.count(_HASH_KEY) <= 1
+    return len(_RECORD_START.findall(line)) <= 1 and len(_RECORD_END.findall(line)) <= 1
 
 
 class JournalReader:
@@ -322,7 +413,7 @@ class JournalReader:
             prev = self.first_prev
             if prev is not None:
                 self.last_hash = prev
-        sha256 = hashlib.sha256
+        hash_ = blake2b
         watch = self.watch
         hashes = self.hashes
         for index, (first, path) in enumerate(segments):
@@ -351,10 +442,10 @@ class JournalReader:
                 content = line[:-_HASH_TAIL]
                 digest = line[-34:-2]
                 if (
-                    sha256(content).hexdigest()[:32].encode() != digest
+                    hash_(content, digest_size=16).hexdigest().encode() != digest
                     or line[-_PREV_END - 32 : -_PREV_END] != prev
-                    or not line.startswith(b'{"n":%d,' % n)
-                    or line[-_HASH_TAIL : -_HASH_TAIL + 9] != _HASH_KEY
+                    or not line.startswith(b"[%d," % n)
+                    or line[-_HASH_TAIL : -_HASH_TAIL + 2] != _HASH_OPEN
                 ):
                     reason = _bad_line(line, n, prev) or "malformed line"
                     if is_last_segment and i == count - 1 and not tail and _one_record(line):

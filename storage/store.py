@@ -55,7 +55,6 @@ import sys
 import threading
 import time
 from decimal import Decimal
-from hashlib import sha256
 
 from storage.errors import (
     ConfigMismatch,
@@ -70,11 +69,10 @@ from storage.journal import (
     GENESIS,
     JournalReader,
     apply_record,
-    cancel_fields,
     decode,
+    encode,
     list_segments,
     segment_name,
-    submit_fields,
 )
 from storage.snapshot import (
     atomic_write,
@@ -94,12 +92,15 @@ LOCK_FILE = "LOCK"
 
 
 class _Roll:
-    """Buffer marker: the records after this one go to a new segment."""
+    """Buffer marker: the records after this one go to a new segment.
+    ``prev_hash`` is set by the leader that crosses it: the hash of record
+    ``first_n - 1`` (what the snapshot taken there records)."""
 
-    __slots__ = ("first_n",)
+    __slots__ = ("first_n", "prev_hash")
 
     def __init__(self, first_n: int) -> None:
         self.first_n = first_n
+        self.prev_hash: bytes | None = None
 
 
 def _sleep0() -> None:
@@ -144,9 +145,9 @@ class Store:
         self._tpool = _green_pool()
         self._mu = threading.Lock()
         self._cond = threading.Condition(self._mu)
-        self._pending: list = []  # encoded lines (bytes) and _Roll markers, in record order
+        self._pending: list = []  # engine results to journal and _Roll markers, in record order
         self._last_n = 0  # the last record number handed out
-        self._last_hash = GENESIS
+        self._last_hash = GENESIS  # the hash of the last record encoded (owned by the leader)
         self._durable_n = 0  # every record <= this is durable per policy
         self._flushing = False  # a leader is doing IO
         self._error: BaseException | None = None
@@ -360,34 +361,26 @@ class Store:
 
     # -- the write path ----------------------------------------------------------------------
     def log_submit(self, result) -> int:
-        """Journal a submit's ``SubmitResult`` in memory; return its ticket.
+        """Journal a submit's ``SubmitResult``; return its ticket (record number).
 
         Call while holding ``engine.lock(symbol)`` so that the journal's order
-        is the book's order. No IO. Runtime complexity: O(trades).
+        is the book's order. Only appends ``result`` to the pending list: the
+        group-commit leader encodes and hashes it (``storage.journal.encode``)
+        before writing. The fields journaled never change after the command.
+        No IO. O(1).
         """
-        fields = submit_fields(result)
-        # chain_line() inlined: this runs once per order under the symbol lock
         with self._mu:
-            n = self._last_n + 1
-            content = b'{"n":%d%b%b"' % (n, fields, self._last_hash)
-            digest = sha256(content).hexdigest()[:32].encode()
-            self._pending.append(b'%b,"hash":"%b"}\n' % (content, digest))
-            self._last_n = n
-            self._last_hash = digest
+            self._pending.append(result)
+            n = self._last_n = self._last_n + 1
         return n
 
     def log_cancel(self, result) -> int:
-        """Journal a ``CancelResult`` in memory (with its ``timestamp``, which
-        replay passes to ``engine.cancel``); return its ticket. Same rules as
+        """Journal a ``CancelResult`` (with its ``timestamp``, which replay
+        passes to ``engine.cancel``); return its ticket. Same rules as
         ``log_submit``. O(1)."""
-        fields = cancel_fields(result)
         with self._mu:
-            n = self._last_n + 1
-            content = b'{"n":%d%b%b"' % (n, fields, self._last_hash)
-            digest = sha256(content).hexdigest()[:32].encode()
-            self._pending.append(b'%b,"hash":"%b"}\n' % (content, digest))
-            self._last_n = n
-            self._last_hash = digest
+            self._pending.append(result)
+            n = self._last_n = self._last_n + 1
         return n
 
     def wait(self, ticket: int) -> None:
@@ -435,8 +428,8 @@ class Store:
                 cond.notify_all()
 
     def _flush(self, force: bool) -> None:
-        """The leader's IO: write the buffer (rolling segments at markers),
-        fsync per policy, then advance ``_durable_n``."""
+        """The leader's work: encode and hash the buffer, write it (rolling
+        segments at markers), fsync per policy, then advance ``_durable_n``."""
         with self._mu:
             batch = self._pending
             self._pending = []
@@ -444,42 +437,54 @@ class Store:
         try:
             policy = self.fsync
             counters = self._counters
-            chunk = []
+            n = self._durable_n
+            prev = self._last_hash
+            run: list = []  # results since the last marker
             for item in batch:
-                if type(item) is bytes:
-                    if policy == "always":
-                        self._write(item)
-                        self._sync(self._fd)
-                        counters["fsyncs"] += 1
-                    else:
-                        chunk.append(item)
-                else:
-                    self._write_chunk(chunk)
-                    chunk = []
-                    self._roll(item.first_n)
-            self._write_chunk(chunk)
+                if type(item) is not _Roll:
+                    run.append(item)
+                    continue
+                n, prev = self._write_run(run, n, prev, policy)
+                run = []
+                item.prev_hash = prev
+                self._roll(item.first_n)
+            n, prev = self._write_run(run, n, prev, policy)
             if (policy == "batch" and batch) or force:
                 self._sync(self._fd)
                 counters["fsyncs"] += 1
             counters["batches"] += 1
             counters["records"] += upto - self._durable_n
-        except OSError as exc:
+        except Exception as exc:
             self._error = exc
             log.critical(
                 "storage: writing the journal %s failed: %s; the store is failed", self._segment, exc
             )
             raise JournalWriteError(f"{self._segment}: write failed: {exc}") from exc
+        self._last_hash = prev
         self._durable_n = upto
+
+    def _write_run(self, run: list, n: int, prev: bytes, policy: str) -> tuple[int, bytes]:
+        """Encode ``run`` as records ``n + 1 ...`` after ``prev`` and write it:
+        one ``write()``, or under ``always`` one write and fsync per record."""
+        if not run:
+            return n, prev
+        if policy == "always":
+            for result in run:
+                pieces, prev = encode([result], n, prev)
+                n += 1
+                self._write(b"".join(pieces))
+                self._sync(self._fd)
+                self._counters["fsyncs"] += 1
+            return n, prev
+        pieces, prev = encode(run, n, prev)
+        self._write(b"".join(pieces))
+        return n + len(run), prev
 
     def _sync(self, fd: int) -> None:
         if self._tpool is None:
             os.fsync(fd)
         else:
             self._tpool.execute(os.fsync, fd)
-
-    def _write_chunk(self, chunk: list) -> None:
-        if chunk:
-            self._write(chunk[0] if len(chunk) == 1 else b"".join(chunk))
 
     def _write(self, data: bytes) -> None:
         self._counters["bytes"] += len(data)
@@ -533,16 +538,19 @@ class Store:
                 lock.acquire()
             try:
                 with self._mu:
-                    n, last_hash = self._last_n, self._last_hash
+                    n = self._last_n
                 if n == self._snap_n:
                     return None
                 state = engine.snapshot()
+                roll = _Roll(n + 1)
                 with self._mu:
-                    self._pending.append(_Roll(n + 1))
+                    self._pending.append(roll)
             finally:
                 for lock in reversed(locks):
                     lock.release()
             self._lead(n, True)  # writes records <= n, fsyncs and closes their segment
+            last_hash = roll.prev_hash
+            assert last_hash is not None  # the flush above crossed the marker
             try:
                 path = write_snapshot(self.data_dir, n, last_hash, self._symbols, state, sync=self._sync)
             except OSError as exc:
@@ -620,8 +628,8 @@ class Store:
             assert 0 <= self._durable_n <= self._last_n
             assert self._snap_n <= self._last_n
             if not self._flushing:
-                lines = [item for item in self._pending if type(item) is bytes]
-                assert len(lines) == self._last_n - self._durable_n
+                records = [item for item in self._pending if type(item) is not _Roll]
+                assert len(records) == self._last_n - self._durable_n
             assert len(self._last_hash) == 32
 
 

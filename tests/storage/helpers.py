@@ -3,7 +3,6 @@ driver that journals it the way the service does, and journal surgery."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -12,7 +11,15 @@ from engine.errors import EngineError
 from engine.matcher import MatchingEngine
 from engine.order import BUY, FOK, IOC, LIMIT, MARKET, SELL
 from storage import Store
-from storage.journal import list_segments
+from storage.journal import line_hash, list_segments
+
+
+def chain_line_raw(head: bytes, prev: bytes) -> tuple[bytes, bytes]:
+    """The line ``head,"prev","hash"]`` (``head`` = ``[n,...`` up to the last
+    field before ``prev``) and its hash."""
+    content = b'%b,"%b"' % (head, prev)
+    digest = line_hash(content)
+    return b'%b,"%b"]\n' % (content, digest), digest
 
 SYMBOLS = ("BTC-USDT", "ETH-USDT")
 TYPES = (LIMIT, LIMIT, LIMIT, LIMIT, MARKET, IOC, FOK)
@@ -107,11 +114,9 @@ def rewrite_chain(path, lines: list[bytes], prev: bytes = b"0" * 32) -> None:
     out = []
     for line in lines:
         record = line.rstrip(b"\n")
-        head = record[: record.rindex(b',"prev":"')]
-        content = b'%b,"prev":"%b"' % (head, prev)
-        digest = hashlib.sha256(content).hexdigest()[:32].encode()
-        out.append(b'%b,"hash":"%b"}\n' % (content, digest))
-        prev = digest
+        head = record[: record.rindex(b',"', 0, record.rindex(b',"'))]  # without ,"prev","hash"]
+        line, prev = chain_line_raw(head, prev)
+        out.append(line)
     with open(path, "wb") as f:
         f.write(b"".join(out))
 

@@ -30,6 +30,7 @@ import pytest
 from api import formatting
 from engine.matcher import MatchingEngine
 from engine.order import OrderType, Side
+from storage.journal import as_dict
 from storage.verify import verify
 from tests.serverproc import ServerProcess
 
@@ -102,7 +103,7 @@ def _journal(data_dir: str) -> list[dict]:
     for name in sorted(os.listdir(data_dir)):
         if name.startswith("journal-") and name.endswith(".jsonl"):
             with open(os.path.join(data_dir, name), encoding="ascii") as f:
-                records.extend(json.loads(line) for line in f)
+                records.extend(as_dict(json.loads(line)) for line in f)
     assert [r["n"] for r in records] == list(range(1, len(records) + 1))
     return records
 
@@ -111,7 +112,7 @@ def _replay(records: list[dict]):
     engine = MatchingEngine()
     submits = {}
     for r in records:
-        if r["op"] == "submit":
+        if r["op"] == "s":
             result = engine.submit(
                 r["symbol"],
                 Side(r["side"]),
@@ -160,8 +161,8 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path, seed):
     server = ServerProcess(data_dir).start()  # recovery happens here
     try:
         records = _journal(data_dir)
-        by_order = {r["order_id"]: r for r in records if r["op"] == "submit"}
-        cancels = {r["order_id"] for r in records if r["op"] == "cancel"}
+        by_order = {r["order_id"]: r for r in records if r["op"] == "s"}
+        cancels = {r["order_id"] for r in records if r["op"] == "c"}
         engine, reports = _replay(records)
 
         for ack in acked_orders:

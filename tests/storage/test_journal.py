@@ -2,49 +2,82 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 
 from engine.order import BUY, LIMIT, SELL
 from storage import CorruptJournal, ReplayMismatch
-from storage.journal import GENESIS, JournalReader, decode
+from storage.journal import GENESIS, JournalReader, as_dict, decode
 
 from .helpers import build, commands, fresh, lines_of, rewrite_chain, run, segments, state
 
 
-def test_every_line_is_a_json_record_with_the_documented_fields(tmp_path):
+def _records(path) -> list[dict]:
+    return [as_dict(json.loads(line)) for line in lines_of(path)]
+
+
+def test_every_line_is_a_json_array_with_the_documented_fields(tmp_path):
     engine, store = build(tmp_path, count=80)
     store.close(engine)
-    lines = lines_of(segments(tmp_path)[0])
+    path = segments(tmp_path)[0]
+    assert os.path.basename(path) == "journal-v2-000000000001.jsonl"
+    lines = lines_of(path)
     assert lines and all(line.endswith(b"\n") for line in lines)
     ops = set()
     for n, line in enumerate(lines, 1):
         line.decode("ascii")  # pure ASCII: client ids are JSON-escaped
-        record = json.loads(line)
-        ops.add(record["op"])
-        assert record["n"] == n
-        common = ["n", "op", "symbol", "timestamp"]
-        if record["op"] == "submit":
-            keys = common[:3] + [
-                "side",
-                "order_type",
-                "timestamp",
-                "quantity",
-                "price",
-                "client_order_id",
-                "order_id",
-                "trade_ids",
-                "sequence",
-                "prev",
-                "hash",
-            ]
+        row = json.loads(line)
+        assert type(row) is list
+        ops.add(row[1])
+        assert row[0] == n
+        if row[1] == "s":
+            assert len(row) == 14
+            _n, _op, symbol, side, order_type, ts, qty, price, coid, oid, trade_ids, seq, prev, digest = row
+            assert side in ("buy", "sell") and order_type in ("limit", "market", "ioc", "fok")
+            assert (price is None) == (order_type == "market")
+            assert coid is None or isinstance(coid, str)
+            assert isinstance(trade_ids, list) and all(isinstance(t, int) for t in trade_ids)
         else:
-            keys = common + ["order_id", "sequence", "prev", "hash"]
-        assert list(record) == keys
-    assert ops == {"submit", "cancel"}
+            assert len(row) == 8
+            _n, _op, symbol, ts, oid, seq, prev, digest = row
+        assert symbol in ("BTC-USDT", "ETH-USDT")
+        assert all(isinstance(v, int) for v in (ts, oid, seq))
+        assert len(prev) == len(digest) == 32
+    assert ops == {"s", "c"}
+
+
+def test_the_hash_is_blake2b_128_of_the_line_up_to_prev(tmp_path):
+    # what Documentation/DURABILITY.md tells a user to check by hand
+    engine, store = build(tmp_path, count=20)
+    store.close(engine)
+    prev = GENESIS
+    for line in lines_of(segments(tmp_path)[0]):
+        line = line.rstrip(b"\n")
+        content = line[: line.rindex(b',"')]
+        assert hashlib.blake2b(content, digest_size=16).hexdigest().encode() == line[-34:-2]
+        assert content.endswith(b',"%b"' % prev)
+        prev = line[-34:-2]
+
+
+def test_the_hand_check_with_b2sum_works(tmp_path):
+    if shutil.which("b2sum") is None:
+        pytest.skip("no b2sum")
+    engine, store = build(tmp_path, count=10)
+    store.close(engine)
+    path = segments(tmp_path)[0]
+    line = lines_of(path)[6].rstrip(b"\n").decode()
+    out = subprocess.run(
+        ["bash", "-c", 'line=$(sed -n 7p "$1"); printf \'%s\' "${line%,\\"*}" | b2sum -l 128 | cut -c1-32', "-", path],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert out == line[-34:-2]
 
 
 def test_submit_record_holds_what_exact_replay_needs(tmp_path):
@@ -52,25 +85,47 @@ def test_submit_record_holds_what_exact_replay_needs(tmp_path):
     with engine.lock("BTC-USDT"):
         store.wait(store.log_submit(engine.submit("BTC-USDT", SELL, LIMIT, 5, 101, "maker")))
     with engine.lock("BTC-USDT"):
-        result = engine.submit("BTC-USDT", BUY, LIMIT, 7, 102, 'taker "\u00e9"')
+        result = engine.submit("BTC-USDT", BUY, LIMIT, 7, 102, 'taker "\u00e9"]')
         store.wait(store.log_submit(result))
     with engine.lock("BTC-USDT"):
         cancel = engine.cancel(result.order.order_id)
         store.wait(store.log_cancel(cancel))
-    first, second, third = (json.loads(line) for line in lines_of(segments(tmp_path)[0]))
-    assert second["client_order_id"] == 'taker "\u00e9"'
+    first, second, third = _records(segments(tmp_path)[0])
+    assert second["client_order_id"] == 'taker "\u00e9"]'
     assert second["timestamp"] == result.order.timestamp
     assert second["order_id"] == result.order.order_id
     assert second["trade_ids"] == [t.trade_id for t in result.trades] == [1]
     assert (second["quantity"], second["price"], second["sequence"]) == (7, 102, result.sequence)
-    assert third["op"] == "cancel" and third["timestamp"] == cancel.timestamp
-    assert third["sequence"] == cancel.sequence
+    assert (second["symbol"], second["side"], second["order_type"]) == ("BTC-USDT", "buy", "limit")
+    assert third["op"] == "c" and third["timestamp"] == cancel.timestamp
+    assert third["sequence"] == cancel.sequence and third["order_id"] == result.order.order_id
     assert (
         first["prev"] == GENESIS.decode()
         and second["prev"] == first["hash"]
         and third["prev"] == second["hash"]
     )
     store.close(engine)
+
+
+def test_a_market_order_has_a_null_price(tmp_path):
+    from engine.order import MARKET
+
+    engine, store, _ = fresh(tmp_path)
+    with engine.lock("BTC-USDT"):
+        store.wait(store.log_submit(engine.submit("BTC-USDT", SELL, LIMIT, 5, 101)))
+    with engine.lock("BTC-USDT"):
+        store.wait(store.log_submit(engine.submit("BTC-USDT", BUY, MARKET, 2)))
+    first, second = _records(segments(tmp_path)[0])
+    assert second["price"] is None and second["order_type"] == "market" and second["trade_ids"] == [1]
+    store.abandon()
+
+
+def test_a_journal_of_another_format_version_is_refused(tmp_path):
+    from storage import UnsupportedFormat
+
+    (tmp_path / "journal-000000000001.jsonl").write_bytes(b'{"n":1,"op":"submit"}\n')
+    with pytest.raises(UnsupportedFormat, match="format v1"):
+        fresh(tmp_path)
 
 
 def test_round_trip_restores_the_exact_state(tmp_path):
@@ -89,8 +144,7 @@ def test_chain_links_every_record_to_the_one_before(tmp_path):
     engine, store = build(tmp_path, count=50)
     store.close(engine)
     prev = GENESIS.decode()
-    for line in lines_of(segments(tmp_path)[0]):
-        record = json.loads(line)
+    for record in _records(segments(tmp_path)[0]):
         assert record["prev"] == prev
         prev = record["hash"]
     reader = JournalReader(str(tmp_path))
@@ -210,10 +264,11 @@ def test_a_rechained_but_altered_record_is_caught_by_replay(tmp_path):
     # Someone edits a record and recomputes every hash: the chain is valid,
     # but the engine does not reproduce the journaled result.
     src, lines, _ = _small_journal(tmp_path, count=30)
-    records = [json.loads(line) for line in lines]
-    target = next(r for r in records if r["op"] == "submit" and r["n"] > 3)
-    seq = b'"sequence":%d' % target["sequence"]
-    lines[target["n"] - 1] = lines[target["n"] - 1].replace(seq, b'"sequence":%d' % (target["sequence"] + 7))
+    records = [as_dict(json.loads(line)) for line in lines]
+    target = next(r for r in records if r["op"] == "s" and r["n"] > 3)
+    row = json.loads(lines[target["n"] - 1])
+    row[11] += 7  # the sequence
+    lines[target["n"] - 1] = json.dumps(row, separators=(",", ":")).encode() + b"\n"
     rewrite_chain(segments(src)[0], lines)
     with pytest.raises(ReplayMismatch, match=f"record {target['n']}"):
         fresh(src)
@@ -221,4 +276,6 @@ def test_a_rechained_but_altered_record_is_caught_by_replay(tmp_path):
 
 def test_decode_refuses_a_malformed_record():
     with pytest.raises(ReplayMismatch):
-        decode(b'{"n":"1","op":"submit"}')
+        decode(b'["1","s"]')
+    with pytest.raises(ReplayMismatch):
+        decode(b'{"n":1,"op":"submit"}')

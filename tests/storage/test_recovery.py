@@ -64,7 +64,7 @@ def test_every_acknowledged_record_survives_and_nothing_else(tmp_path):
 def test_a_fresh_data_dir_is_created(tmp_path):
     engine, store, summary = fresh(tmp_path / "new" / "dir")
     assert summary["last_record"] == 0 and summary["segments"] == 0
-    assert os.path.exists(tmp_path / "new" / "dir" / "journal-000000000001.jsonl")
+    assert os.path.exists(tmp_path / "new" / "dir" / "journal-v2-000000000001.jsonl")
     store.close(engine)
 
 

@@ -8,11 +8,16 @@ import os
 import pytest
 
 from storage import CorruptJournal, CorruptSnapshot
+from storage.journal import SEGMENT_RE, segment_name
 from storage.snapshot import list_snapshots, read_snapshot
 from storage.store import KEEP_SNAPSHOTS
 from storage.verify import verify
 
 from .helpers import build, commands, fresh, run, segments, state
+
+
+def _first(path) -> int:
+    return int(SEGMENT_RE.fullmatch(os.path.basename(path)).group(1))
 
 
 def _snapshots(path):
@@ -58,7 +63,7 @@ def test_each_snapshot_is_the_state_after_its_record(tmp_path):
         with open(segments(tmp_path)[0], "rb") as f:
             data = b"".join(f.read().splitlines(keepends=True)[: snap["n"]])
         rest = b"".join(open(p, "rb").read() for p in segments(tmp_path)[1:])
-        (work / "journal-000000000001.jsonl").write_bytes(
+        (work / segment_name(1)).write_bytes(
             b"".join((data + rest).splitlines(keepends=True)[: snap["n"]])
         )
         replayed, s, summary = fresh(work)
@@ -72,7 +77,7 @@ def test_snapshots_roll_the_journal_and_keep_the_newest(tmp_path):
     store.close(engine)
     snaps = list_snapshots(str(tmp_path))
     assert len(snaps) == KEEP_SNAPSHOTS
-    firsts = [int(os.path.basename(p)[8:20]) for p in segments(tmp_path)]
+    firsts = [_first(p) for p in segments(tmp_path)]
     assert firsts[0] == 1 and len(firsts) > KEEP_SNAPSHOTS  # segments are all kept
     for n, _ in snaps:  # every snapshot sits on a segment boundary
         assert n + 1 in firsts
@@ -157,7 +162,7 @@ def test_pruned_segments_are_anchored_by_a_snapshot(tmp_path):
     store.abandon()
     oldest = list_snapshots(str(tmp_path))[0][0]
     for path in segments(tmp_path):
-        if int(os.path.basename(path)[8:20]) <= oldest:
+        if _first(path) <= oldest:
             os.unlink(path)  # the documented pruning rule
     again, s, summary = fresh(tmp_path)
     assert state(again) == before
@@ -171,7 +176,7 @@ def test_pruned_segments_stay_usable_after_their_snapshot_is_rotated_away(tmp_pa
     engine, store = build(tmp_path, seed=24, count=300, snapshot_every=60)
     oldest = list_snapshots(str(tmp_path))[0][0]
     for path in segments(tmp_path):
-        if int(os.path.basename(path)[8:20]) <= oldest:
+        if _first(path) <= oldest:
             os.unlink(path)
     run(engine, store, commands(25, 400))
     before = state(engine)
@@ -191,7 +196,7 @@ def test_a_pruned_journal_behind_a_foreign_snapshot_stops_startup(tmp_path):
     other_store.abandon()
     oldest = list_snapshots(str(tmp_path / "a"))[0][0]
     for path in segments(tmp_path / "a"):
-        if int(os.path.basename(path)[8:20]) <= oldest:
+        if _first(path) <= oldest:
             os.unlink(path)
     for _n, path in list_snapshots(str(tmp_path / "a")):
         os.unlink(path)
