@@ -44,7 +44,9 @@ bench: $(VENV)/.dev  ## engine benchmark: shared workload, deep book, sweeps, me
 	$(PY) tests/bench_engine.py $(ARGS)
 
 bench-compare: $(VENV)/.dev  ## side by side with the shared yardstick engines
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash ../shared/bench/compare.sh $(CURDIR)/tests/bench_adapter.py
+	@# matching-engine needs Python 3.12; under pyenv, make every installed version visible
+	PYENV_VERSION=$$(pyenv versions --bare 2>/dev/null | paste -sd: -) \
+	  PATH=$(CURDIR)/$(VENV)/bin:$$PATH bash ../shared/bench/compare.sh $(CURDIR)/tests/bench_adapter.py
 
 load: $(VENV)/.dev  ## end-to-end load test against a server you started
 	$(PY) tests/advanced_load_test.py $(ARGS)
