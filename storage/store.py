@@ -470,14 +470,14 @@ class Store:
             return n, prev
         if policy == "always":
             for result in run:
-                pieces, prev = encode([result], n, prev)
+                data, prev = encode([result], n, prev)
                 n += 1
-                self._write(b"".join(pieces))
+                self._write(data)
                 self._sync(self._fd)
                 self._counters["fsyncs"] += 1
             return n, prev
-        pieces, prev = encode(run, n, prev)
-        self._write(b"".join(pieces))
+        data, prev = encode(run, n, prev)
+        self._write(data)
         return n + len(run), prev
 
     def _sync(self, fd: int) -> None:

@@ -11,15 +11,8 @@ from engine.errors import EngineError
 from engine.matcher import MatchingEngine
 from engine.order import BUY, FOK, IOC, LIMIT, MARKET, SELL
 from storage import Store
-from storage.journal import line_hash, list_segments
+from storage.journal import chain_line, list_segments
 
-
-def chain_line_raw(head: bytes, prev: bytes) -> tuple[bytes, bytes]:
-    """The line ``head,"prev","hash"]`` (``head`` = ``[n,...`` up to the last
-    field before ``prev``) and its hash."""
-    content = b'%b,"%b"' % (head, prev)
-    digest = line_hash(content)
-    return b'%b,"%b"]\n' % (content, digest), digest
 
 SYMBOLS = ("BTC-USDT", "ETH-USDT")
 TYPES = (LIMIT, LIMIT, LIMIT, LIMIT, MARKET, IOC, FOK)
@@ -114,8 +107,7 @@ def rewrite_chain(path, lines: list[bytes], prev: bytes = b"0" * 32) -> None:
     out = []
     for line in lines:
         record = line.rstrip(b"\n")
-        head = record[: record.rindex(b',"', 0, record.rindex(b',"'))]  # without ,"prev","hash"]
-        line, prev = chain_line_raw(head, prev)
+        line, prev = chain_line(record[1:-71], prev)  # the command, re-chained
         out.append(line)
     with open(path, "wb") as f:
         f.write(b"".join(out))

@@ -29,38 +29,40 @@ def test_every_line_is_a_json_array_with_the_documented_fields(tmp_path):
     lines = lines_of(path)
     assert lines and all(line.endswith(b"\n") for line in lines)
     ops = set()
+    coids = 0
     for n, line in enumerate(lines, 1):
-        line.decode("ascii")  # pure ASCII: client ids are JSON-escaped
-        row = json.loads(line)
-        assert type(row) is list
-        ops.add(row[1])
-        assert row[0] == n
-        if row[1] == "s":
-            assert len(row) == 14
-            _n, _op, symbol, side, order_type, ts, qty, price, coid, oid, trade_ids, seq, prev, digest = row
+        line.decode("utf-8")
+        command, prev, digest = json.loads(line)
+        assert type(command) is list
+        ops.add(command[1])
+        assert command[0] == n
+        if command[1] == "s":
+            assert len(command) == 12
+            _n, _op, symbol, side, order_type, ts, qty, price, coid, oid, trade_ids, seq = command
             assert side in ("buy", "sell") and order_type in ("limit", "market", "ioc", "fok")
             assert (price is None) == (order_type == "market")
             assert coid is None or isinstance(coid, str)
+            coids += coid is not None
             assert isinstance(trade_ids, list) and all(isinstance(t, int) for t in trade_ids)
         else:
-            assert len(row) == 8
-            _n, _op, symbol, ts, oid, seq, prev, digest = row
+            assert len(command) == 6
+            _n, _op, symbol, ts, oid, seq = command
         assert symbol in ("BTC-USDT", "ETH-USDT")
         assert all(isinstance(v, int) for v in (ts, oid, seq))
         assert len(prev) == len(digest) == 32
-    assert ops == {"s", "c"}
+    assert ops == {"s", "c"} and coids
 
 
-def test_the_hash_is_blake2b_128_of_the_line_up_to_prev(tmp_path):
+def test_the_hash_is_blake2b_128_of_prev_and_the_command(tmp_path):
     # what Documentation/DURABILITY.md tells a user to check by hand
     engine, store = build(tmp_path, count=20)
     store.close(engine)
     prev = GENESIS
     for line in lines_of(segments(tmp_path)[0]):
         line = line.rstrip(b"\n")
-        content = line[: line.rindex(b',"')]
-        assert hashlib.blake2b(content, digest_size=16).hexdigest().encode() == line[-34:-2]
-        assert content.endswith(b',"%b"' % prev)
+        command = line[1 : line.rindex(b',"', 0, line.rindex(b',"'))]
+        assert line == b'[%b,"%b","%b"]' % (command, prev, line[-34:-2])
+        assert hashlib.blake2b(prev + command, digest_size=16).hexdigest().encode() == line[-34:-2]
         prev = line[-34:-2]
 
 
@@ -71,13 +73,9 @@ def test_the_hand_check_with_b2sum_works(tmp_path):
     store.close(engine)
     path = segments(tmp_path)[0]
     line = lines_of(path)[6].rstrip(b"\n").decode()
-    out = subprocess.run(
-        ["bash", "-c", 'line=$(sed -n 7p "$1"); printf \'%s\' "${line%,\\"*}" | b2sum -l 128 | cut -c1-32', "-", path],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert out == line[-34:-2]
+    script = 'line=$(sed -n 7p "$1"); printf \'%s%s\' "${line: -69:32}" "${line:1:-71}" | b2sum -l 128 | cut -c1-32'
+    out = subprocess.run(["bash", "-c", script, "-", path], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == line[-34:-2]
 
 
 def test_submit_record_holds_what_exact_replay_needs(tmp_path):
@@ -267,7 +265,7 @@ def test_a_rechained_but_altered_record_is_caught_by_replay(tmp_path):
     records = [as_dict(json.loads(line)) for line in lines]
     target = next(r for r in records if r["op"] == "s" and r["n"] > 3)
     row = json.loads(lines[target["n"] - 1])
-    row[11] += 7  # the sequence
+    row[0][11] += 7  # the command's sequence
     lines[target["n"] - 1] = json.dumps(row, separators=(",", ":")).encode() + b"\n"
     rewrite_chain(segments(src)[0], lines)
     with pytest.raises(ReplayMismatch, match=f"record {target['n']}"):
@@ -276,6 +274,6 @@ def test_a_rechained_but_altered_record_is_caught_by_replay(tmp_path):
 
 def test_decode_refuses_a_malformed_record():
     with pytest.raises(ReplayMismatch):
-        decode(b'["1","s"]')
+        decode(b'[["1","s"],"",""]')
     with pytest.raises(ReplayMismatch):
         decode(b'{"n":1,"op":"submit"}')
