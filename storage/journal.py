@@ -35,14 +35,12 @@ Invariants checked by ``JournalReader``
       the file, the byte offset and the record number.
 
 Where the work happens (the writer's hot path)
-    ``Store.log_*`` only appends the engine's result object to a list under
-    the store's mutex. The group-commit leader, outside the symbol locks,
-    turns the whole batch into bytes with ``encode`` -- a tuple per record,
-    one ``msgspec`` call for all the commands, one BLAKE2b per record, one
-    ``join`` -- and writes it with one ``write()``. The results are
-    safe to read later: the fields journaled (the order's id, symbol, side,
-    type, price, quantity, time and client id, the taker's trade ids, the
-    sequence) never change after the command.
+    ``Store.log_*`` (under the symbol lock) only takes a ticket and appends
+    the command's fields as a tuple (``submit_row`` / ``cancel_row``) to a
+    list. The group-commit leader, outside the symbol locks, turns the whole
+    batch into bytes with ``encode`` -- one ``msgspec`` call for all the
+    commands, one BLAKE2b per record, one ``join`` -- and writes it with one
+    ``write()``.
 
 This module does IO only in ``JournalReader`` and ``truncate``; encoding and
 replay are pure functions.
@@ -53,15 +51,14 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
 from binascii import hexlify
+from collections.abc import Iterator
 from hashlib import blake2b
-from itertools import chain, islice, repeat
+from itertools import islice
 from typing import Literal
 
 import msgspec
 
-from engine.events import CancelResult, SubmitResult
 from engine.order import OrderType, Side
 from storage.errors import CorruptJournal, ReplayMismatch, UnsupportedFormat
 
@@ -113,51 +110,51 @@ def list_segments(data_dir: str) -> list[tuple[int, str]]:
 _encode_lines = msgspec.json.Encoder().encode_lines
 
 
-def encode(results: list, n: int, prev: bytes) -> tuple[bytes, bytes]:
-    """The lines of records ``n + 1 ...`` for ``results`` (``SubmitResult`` /
-    ``CancelResult``, in record order) chained after hash ``prev``:
-    ``(bytes, the last record's hash)``. O(records + trades).
+def submit_row(n: int, result) -> tuple:
+    """Record ``n``'s command for a ``SubmitResult``, as the tuple ``encode``
+    writes. ``Store.log_submit`` inlines it (it runs under the symbol lock)."""
+    order = result.order
+    trades = result.trades
+    return (
+        n,
+        "s",
+        order.symbol,
+        order.side,
+        order.order_type,
+        order.timestamp,
+        order.quantity,
+        order.price,
+        order.client_order_id,
+        order.order_id,
+        [t.trade_id for t in trades] if trades else (),
+        result.sequence,
+    )
 
-    Pure; run by the group-commit leader outside the symbol locks."""
-    rows = []
-    append = rows.append
-    submit_type = SubmitResult
-    for result in results:
-        n += 1
-        order = result.order
-        if type(result) is submit_type:
-            trades = result.trades
-            append(
-                (
-                    n,
-                    "s",
-                    order.symbol,
-                    order.side,
-                    order.order_type,
-                    order.timestamp,
-                    order.quantity,
-                    order.price,
-                    order.client_order_id,
-                    order.order_id,
-                    [t.trade_id for t in trades] if trades else (),
-                    result.sequence,
-                )
-            )
-        else:
-            append((n, "c", order.symbol, result.timestamp, order.order_id, result.sequence))
+
+def cancel_row(n: int, result) -> tuple:
+    """Record ``n``'s command for a ``CancelResult``."""
+    return (n, "c", result.order.symbol, result.timestamp, result.order.order_id, result.sequence)
+
+
+def encode(rows: list, prev: bytes) -> tuple[bytes, bytes]:
+    """The lines of ``rows`` (``submit_row`` / ``cancel_row`` tuples, in
+    record order) chained after hash ``prev``: ``(bytes, the last record's
+    hash)``. O(records + trades).
+
+    Pure; run by the group-commit leader outside the symbol locks: one
+    msgspec call encodes every command, then one BLAKE2b per record (the only
+    step that must be sequential), then one ``join``."""
     commands = _encode_lines(rows).split(b"\n")
     commands.pop()  # after the last newline
     hashes = [prev]
     append = hashes.append
-    for command in commands:  # the chain: the only per-record step that must be sequential
+    for command in commands:
         prev = hexlify(blake2b(prev + command, digest_size=16).digest())
         append(prev)
-    body = b"".join(
-        chain.from_iterable(
-            zip(commands, repeat(b',"'), hashes, repeat(b'","'), islice(hashes, 1, None), repeat(b'"]\n['))
-        )
-    )
-    return b"[" + body[:-1], prev
+    return b"".join(map(_LINE.__mod__, zip(commands, hashes, islice(hashes, 1, None), strict=False))), prev
+
+
+_LINE = b'[%b,"%b","%b"]\n'
 
 
 def record_hash(prev: bytes, command: bytes) -> bytes:

@@ -48,6 +48,7 @@ later ``wait`` raises ``JournalWriteError`` and the process must restart.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -70,10 +71,10 @@ from storage.journal import (
     JournalReader,
     apply_record,
     decode,
-    encode,
     list_segments,
     segment_name,
 )
+from storage.journal import encode as encode_rows
 from storage.snapshot import (
     atomic_write,
     fsync_dir,
@@ -92,9 +93,9 @@ LOCK_FILE = "LOCK"
 
 
 class _Roll:
-    """Buffer marker: the records after this one go to a new segment.
-    ``prev_hash`` is set by the leader that crosses it: the hash of record
-    ``first_n - 1`` (what the snapshot taken there records)."""
+    """A pending segment roll: the records from ``first_n`` on go to a new
+    segment. ``prev_hash`` is set by the leader that rolls: the hash of
+    record ``first_n - 1`` (what the snapshot taken there records)."""
 
     __slots__ = ("first_n", "prev_hash")
 
@@ -145,9 +146,13 @@ class Store:
         self._tpool = _green_pool()
         self._mu = threading.Lock()
         self._cond = threading.Condition(self._mu)
-        self._pending: list = []  # engine results to journal and _Roll markers, in record order
-        self._last_n = 0  # the last record number handed out
-        self._last_hash = GENESIS  # the hash of the last record encoded (owned by the leader)
+        # Appends take no lock (see log_submit): tickets come from an atomic
+        # counter and rows are appended to a list that is never replaced.
+        self._tickets = itertools.count(1)
+        self._pending: list = []  # command rows (ticket first); order by ticket may be off
+        self._held: list = []  # the leader's: rows after a ticket not yet appended
+        self._rolls: list = []  # pending _Roll markers, by first_n
+        self._last_hash = GENESIS  # the hash of the last record written (owned by the leader)
         self._durable_n = 0  # every record <= this is durable per policy
         self._flushing = False  # a leader is doing IO
         self._error: BaseException | None = None
@@ -261,7 +266,8 @@ class Store:
             last_n, last_hash = base, (snap["hash"] if snap else GENESIS)
             if snap:
                 log.warning("storage: no journal segments; continuing after %s", snap["path"])
-        self._last_n = self._durable_n = last_n
+        self._tickets = itertools.count(last_n + 1)
+        self._durable_n = last_n
         self._last_hash = last_hash
         self._snap_n = base
         self._snapshot_due = base + self.snapshot_every
@@ -360,27 +366,53 @@ class Store:
             self._lock_fd = -1
 
     # -- the write path ----------------------------------------------------------------------
+    @property
+    def _last_n(self) -> int:
+        """The last ticket handed out (exact when no ``log_*`` is running,
+        e.g. under every symbol lock). O(1), not for hot paths."""
+        return int(repr(self._tickets)[6:-1]) - 1  # "count(N)": N is the next ticket
+
     def log_submit(self, result) -> int:
         """Journal a submit's ``SubmitResult``; return its ticket (record number).
 
-        Call while holding ``engine.lock(symbol)`` so that the journal's order
-        is the book's order. Only appends ``result`` to the pending list: the
-        group-commit leader encodes and hashes it (``storage.journal.encode``)
-        before writing. The fields journaled never change after the command.
-        No IO. O(1).
+        Call while holding ``engine.lock(symbol)`` (every ``log_*`` call must
+        hold the lock of its symbol): the journal's order of a symbol's records
+        is then its book's order. Takes a ticket and appends the command's
+        fields as a tuple (``storage.journal.submit_row``, inlined); the
+        group-commit leader encodes and hashes them. No lock of its own: the
+        ticket counter and ``list.append`` are atomic, and the leader puts
+        rows of different symbols that raced back into ticket order. No IO.
+        O(trades).
         """
-        with self._mu:
-            self._pending.append(result)
-            n = self._last_n = self._last_n + 1
+        order = result.order
+        trades = result.trades
+        n = next(self._tickets)
+        self._pending.append(
+            (
+                n,
+                "s",
+                order.symbol,
+                order.side,
+                order.order_type,
+                order.timestamp,
+                order.quantity,
+                order.price,
+                order.client_order_id,
+                order.order_id,
+                [t.trade_id for t in trades] if trades else (),
+                result.sequence,
+            )
+        )
         return n
 
     def log_cancel(self, result) -> int:
         """Journal a ``CancelResult`` (with its ``timestamp``, which replay
         passes to ``engine.cancel``); return its ticket. Same rules as
         ``log_submit``. O(1)."""
-        with self._mu:
-            self._pending.append(result)
-            n = self._last_n = self._last_n + 1
+        n = next(self._tickets)
+        self._pending.append(
+            (n, "c", result.order.symbol, result.timestamp, result.order.order_id, result.sequence)
+        )
         return n
 
     def wait(self, ticket: int) -> None:
@@ -399,7 +431,7 @@ class Store:
         if ticket <= self._durable_n:
             return
         self._lead(ticket, False)
-        if self._last_n >= self._snapshot_due and self._engine is not None:
+        if self._durable_n >= self._snapshot_due and self._engine is not None:
             # Callers should call maybe_snapshot(); if one never does, the
             # journal must still not grow without bound between snapshots.
             self.maybe_snapshot(self._engine)
@@ -427,33 +459,60 @@ class Store:
                 self._flushing = False
                 cond.notify_all()
 
+    def _take(self) -> list:
+        """The pending rows from ``_durable_n + 1`` on that have no gap, in
+        ticket order; rows after a gap are held for a later flush. A gap is a
+        ticket taken by a thread that has not appended its row yet (another
+        symbol's ``log_*`` preempted between the two steps). O(rows)."""
+        pending = self._pending
+        k = len(pending)
+        rows = pending[:k]
+        del pending[:k]  # appends after the copy stay in ``pending``
+        if self._held:
+            rows = self._held + rows
+            self._held = []
+        if not rows:
+            return rows
+        first = self._durable_n + 1
+        # Sorted already but for rows of different symbols that raced (then
+        # sort() fixes them; on sorted input it is one C comparison per row).
+        # Tickets are unique: sorted rows are contiguous iff the ends agree.
+        rows.sort()
+        if rows[0][0] == first and rows[-1][0] == first + len(rows) - 1:
+            return rows
+        for end, row in enumerate(rows):
+            if row[0] != first + end:
+                self._held = rows[end:]
+                return rows[:end]
+        return rows
+
     def _flush(self, force: bool) -> None:
-        """The leader's work: encode and hash the buffer, write it (rolling
-        segments at markers), fsync per policy, then advance ``_durable_n``."""
-        with self._mu:
-            batch = self._pending
-            self._pending = []
-            upto = self._last_n
+        """The leader's work: encode and hash the pending rows, write them
+        (rolling segments where snapshots were taken), fsync per policy, then
+        advance ``_durable_n``."""
+        rows = self._take()
+        if self._held:
+            self._yield()  # let the thread that holds the gap's ticket append
         try:
             policy = self.fsync
             counters = self._counters
             n = self._durable_n
             prev = self._last_hash
-            run: list = []  # results since the last marker
-            for item in batch:
-                if type(item) is not _Roll:
-                    run.append(item)
-                    continue
-                n, prev = self._write_run(run, n, prev, policy)
-                run = []
-                item.prev_hash = prev
-                self._roll(item.first_n)
-            n, prev = self._write_run(run, n, prev, policy)
-            if (policy == "batch" and batch) or force:
+            upto = n + len(rows)
+            start = 0
+            while self._rolls and self._rolls[0].first_n - 1 <= upto:
+                roll = self._rolls.pop(0)
+                cut = roll.first_n - 1 - n
+                prev = self._write_run(rows[start:cut], prev, policy)
+                start = cut
+                roll.prev_hash = prev
+                self._roll(roll.first_n)
+            prev = self._write_run(rows[start:], prev, policy)
+            if (policy == "batch" and rows) or force:
                 self._sync(self._fd)
                 counters["fsyncs"] += 1
             counters["batches"] += 1
-            counters["records"] += upto - self._durable_n
+            counters["records"] += len(rows)
         except Exception as exc:
             self._error = exc
             log.critical(
@@ -463,22 +522,21 @@ class Store:
         self._last_hash = prev
         self._durable_n = upto
 
-    def _write_run(self, run: list, n: int, prev: bytes, policy: str) -> tuple[int, bytes]:
-        """Encode ``run`` as records ``n + 1 ...`` after ``prev`` and write it:
-        one ``write()``, or under ``always`` one write and fsync per record."""
-        if not run:
-            return n, prev
+    def _write_run(self, rows: list, prev: bytes, policy: str) -> bytes:
+        """Encode ``rows`` after ``prev`` and write them: one ``write()``, or
+        under ``always`` one write and fsync per record. Returns the last hash."""
+        if not rows:
+            return prev
         if policy == "always":
-            for result in run:
-                data, prev = encode([result], n, prev)
-                n += 1
+            for row in rows:
+                data, prev = encode_rows([row], prev)
                 self._write(data)
                 self._sync(self._fd)
                 self._counters["fsyncs"] += 1
-            return n, prev
-        data, prev = encode(run, n, prev)
+            return prev
+        data, prev = encode_rows(rows, prev)
         self._write(data)
-        return n + len(run), prev
+        return prev
 
     def _sync(self, fd: int) -> None:
         if self._tpool is None:
@@ -509,14 +567,14 @@ class Store:
         """Write a snapshot when ``snapshot_every`` records have been journaled
         since the last one. O(1) when not due; O(state) when it writes (the
         engine is locked only while it is copied)."""
-        if self.snapshot_every <= 0 or self._last_n < self._snapshot_due or self._snapshotting:
+        if self.snapshot_every <= 0 or self._durable_n < self._snapshot_due or self._snapshotting:
             return
         try:
             self.snapshot(engine)
         except StoreError as exc:
             # The records are durable in the journal; a missing snapshot only
             # makes the next restart slower. Retry after another interval.
-            self._snapshot_due = self._last_n + self.snapshot_every
+            self._snapshot_due = self._durable_n + self.snapshot_every
             log.error("storage: snapshot failed (retrying in %d records): %s", self.snapshot_every, exc)
 
     def snapshot(self, engine) -> str | None:
@@ -537,14 +595,13 @@ class Store:
             for lock in locks:  # the same order as engine.snapshot(): no deadlock
                 lock.acquire()
             try:
-                with self._mu:
-                    n = self._last_n
+                n = self._last_n  # exact: no log_* runs while every symbol lock is held
                 if n == self._snap_n:
                     return None
                 state = engine.snapshot()
                 roll = _Roll(n + 1)
                 with self._mu:
-                    self._pending.append(roll)
+                    self._rolls.append(roll)
             finally:
                 for lock in reversed(locks):
                     lock.release()
@@ -628,8 +685,7 @@ class Store:
             assert 0 <= self._durable_n <= self._last_n
             assert self._snap_n <= self._last_n
             if not self._flushing:
-                records = [item for item in self._pending if type(item) is not _Roll]
-                assert len(records) == self._last_n - self._durable_n
+                assert len(self._pending) + len(self._held) == self._last_n - self._durable_n
             assert len(self._last_hash) == 32
 
 

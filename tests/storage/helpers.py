@@ -13,7 +13,6 @@ from engine.order import BUY, FOK, IOC, LIMIT, MARKET, SELL
 from storage import Store
 from storage.journal import chain_line, list_segments
 
-
 SYMBOLS = ("BTC-USDT", "ETH-USDT")
 TYPES = (LIMIT, LIMIT, LIMIT, LIMIT, MARKET, IOC, FOK)
 

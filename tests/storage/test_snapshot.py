@@ -63,9 +63,7 @@ def test_each_snapshot_is_the_state_after_its_record(tmp_path):
         with open(segments(tmp_path)[0], "rb") as f:
             data = b"".join(f.read().splitlines(keepends=True)[: snap["n"]])
         rest = b"".join(open(p, "rb").read() for p in segments(tmp_path)[1:])
-        (work / segment_name(1)).write_bytes(
-            b"".join((data + rest).splitlines(keepends=True)[: snap["n"]])
-        )
+        (work / segment_name(1)).write_bytes(b"".join((data + rest).splitlines(keepends=True)[: snap["n"]]))
         replayed, s, summary = fresh(work)
         s.abandon()
         assert summary["last_record"] == snap["n"]
