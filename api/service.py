@@ -110,6 +110,7 @@ class Exchange:
         # Optional store hook: a snapshot when one is due, after acknowledging work.
         self._maybe_snapshot = getattr(store, "maybe_snapshot", None)
         self.rejections = 0  # every refused order or cancel, also those without a valid symbol
+        self.journaled = 0  # records handed to the store (the group-commit yield watches it)
         self.latency = {
             "order_processing": LatencyRecorder(),
             "matching": LatencyRecorder(),
@@ -132,12 +133,15 @@ class Exchange:
         result, ticket = self._submit(cmd)
         if ticket is not None:
             self._durable(ticket)
-        t1 = perf_counter_ns()
-        report = formatting.submit_report(cmd.spec, result)
+        latency = self.latency
         if result.trades:
-            self.latency["trade_report"].add(perf_counter_ns() - t1)
+            t1 = perf_counter_ns()
+            report = formatting.submit_report(cmd.spec, result)
+            latency["trade_report"].add(perf_counter_ns() - t1)
+        else:
+            report = formatting.submit_report(cmd.spec, result)
         self._after_submit(result, report, t0)
-        self.latency["order_processing"].add(perf_counter_ns() - t0)
+        latency["order_processing"].add(perf_counter_ns() - t0)
         return report
 
     def place_orders(self, orders) -> list:
@@ -155,13 +159,33 @@ class Exchange:
         if len(orders) > MAX_BATCH:
             raise ValidationError(f"at most {MAX_BATCH} orders per request, got {len(orders)}", "orders")
         t0 = perf_counter_ns()
+        engine = self.engine
+        store = self.store
+        matching = self.latency["matching"]
         out: list = [None] * len(orders)
         accepted = []
-        tickets = []
+        ticket = None
         for i, body in enumerate(orders):
             try:
-                cmd = self._parse(body)
-                result, ticket = self._submit(cmd)
+                cmd = parse_order(engine, body)
+            except EngineError as e:
+                self._reject("order", body, e)
+                out[i] = e.to_dict()
+                continue
+            except Exception:
+                log.exception("unexpected error in a bulk order")
+                out[i] = internal_error_envelope()
+                continue
+            try:
+                t1 = perf_counter_ns()
+                with engine.lock(cmd.symbol):
+                    result = engine.submit(
+                        cmd.symbol, cmd.side, cmd.order_type, cmd.quantity, cmd.price, cmd.client_order_id
+                    )
+                    if store is not None:
+                        ticket = store.log_submit(result)
+                        self.journaled += 1
+                matching.add(perf_counter_ns() - t1)
             except EngineError as e:
                 out[i] = e.to_dict()
                 continue
@@ -169,16 +193,23 @@ class Exchange:
                 log.exception("unexpected error in a bulk order")
                 out[i] = internal_error_envelope()
                 continue
-            accepted.append((i, cmd, result))
-            if ticket is not None:
-                tickets.append(ticket)
-        if tickets:
+            accepted.append((i, cmd.spec, result))
+        if ticket is not None:
             # Tickets are durable in order: waiting for the last covers the batch.
-            self._durable(tickets[-1])
+            self._durable(ticket)
         submit_report = formatting.submit_report
-        for i, cmd, result in accepted:
-            out[i] = report = submit_report(cmd.spec, result)
-            self._after_submit(result, report, t0)
+        publisher = self.publisher
+        on_submit = publisher.on_submit if publisher is not None else None
+        audit = self.audit
+        for i, spec, result in accepted:
+            out[i] = report = submit_report(spec, result)
+            if on_submit is not None:
+                try:
+                    on_submit(result, received_ns=t0)
+                except Exception:
+                    log.exception("publisher.on_submit failed")
+            if audit is not None:
+                audit.submit(report, result.sequence)
         self.latency["bulk_request"].add(perf_counter_ns() - t0)
         return out
 
@@ -203,7 +234,11 @@ class Exchange:
             store = self.store
             with engine.lock(order.symbol):
                 result = engine.cancel(order_id)
-                ticket = store.log_cancel(result) if store is not None else None
+                if store is not None:
+                    ticket = store.log_cancel(result)
+                    self.journaled += 1
+                else:
+                    ticket = None
         except EngineError as e:
             self._reject("cancel", body, e)
             raise
@@ -262,7 +297,11 @@ class Exchange:
             result = engine.submit(
                 cmd.symbol, cmd.side, cmd.order_type, cmd.quantity, cmd.price, cmd.client_order_id
             )
-            ticket = store.log_submit(result) if store is not None else None
+            if store is not None:
+                ticket = store.log_submit(result)
+                self.journaled += 1
+            else:
+                ticket = None
         self.latency["matching"].add(perf_counter_ns() - t0)
         return result, ticket
 
