@@ -14,11 +14,15 @@ How the service uses it (the order of calls is the contract)::
     store.close(engine)                         # clean shutdown
 
 Group commit
-    ``log_*`` appends the encoded, hash-chained line to an in-memory buffer
-    and returns its record number (the *ticket*). ``wait`` returns at once if
-    the ticket is already durable; otherwise the first waiter becomes the
+    ``log_*`` takes the next record number (the *ticket*) from an atomic
+    counter and appends the command's fields as a tuple to a list: no lock,
+    no formatting, no hashing (every ``log_*`` runs under its symbol's lock,
+    which orders a symbol's records; rows of different symbols that race are
+    put back in ticket order by the leader). ``wait`` returns at once if the
+    ticket is already durable; otherwise the first waiter becomes the
     *leader*: it yields once (``yield_fn``) so that concurrent requests can
-    append, takes the whole buffer, writes it with one ``write()`` and one
+    append, takes the buffered rows, encodes and hash-chains them
+    (``storage.journal.encode``), writes them with one ``write()`` and one
     ``fsync()`` and wakes the others, whose tickets are then covered. Only the
     leader does IO, so the file receives records in ticket order. Works with
     real threads and with eventlet green threads (``threading`` is monkey-
@@ -661,7 +665,7 @@ class Store:
 
         The engine keeps ``order_history`` closed orders in memory and in
         every snapshot, so they survive restarts; older ones are only in the
-        journal (``grep '"order_id":ID,'`` finds them)."""
+        journal (``jq -c 'select(.[0][1]=="s" and .[0][9]==ID)'`` finds them)."""
         return None
 
     def statistics(self) -> dict:

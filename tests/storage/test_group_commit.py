@@ -199,3 +199,41 @@ def test_eventlet_green_threads_group_and_recover_exactly(tmp_path):
     # 50 green clients: each leader's yield lets the others join its batch
     assert result["stats"]["fsyncs"] <= 1000 / 5, result["stats"]
     assert result["same"]  # one OS thread: the journal order is the execution order
+
+
+def test_rows_that_raced_are_written_in_ticket_order(tmp_path):
+    # log_* take no lock: a thread can take its ticket and be preempted before
+    # appending its row while another symbol's thread takes the next ticket
+    # and appends first. The leader writes only up to the gap, holds the rest,
+    # and writes everything in ticket order once the gap is filled.
+    from storage.journal import submit_row
+
+    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+    with engine.lock("BTC-USDT"):
+        a = engine.submit("BTC-USDT", BUY, LIMIT, 1, 100)
+    with engine.lock("ETH-USDT"):
+        b = engine.submit("ETH-USDT", SELL, LIMIT, 2, 101)
+    with engine.lock("ETH-USDT"):
+        c = engine.submit("ETH-USDT", SELL, LIMIT, 3, 102)
+    ta, tb = next(store._tickets), next(store._tickets)  # A took ta, then B took tb ...
+    store._pending.append(submit_row(tb, b))  # ... and appended first
+    store._flush(False)  # a leader now: record ta is missing
+    assert store._durable_n == 0 and len(store._held) == 1
+    with engine.lock("ETH-USDT"):
+        tc = store.log_submit(c)
+    store._pending.append(submit_row(ta, a))  # A resumes
+    store.wait(tc)
+    store._check()
+    assert (ta, tb, tc) == (1, 2, 3) and store._durable_n == 3 and not store._held
+    with open(segments(tmp_path)[0], "rb") as f:
+        commands = [json.loads(line)[0] for line in f]
+    assert [(cmd[0], cmd[2], cmd[6]) for cmd in commands] == [
+        (1, "BTC-USDT", 1),
+        (2, "ETH-USDT", 2),
+        (3, "ETH-USDT", 3),
+    ]
+    before = state(engine)
+    store.abandon()
+    again, s, _ = fresh(tmp_path)
+    assert state(again) == before
+    s.abandon()
