@@ -318,7 +318,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--n", type=int, default=200_000)
     p.add_argument("--pipeline", type=int, nargs="*", default=[16, 256, 1024], help="K values")
-    p.add_argument("--overlapped", type=int, nargs="*", default=[256, 1024], help="K values, committer thread")
+    p.add_argument(
+        "--overlapped", type=int, nargs="*", default=[256, 1024], help="K values, committer thread"
+    )
     p.add_argument("--threads", type=int, nargs="*", default=[8], help="T values")
     p.add_argument(
         "--always-n",
