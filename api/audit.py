@@ -106,7 +106,8 @@ class Audit:
                 else:
                     lines.append(_rejection_line(a, *b))
             # One record per batch: one write and one flush, one rollover check.
-            record = logging.LogRecord("audit", logging.INFO, __file__, 0, "\n".join(lines), None, None)
+            text = b"\n".join(lines).decode()
+            record = logging.LogRecord("audit", logging.INFO, __file__, 0, text, None, None)
             self._handler.handle(record)
             self.lines_written += len(lines)
             return len(lines)
@@ -119,38 +120,40 @@ class Audit:
         self._handler.close()
 
 
-_encode = msgspec.json.encode
+_encode = msgspec.json.encode  # every line is built as bytes; the block is decoded once
 
 
-def _dumps(obj) -> str:
-    return _encode(obj).decode()
+_TRADES_KEY = b',"trades":['
 
 
 def _submit_lines(lines: list, report: dict, sequence: int) -> None:
-    line = {"event": "order", "ts": report["timestamp"], "sequence": sequence}
-    line.update(report)
-    trades = line.pop("trades")
-    lines.append(_dumps(line))
-    for trade in trades:
-        line = {"event": "trade", "ts": trade["timestamp"]}
-        line.update(trade)
-        lines.append(_dumps(line))
+    # Spliced from the report's own encoding (its last key is "trades"; a quote
+    # inside a string value is escaped, so the last ',"trades":[' is that key):
+    # the same bytes as encoding {"event", "ts", "sequence", **report minus
+    # trades}, without copying the dict. ~2x cheaper per order.
+    body = _encode(report)
+    cut = body.rindex(_TRADES_KEY)
+    lines.append(
+        b'{"event":"order","ts":%b,"sequence":%d,%b}' % (_encode(report["timestamp"]), sequence, body[1:cut])
+    )
+    for trade in report["trades"]:
+        lines.append(b'{"event":"trade","ts":%b,%b' % (_encode(trade["timestamp"]), _encode(trade)[1:]))
 
 
-def _cancel_line(report: dict, sequence: int, timestamp_ns: int) -> str:
+def _cancel_line(report: dict, sequence: int, timestamp_ns: int) -> bytes:
     line = {"event": "cancel", "ts": iso(timestamp_ns), "sequence": sequence}
     line.update(report)
     del line["trades"]
-    return _dumps(line)
+    return _encode(line)
 
 
-def _rejection_line(request: str, body, error, ts: int) -> str:
+def _rejection_line(request: str, body, error, ts: int) -> bytes:
     fields = {}
     if isinstance(body, dict):
         for name in _BODY_FIELDS:
             if name in body:
                 fields[name] = str(body[name])[:80]
-    return _dumps(
+    return _encode(
         {
             "event": "rejection",
             "ts": iso(ts),

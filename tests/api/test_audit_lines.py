@@ -1,0 +1,44 @@
+"""Audit lines are spliced from the report's encoding: the same JSON as building
+``{"event", "ts", "sequence", **report without "trades"}`` (and one line per
+trade), also for client order ids that contain the splice marker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from api import formatting
+from api.audit import Audit
+from engine.matcher import MatchingEngine
+from engine.order import BUY, LIMIT, SELL
+
+
+def _expected(report: dict, sequence: int) -> list[dict]:
+    line = {"event": "order", "ts": report["timestamp"], "sequence": sequence}
+    line.update(report)
+    trades = line.pop("trades")
+    return [line] + [{"event": "trade", "ts": t["timestamp"], **t} for t in trades]
+
+
+@pytest.mark.parametrize("coid", [None, "plain", ',"trades":[', 'x","trades":[1]}', "ü\\\"\n"])
+def test_submit_lines_equal_the_dict_built_lines(tmp_path, coid):
+    engine = MatchingEngine(None)
+    spec = engine.markets["BTC-USDT"].spec
+    first = engine.submit("BTC-USDT", SELL, LIMIT, 100, 3000000, coid)
+    engine.submit("BTC-USDT", SELL, LIMIT, 100, 3000001, None)
+    taker = engine.submit("BTC-USDT", BUY, LIMIT, 150, 3000001, coid)
+    path = tmp_path / "audit.log"
+    audit = Audit(str(path))
+    expected = []
+    for result in (first, taker):
+        report = formatting.submit_report(spec, result)
+        audit.submit(report, result.sequence)
+        expected += _expected(report, result.sequence)
+    assert audit.flush() == len(expected) == 4
+    audit.close()
+    text = path.read_text(encoding="utf-8")
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert lines == expected
+    assert [list(line) for line in lines] == [list(line) for line in expected]  # key order too
+    assert "\n".join(json.dumps(e, separators=(",", ":"), ensure_ascii=False) for e in expected) + "\n" == text
