@@ -62,9 +62,11 @@ class Audit:
         self.lines_written = 0
 
     # -- recording (hot path: O(1), no IO) ------------------------------------
-    def submit(self, report: dict, sequence: int) -> None:
-        """An order as ``POST /order`` reported it (its trades become trade lines)."""
-        self._pending.append((0, report, sequence))
+    def submit(self, report: dict, sequence: int, encoded: bytes | None = None) -> None:
+        """An order as ``POST /order`` reported it (its trades become trade lines).
+        ``encoded``: the report's msgspec encoding, when the caller has made it
+        already for its answer (spares encoding it again)."""
+        self._pending.append((0, report, (sequence, encoded)))
 
     def cancel(self, report: dict, sequence: int, timestamp_ns: int) -> None:
         """A cancel as ``POST /cancel`` reported it."""
@@ -100,7 +102,7 @@ class Audit:
             while pending:
                 kind, a, b = popleft()
                 if kind == 0:
-                    _submit_lines(lines, a, b)
+                    _submit_lines(lines, a, *b)
                 elif kind == 1:
                     lines.append(_cancel_line(a, *b))
                 else:
@@ -126,12 +128,13 @@ _encode = msgspec.json.encode  # every line is built as bytes; the block is deco
 _TRADES_KEY = b',"trades":['
 
 
-def _submit_lines(lines: list, report: dict, sequence: int) -> None:
+def _submit_lines(lines: list, report: dict, sequence: int, body: bytes | None = None) -> None:
     # Spliced from the report's own encoding (its last key is "trades"; a quote
     # inside a string value is escaped, so the last ',"trades":[' is that key):
     # the same bytes as encoding {"event", "ts", "sequence", **report minus
     # trades}, without copying the dict. ~2x cheaper per order.
-    body = _encode(report)
+    if body is None:
+        body = _encode(report)
     cut = body.rindex(_TRADES_KEY)
     lines.append(
         b'{"event":"order","ts":%b,"sequence":%d,%b}' % (_encode(report["timestamp"]), sequence, body[1:cut])

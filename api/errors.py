@@ -110,6 +110,11 @@ def json_response(body, status: int = 200, headers=None) -> Response:
     return Response(_encode(body), status=status, headers=headers, mimetype="application/json")
 
 
+def json_bytes_response(data: bytes, status: int = 200) -> Response:
+    """A response whose JSON body is already encoded (``Exchange.place_order_json``)."""
+    return Response(data, status=status, mimetype="application/json")
+
+
 def _engine_error(error: EngineError) -> Response:
     return json_response(error.to_dict(), http_status(error))
 

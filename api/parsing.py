@@ -169,13 +169,19 @@ class OrderCommand(NamedTuple):
 
 
 class _Grid(NamedTuple):
-    """A spec's tick and lot as ``coef * 10**exp`` integers."""
+    """A spec's tick and lot as ``coef * 10**exp`` integers, and the texts already
+    converted (``text -> units``; prices near the touch and common sizes repeat)."""
 
     spec: SymbolSpec
     tick_coef: int
     tick_exp: int
     lot_coef: int
     lot_exp: int
+    ticks: dict
+    lots: dict
+
+
+_MAX_CACHED = 4096  # texts per grid and kind; the dict is emptied when full
 
 
 def _coef_exp(step: Decimal) -> tuple[int, int]:
@@ -189,7 +195,7 @@ _grids: dict[int, _Grid] = {}
 def _grid(spec: SymbolSpec) -> _Grid:
     grid = _grids.get(id(spec))
     if grid is None or grid.spec is not spec:
-        grid = _grids[id(spec)] = _Grid(spec, *_coef_exp(spec.tick_size), *_coef_exp(spec.lot_size))
+        grid = _grids[id(spec)] = _Grid(spec, *_coef_exp(spec.tick_size), *_coef_exp(spec.lot_size), {}, {})
     return grid
 
 
@@ -223,6 +229,20 @@ def _units(value, coef: int, exp: int) -> int | None:
         units, rest = divmod(digits, coef * 10**-shift)
     if rest or not 0 < units <= MAX_UNITS:
         return None
+    return units
+
+
+def _cached_units(value, cache: dict, coef: int, exp: int) -> int | None:
+    """``_units`` through ``cache`` for strings (a dict lookup instead of ~0.8 us)."""
+    if type(value) is not str:
+        return _units(value, coef, exp)
+    units = cache.get(value)
+    if units is None:
+        units = _units(value, coef, exp)
+        if units is not None:
+            if len(cache) >= _MAX_CACHED:
+                cache.clear()
+            cache[value] = units
     return units
 
 
@@ -264,7 +284,7 @@ def parse_order(engine: MatchingEngine, body) -> OrderCommand:
 
     grid = _grid(spec)
     quantity = _required(body, "quantity")
-    lots = _units(quantity, grid.lot_coef, grid.lot_exp)
+    lots = _cached_units(quantity, grid.lots, grid.lot_coef, grid.lot_exp)
     quantity = lots if lots is not None else spec.quantity_to_lots(quantity, "quantity")
 
     price = body.get("price")
@@ -274,7 +294,7 @@ def parse_order(engine: MatchingEngine, body) -> OrderCommand:
     else:
         if price is None:
             raise ValidationError(f"price is required for a {order_type.value} order", "price")
-        ticks = _units(price, grid.tick_coef, grid.tick_exp)
+        ticks = _cached_units(price, grid.ticks, grid.tick_coef, grid.tick_exp)
         price = ticks if ticks is not None else spec.price_to_ticks(price, "price")
 
     client_order_id = body.get("client_order_id")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, request
 
-from api.errors import json_response
+from api.errors import json_bytes_response, json_response
 from api.parsing import MAX_BULK_BODY, MAX_ORDER_BODY, parse_count, read_json_body
 from api.service import MAX_BOOK_LEVELS, MAX_TRADES, Exchange
 from engine.errors import EngineError
@@ -59,12 +59,12 @@ def statistics():
 # -- orders ------------------------------------------------------------------
 @orders.post("/order")
 def place_order():
-    return json_response(_exchange().place_order(_body("order", MAX_ORDER_BODY)))
+    return json_bytes_response(_exchange().place_order_json(_body("order", MAX_ORDER_BODY)))
 
 
 @orders.post("/orders")
 def place_orders():
-    return json_response(_exchange().place_orders(_body("order", MAX_BULK_BODY)))
+    return json_bytes_response(_exchange().place_orders_json(_body("order", MAX_BULK_BODY)))
 
 
 @orders.post("/cancel")

@@ -100,3 +100,27 @@ def test_refusals_keep_the_spec_messages(price, message):
     with pytest.raises(ValidationError) as reference:
         spec.price_to_ticks(price, "price")
     assert info.value.message == reference.value.message
+
+
+def test_cached_conversions_answer_the_same_and_stay_bounded(monkeypatch):
+    monkeypatch.setattr(parsing, "_MAX_CACHED", 8)
+    engine = MatchingEngine(None)
+    spec = engine.markets["BTC-USDT"].spec
+    grid = parsing._grid(spec)
+    grid.ticks.clear()
+    for i in range(1, 40):
+        text = f"{i}.0{i % 10}"
+        body = {"symbol": "BTC-USDT", "side": "buy", "order_type": "limit", "quantity": "0.001", "price": text}
+        first = parsing.parse_order(engine, body).price
+        again = parsing.parse_order(engine, body).price  # from the cache
+        assert first == again == spec.price_to_ticks(text)
+        assert len(grid.ticks) <= 8
+    # refusals are never cached, and non-strings never reach the cache
+    bad = {"symbol": "BTC-USDT", "side": "buy", "order_type": "limit", "quantity": "0.001", "price": "1.001"}
+    for _ in range(2):
+        with pytest.raises(ValidationError):
+            parsing.parse_order(engine, bad)
+    assert "1.001" not in grid.ticks
+    body = {"symbol": "BTC-USDT", "side": "buy", "order_type": "limit", "quantity": "0.001", "price": ["1"]}
+    with pytest.raises(ValidationError):
+        parsing.parse_order(engine, body)
