@@ -39,7 +39,7 @@ def iso(ns: int) -> str:
     if cached[0] != seconds:
         prefix = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         cached = _iso_second = (seconds, prefix)
-    return "%s%06dZ" % (cached[1], rest // 1000)
+    return f"{cached[1]}{rest // 1000:06d}Z"
 
 
 # Enum member -> its string: a dict lookup is ~5x cheaper than ``.value``.
@@ -83,7 +83,7 @@ def _fixed_formatter(mult: int, decimals: int, slow):
                 return None
             n = units * mult
             if -_EXACT < n < _EXACT:
-                return "%d" % n
+                return str(n)
             return slow(units)
 
     elif mult == 1:

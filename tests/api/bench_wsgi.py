@@ -124,7 +124,9 @@ def main() -> None:
         cpu = time.process_time() - cpu0
         per = cpu / args.n * 1e6
         extra = f", {per / args.batch:.1f} us per order" if args.mode == "bulk" else ""
-        print(f"{args.mode} fsync={args.fsync}: {per:.1f} us CPU per request{extra} ({status}, {len(body)} bytes)")
+        print(
+            f"{args.mode} fsync={args.fsync}: {per:.1f} us CPU per request{extra} ({status}, {len(body)} bytes)"
+        )
         if profiler:
             pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     finally:

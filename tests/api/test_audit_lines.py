@@ -21,7 +21,7 @@ def _expected(report: dict, sequence: int) -> list[dict]:
     return [line] + [{"event": "trade", "ts": t["timestamp"], **t} for t in trades]
 
 
-@pytest.mark.parametrize("coid", [None, "plain", ',"trades":[', 'x","trades":[1]}', "ü\\\"\n"])
+@pytest.mark.parametrize("coid", [None, "plain", ',"trades":[', 'x","trades":[1]}', 'ü\\"\n'])
 def test_submit_lines_equal_the_dict_built_lines(tmp_path, coid):
     engine = MatchingEngine(None)
     spec = engine.markets["BTC-USDT"].spec
@@ -41,4 +41,6 @@ def test_submit_lines_equal_the_dict_built_lines(tmp_path, coid):
     lines = [json.loads(line) for line in text.splitlines()]
     assert lines == expected
     assert [list(line) for line in lines] == [list(line) for line in expected]  # key order too
-    assert "\n".join(json.dumps(e, separators=(",", ":"), ensure_ascii=False) for e in expected) + "\n" == text
+    assert (
+        "\n".join(json.dumps(e, separators=(",", ":"), ensure_ascii=False) for e in expected) + "\n" == text
+    )

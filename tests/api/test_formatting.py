@@ -18,7 +18,21 @@ from engine.matcher import MatchingEngine
 from engine.order import BUY, LIMIT, MARKET, SELL
 from engine.symbols import SymbolSpec
 
-STEPS = ["0.01", "0.05", "0.25", "0.5", "1", "5", "10", "1E+1", "0.010", "0.00001", "0.0001", "0.001", "0.125"]
+STEPS = [
+    "0.01",
+    "0.05",
+    "0.25",
+    "0.5",
+    "1",
+    "5",
+    "10",
+    "1E+1",
+    "0.010",
+    "0.00001",
+    "0.0001",
+    "0.001",
+    "0.125",
+]
 FEES = ["0", "0.001", "0.002", "0.0015", "0.00075", "0.1", "0.0000001", "0.25"]
 
 specs = st.builds(
@@ -170,7 +184,9 @@ def test_reports_equal_the_decimal_reference(orders):
         for trade in result.trades:
             assert formatting.trade_dict(spec, trade) == _reference_trade(spec, trade)
             maker = formatting.maker_report(spec, trade)
-            assert maker["average_price"] == spec.format_average_price(trade.maker_notional, trade.maker_filled)
+            assert maker["average_price"] == spec.format_average_price(
+                trade.maker_notional, trade.maker_filled
+            )
     seq, bids, asks = engine.depth(symbol, 5)
     book = formatting.book_dict(spec, seq, bids, asks, 0)
     assert book["bids"] == [[spec.format_price(p), spec.format_quantity(q)] for p, q in bids]

@@ -16,7 +16,21 @@ from engine.errors import ValidationError
 from engine.matcher import MatchingEngine
 from engine.symbols import SymbolSpec
 
-STEPS = ["0.01", "0.05", "0.25", "0.5", "1", "5", "10", "1E+1", "0.010", "0.00001", "0.0001", "0.001", "0.125"]
+STEPS = [
+    "0.01",
+    "0.05",
+    "0.25",
+    "0.5",
+    "1",
+    "5",
+    "10",
+    "1E+1",
+    "0.010",
+    "0.00001",
+    "0.0001",
+    "0.001",
+    "0.125",
+]
 
 specs = st.builds(
     lambda tick, lot: SymbolSpec("X-Y", "X", "Y", Decimal(tick), Decimal(lot)),
@@ -110,7 +124,13 @@ def test_cached_conversions_answer_the_same_and_stay_bounded(monkeypatch):
     grid.ticks.clear()
     for i in range(1, 40):
         text = f"{i}.0{i % 10}"
-        body = {"symbol": "BTC-USDT", "side": "buy", "order_type": "limit", "quantity": "0.001", "price": text}
+        body = {
+            "symbol": "BTC-USDT",
+            "side": "buy",
+            "order_type": "limit",
+            "quantity": "0.001",
+            "price": text,
+        }
         first = parsing.parse_order(engine, body).price
         again = parsing.parse_order(engine, body).price  # from the cache
         assert first == again == spec.price_to_ticks(text)
