@@ -246,10 +246,16 @@ def verdict(
             )
         )
     if target_rate is not None:
+        # Short by less than one order over the measured window is the window's own
+        # granularity (an open-loop run at exactly 1,000/s measures 999.9/s), not a miss.
+        window = s.get("window_s") or 0.0
+        reached = s["achieved_rate"] >= target_rate or (
+            window > 0 and s["orders_answered"] + 1 >= target_rate * window
+        )
         checks.append(
             (
-                s["achieved_rate"] >= target_rate,
-                f"achieved {s['achieved_rate']:,.0f}/s vs target {target_rate:,.0f}/s",
+                reached,
+                f"achieved {s['achieved_rate']:,.1f}/s vs target {target_rate:,.0f}/s",
             )
         )
     checks.append((s["errors"] <= max_errors, f"{s['errors']} errors (max {max_errors})"))
