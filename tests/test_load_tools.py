@@ -569,16 +569,18 @@ def test_smoke_run_against_a_real_server(live_server, tmp_path):
     assert s["latency_ms"]["p50"] is not None
 
 
-def test_target_rate_tolerates_the_windows_granularity_but_not_a_real_miss():
-    # an open-loop run at exactly 1,000/s once measured 999.9/s and FAILED its target
+def test_target_rate_counts_orders_per_second_of_load():
+    # an open-loop run at exactly 1,000/s (60,000 answered, window 60.0006 s) once
+    # measured 999.99/s and FAILED --target-rate 1000 with zero errors
     s = {
-        "achieved_rate": 60000 / 60.006,
+        "achieved_rate": 60000 / 60.00062,
         "orders_answered": 60000,
-        "window_s": 60.006,
+        "window_s": 60.00062,
+        "duration_s": 60.0,
         "rate_reached": None,
         "errors": 0,
         "latency_ms": {"p99": 1.0},
     }
     assert report.verdict(s, target_p99_ms=None, target_rate=1000)[0] is True
-    s.update(achieved_rate=59900 / 60.0, orders_answered=59900, window_s=60.0)
+    s.update(achieved_rate=59900 / 60.001, orders_answered=59900, window_s=60.001)
     assert report.verdict(s, target_p99_ms=None, target_rate=1000)[0] is False
