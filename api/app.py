@@ -79,13 +79,15 @@ from flask import Flask, request  # noqa: E402
 from flask_cors import CORS  # noqa: E402
 from flask_socketio import SocketIO  # noqa: E402
 
-from api import errors, rest  # noqa: E402
+from api import errors, frontend, rest  # noqa: E402
 from api.audit import Audit  # noqa: E402
+from api.market import init_socketio  # noqa: E402
 from api.parsing import MAX_BULK_BODY, SOCKET_JSON  # noqa: E402
 from api.ratelimit import RateLimiter  # noqa: E402
 from api.service import Exchange  # noqa: E402
 from engine.matcher import MatchingEngine  # noqa: E402
 from engine.symbols import load_symbols  # noqa: E402
+from storage import Store  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -107,19 +109,12 @@ DEFAULTS = {
 
 
 def _make_store(config: dict, data_dir: str, yield_fn):
-    """The durability layer, or None when disabled or not installed yet."""
+    """The durability layer; None when disabled, or an injected object (tests)."""
     store = config["store"]
     if store is False or store is None:
         return None
     if store is not True:
-        return store  # an injected object (tests)
-    try:
-        from storage import Store
-    except ImportError as e:
-        if isinstance(e, ModuleNotFoundError) and e.name not in ("storage", None):
-            raise  # a real bug inside storage/, not its absence
-        log.warning("storage.Store is not available (%s): running WITHOUT durability", e)
-        return None
+        return store
     return Store(data_dir, fsync=config["fsync"], yield_fn=yield_fn)
 
 
@@ -156,33 +151,6 @@ class _GroupCommitYield:
             if now == seen:
                 return
             seen = now
-
-
-def _make_publisher(socketio: SocketIO, exchange: Exchange):
-    """The Socket.IO side (``api.market.init_socketio``), or None until it exists."""
-    try:
-        from api.market import init_socketio
-    except ModuleNotFoundError as e:
-        if e.name != "api.market":
-            raise
-        log.warning("api.market is not available: no Socket.IO namespaces")
-        return None
-    return init_socketio(socketio, exchange)
-
-
-def _register_frontend(app: Flask) -> None:
-    try:
-        from api.frontend import bp
-    except ModuleNotFoundError as e:
-        if e.name != "api.frontend":
-            raise
-
-        @app.get("/")
-        def index():  # placeholder until the frontend blueprint exists
-            return "<!doctype html><title>Matching engine</title><p>The trading page is not installed.</p>"
-
-        return
-    app.register_blueprint(bp)
 
 
 def _cors(app: Flask, origins) -> None:
@@ -312,9 +280,9 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
     if cfg["rate_limit"]:
         _rate_limiter(app, int(cfg["rate_limit"]), cfg["rate_limiter"])
     rest.register(app)
-    _register_frontend(app)
+    app.register_blueprint(frontend.bp)
 
-    exchange.publisher = _make_publisher(socketio, exchange)
+    exchange.publisher = init_socketio(socketio, exchange)
     app.wsgi_app = _LastResort(app.wsgi_app)
     if audit is not None:
         audit.start(socketio.start_background_task, socketio.sleep)
