@@ -17,22 +17,8 @@ from api import formatting
 from engine.matcher import MatchingEngine
 from engine.order import BUY, LIMIT, MARKET, SELL
 from engine.symbols import SymbolSpec
+from tests.api.grids import STEPS
 
-STEPS = [
-    "0.01",
-    "0.05",
-    "0.25",
-    "0.5",
-    "1",
-    "5",
-    "10",
-    "1E+1",
-    "0.010",
-    "0.00001",
-    "0.0001",
-    "0.001",
-    "0.125",
-]
 FEES = ["0", "0.001", "0.002", "0.0015", "0.00075", "0.1", "0.0000001", "0.25"]
 
 specs = st.builds(

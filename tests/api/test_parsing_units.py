@@ -15,22 +15,7 @@ from api import parsing
 from engine.errors import ValidationError
 from engine.matcher import MatchingEngine
 from engine.symbols import SymbolSpec
-
-STEPS = [
-    "0.01",
-    "0.05",
-    "0.25",
-    "0.5",
-    "1",
-    "5",
-    "10",
-    "1E+1",
-    "0.010",
-    "0.00001",
-    "0.0001",
-    "0.001",
-    "0.125",
-]
+from tests.api.grids import STEPS
 
 specs = st.builds(
     lambda tick, lot: SymbolSpec("X-Y", "X", "Y", Decimal(tick), Decimal(lot)),
