@@ -285,23 +285,11 @@ class Exchange:
 
     def place_order_or_error(self, body) -> dict:
         """``place_order``, with any failure as an error envelope (never raises)."""
-        try:
-            return self.place_order(body)
-        except EngineError as e:
-            return e.to_dict()
-        except Exception:
-            log.exception("unexpected error placing an order")
-            return internal_error_envelope()
+        return _or_error(self.place_order, body, "placing an order")
 
     def cancel_order_or_error(self, body) -> dict:
         """``cancel_order``, with any failure as an error envelope (never raises)."""
-        try:
-            return self.cancel_order(body)
-        except EngineError as e:
-            return e.to_dict()
-        except Exception:
-            log.exception("unexpected error cancelling an order")
-            return internal_error_envelope()
+        return _or_error(self.cancel_order, body, "cancelling an order")
 
     def reject(self, request: str, body, error: EngineError) -> None:
         """Count and audit a request refused before it reached ``place_order``
@@ -476,3 +464,14 @@ class Exchange:
             "storage": storage,
             "audit": audit,
         }
+
+
+def _or_error(command, body, doing: str) -> dict:
+    """``command(body)``, or its failure as the contract's error envelope."""
+    try:
+        return command(body)
+    except EngineError as e:
+        return e.to_dict()
+    except Exception:
+        log.exception("unexpected error %s", doing)
+        return internal_error_envelope()
