@@ -180,33 +180,13 @@ class Exchange:
         if len(orders) > MAX_BATCH:
             raise ValidationError(f"at most {MAX_BATCH} orders per request, got {len(orders)}", "orders")
         t0 = perf_counter_ns()
-        engine = self.engine
-        store = self.store
-        matching = self.latency["matching"]
         out: list = [None] * len(orders)
         accepted = []
         ticket = None
         for i, body in enumerate(orders):
             try:
-                cmd = parse_order(engine, body)
-            except EngineError as e:
-                self._reject("order", body, e)
-                out[i] = e.to_dict()
-                continue
-            except Exception:
-                log.exception("unexpected error in a bulk order")
-                out[i] = internal_error_envelope()
-                continue
-            try:
-                t1 = perf_counter_ns()
-                with engine.lock(cmd.symbol):
-                    result = engine.submit(
-                        cmd.symbol, cmd.side, cmd.order_type, cmd.quantity, cmd.price, cmd.client_order_id
-                    )
-                    if store is not None:
-                        ticket = store.log_submit(result)
-                        self.journaled += 1
-                matching.add(perf_counter_ns() - t1)
+                cmd = self._parse(body)
+                result, logged = self._submit(cmd)
             except EngineError as e:
                 out[i] = e.to_dict()
                 continue
@@ -214,6 +194,8 @@ class Exchange:
                 log.exception("unexpected error in a bulk order")
                 out[i] = internal_error_envelope()
                 continue
+            if logged is not None:
+                ticket = logged
             accepted.append((i, cmd.spec, result))
         if ticket is not None:
             # Tickets are durable in order: waiting for the last covers the batch.
