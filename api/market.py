@@ -73,7 +73,9 @@ Cost on the order path
     formatting, fan-out, slow clients -- happens in one background task
     (``socketio.start_background_task``, started lazily), which drains results
     for at most about ``pass_budget`` (5 ms) per pass and yields between passes
-    (eventlet serves requests in between). Rooms without members cost nothing beyond bookkeeping.
+    (eventlet serves requests in between). Passes are paced like the book rooms
+    (``interval_per_member`` per ``/market`` client, at most ``min_interval``), so
+    that under load one pass -- one write per client -- carries many results. Rooms without members cost nothing beyond bookkeeping.
 
 Known limits
     Delivery to a slow client is buffered by Engine.IO without bound (memory
@@ -277,13 +279,26 @@ class Publisher:
     def _run(self) -> None:
         sleep = self.socketio.sleep
         while not self._stopped:
+            started = _perf_ns()
             timeout = self._pass_safely()
-            if timeout > 0:
+            # Pacing: with many subscribers, let results gather for the rest of
+            # the pace interval so that one pass -- one write per client --
+            # carries them all. A pass after a quiet spell starts at once.
+            rest = (started + self._pace_ns() - _perf_ns()) / 1e9
+            if rest > 0:
+                sleep(rest)
+                timeout = max(0.0, timeout - rest)
+            if timeout > 0 and not self._queue:
                 self._wake.wait(timeout)
                 self._wake.clear()
             else:
                 sleep(0)
         log.debug("market publisher stopped")
+
+    def _pace_ns(self) -> int:
+        """The least time between two passes: ``interval_per_member`` per
+        ``/market`` client, at most ``min_interval`` (the book rooms' rule)."""
+        return min(self.min_interval_ns, self.clients[MARKET_NAMESPACE] * self.interval_per_member_ns)
 
     def _pass_safely(self) -> float:
         try:
@@ -661,59 +676,72 @@ def _guard(name: str, fn, *args) -> dict:
 
 
 # -- transport: one send per batch of frames (eventlet) ---------------------------
-class _CoalescingWebSocket:
-    """Wraps eventlet's server-side ``WebSocket``: between ``begin()`` and
-    ``flush()`` the frames ``send`` packs are collected and then written with one
-    ``sendall``. Everything else is delegated."""
+_FRAME = "_ws_frame"  # attribute of an Engine.IO packet: its WebSocket frame, packed once
 
-    __slots__ = ("_ws", "_frames")
 
-    def __init__(self, ws) -> None:
-        self._ws = ws
-        self._frames = None
+def _sending_poll(connection, ws):
+    """Return a replacement for ``connection.poll`` that sends, for Engine.IO's
+    WebSocket writer.
 
-    def __getattr__(self, name):
-        return getattr(self._ws, name)
+    The writer calls ``poll()`` for the packets queued for its client and then
+    sends each as its own frame. The replacement instead packs them and writes
+    them with one ``sendall``, then waits for more; it returns to the writer
+    only when the connection ends (``[]``, or the queue-timeout exception), so
+    the writer then closes the socket as before.
 
-    def begin(self) -> None:
-        self._frames = []
+    A packet emitted to a room is one object queued for every member, so its
+    frame is packed once and kept on the packet (``_FRAME``) for the other
+    members -- unless this connection compresses (permessage-deflate: frames
+    then differ per client) or masks. Until the connection is upgraded (the
+    writer only starts after that) this is the original ``poll``: a failed
+    upgrade goes on polling untouched.
+    """
+    poll = connection.poll
+    pack = ws._pack_message
+    write = ws._send
+    shared = not ws.client and ws._get_permessage_deflate_enc() is None
 
-    def flush(self) -> None:
-        frames, self._frames = self._frames, None
-        if frames:
-            self._ws._send(frames[0] if len(frames) == 1 else b"".join(frames))
+    def poll_and_send():
+        if not connection.upgraded:
+            return poll()
+        while True:
+            packets = poll()
+            if not packets:
+                return packets
+            frames = []
+            for pkt in packets:
+                frame = pkt.__dict__.get(_FRAME) if shared else None
+                if frame is None:
+                    frame = pack(pkt.encode())
+                    if shared:
+                        setattr(pkt, _FRAME, frame)
+                frames.append(frame)
+            try:
+                write(frames[0] if len(frames) == 1 else b"".join(frames))
+            except Exception:  # the writer then closes the connection, as on a send error
+                return []
 
-    def send(self, message, **kw):
-        if self._frames is None:
-            return self._ws.send(message, **kw)
-        kw["masked"] = self._ws.client
-        self._frames.append(self._ws._pack_message(message, **kw))
-
-    def close(self, *args, **kw):
-        try:
-            self.flush()
-        except OSError:
-            pass
-        return self._ws.close(*args, **kw)
+    return poll_and_send
 
 
 def install_frame_coalescing(socketio) -> bool:
-    """Write each WebSocket client's queued Engine.IO packets with one system call.
+    """Write each WebSocket client's queued Engine.IO packets with one system
+    call, packing each room-wide packet's frame once.
 
     Why: Engine.IO's per-client writer dequeues every packet waiting for the
-    client and sends each as its own frame, one ``sendall`` each. Fanning market
-    data out to many subscribers is dominated by those system calls (measured:
-    ~80% of the server's time at 50 subscribers x 500 orders/s, ~5 packets per
-    wake-up). Here the frames of one wake-up are packed as before and written
-    together: the same bytes on the wire, in the same order, ~5x fewer calls.
+    client and sends each as its own frame, one ``sendall`` each, packing the
+    same frame again for every member of a room. Fanning market data out to
+    many subscribers is dominated by those system calls and that packing
+    (measured: ~80% of the server's time at 50 subscribers x 500 orders/s, ~5
+    packets per wake-up). Here the frames of one wake-up are written together
+    (the same bytes on the wire, in the same order, ~5x fewer calls), and a
+    frame is packed once per packet, not once per member (``_sending_poll``).
 
     How: the eventlet WebSocket class of this server's Engine.IO instance is
-    replaced by a subclass whose handler wraps the socket (``_CoalescingWebSocket``)
-    and the connection's ``poll`` (the writer calls it before waiting for more
-    packets: the moment to flush, then to start collecting the next batch).
-    Only eventlet mode with the expected internals (python-engineio 4.x,
-    eventlet's ``WebSocket._pack_message``/``_send``); otherwise nothing changes
-    and this returns False.
+    replaced by a subclass whose handler replaces the connection's ``poll``
+    before Engine.IO's handler runs. Only eventlet mode with the expected
+    internals (python-engineio 4.x, eventlet's RFC 6455 ``WebSocket`` with
+    ``_pack_message``/``_send``); otherwise nothing changes and this returns False.
     """
     eio = getattr(getattr(socketio, "server", None), "eio", None)
     if eio is None or eio.async_mode != "eventlet":
@@ -729,22 +757,12 @@ def install_frame_coalescing(socketio) -> bool:
             connection = getattr(handler, "__self__", None)  # the engineio Socket
 
             def coalescing_handler(ws):
-                if connection is None or not (hasattr(ws, "_pack_message") and hasattr(ws, "_send")):
-                    return handler(ws)
-                proxy = _CoalescingWebSocket(ws)
-                poll = connection.poll
-
-                def poll_and_flush():
-                    try:
-                        proxy.flush()
-                    except Exception:  # the writer then closes the connection, as on a send error
-                        return []
-                    packets = poll()
-                    proxy.begin()
-                    return packets
-
-                connection.poll = poll_and_flush
-                return handler(proxy)
+                if connection is not None and all(
+                    hasattr(ws, a)
+                    for a in ("_pack_message", "_send", "_get_permessage_deflate_enc", "client")
+                ):
+                    connection.poll = _sending_poll(connection, ws)
+                return handler(ws)
 
             super().__init__(coalescing_handler, server)
 

@@ -202,44 +202,131 @@ def test_a_book_change_nobody_reported_is_published_within_a_tick(inbox, exchang
 
 
 class FakeWebSocket:
+    """The parts of eventlet's RFC 6455 ``WebSocket`` that ``_sending_poll`` uses."""
+
     client = False
 
-    def __init__(self) -> None:
+    def __init__(self, *, deflate: bool = False, fail: bool = False) -> None:
         self.writes: list[bytes] = []
-        self.closed = False
+        self.packed = 0
+        self.deflate = deflate
+        self.fail = fail
+
+    def _get_permessage_deflate_enc(self):
+        return object() if self.deflate else None
 
     def _pack_message(self, message, masked=False):
+        self.packed += 1
         return b"[" + message.encode() + b"]"
 
     def _send(self, data: bytes) -> None:
+        if self.fail:
+            raise BrokenPipeError
         self.writes.append(data)
 
-    def send(self, message, **kw):
-        self._send(self._pack_message(message))
 
-    def close(self):
-        self.closed = True
+class FakeConnection:
+    """An Engine.IO socket whose ``poll`` hands out prepared batches."""
+
+    def __init__(self, batches, *, upgraded: bool = True) -> None:
+        self.batches = list(batches)
+        self.upgraded = upgraded
+
+    def poll(self):
+        batch = self.batches.pop(0)
+        if isinstance(batch, Exception):
+            raise batch
+        return batch
 
 
-def test_coalescing_websocket_writes_a_batch_with_one_call():
-    from api.market import _CoalescingWebSocket
+def message(data: str):
+    import engineio.packet
 
+    return engineio.packet.Packet(engineio.packet.MESSAGE, data)
+
+
+def test_the_writer_poll_sends_each_batch_with_one_write_until_the_end():
+    from api.market import _sending_poll
+
+    a, b, c = message("a"), message("b"), message("c")
     ws = FakeWebSocket()
-    proxy = _CoalescingWebSocket(ws)
-    proxy.send("probe")  # outside a batch: written at once
-    assert ws.writes == [b"[probe]"]
-    proxy.begin()
-    for i in range(3):
-        proxy.send(f"e{i}")
-    assert ws.writes == [b"[probe]"]
-    proxy.flush()
-    assert ws.writes == [b"[probe]", b"[e0][e1][e2]"]
-    proxy.flush()  # nothing pending: no write
-    proxy.begin()
-    proxy.send("last")
-    proxy.close()  # flushes first
-    assert ws.writes[-1] == b"[last]" and ws.closed
-    assert proxy.client is False  # everything else is delegated
+    poll = _sending_poll(FakeConnection([[a, b], [c], []]), ws)
+    assert poll() == []  # returns to Engine.IO's writer only at the end (it then closes)
+    assert ws.writes == [b"[4a][4b]", b"[4c]"]
+
+
+def test_a_room_packet_is_packed_once_for_all_members_but_not_for_compressing_ones():
+    from api.market import _sending_poll
+
+    pkt = message("trade")
+    plain = [FakeWebSocket() for _ in range(3)]
+    for ws in plain:
+        _sending_poll(FakeConnection([[pkt], []]), ws)()
+    deflating = FakeWebSocket(deflate=True)
+    _sending_poll(FakeConnection([[pkt], []]), deflating)()
+    assert sum(ws.packed for ws in plain) == 1  # the first member packed it
+    assert [ws.writes for ws in plain] == [[b"[4trade]"]] * 3
+    assert deflating.packed == 1 and deflating.writes == [b"[4trade]"]
+
+
+def test_the_writer_poll_ends_on_a_failed_write_and_passes_the_queue_timeout_on():
+    from engineio.exceptions import QueueEmpty
+
+    from api.market import _sending_poll
+
+    ws = FakeWebSocket(fail=True)
+    assert _sending_poll(FakeConnection([[message("x")], [message("never")]]), ws)() == []
+    timeout = _sending_poll(FakeConnection([QueueEmpty()]), FakeWebSocket())
+    try:
+        timeout()
+        raise AssertionError("QueueEmpty swallowed")
+    except QueueEmpty:
+        pass
+
+
+def test_before_the_upgrade_completes_poll_is_the_original():
+    from api.market import _sending_poll
+
+    pkt = message("polled")
+    ws = FakeWebSocket()
+    poll = _sending_poll(FakeConnection([[pkt]], upgraded=False), ws)
+    assert poll() == [pkt] and ws.writes == []  # a failed upgrade goes on long-polling
+
+
+def test_passes_are_paced_by_the_number_of_market_clients(exchange):
+    from api.market import MARKET_NAMESPACE
+
+    pub = Publisher(None, exchange.engine, min_interval=0.005, interval_per_member=0.0001)
+    assert pub._pace_ns() == 0
+    pub.client_connected(MARKET_NAMESPACE, 1)
+    assert pub._pace_ns() == 100_000
+    pub.client_connected(MARKET_NAMESPACE, 99)
+    assert pub._pace_ns() == 5_000_000
+
+
+def test_with_many_clients_a_burst_of_results_goes_out_in_few_passes(inbox, exchange, publisher):
+    from api.market import MARKET_NAMESPACE
+
+    box = inbox()
+    subscribe(box.client, type="trades", symbol=BTC)
+    publisher.client_connected(MARKET_NAMESPACE, 99)  # as if 100 were connected: 5 ms pace
+    engine = exchange.engine
+    passes = 0
+    real_pass = publisher._pass
+
+    def counting_pass():
+        nonlocal passes
+        passes += 1
+        return real_pass()
+
+    publisher._pass = counting_pass
+    for _ in range(40):
+        publisher.on_submit(run(engine, BTC, SELL, LIMIT, "1", "100.00"))
+        publisher.on_submit(run(engine, BTC, BUY, LIMIT, "1", "100.00"))
+        time.sleep(0.0005)
+    box.wait_count("trade", 40)
+    assert passes <= 20  # unpaced: about one pass per result (80)
+    assert [t["trade_id"] for t in box.of("trade")] == [str(i) for i in range(1, 41)]
 
 
 def test_coalescing_is_installed_only_in_eventlet_mode(socketio):
