@@ -13,6 +13,8 @@ server is counted (no coordinated omission). Several worker processes drive raw
 keep-alive sockets (or python-socketio clients for ``--mode ws``), so the generator is
 not the bottleneck. The run stops by itself after ``--duration`` plus at most
 ``--drain`` seconds; only loopback targets are accepted unless ``--allow-remote``.
+A server whose rate limit (``X-RateLimit-Limit``, on by default) is below the offered
+rate is refused with a hint (start it with ``--rate-limit 0``) unless ``--allow-rate-limit``.
 
 Exit status: 0 PASS, 1 FAIL (a check of the verdict line failed), 2 usage error or
 server unreachable. Documentation/LOAD_TESTING.md explains every figure.
@@ -35,7 +37,7 @@ from loadlib import report  # noqa: E402
 from loadlib.orders import DEFAULT_SPECS, build_specs  # noqa: E402
 from loadlib.procs import ProcSampler, SystemSampler, find_server_pid  # noqa: E402
 from loadlib.runner import cpu_count, run_phase  # noqa: E402
-from loadlib.safety import base_url, check_url  # noqa: E402
+from loadlib.safety import base_url, check_url, rate_limit_problem  # noqa: E402
 from loadlib.schedule import DEFAULT_MIX, parse_mix, parse_rate  # noqa: E402
 
 MAX_DURATION = 3600.0
@@ -113,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-remote",
         action="store_true",
         help="allow a target that is not loopback (only for machines you own)",
+    )
+    ap.add_argument(
+        "--allow-rate-limit",
+        action="store_true",
+        help="run even though the server's rate limit (X-RateLimit-Limit) is below the offered rate",
     )
     ap.add_argument(
         "--batch-size",
@@ -230,19 +237,33 @@ def validate(args) -> dict:
     }
 
 
-def get_json(host: str, port: int, path: str, timeout: float = 3.0):
-    """``(status, parsed body or None)`` of one GET; raises OSError when unreachable."""
+def get_json(host: str, port: int, path: str, timeout: float = 3.0, headers: dict | None = None):
+    """``(status, parsed body or None)`` of one GET; raises OSError when unreachable.
+    ``headers``, when given, receives the answer's headers."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", path)
         r = conn.getresponse()
         body = r.read()
+        if headers is not None:
+            headers.update(r.getheaders())
         try:
             return r.status, json.loads(body)
         except ValueError:
             return r.status, None
     finally:
         conn.close()
+
+
+def rest_requests_per_second(args, rate: float | None) -> float | None:
+    """The REST requests/s a run offers (None: as fast as it can; 0: none)."""
+    if args.baseline or args.baseline_only:
+        return rate  # the /health phase offers the order rate as requests (or max)
+    if args.mode == "ws":
+        return 0.0  # Socket.IO traffic is not rate limited
+    if rate is None:
+        return None
+    return rate / (args.batch_size if args.mode == "batch" else 1)
 
 
 def discover(host: str, port: int, symbols: list[str]):
@@ -278,13 +299,21 @@ def main(argv=None) -> int:
         return 2
     host, port = v["host"], v["port"]
     url = base_url(host, port)
+    headers: dict = {}
     try:
-        st, health = get_json(host, port, "/health")
+        st, health = get_json(host, port, "/health", headers=headers)
     except OSError as exc:
         print(f"error: {url}/health is unreachable: {exc}", file=sys.stderr)
         return 2
     if st != 200:
         print(f"warning: GET /health answered {st}", file=sys.stderr)
+    limited = rate_limit_problem(
+        {k.lower(): v for k, v in headers.items()}.get("x-ratelimit-limit"),
+        rest_requests_per_second(args, v["rate"]),
+    )
+    if limited and not args.allow_rate_limit:
+        print(f"error: {limited}", file=sys.stderr)
+        return 2
     notes = list(v["notes"])
     specs = []
     if not args.baseline_only:

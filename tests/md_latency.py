@@ -48,7 +48,7 @@ from loadlib.httpengine import ERROR, HttpWorker  # noqa: E402
 from loadlib.orders import CrossingFactory, build_specs  # noqa: E402
 from loadlib.procs import ProcSampler, SystemSampler, find_server_pid  # noqa: E402
 from loadlib.runner import cpu_count  # noqa: E402
-from loadlib.safety import base_url, check_url  # noqa: E402
+from loadlib.safety import base_url, check_url, rate_limit_problem  # noqa: E402
 from loadlib.stats import fmt_ms, summarize  # noqa: E402
 
 EVENT_TYPES = ("trade", "bbo", "l2_update")
@@ -642,6 +642,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--url", default="http://127.0.0.1:5000")
     ap.add_argument("--allow-remote", action="store_true")
+    ap.add_argument(
+        "--allow-rate-limit",
+        action="store_true",
+        help="run even though the server's rate limit (X-RateLimit-Limit) is below --rate",
+    )
     ap.add_argument("--symbol", default="BTC-USDT")
     ap.add_argument("--rate", type=float, default=500.0, help="orders/s offered (default 500)")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of sending (default 10)")
@@ -717,12 +722,19 @@ def main(argv=None) -> int:
         return 2
     from advanced_load_test import get_json
 
+    headers: dict = {}
     try:
-        get_json(host, port, "/health")
+        get_json(host, port, "/health", headers=headers)
         _st, listing = get_json(host, port, "/symbols")
         _st, bbo = get_json(host, port, f"/bbo/{args.symbol}")
     except OSError as exc:
         print(f"error: {base_url(host, port)} is unreachable: {exc}", file=sys.stderr)
+        return 2
+    limited = rate_limit_problem(
+        {k.lower(): v for k, v in headers.items()}.get("x-ratelimit-limit"), args.rate
+    )
+    if limited and not args.allow_rate_limit:
+        print(f"error: {limited}", file=sys.stderr)
         return 2
     try:
         specs, _notes = build_specs([args.symbol], listing, {args.symbol: bbo if _st == 200 else None})

@@ -584,3 +584,61 @@ def test_target_rate_counts_orders_per_second_of_load():
     assert report.verdict(s, target_p99_ms=None, target_rate=1000)[0] is True
     s.update(achieved_rate=59900 / 60.001, orders_answered=59900, window_s=60.001)
     assert report.verdict(s, target_p99_ms=None, target_rate=1000)[0] is False
+
+
+@pytest.mark.parametrize(
+    ("limit", "rate", "refused"),
+    [
+        (None, None, False),  # --rate-limit 0: no header, anything goes
+        ("10000", 100.0, False),  # 6,000/min within 10,000/min
+        ("10000", 1000.0, True),
+        ("10000", None, True),  # rate max
+        ("10000", 0.0, False),  # Socket.IO only
+        ("garbage", 1000.0, False),
+    ],
+)
+def test_rate_limit_problem(limit, rate, refused):
+    from loadlib.safety import rate_limit_problem
+
+    problem = rate_limit_problem(limit, rate)
+    assert (problem is not None) == refused
+    if refused:
+        assert "--rate-limit 0" in problem and "429" in problem
+
+
+@pytest.fixture
+def rate_limited_health():
+    """A stand-in server whose /health carries X-RateLimit-Limit: 10000."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b'{"status": "ok"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-RateLimit-Limit", "10000")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("tool", ["advanced_load_test", "md_latency"])
+def test_tools_refuse_a_rate_limited_server_with_a_hint(tool, rate_limited_health, capsys):
+    module = __import__(tool)
+    code = module.main(["--url", rate_limited_health, "--rate", "1000", "--duration", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "10,000 requests per minute" in err and "--rate-limit 0" in err

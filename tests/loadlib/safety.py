@@ -75,3 +75,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def rate_limit_problem(limit_header: str | None, requests_per_second: float | None) -> str | None:
+    """Why a run would measure the server's rate limiter instead of the server, or None.
+
+    ``limit_header`` is the server's ``X-RateLimit-Limit`` (requests per minute per
+    client; absent when the server runs with ``--rate-limit 0``);
+    ``requests_per_second`` is what the run offers over REST (None: as fast as
+    possible). A run within the limit is fine; anything else would be answered
+    ``429 RATE_LIMITED`` from the limit on, by design.
+    """
+    if limit_header is None:
+        return None
+    try:
+        per_minute = int(limit_header)
+    except ValueError:
+        return None
+    if requests_per_second is not None and requests_per_second * 60 <= per_minute:
+        return None
+    offered = (
+        "as many requests as it can"
+        if requests_per_second is None
+        else f"{requests_per_second:,.0f} requests/s"
+    )
+    return (
+        f"the server limits each client to {per_minute:,} requests per minute "
+        f"({per_minute / 60:,.0f}/s, its X-RateLimit-Limit) and this run offers {offered} over REST: "
+        "beyond the limit every answer would be 429 RATE_LIMITED. Start the server for load tests "
+        'with the limit off -- python api/app.py --rate-limit 0 (make run ARGS="--rate-limit 0") -- '
+        "or pass --allow-rate-limit to load the limiter on purpose."
+    )
