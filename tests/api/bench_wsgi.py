@@ -46,7 +46,7 @@ sys.path.append(os.path.join(ROOT, "tests"))  # loadlib; after ROOT: tests/api i
 from loadlib.orders import DEFAULT_SPECS, OrderFactory, build_specs, order_json  # noqa: E402
 from loadlib.schedule import DEFAULT_MIX, parse_mix  # noqa: E402
 
-from api.app import close_app, create_app  # noqa: E402
+from api.app import close_app, configure_gc, create_app  # noqa: E402
 
 
 def environ(method: str, path: str, body: bytes = b"") -> dict:
@@ -96,6 +96,7 @@ def main() -> None:
     p.add_argument("--threading", action="store_true", help="threading mode instead of eventlet")
     p.add_argument("--profile", action="store_true", help="cProfile the measured requests")
     args = p.parse_args()
+    configure_gc()  # as main() does for the server
     data_dir = tempfile.mkdtemp(prefix="bench-wsgi-")
     app, socketio = create_app(
         {
