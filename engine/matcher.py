@@ -512,19 +512,24 @@ _ORDER_FIELDS = (
 )
 
 
+# Enum member -> its value: a dict lookup is ~5x cheaper than ``.value`` (a
+# descriptor), and a snapshot reads three per order it keeps.
+_VALUE = {m: m.value for enum in (Side, OrderType, OrderStatus) for m in enum}
+
+
 def _order_to_row(order: Order) -> list:
     return [
         order.order_id,
         order.client_order_id,
         order.symbol,
-        order.side.value,
-        order.order_type.value,
+        _VALUE[order.side],
+        _VALUE[order.order_type],
         order.price,
         order.quantity,
         order.timestamp,
         order.filled,
         order.notional,
-        order.status.value,
+        _VALUE[order.status],
     ]
 
 
@@ -551,7 +556,7 @@ def _trade_to_row(t: Trade) -> list:
         t.symbol,
         t.price,
         t.quantity,
-        t.aggressor_side.value,
+        _VALUE[t.aggressor_side],
         t.maker.order_id,
         t.taker.order_id,
         t.maker_fee,
