@@ -97,25 +97,22 @@ class Audit:
             pending = self._pending
             if not pending:
                 return 0
-            lines = []  # an element may hold several lines (an order's trades)
-            count = 0
+            lines = []
             popleft = pending.popleft
             while pending:
                 kind, a, b = popleft()
                 if kind == 0:
-                    count += _submit_lines(lines, a, *b)
+                    _submit_lines(lines, a, *b)
                 elif kind == 1:
                     lines.append(_cancel_line(a, *b))
-                    count += 1
                 else:
                     lines.append(_rejection_line(a, *b))
-                    count += 1
             # One record per batch: one write and one flush, one rollover check.
             text = b"\n".join(lines).decode()
             record = logging.LogRecord("audit", logging.INFO, __file__, 0, text, None, None)
             self._handler.handle(record)
-            self.lines_written += count
-            return count
+            self.lines_written += len(lines)
+            return len(lines)
 
     def close(self) -> None:
         """Stop the writer, write what is left, close the file."""
@@ -129,39 +126,21 @@ _encode = msgspec.json.encode  # every line is built as bytes; the block is deco
 
 
 _TRADES_KEY = b',"trades":['
-_TRADE_START = b'{"timestamp":'
-_NEXT_TRADE_LINE = b'},{"event":'
 
 
-def _submit_lines(lines: list, report: dict, sequence: int, body: bytes | None = None) -> int:
-    """Append the lines of an order and its trades; return how many.
-
-    Spliced from the report's own encoding: the same bytes as encoding
-    ``{"event", "ts", "sequence", **report minus trades}`` and
-    ``{"event", "ts", **trade}``, without copying or encoding a dict again
-    (~2x cheaper per order, and per trade a few bytes.replace). Sound because
-    the encoding is compact and a quote inside a string value is escaped, so
-    ``,"trades":[`` (last), ``{"timestamp":`` and ``},{"event":`` occur
-    nowhere but as the keys and objects they name."""
+def _submit_lines(lines: list, report: dict, sequence: int, body: bytes | None = None) -> None:
+    # Spliced from the report's own encoding (its last key is "trades"; a quote
+    # inside a string value is escaped, so the last ',"trades":[' is that key):
+    # the same bytes as encoding {"event", "ts", "sequence", **report minus
+    # trades}, without copying the dict. ~2x cheaper per order.
     if body is None:
         body = _encode(report)
     cut = body.rindex(_TRADES_KEY)
-    ts = _encode(report["timestamp"])
-    lines.append(b'{"event":"order","ts":%b,"sequence":%d,%b}' % (ts, sequence, body[1:cut]))
-    trades = report["trades"]
-    if not trades:
-        return 1
-    timestamp = report["timestamp"]
-    for trade in trades:
-        if trade["timestamp"] != timestamp:  # not the order's own fills: one by one
-            for t in trades:
-                lines.append(b'{"event":"trade","ts":%b,%b' % (_encode(t["timestamp"]), _encode(t)[1:]))
-            return 1 + len(trades)
-    # The trades array, its objects prefixed with the line's keys, one per line.
-    array = body[cut + len(_TRADES_KEY) : -2]
-    prefixed = array.replace(_TRADE_START, b'{"event":"trade","ts":%b,"timestamp":' % ts)
-    lines.append(prefixed.replace(_NEXT_TRADE_LINE, b'}\n{"event":'))
-    return 1 + len(trades)
+    lines.append(
+        b'{"event":"order","ts":%b,"sequence":%d,%b}' % (_encode(report["timestamp"]), sequence, body[1:cut])
+    )
+    for trade in report["trades"]:
+        lines.append(b'{"event":"trade","ts":%b,%b' % (_encode(trade["timestamp"]), _encode(trade)[1:]))
 
 
 def _cancel_line(report: dict, sequence: int, timestamp_ns: int) -> bytes:
