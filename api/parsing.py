@@ -264,38 +264,52 @@ def parse_order(engine: MatchingEngine, body) -> OrderCommand:
     """
     if not isinstance(body, dict):
         raise ValidationError("an order must be a JSON object")
-    symbol = _required(body, "symbol")
+    # Runs for every element of a bulk request, so the common case is inlined:
+    # plain lookups first, ``_required`` only on the way to an error, and the
+    # grids' text caches read here before ``_cached_units`` is called.
+    get = body.get
+    symbol = get("symbol")
     if type(symbol) is not str:
+        _required(body, "symbol")
         raise ValidationError("symbol must be a string", "symbol")
     market = engine.markets.get(symbol)
     if market is None:
         raise UnknownSymbol(symbol, "symbol")
     spec = market.spec
 
-    side = _required(body, "side")
+    side = get("side")
     side = _SIDES.get(side) if type(side) is str else None
     if side is None:
+        _required(body, "side")
         raise ValidationError("side must be 'buy' or 'sell'", "side")
 
-    order_type = _required(body, "order_type")
+    order_type = get("order_type")
     order_type = _ORDER_TYPES.get(order_type) if type(order_type) is str else None
     if order_type is None:
+        _required(body, "order_type")
         raise ValidationError("order_type must be 'market', 'limit', 'ioc' or 'fok'", "order_type")
 
     grid = _grid(spec)
-    quantity = _required(body, "quantity")
-    lots = _cached_units(quantity, grid.lots, grid.lot_coef, grid.lot_exp)
-    quantity = lots if lots is not None else spec.quantity_to_lots(quantity, "quantity")
+    quantity = get("quantity")
+    lots = grid.lots.get(quantity) if type(quantity) is str else None
+    if lots is None:
+        lots = _cached_units(_required(body, "quantity"), grid.lots, grid.lot_coef, grid.lot_exp)
+        if lots is None:
+            lots = spec.quantity_to_lots(quantity, "quantity")
 
-    price = body.get("price")
+    price = get("price")
     if order_type is MARKET:
         if price is not None:
             raise ValidationError("a market order takes no price", "price")
+        ticks = None
     else:
         if price is None:
             raise ValidationError(f"price is required for a {order_type.value} order", "price")
-        ticks = _cached_units(price, grid.ticks, grid.tick_coef, grid.tick_exp)
-        price = ticks if ticks is not None else spec.price_to_ticks(price, "price")
+        ticks = grid.ticks.get(price) if type(price) is str else None
+        if ticks is None:
+            ticks = _cached_units(price, grid.ticks, grid.tick_coef, grid.tick_exp)
+            if ticks is None:
+                ticks = spec.price_to_ticks(price, "price")
 
     client_order_id = body.get("client_order_id")
     if client_order_id is not None:
@@ -308,7 +322,7 @@ def parse_order(engine: MatchingEngine, body) -> OrderCommand:
         if not client_order_id.isprintable():
             raise ValidationError("client_order_id must be printable text", "client_order_id")
 
-    return OrderCommand(symbol, spec, side, order_type, quantity, price, client_order_id)
+    return OrderCommand(symbol, spec, side, order_type, lots, ticks, client_order_id)
 
 
 def parse_order_id(value, field: str = "order_id") -> int:

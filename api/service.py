@@ -203,7 +203,7 @@ class Exchange:
         submit_report = formatting.submit_report
         publisher = self.publisher
         on_submit = publisher.on_submit if publisher is not None else None
-        audit = self.audit
+        audit_submit = self.audit.submit if self.audit is not None else None
         encoded = None
         for i, spec, result in accepted:
             out[i] = report = submit_report(spec, result)
@@ -214,8 +214,8 @@ class Exchange:
                     on_submit(result, received_ns=t0)
                 except Exception:
                     log.exception("publisher.on_submit failed")
-            if audit is not None:
-                audit.submit(report, result.sequence, encoded)
+            if audit_submit is not None:
+                audit_submit(report, result.sequence, encoded)
         if encode:
             # msgspec encodes a list as "[" + ",".join(items) + "]": the same bytes
             out = b"[" + b",".join([o if type(o) is bytes else _encode(o) for o in out]) + b"]"
@@ -290,7 +290,7 @@ class Exchange:
         engine = self.engine
         store = self.store
         t0 = perf_counter_ns()
-        with engine.lock(cmd.symbol):
+        with engine.markets[cmd.symbol].lock:  # engine.lock(symbol); parsing checked the symbol
             result = engine.submit(
                 cmd.symbol, cmd.side, cmd.order_type, cmd.quantity, cmd.price, cmd.client_order_id
             )

@@ -7,11 +7,14 @@ A/B comparisons of the code path; it leaves out eventlet's HTTP parsing and sock
 IO (~150 us per request on the 2-core test machine).
 
     .venv/bin/python tests/api/bench_wsgi.py [health|order|bulk] [--n 20000] [--fsync off|batch]
-        [--batch 50] [--threading] [--profile]
+        [--batch 50] [--mix] [--threading] [--profile]
 
 ``order`` alternates a limit sell and a limit buy at one price (every second order
-trades); ``bulk`` posts ``--batch`` of them per request. With ``--fsync batch`` every
-request pays its own fsync (one request at a time: no group commit).
+trades); ``bulk`` posts ``--batch`` of them per request. ``--mix`` sends instead the
+load runner's order stream (``tests/loadlib/orders.py``: four symbols, its default mix
+without cancels, seed 1), every request a different body, as ``advanced_load_test.py``
+does: more fills per order and a growing book. With ``--fsync batch`` every request
+pays its own fsync (one request at a time: no group commit).
 """
 
 from __future__ import annotations
@@ -36,9 +39,14 @@ import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+sys.path.append(os.path.join(ROOT, "tests"))  # loadlib; after ROOT: tests/api is not api
 
-from api.app import close_app, create_app  # noqa: E402
+from loadlib.orders import DEFAULT_SPECS, OrderFactory, build_specs, order_json  # noqa: E402
+from loadlib.schedule import DEFAULT_MIX, parse_mix  # noqa: E402
+
+from api.app import close_app, configure_gc, create_app  # noqa: E402
 
 
 def environ(method: str, path: str, body: bytes = b"") -> dict:
@@ -70,15 +78,25 @@ def call(app, env: dict) -> tuple[str, bytes]:
     return status[0], body
 
 
+def mix_stream(n: int) -> list[bytes]:
+    """``n`` order bodies of the load runner's stream (default mix without cancels)."""
+    specs, _notes = build_specs(list(DEFAULT_SPECS), None, {})
+    mix = dict(parse_mix(DEFAULT_MIX), cancel=0.0)
+    factory = OrderFactory(specs, mix, seed=1)
+    return [order_json(factory.next()[1]).encode() for _ in range(n)]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("mode", choices=("health", "order", "bulk"))
     p.add_argument("--n", type=int, default=20000, help="requests measured")
     p.add_argument("--fsync", default="off", choices=("off", "batch", "always"))
     p.add_argument("--batch", type=int, default=50)
+    p.add_argument("--mix", action="store_true", help="the load runner's order stream (see above)")
     p.add_argument("--threading", action="store_true", help="threading mode instead of eventlet")
     p.add_argument("--profile", action="store_true", help="cProfile the measured requests")
     args = p.parse_args()
+    configure_gc()  # as main() does for the server
     data_dir = tempfile.mkdtemp(prefix="bench-wsgi-")
     app, socketio = create_app(
         {
@@ -101,10 +119,17 @@ def main() -> None:
         ).encode()
         for i, side in enumerate(("sell", "buy"))
     ]
+    if args.mix:
+        orders = mix_stream((200 + args.n) * (args.batch if args.mode == "bulk" else 1))
+        if args.mode == "bulk":
+            b = args.batch
+            orders = [b"[" + b",".join(orders[i : i + b]) + b"]" for i in range(0, len(orders), b)]
     if args.mode == "health":
         envs = [environ("GET", "/health")]
     elif args.mode == "order":
         envs = [environ("POST", "/order", o) for o in orders]
+    elif args.mix:
+        envs = [environ("POST", "/orders", body) for body in orders]
     else:
         body = b"[" + b",".join(orders * (args.batch // 2)) + b"]"
         envs = [environ("POST", "/orders", body)]
@@ -116,7 +141,7 @@ def main() -> None:
         if profiler:
             profiler.enable()
         for i in range(args.n):
-            status, body = call(app, envs[i % len(envs)])
+            status, body = call(app, envs[(200 + i) % len(envs)])
             if i % 8 == 7:
                 socketio.sleep(0)  # the publisher and audit tasks run, as between requests in the server
         if profiler:

@@ -111,6 +111,17 @@ def test_formatter_is_rebuilt_for_another_spec_object():
     assert formatting.formatter(a) is formatting.formatter(a)
 
 
+def test_cached_price_quantity_and_fee_texts_stay_exact_past_the_cache_bound():
+    spec = SymbolSpec("X-Y", "X", "Y", Decimal("0.01"), Decimal("0.001"))
+    f = formatting.formatter(spec)
+    values = list(range(1, formatting.MAX_CACHED + 50)) * 2  # hits, and a clear when full
+    assert [f.price(v) for v in values] == [spec.format_price(v) for v in values]
+    assert [f.quantity(v) for v in values] == [spec.format_quantity(v) for v in values]
+    assert f.price(None) is None and f.price(None) is None
+    fees = [v * 997 for v in values]
+    assert [f.fee(v) for v in fees] == [spec.format_fee(v) for v in fees]
+
+
 def _reference_trade(spec, trade) -> dict:
     return {
         "timestamp": formatting.iso(trade.timestamp),

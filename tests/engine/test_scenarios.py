@@ -3,6 +3,8 @@ this field. Each builds a small known book, acts, and checks the returned
 records and the resulting depth; ``submit`` (helpers) runs ``engine.check()``
 after every command."""
 
+import threading
+
 import pytest
 
 from engine.errors import OrderNotFound, OrderNotOpen, UnknownSymbol, ValidationError
@@ -326,3 +328,56 @@ def test_replay_with_journaled_ids_continues_after_them(engine):
     assert limit(engine, "buy", 1, 99).order.order_id == 43
     limit(engine, "sell", 1, 99)
     assert engine.market(SYM).trades[-1].trade_id == 78
+
+
+class _CountingLock:
+    """A re-entrant lock that counts its acquisitions and knows its depth."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.acquired = 0
+        self.depth = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        ok = self.lock.acquire(blocking, timeout)
+        self.acquired += 1
+        self.depth += 1
+        return ok
+
+    def release(self) -> None:
+        self.depth -= 1
+        self.lock.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def test_the_injected_lock_factory_makes_every_symbol_lock():
+    made: list[_CountingLock] = []
+
+    def factory() -> _CountingLock:
+        made.append(_CountingLock())
+        return made[-1]
+
+    engine = make_engine(lock_factory=factory)
+    assert len(made) == 1
+    market = engine.market(SYM)
+    assert engine.lock(SYM) is market.lock and market.lock in made
+    maker = limit(engine, "sell", 5, 100)
+    taker = limit(engine, "buy", 3, 100)
+    assert fills(taker) == [(maker.order.order_id, 100, 3)]
+    engine.cancel(maker.order.order_id)
+    engine.depth(SYM)
+    engine.bbo(SYM)
+    state = engine.snapshot()  # every symbol's lock
+    assert market.lock.acquired == 6 and market.lock.depth == 0
+    with engine.lock(SYM):  # re-entrant: a caller's critical section around a command
+        limit(engine, "buy", 1, 90)
+    assert market.lock.depth == 0
+    engine.check()
+    other = make_engine(lock_factory=factory)
+    other.restore(state)
+    other.check()
+    assert other.market(SYM).lock is made[-1] and len(made) == 2

@@ -1,0 +1,161 @@
+"""The engine's per-symbol locks as the api layer chooses them
+(``api.app.symbol_lock_factory``): ``threading.RLock`` with real threads; under
+eventlet the OS-level C ``RLock``, which excludes green threads from each other only
+because no critical section yields to the hub -- checked here by running every path
+that takes a symbol lock in concurrent green threads (a subprocess: this process
+never monkey-patches)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+from api.app import create_app, symbol_lock_factory
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_threading_mode_uses_threading_rlock(tmp_path):
+    assert symbol_lock_factory("threading") is threading.RLock
+    app, _ = create_app({"data_dir": str(tmp_path), "store": False, "audit": False})
+    engine = app.extensions["exchange"].engine
+    assert all(type(m.lock) is type(threading.RLock()) for m in engine.markets.values())
+
+
+EVENTLET_SCRIPT = r"""
+import warnings
+warnings.filterwarnings("ignore")
+import eventlet
+eventlet.monkey_patch()
+import json, random, sys, threading
+import greenlet
+sys.path.insert(0, sys.argv[2])
+from api.app import close_app, create_app, symbol_lock_factory
+from engine.matcher import MatchingEngine
+from storage import Store
+
+factory = symbol_lock_factory("eventlet")
+out = {
+    "lock_type": f"{type(factory()).__module__}.{type(factory()).__qualname__}",
+    "green_type": f"{type(threading.RLock()).__module__}.{type(threading.RLock()).__qualname__}",
+}
+app, _ = create_app({"data_dir": sys.argv[1] + "/plain", "async_mode": "eventlet", "store": False,
+                     "audit": False})
+out["app_lock_type"] = type(next(iter(app.extensions["exchange"].engine.markets.values())).lock).__qualname__
+close_app(app)
+
+entered_while_held = []
+
+
+class Checked:
+    # The eventlet lock, plus who holds it: another green thread acquiring it
+    # while one holds it means a critical section yielded to the hub.
+    def __init__(self):
+        self.lock = factory()
+        self.owner = None
+        self.depth = 0
+
+    def acquire(self, blocking=True, timeout=-1):
+        me = greenlet.getcurrent()
+        if self.owner is not None and self.owner is not me:
+            entered_while_held.append(1)
+        ok = self.lock.acquire(blocking, timeout)
+        self.owner = me
+        self.depth += 1
+        return ok
+
+    def release(self):
+        self.depth -= 1
+        if not self.depth:
+            self.owner = None
+        self.lock.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+# The detector detects: a critical section that sleeps lets another green thread in.
+probe = Checked()
+def sleeper():
+    with probe:
+        eventlet.sleep(0.01)
+def enterer():
+    eventlet.sleep(0.001)
+    with probe:
+        pass
+pool = eventlet.GreenPool()
+pool.spawn(sleeper)
+pool.spawn(enterer)
+pool.waitall()
+out["detector"] = len(entered_while_held)
+entered_while_held.clear()
+
+engine = MatchingEngine(lock_factory=Checked)
+store = Store(sys.argv[1] + "/data", fsync="batch", snapshot_every=150, yield_fn=lambda: eventlet.sleep(0))
+app, socketio = create_app({"data_dir": sys.argv[1] + "/data", "async_mode": "eventlet", "engine": engine,
+                            "store": store})
+exchange = app.extensions["exchange"]
+watcher = socketio.test_client(app, namespace="/market")
+for kind in ("l2_updates", "bbo", "trades", "order_events"):
+    watcher.emit("subscribe", {"type": kind, "symbol": "BTC-USDT"}, namespace="/market", callback=True)
+
+
+def order(rng):
+    body = {"symbol": rng.choice(["BTC-USDT", "ETH-USDT"]), "side": rng.choice(["buy", "sell"]),
+            "order_type": rng.choice(["limit", "limit", "ioc", "fok", "market"]), "quantity": "0.01"}
+    if body["order_type"] != "market":
+        body["price"] = str(rng.randint(995, 1005))
+    return body
+
+
+def client(seed):
+    rng = random.Random(seed)
+    for i in range(40):
+        report = json.loads(exchange.place_order_json(order(rng)))
+        exchange.place_orders_json([order(rng) for _ in range(5)])
+        if report["status"] in ("new", "partially_filled"):
+            exchange.cancel_order_or_error({"order_id": report["order_id"]})
+        exchange.get_order(report["order_id"])
+        exchange.book("BTC-USDT", 5)
+        exchange.bbo("ETH-USDT")
+        exchange.trades("BTC-USDT", 5)
+        if i % 7 == 0:
+            eventlet.sleep(0.001)
+
+
+pool = eventlet.GreenPool()
+for seed in range(12):
+    pool.spawn(client, seed)
+pool.waitall()
+eventlet.sleep(0.05)  # the publisher's last pass
+watcher.get_received("/market")
+out["entered_while_held"] = len(entered_while_held)
+out["snapshots"] = store.statistics()["snapshots"]
+out["orders"] = engine.statistics()["engine"]["orders"]
+engine.check()
+close_app(app)
+print(json.dumps(out))
+"""
+
+
+def test_eventlet_critical_sections_never_yield(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-c", EVENTLET_SCRIPT, str(tmp_path), PROJECT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["lock_type"] == "_thread.RLock"
+    assert out["green_type"] != "_thread.RLock"  # threading is patched: the green lock
+    assert out["app_lock_type"] == "RLock"
+    assert out["detector"] == 1
+    assert out["orders"] == 12 * 40 * 6
+    assert out["snapshots"], out  # snapshots were taken while green threads traded
+    assert out["entered_while_held"] == 0
