@@ -318,6 +318,9 @@ class Publisher:
         every request."""
         self._wake.clear()
         queue = self._queue
+        if not self.members:
+            self.results += self._skip()
+            return self.tick
         budget_end = _perf_ns() + self.pass_budget_ns
         chunk = self.chunk
         while True:
@@ -339,6 +342,32 @@ class Publisher:
             if d is not None:
                 wait = min(wait, max(0.0, (d - now) / 1e9))
         return wait
+
+    def _skip(self) -> int:
+        """Nobody is subscribed to anything: drop the queued and held results,
+        only moving the sequencer's baselines to where they would have got, so
+        that the results after a first subscription go out in order at once.
+        (A subscription takes effect from the next pass.) Returns how many
+        results were queued."""
+        queue, last_seq = self._queue, self._last_seq
+        last_trade = self._last_trade_id
+        results = [entry[3] for heap in self._pending.values() for entry in heap]
+        for heap in self._pending.values():
+            heap.clear()
+        n = len(queue)
+        results += [queue.popleft()[0] for _ in range(n)]
+        for result in results:
+            if type(result) is not CancelResult:
+                if not result.book_changed:
+                    continue  # a killed FOK: no place in the book's order
+                trades = result.trades
+                if trades and trades[-1].trade_id > last_trade:
+                    last_trade = trades[-1].trade_id
+            symbol = result.order.symbol
+            if result.sequence > last_seq.get(symbol, -1):
+                last_seq[symbol] = result.sequence
+        self._last_trade_id = last_trade
+        return n
 
     def _admit(self, result, received: int, now: int) -> None:
         order = result.order

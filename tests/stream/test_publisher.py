@@ -388,3 +388,34 @@ def test_a_late_report_with_trades_does_not_hold_the_next_one(inbox, exchange, p
     box.wait_count("trade", 2)
     assert time.monotonic() - t0 < 1.0
     assert [t["trade_id"] for t in box.of("trade")] == ["1", "2"]
+
+
+def test_with_nobody_subscribed_results_are_dropped_and_a_later_stream_is_in_order(
+    inbox, exchange, publisher
+):
+    engine = exchange.engine
+    admitted = 0
+    real_admit = publisher._admit
+
+    def counting_admit(*args):
+        nonlocal admitted
+        admitted += 1
+        return real_admit(*args)
+
+    publisher._admit = counting_admit
+    for _ in range(5):
+        publisher.on_submit(run(engine, BTC, SELL, LIMIT, "1", "100.00"))
+        publisher.on_submit(run(engine, BTC, BUY, LIMIT, "1", "100.00"))
+    deadline = time.monotonic() + 2
+    while publisher.stats()["results_published"] < 10:
+        assert time.monotonic() < deadline, publisher.stats()
+        time.sleep(0.005)
+    assert admitted == 0  # not sequenced, nothing formatted: only the baselines moved
+    box = inbox()
+    subscribe(box.client, type="trades", symbol=BTC)
+    publisher.on_submit(run(engine, BTC, SELL, LIMIT, "1", "100.00"))
+    publisher.on_submit(run(engine, BTC, BUY, LIMIT, "1", "100.00"))
+    box.wait_count("trade", 1)
+    assert [t["trade_id"] for t in box.of("trade")] == ["6"]
+    stats = publisher.stats()
+    assert stats["released_after_hold"] == 0 and stats["reported_late"] == 0  # next in order, at once
