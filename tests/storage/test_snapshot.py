@@ -262,3 +262,23 @@ def test_a_failing_snapshot_write_is_logged_and_retried_later(tmp_path, monkeypa
     again, s, summary = fresh(tmp_path)
     assert summary["snapshot"] is None and state(again) == before
     s.abandon()
+
+
+def test_snapshot_file_round_trips_unicode_and_large_integers_and_reads_the_older_encoding(tmp_path):
+    import hashlib
+
+    from storage.snapshot import write_snapshot
+
+    state = {"orders": [[1, "clé-ü", 10**19 * 9, -(10**19)]], "next_order_id": 2}
+    symbols = [{"symbol": "BTC-USDT"}]
+    path = write_snapshot(str(tmp_path), 7, b"ab" * 16, symbols, state)
+    snap = read_snapshot(path)
+    assert snap["engine"] == state and snap["n"] == 7 and snap["hash"] == b"ab" * 16
+    # a snapshot written by the first encoder (json.dumps: ASCII with \u escapes) still reads
+    head = {k: snap[k] for k in ("format", "version", "n", "created", "symbols", "engine")}
+    head.update(n=8, hash="ab" * 16)
+    content = json.dumps(head, separators=(",", ":")).encode("ascii")[:-1]
+    assert b"\\u" in content
+    older = tmp_path / "snapshot-000000000008.json"
+    older.write_bytes(b'%b,"checksum":"%b"}\n' % (content, hashlib.sha256(content).hexdigest().encode()))
+    assert read_snapshot(str(older))["engine"] == state
