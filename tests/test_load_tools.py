@@ -642,3 +642,17 @@ def test_tools_refuse_a_rate_limited_server_with_a_hint(tool, rate_limited_healt
     err = capsys.readouterr().err
     assert code == 2
     assert "10,000 requests per minute" in err and "--rate-limit 0" in err
+
+
+@pytest.mark.server
+def test_md_latency_smoke_run_against_a_real_server(live_server, tmp_path, capsys):
+    out = tmp_path / "md.json"
+    code = md_latency.main(
+        ["--url", live_server, "--rate", "50", "--duration", "1", "--subscribers", "2", "--json", str(out)]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "send delay p50 / p99" in printed and "PASS" in printed
+    result = json.loads(out.read_text())["results"][0]
+    assert result["orders_answered"] == 50 and result["lost_trades"] == 0
+    assert result["send_delay_ms"]["count"] == 50
