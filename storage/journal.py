@@ -54,13 +54,13 @@ import re
 from binascii import hexlify
 from collections.abc import Iterator
 from hashlib import blake2b
-from itertools import islice
 from typing import Literal
 
 import msgspec
 
 from engine.order import OrderType, Side
 from storage.errors import CorruptJournal, ReplayMismatch, UnsupportedFormat
+from storage.writer import chain
 
 log = logging.getLogger(__name__)
 
@@ -136,25 +136,24 @@ def cancel_row(n: int, result) -> tuple:
     return (n, "c", result.order.symbol, result.timestamp, result.order.order_id, result.sequence)
 
 
+def encode_commands(rows: list) -> bytes:
+    """The commands of ``rows`` (``submit_row`` / ``cancel_row`` tuples) as
+    JSON, one per line: one ``msgspec`` call. O(records + trades). What the
+    engine's process sends to the writer process."""
+    return _encode_lines(rows)
+
+
 def encode(rows: list, prev: bytes) -> tuple[bytes, bytes]:
     """The lines of ``rows`` (``submit_row`` / ``cancel_row`` tuples, in
     record order) chained after hash ``prev``: ``(bytes, the last record's
     hash)``. O(records + trades).
 
-    Pure; run by the group-commit leader outside the symbol locks: one
-    msgspec call encodes every command, then one BLAKE2b per record (the only
-    step that must be sequential), then one ``join``."""
-    commands = _encode_lines(rows).split(b"\n")
-    commands.pop()  # after the last newline
-    hashes = [prev]
-    append = hashes.append
-    for command in commands:
-        prev = hexlify(blake2b(prev + command, digest_size=16).digest())
-        append(prev)
-    return b"".join(map(_LINE.__mod__, zip(commands, hashes, islice(hashes, 1, None), strict=False))), prev
-
-
-_LINE = b'[%b,"%b","%b"]\n'
+    Pure; run by the inline group-commit leader outside the symbol locks:
+    one msgspec call encodes every command, then ``storage.writer.chain``
+    (one BLAKE2b per record, the only step that must be sequential, then one
+    ``join``) -- the same function the writer process runs."""
+    lines, prev, _count = chain(_encode_lines(rows), prev)
+    return lines, prev
 
 
 def record_hash(prev: bytes, command: bytes) -> bytes:

@@ -79,6 +79,8 @@ from storage.journal import (
     segment_name,
 )
 from storage.journal import encode as encode_rows
+from storage.journal import encode_commands
+from storage.writer import DATA, ROLL, SYNC, WriterProcess
 from storage.snapshot import (
     atomic_write,
     fsync_dir,
@@ -91,6 +93,7 @@ from storage.snapshot import (
 log = logging.getLogger(__name__)
 
 POLICIES = ("batch", "always", "off")
+WRITERS = ("process", "inline")
 KEEP_SNAPSHOTS = 3
 SYMBOLS_FILE = "symbols.json"
 LOCK_FILE = "LOCK"
@@ -140,9 +143,13 @@ class Store:
         fsync: str = "batch",
         snapshot_every: int = 250_000,
         yield_fn=None,
+        writer: str = "process",
     ) -> None:
         if fsync not in POLICIES:
             raise ValueError(f"fsync must be one of {POLICIES}, not {fsync!r}")
+        if writer not in WRITERS:
+            raise ValueError(f"writer must be one of {WRITERS}, not {writer!r}")
+        self.writer = writer
         self.data_dir = os.path.abspath(data_dir)
         self.fsync = fsync
         self.snapshot_every = snapshot_every
@@ -158,6 +165,12 @@ class Store:
         self._rolls: list = []  # pending _Roll markers, by first_n
         self._last_hash = GENESIS  # the hash of the last record written (owned by the leader)
         self._durable_n = 0  # every record <= this is durable per policy
+        self._sent_n = 0  # every record <= this was handed to the writer (process) or written (inline)
+        self._proc: WriterProcess | None = None
+        self._send_mu = threading.Lock()  # one sender at a time: frames in record order
+        self._sent_rolls: list = []  # rolls sent to the writer process, not yet acknowledged
+        self._syncs_sent = 0
+        self._syncs_done = 0
         self._flushing = False  # a leader is doing IO
         self._error: BaseException | None = None
         self._ready = False
@@ -280,9 +293,24 @@ class Store:
             self._segment = reader.last_segment or reader.segments[-1][1]
         else:
             self._segment = os.path.join(self.data_dir, segment_name(last_n + 1))
+        self._sent_n = last_n
         self._fd = os.open(self._segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         if not reader.segments:
             fsync_dir(self.data_dir)
+        if self.writer == "process":
+            os.close(self._fd)  # the child appends; this process never writes the journal
+            self._fd = -1
+            self._proc = WriterProcess(
+                self.data_dir,
+                self._segment,
+                last_n + 1,
+                last_hash,
+                self.fsync,
+                on_ack=self._on_ack,
+                on_exit=self._on_exit,
+                keep_fds=(self._lock_fd,),
+                green=self._tpool is not None,
+            )
         self._engine = engine
         self._ready = True
         return {
@@ -434,7 +462,10 @@ class Store:
         """
         if ticket <= self._durable_n:
             return
-        self._lead(ticket, False)
+        if self._proc is None:
+            self._lead(ticket, False)
+        else:
+            self._send_and_wait(ticket, False)
         if self._durable_n >= self._snapshot_due and self._engine is not None:
             # Callers should call maybe_snapshot(); if one never does, the
             # journal must still not grow without bound between snapshots.
@@ -463,8 +494,109 @@ class Store:
                 self._flushing = False
                 cond.notify_all()
 
-    def _take(self) -> list:
-        """The pending rows from ``_durable_n + 1`` on that have no gap, in
+    def _commit(self, ticket: int) -> None:
+        """Write and fsync everything up to ``ticket`` and anything buffered,
+        whatever the policy (snapshots, ``close``)."""
+        if self._proc is None:
+            self._lead(ticket, True)
+        else:
+            self._send_and_wait(ticket, True)
+
+    # -- the writer process (writer="process") ---------------------------------------------
+    def _send_and_wait(self, ticket: int, sync: bool) -> None:
+        """Hand every buffered row up to ``ticket`` to the writer process
+        (unless a concurrent ``wait`` did), then wait for its ack. ``sync``:
+        also make it fsync, and wait for that.
+
+        Sending is the only work here: ``_take``, one ``msgspec`` call and a
+        pipe ``write()`` per group; the caller then sleeps on the condition
+        while the child chains, writes and fsyncs, and others keep matching."""
+        cond = self._cond
+        while sync or ticket > self._sent_n:
+            if self._error is not None:
+                raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
+            with self._send_mu:
+                if ticket > self._sent_n or sync:
+                    self._send()
+                    if sync and ticket <= self._sent_n:
+                        self._syncs_sent += 1
+                        target = self._syncs_sent
+                        self._proc_send(SYNC)
+                        with cond:
+                            while self._syncs_done < target and self._error is None:
+                                cond.wait()
+                        sync = False
+            if ticket > self._sent_n:
+                self._yield()  # a gap: let the thread holding an earlier ticket append
+        with cond:
+            while ticket > self._durable_n:
+                if self._error is not None:
+                    raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
+                cond.wait()
+        if self._error is not None:
+            raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
+
+    def _send(self) -> None:
+        """(Holding ``_send_mu``.) Encode the buffered rows that have no gap
+        and send them, with a roll frame where a snapshot cuts them."""
+        rows = self._take(self._sent_n + 1)
+        if not rows and not self._rolls:
+            return
+        n = self._sent_n
+        upto = n + len(rows)
+        start = 0
+        while self._rolls and self._rolls[0].first_n - 1 <= upto:
+            roll = self._rolls.pop(0)
+            cut = roll.first_n - 1 - n
+            if cut > start:
+                self._proc_send(DATA, encode_commands(rows[start:cut]))
+            start = cut
+            self._sent_rolls.append(roll)
+            self._proc_send(ROLL, roll.first_n.to_bytes(8, "little"))
+        if len(rows) > start:
+            self._proc_send(DATA, encode_commands(rows[start:]))
+        self._sent_n = upto
+
+    def _proc_send(self, kind: bytes, payload: bytes = b"") -> None:
+        try:
+            self._proc.send(kind, payload)
+        except OSError as exc:
+            self._fail(f"sending to the journal writer process (pid {self._proc.pid}) failed: {exc}")
+            raise JournalWriteError(f"the journal is failed: {self._error}") from exc
+
+    def _fail(self, reason: str) -> None:
+        with self._cond:
+            if self._error is None:
+                self._error = JournalWriteError(reason)
+                log.critical("storage: %s; the store is failed, nothing further is acknowledged", reason)
+            self._cond.notify_all()
+
+    def _on_ack(self, kind: bytes, n: int, fsyncs: int, written: int, last_hash: bytes) -> None:
+        """The reader thread: records up to ``n`` are durable per policy."""
+        with self._cond:
+            counters = self._counters
+            counters["batches"] += kind == b"A"
+            counters["records"] += n - self._durable_n
+            counters["fsyncs"] = fsyncs
+            counters["bytes"] = written
+            if kind == ROLL:
+                roll = self._sent_rolls.pop(0)
+                assert roll.first_n == n + 1, (roll.first_n, n)
+                roll.prev_hash = last_hash
+            elif kind == SYNC:
+                self._syncs_done += 1
+            self._durable_n = n
+            self._last_hash = last_hash
+            self._cond.notify_all()
+
+    def _on_exit(self, status: int) -> None:
+        """The reader thread, when the writer process's pipe closed."""
+        if self._proc is not None and self._proc.closed:
+            return
+        self._fail(f"the journal writer process exited unexpectedly (status {status})")
+
+    def _take(self, first: int) -> list:
+        """The pending rows from ``first`` on that have no gap, in
         ticket order; rows after a gap are held for a later flush. A gap is a
         ticket taken by a thread that has not appended its row yet (another
         symbol's ``log_*`` preempted between the two steps). O(rows)."""
@@ -477,7 +609,6 @@ class Store:
             self._held = []
         if not rows:
             return rows
-        first = self._durable_n + 1
         # Sorted already but for rows of different symbols that raced (then
         # sort() fixes them; on sorted input it is one C comparison per row).
         # Tickets are unique: sorted rows are contiguous iff the ends agree.
@@ -494,7 +625,7 @@ class Store:
         """The leader's work: encode and hash the pending rows, write them
         (rolling segments where snapshots were taken), fsync per policy, then
         advance ``_durable_n``."""
-        rows = self._take()
+        rows = self._take(self._durable_n + 1)
         if self._held:
             self._yield()  # let the thread that holds the gap's ticket append
         try:
@@ -524,7 +655,7 @@ class Store:
             )
             raise JournalWriteError(f"{self._segment}: write failed: {exc}") from exc
         self._last_hash = prev
-        self._durable_n = upto
+        self._durable_n = self._sent_n = upto
 
     def _write_run(self, rows: list, prev: bytes, policy: str) -> bytes:
         """Encode ``rows`` after ``prev`` and write them: one ``write()``, or
@@ -609,7 +740,7 @@ class Store:
             finally:
                 for lock in reversed(locks):
                     lock.release()
-            self._lead(n, True)  # writes records <= n, fsyncs and closes their segment
+            self._commit(n)  # writes records <= n, fsyncs and closes their segment
             last_hash = roll.prev_hash
             assert last_hash is not None  # the flush above crossed the marker
             try:
@@ -642,10 +773,11 @@ class Store:
             return
         try:
             if self._error is None:
-                self._lead(self._last_n, True)
+                self._commit(self._last_n)
                 self.snapshot(engine)
         finally:
             self._ready = False
+            self._stop_writer()
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
@@ -655,10 +787,19 @@ class Store:
         """Close the files without flushing anything: what a crash leaves
         behind (for tests and benchmarks)."""
         self._ready = False
+        self._stop_writer()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
         self._unlock_dir()
+
+    def _stop_writer(self) -> None:
+        """Close the writer process's pipe and wait for it to exit (it writes
+        every whole frame it received first)."""
+        if self._proc is not None:
+            status = self._proc.close()
+            if status != 0 and self._error is None:
+                log.critical("storage: the journal writer process exited with status %s", status)
 
     def find_order(self, order_id: int) -> dict | None:
         """Orders the engine has forgotten are not indexed: always None.
@@ -686,10 +827,10 @@ class Store:
     def _check(self) -> None:
         """Assert the writer's invariants (tests call it between steps)."""
         with self._mu:
-            assert 0 <= self._durable_n <= self._last_n
+            assert 0 <= self._durable_n <= self._sent_n <= self._last_n
             assert self._snap_n <= self._last_n
-            if not self._flushing:
-                assert len(self._pending) + len(self._held) == self._last_n - self._durable_n
+            if not self._flushing and not self._send_mu.locked():
+                assert len(self._pending) + len(self._held) == self._last_n - self._sent_n
             assert len(self._last_hash) == 32
 
 

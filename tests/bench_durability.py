@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import sys
 import tempfile
@@ -213,7 +214,13 @@ def throughput(args) -> None:
     print(
         f"# throughput: shared workload, n={args.n} (always: {args.always_n}), seed 42, best of {args.repeat}"
     )
-    modes = [("no journal", None), ("off", "off"), ("batch", "batch"), ("always", "always")]
+    # (label, fsync policy, writer): the default writer, and the inline one for comparison
+    modes = [("no journal", None, None)]
+    for writer in args.writer:
+        suffix = "" if writer == "process" else f" {writer}"
+        modes += [(f"off{suffix}", "off", writer), (f"batch{suffix}", "batch", writer)]
+        if not args.no_always:
+            modes.append((f"always{suffix}", "always", writer))
     drivers = [("sequential", 1, run_sequential)]
     for k in args.pipeline:
         drivers.append((f"pipelined {k}", 1, lambda e, s, ops, k=k: run_pipelined(e, s, ops, k)))
@@ -226,8 +233,10 @@ def throughput(args) -> None:
         ops = prepare(raw)
         best: dict = {}
         cpus: dict = {}  # the least CPU seconds per op of any run
+        child_cpus: dict = {}  # the writer process's, likewise
+        rates: dict = {}  # every run's rate, for the spread
         for _ in range(args.repeat):  # modes interleaved: machine noise hits them alike
-            for label, policy in modes:
+            for label, policy, writer in modes:
                 # one fsync per op: a shorter stream gives the same rate in less time
                 per_op_fsync = policy == "always" or (policy == "batch" and name == "sequential")
                 stream = ops[: args.always_n] if per_op_fsync else ops
@@ -235,29 +244,38 @@ def throughput(args) -> None:
                 tmp = tempfile.mkdtemp(prefix="bench-dur-", dir=args.tmp)
                 store = None
                 if policy is not None:
-                    store = Store(tmp, fsync=policy, snapshot_every=0)
+                    store = Store(tmp, fsync=policy, snapshot_every=0, writer=writer)
                     store.recover(engine)
+                    if writer == "process":
+                        time.sleep(0.2)  # let the child finish starting
+                children0 = _children_cpu()
                 cpu0 = time.process_time()  # the whole process: committer threads included
                 seconds = drive(engine, store, stream)
                 cpu = (time.process_time() - cpu0) / len(stream)
                 stats = store.statistics() if store is not None else None
                 if store is not None:
-                    store.abandon()
+                    store.abandon()  # waits for the writer process to exit
+                child_cpu = (_children_cpu() - children0) / len(stream)
                 shutil.rmtree(tmp)
                 rate = len(stream) / seconds
                 if label not in best or rate > best[label][0]:
                     best[label] = (rate, stats, len(stream))
                 cpus[label] = min(cpus.get(label, cpu), cpu)
+                child_cpus[label] = min(child_cpus.get(label, child_cpu), child_cpu)
+                rates.setdefault(label, []).append(rate)
         base = best["no journal"][0]
-        off = best["off"][0]
-        for label, _policy in modes:
+        for label, _policy, writer in modes:
             rate, stats, count = best[label]
+            off = best["off" if writer in (None, "process") else f"off {writer}"][0]
             cpu_us = cpus[label] * 1e6
             journal_us = cpu_us - cpus["no journal"] * 1e6
-            extra = ""
+            runs = sorted(rates[label])
+            extra = f"  runs {runs[0] / 1e3:.0f}-{runs[-1] / 1e3:.0f}k"
+            if writer == "process":
+                extra += f"  writer process cpu {child_cpus[label] * 1e6:4.2f} us/op"
             if stats:
                 per_fsync = stats["records"] / stats["fsyncs"] if stats["fsyncs"] else float("nan")
-                extra = (
+                extra += (
                     f"  vs off {rate / off:6.1%}  {stats['fsyncs']:>7} fsyncs, {per_fsync:7.1f} records/fsync"
                 )
             print(
@@ -265,6 +283,12 @@ def throughput(args) -> None:
                 f"cpu {cpu_us:5.2f} us/op (journal {journal_us:+5.2f}){extra}  (n={count})"
             )
         print()
+
+
+def _children_cpu() -> float:
+    """CPU seconds of every waited-for child process (the journal writers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def restart(args) -> None:
@@ -328,6 +352,14 @@ def main() -> None:
         default=5_000,
         help="ops where every op pays an fsync (always; sequential batch)",
     )
+    p.add_argument(
+        "--writer",
+        nargs="+",
+        choices=("process", "inline"),
+        default=["process", "inline"],
+        help="journal writers to compare (Store(writer=...))",
+    )
+    p.add_argument("--no-always", action="store_true", help="skip the always policy")
     p.add_argument("--restart-n", type=int, default=1_000_000)
     p.add_argument("--repeat", type=int, default=3, help="best of R runs per cell")
     p.add_argument("--tmp", default=None, help="directory for the data dirs (default: the system temp dir)")
