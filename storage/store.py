@@ -18,16 +18,29 @@ Group commit
     counter and appends the command's fields as a tuple to a list: no lock,
     no formatting, no hashing (every ``log_*`` runs under its symbol's lock,
     which orders a symbol's records; rows of different symbols that race are
-    put back in ticket order by the leader). ``wait`` returns at once if the
-    ticket is already durable; otherwise the first waiter becomes the
-    *leader*: it yields once (``yield_fn``) so that concurrent requests can
-    append, takes the buffered rows, encodes and hash-chains them
-    (``storage.journal.encode``), writes them with one ``write()`` and one
-    ``fsync()`` and wakes the others, whose tickets are then covered. Only the
-    leader does IO, so the file receives records in ticket order. Works with
-    real threads and with eventlet green threads (``threading`` is monkey-
-    patched there); under eventlet ``fsync`` blocks the whole process, so a
-    batch holds what arrived during the leader's yield.
+    put back in ticket order by the sender). ``wait`` returns at once if the
+    ticket is already durable. Otherwise, per ``writer``:
+
+    ``process`` (the default for ``batch`` and ``always``; ``storage.writer``)
+        the waiter takes the buffered rows that have no gap, encodes them with
+        one ``msgspec`` call and writes the bytes to a pipe (one sender at a
+        time, so frames are in ticket order), then sleeps on a condition. A
+        child process chains, writes and fsyncs them and acknowledges the last
+        durable record; an ack reader (a green thread under eventlet, else an
+        OS thread) wakes the waiters it covers. Records that arrive while the
+        child fsyncs wait in the pipe and share its next fsync. The engine's
+        process never waits for the disk, and under eventlet nothing goes
+        through ``tpool``. If the child dies the store is failed.
+    ``inline`` (the default for ``off``, which has no fsync to move)
+        the first waiter becomes the *leader*: it yields once (``yield_fn``)
+        so that concurrent requests can append, takes the buffered rows,
+        encodes and hash-chains them (``storage.journal.encode``), writes them
+        with one ``write()`` and one ``fsync()`` (under eventlet in ``tpool``)
+        and wakes the others, whose tickets are then covered. Only the leader
+        does IO, so the file receives records in ticket order.
+
+    Both work with real threads and with eventlet green threads
+    (``threading`` is monkey-patched there) and write the same bytes.
 
 fsync policies (what an acknowledgement promises)
     ``batch``   the record was written and fsynced before ``wait`` returned;
@@ -45,8 +58,9 @@ Snapshots
     written atomically. The newest ``KEEP_SNAPSHOTS`` are kept; segments are
     never deleted (see ``Documentation/DURABILITY.md`` for the pruning rule).
 
-Errors: see ``storage.errors``. A failed write leaves the store failed: every
-later ``wait`` raises ``JournalWriteError`` and the process must restart.
+Errors: see ``storage.errors``. A failed write -- or the writer process's
+death -- leaves the store failed: every waiting and later ``wait`` raises
+``JournalWriteError`` and the process must restart.
 """
 
 from __future__ import annotations
@@ -75,12 +89,11 @@ from storage.journal import (
     JournalReader,
     apply_record,
     decode,
+    encode_commands,
     list_segments,
     segment_name,
 )
 from storage.journal import encode as encode_rows
-from storage.journal import encode_commands
-from storage.writer import DATA, ROLL, SYNC, WriterProcess
 from storage.snapshot import (
     atomic_write,
     fsync_dir,
@@ -89,14 +102,22 @@ from storage.snapshot import (
     spec_dict,
     write_snapshot,
 )
+from storage.writer import DATA, ROLL, SYNC, WriterProcess
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("batch", "always", "off")
 WRITERS = ("process", "inline")
+# The writer when none is given: a process wherever an fsync is paid (it runs
+# on another core, and the engine's process never waits for the disk); inline
+# for ``off``, which has no fsync to move and would only add a round trip.
+DEFAULT_WRITER = {"batch": "process", "always": "process", "off": "inline"}
 KEEP_SNAPSHOTS = 3
 SYMBOLS_FILE = "symbols.json"
 LOCK_FILE = "LOCK"
+# How long recover() waits for a LOCK held by the writer process of a server
+# that died (it is writing what it had received, fsyncing and exiting).
+LOCK_WAIT_SECONDS = 10.0
 
 
 class _Roll:
@@ -143,10 +164,12 @@ class Store:
         fsync: str = "batch",
         snapshot_every: int = 250_000,
         yield_fn=None,
-        writer: str = "process",
+        writer: str | None = None,
     ) -> None:
         if fsync not in POLICIES:
             raise ValueError(f"fsync must be one of {POLICIES}, not {fsync!r}")
+        if writer is None:
+            writer = DEFAULT_WRITER[fsync]
         if writer not in WRITERS:
             raise ValueError(f"writer must be one of {WRITERS}, not {writer!r}")
         self.writer = writer
@@ -308,6 +331,7 @@ class Store:
                 self.fsync,
                 on_ack=self._on_ack,
                 on_exit=self._on_exit,
+                on_error=self._on_error,
                 keep_fds=(self._lock_fd,),
                 green=self._tpool is not None,
             )
@@ -381,13 +405,48 @@ class Store:
         return current
 
     def _lock_dir(self) -> None:
+        """Take the data dir's ``LOCK`` (an exclusive ``flock``) and write our pid in it.
+
+        The lock is held by the open file, which the writer process inherits:
+        after a crash of the server that wrote the pid, its writer child still
+        holds it while it writes what it had received, fsyncs and exits. Then
+        (the pid in the file is no live process) wait for it, at most
+        ``LOCK_WAIT_SECONDS``; a live holder is refused at once.
+
+        Raises:
+            DataDirLocked: another live process holds it, or the lock outlived the wait.
+        """
         path = os.path.join(self.data_dir, LOCK_FILE)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise DataDirLocked(f"{self.data_dir} is in use by another process (lock file {path})") from None
+        deadline = None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                pass
+            holder = _lock_holder(fd)
+            if holder is not None and _alive(holder):
+                os.close(fd)
+                raise DataDirLocked(
+                    f"{self.data_dir} is in use by another process (pid {holder}, lock file {path})"
+                ) from None
+            if deadline is None:
+                log.warning(
+                    "storage: %s is still locked by the journal writer of a server that died (pid %s); "
+                    "waiting up to %.0fs for it to finish",
+                    self.data_dir,
+                    holder,
+                    LOCK_WAIT_SECONDS,
+                )
+                deadline = time.monotonic() + LOCK_WAIT_SECONDS
+            elif time.monotonic() > deadline:
+                os.close(fd)
+                raise DataDirLocked(
+                    f"{self.data_dir} is still locked {LOCK_WAIT_SECONDS:.0f}s after its server (pid "
+                    f"{holder}) died: a process it started holds {path}"
+                ) from None
+            time.sleep(0.01)
         os.ftruncate(fd, 0)
         os.write(fd, b"%d\n" % os.getpid())
         self._lock_fd = fd
@@ -470,6 +529,25 @@ class Store:
             # Callers should call maybe_snapshot(); if one never does, the
             # journal must still not grow without bound between snapshots.
             self.maybe_snapshot(self._engine)
+
+    def hand_off(self) -> None:
+        """Hand every buffered record to the writer process now, without
+        waiting for it to be durable (the process writer; with the inline
+        writer, which writes only when waited for, a no-op).
+
+        What ``wait`` does before it blocks; a caller with many commands in
+        flight (a bulk request, a benchmark modelling the server) can hand a
+        group off, match the next one and ``wait`` later. O(records).
+
+        Raises:
+            JournalWriteError: the journal is failed.
+        """
+        if self._proc is None:
+            return
+        if self._error is not None:
+            raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
+        with self._send_mu:
+            self._send()
 
     def _lead(self, ticket: int, force: bool) -> None:
         """Wait for ``ticket`` or become the leader and flush. ``force``:
@@ -589,11 +667,16 @@ class Store:
             self._last_hash = last_hash
             self._cond.notify_all()
 
+    def _on_error(self, message: str) -> None:
+        """The reader: the writer process reports a failure (then exits)."""
+        self._fail(f"the journal writer process (pid {self._proc.pid}) failed: {message}")
+
     def _on_exit(self, status: int) -> None:
-        """The reader thread, when the writer process's pipe closed."""
+        """The reader, when the writer process's pipe closed: after ``close``,
+        or the child died (killed, or after reporting an error)."""
         if self._proc is not None and self._proc.closed:
             return
-        self._fail(f"the journal writer process exited unexpectedly (status {status})")
+        self._fail(f"the journal writer process (pid {self._proc.pid}) exited unexpectedly (status {status})")
 
     def _take(self, first: int) -> list:
         """The pending rows from ``first`` on that have no gap, in
@@ -815,6 +898,7 @@ class Store:
         stats = dict(self._counters)
         stats.update(
             fsync=self.fsync,
+            writer=self.writer,
             last_record=self._last_n,
             durable_record=self._durable_n,
             snapshot_record=self._snap_n,
@@ -832,6 +916,24 @@ class Store:
             if not self._flushing and not self._send_mu.locked():
                 assert len(self._pending) + len(self._held) == self._last_n - self._sent_n
             assert len(self._last_hash) == 32
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The pid written in a ``LOCK`` file (None if unreadable)."""
+    try:
+        return int(os.pread(fd, 32, 0).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 class _SnapshotOffChain(StoreError):

@@ -25,16 +25,34 @@ Protocol (both pipes carry little-endian binary frames)
     child -> parent, fixed-size ``ACK`` records: kind (``A`` after data, ``R``
     after a roll, ``S`` after a sync), the last record number written (and
     fsynced, per policy), the child's fsync count, its bytes written, and the
-    last record's hash.
+    last record's hash. ``E`` (error) is the last record the child sends: its
+    number field is the length of a UTF-8 message that follows it.
 
 Failure
-    On any error (a write or fsync failing, a frame out of sequence) the child
-    reports it on stderr and exits with status 1 before acknowledging
-    anything more; the parent sees the ack pipe close, fails the store and
-    every later ``wait`` raises ``JournalWriteError``. If the parent dies, the
-    child sees end of file, exits, and the records it had written and not yet
-    acknowledged stay in the file, like records in the page cache of a
-    crashed inline writer (recovery drops at most a torn last line).
+    The child fails (a write or fsync fails, a frame out of sequence, it is
+    killed): it acknowledges nothing more. On an error it sends ``E`` with
+    the reason, reports it on stderr (``CRITICAL storage.writer``) and exits
+    with status 1; killed, it just closes the ack pipe. Either way the
+    parent's ack reader fails the store (logged ``CRITICAL``): every waiting
+    and later ``wait`` raises ``JournalWriteError``, as when an inline write
+    fails, and the process must restart. Records the child had written but
+    not acknowledged stay in the file; recovery keeps them (they were never
+    acknowledged, like a request in flight) and drops at most a torn last line.
+
+    The parent dies (SIGKILL, a crash): the child reads end of file, writes
+    every whole frame it had received, fsyncs, exits and so releases the data
+    dir's ``LOCK`` (it holds the same open file, inherited). A partial frame
+    at the end -- the parent died while writing it -- is dropped: none of its
+    records had been acknowledged. A server restarted meanwhile waits for the
+    ``LOCK`` (``Store._lock_dir``).
+
+The parent's side (``WriterProcess``) has two modes. With threads, a reader
+thread blocks in ``os.read`` on the ack pipe (the GIL is released while it
+waits). Under eventlet (``threading`` monkey-patched, as in the server) the
+reader is a green thread: it waits for the pipe with ``hubs.trampoline``, so
+the hub wakes it when an ack arrives, with no OS thread, no ``tpool`` hand-off
+and no GIL contention; sends use the same non-blocking pipe, and suspend only
+the sending green thread if the pipe is full.
 
 This module imports only the standard library: the child runs it as a script
 (``python -I storage/writer.py``) and starts in a few milliseconds.
@@ -59,7 +77,10 @@ log = logging.getLogger(__name__)
 
 FRAME = struct.Struct("<cI")
 ACK = struct.Struct("<cQQQ32s")
-DATA, ROLL, SYNC = b"D", b"R", b"S"
+DATA, ROLL, SYNC, ERROR = b"D", b"R", b"S", b"E"
+# The child's command line, the data dir's arguments follow (tests put a shim
+# in front of ``main`` to watch or break the child's fsyncs and writes).
+CHILD_COMMAND = [sys.executable, "-I", os.path.abspath(__file__)]
 _LINE = b'[%b,"%b","%b"]\n'
 
 
@@ -103,15 +124,21 @@ class _Child:
         self.policy = policy
         self.fsyncs = 0
         self.bytes = 0
+        self.parent_gone = False  # the ack pipe broke: write what arrives, acknowledge nothing
 
     def run(self, inp: int, out: int) -> None:
+        """Serve frames from ``inp`` until end of file, then fsync and return.
+        Raises on any failure (the caller reports it)."""
         buf = b""
         read = os.read
         header = FRAME.size
         while True:
             chunk = read(inp, 1 << 20)
             if not chunk:
-                return  # the parent closed the pipe or died
+                # The parent closed the pipe or died: every whole frame has
+                # been written; a partial one (buf) was never acknowledged.
+                self._fsync()
+                return
             buf += chunk
             pos = 0
             end = len(buf)
@@ -186,19 +213,28 @@ class _Child:
             os.close(dir_fd)
 
     def _ack(self, out: int, kind: bytes) -> None:
-        os.write(out, ACK.pack(kind, self.next_n - 1, self.fsyncs, self.bytes, self.prev))
+        if self.parent_gone:
+            return
+        try:
+            os.write(out, ACK.pack(kind, self.next_n - 1, self.fsyncs, self.bytes, self.prev))
+        except BrokenPipeError:
+            # The parent died: finish what it sent (until end of file), then exit.
+            self.parent_gone = True
 
 
 class WriterProcess:
     """The engine process's end of a writer process.
 
     ``send(kind, payload)`` writes one frame (callers serialise: ``Store``
-    holds its send lock). A reader thread -- a green thread under eventlet,
-    where ``threading`` and ``os.read`` are monkey-patched, so no ``tpool``
-    hand-off -- calls ``on_ack(kind, n, fsyncs, bytes, hash)`` for every ack,
-    and ``on_exit(returncode)`` once when the pipe closes (after ``close``,
-    or when the child died). ``green``: set the request pipe non-blocking so
-    that a full pipe suspends only the sending green thread.
+    holds its send lock). The ack reader calls ``on_ack(kind, n, fsyncs,
+    bytes, hash)`` for every ack, ``on_error(message)`` if the child reports
+    a failure, and ``on_exit(returncode)`` once when the ack pipe closes
+    (after ``close``, or when the child died). ``green``: the reader is an
+    eventlet green thread and both pipes are non-blocking (see the module
+    docstring); else it is a daemon OS thread and the pipes block.
+    ``keep_fds``: descriptors the child inherits (the data dir's ``LOCK``).
+
+    Raises OSError if the child cannot be started.
     """
 
     def __init__(
@@ -211,11 +247,14 @@ class WriterProcess:
         *,
         on_ack,
         on_exit,
+        on_error=None,
         keep_fds=(),
         green: bool = False,
     ) -> None:
         self.on_ack = on_ack
         self.on_exit = on_exit
+        self.on_error = on_error
+        self.green = green
         child_in, self._out = os.pipe()
         self._in, child_out = os.pipe()
         try:
@@ -224,48 +263,88 @@ class WriterProcess:
             fcntl.fcntl(self._out, 1031, 1 << 20)  # F_SETPIPE_SZ
         except OSError:
             pass
-        command = [sys.executable, "-I", os.path.abspath(__file__), "--data-dir", data_dir]
-        command += ["--segment", segment, "--next", str(next_n), "--prev", prev.decode(), "--fsync", policy]
+        command = [*CHILD_COMMAND, "--data-dir", data_dir, "--segment", segment, "--next", str(next_n)]
+        command += ["--prev", prev.decode(), "--fsync", policy]
         try:
             # keep_fds: the data dir's LOCK, held until the child has exited
             self.process = subprocess.Popen(
                 command, stdin=child_in, stdout=child_out, pass_fds=tuple(keep_fds), close_fds=True
             )
+        except BaseException:
+            for fd in (self._in, self._out):
+                os.close(fd)
+            raise
         finally:
             os.close(child_in)
             os.close(child_out)
-        if green:
-            os.set_blocking(self._out, False)
         self.closed = False
-        self._reader = threading.Thread(target=self._read_acks, name="journal-writer-acks", daemon=True)
-        self._reader.start()
+        if green:
+            from eventlet import hubs, patcher, spawn
+
+            real_os = patcher.original("os")
+            self._read, self._write = real_os.read, real_os.write
+            self._trampoline = hubs.trampoline
+            os.set_blocking(self._in, False)
+            os.set_blocking(self._out, False)
+            self._reader = spawn(self._read_acks)
+        else:
+            self._read, self._write = os.read, os.write
+            self._trampoline = None
+            self._reader = threading.Thread(target=self._read_acks, name="journal-writer-acks", daemon=True)
+            self._reader.start()
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def send(self, kind: bytes, payload: bytes = b"") -> None:
-        """Write one frame. Raises OSError (``BrokenPipeError``) if the child is gone."""
+        """Write one frame. O(payload). Under eventlet a full pipe suspends
+        only the calling green thread. Raises OSError (``BrokenPipeError``)
+        if the child is gone."""
         view = memoryview(FRAME.pack(kind, len(payload)) + payload)
         out = self._out
+        write = self._write
         while view:
-            view = view[os.write(out, view) :]
+            try:
+                view = view[write(out, view) :]
+            except BlockingIOError:  # green only: the pipe is full
+                self._trampoline(out, write=True)
+
+    def _recv(self, fd: int) -> bytes:
+        if self._trampoline is None:
+            return self._read(fd, 1 << 16)
+        while True:
+            try:
+                return self._read(fd, 1 << 16)
+            except BlockingIOError:
+                self._trampoline(fd, read=True)  # this green thread sleeps; the hub wakes it
 
     def _read_acks(self) -> None:
         fd = self._in
         size = ACK.size
         unpack = ACK.unpack_from
+        on_ack = self.on_ack
         buf = b""
         try:
             while True:
-                chunk = os.read(fd, 1 << 16)
+                chunk = self._recv(fd)
                 if not chunk:
                     break
                 buf += chunk
-                end = len(buf) - len(buf) % size
-                for pos in range(0, end, size):
-                    self.on_ack(*unpack(buf, pos))
-                buf = buf[end:]
+                pos = 0
+                while len(buf) - pos >= size:
+                    record = unpack(buf, pos)
+                    if record[0] == ERROR:
+                        if len(buf) - pos - size < record[1]:
+                            break  # the message is not complete yet
+                        message = buf[pos + size : pos + size + record[1]].decode("utf-8", "replace")
+                        pos += size + record[1]
+                        if self.on_error is not None:
+                            self.on_error(message)
+                        continue
+                    on_ack(*record)
+                    pos += size
+                buf = buf[pos:]
         except Exception:
             log.exception("storage: reading the journal writer's acknowledgements failed")
         finally:
@@ -273,13 +352,19 @@ class WriterProcess:
             self.on_exit(self.process.wait())
 
     def close(self) -> int:
-        """End of file for the child (it has written every whole frame sent);
-        wait for it to exit; return its exit status. Idempotent."""
+        """End of file for the child (it writes every whole frame sent,
+        fsyncs and exits); wait for it to exit and for the reader to finish;
+        return the child's exit status. Idempotent."""
         if not self.closed:
             self.closed = True
             os.close(self._out)
         status = self.process.wait()
-        if self._reader is not threading.current_thread():
+        if self.green:
+            from eventlet import getcurrent
+
+            if self._reader is not getcurrent():
+                self._reader.wait()
+        elif self._reader is not threading.current_thread():
             self._reader.join()
         return status
 
@@ -294,16 +379,24 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     # Ctrl-C reaches the whole process group: the parent shuts down cleanly
     # (flush, sync, snapshot) and then closes the pipe; the child must outlive it.
+    # SIGTERM to the group likewise: end of file is the child's only stop signal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     child = None
     try:
         child = _Child(args.data_dir, args.segment, args.next, args.prev.encode(), args.fsync)
         child.run(0, 1)
     except BaseException as exc:  # noqa: BLE001 -- anything: report it and stop acknowledging
         where = child.segment if child is not None else args.segment
+        message = f"writing the journal {where} failed: {exc!r}"
+        if child is None or not child.parent_gone:
+            try:
+                data = message.encode()
+                os.write(1, ACK.pack(ERROR, len(data), 0, 0, b"0" * 32) + data)
+            except OSError:
+                pass
         sys.stderr.write(
-            f"CRITICAL storage.writer (pid {os.getpid()}): writing the journal {where} failed: "
-            f"{exc!r}; no further records are acknowledged\n"
+            f"CRITICAL storage.writer (pid {os.getpid()}): {message}; no further records are acknowledged\n"
         )
         sys.stderr.flush()
         return 1

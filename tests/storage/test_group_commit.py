@@ -1,5 +1,6 @@
 """Group commit: correct and actually grouping under real threads and eventlet
-green threads; fsync policies; a failing disk."""
+green threads, with either writer (inline, or the writer process); fsync
+policies; a failing disk."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import threading
 import pytest
 
 import storage.store as store_module
+import storage.writer as writer_module
 from engine.order import BUY, LIMIT, SELL
 from storage import JournalWriteError
 from storage.verify import canonical
@@ -22,9 +24,15 @@ from .helpers import fresh, segments, state
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SYMBOLS = ("BTC-USDT", "ETH-USDT", "BNB-USDT", "SOL-USDT")
+SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "writer_shim.py")
 
 
-def _client(engine, store, seed, count, acks, errors):
+def _shim(monkeypatch, option: str, value) -> None:
+    """Start the writer processes of this test through ``writer_shim.py``."""
+    monkeypatch.setattr(writer_module, "CHILD_COMMAND", [sys.executable, "-I", SHIM, option, str(value)])
+
+
+def _client(engine, store, seed, count, acks, errors, synced=lambda: 0):
     rng = random.Random(seed)
     try:
         for _ in range(count):
@@ -35,32 +43,39 @@ def _client(engine, store, seed, count, acks, errors):
                 )
                 ticket = store.log_submit(result)
             store.wait(ticket)
-            acks.append((ticket, store_module._test_synced))
+            acks.append((ticket, synced()))
     except Exception as exc:  # surfaced by the test
         errors.append(exc)
 
 
-@pytest.fixture
-def synced(monkeypatch):
-    """Record the journal's size at every fsync: what was durable when."""
+def _watch_fsyncs(monkeypatch, tmp_path, writer: str):
+    """Record the journal's size at every fsync, in whichever process does
+    them; return a function giving the largest so far: what is durable now."""
+    if writer == "process":
+        path = tmp_path / "fsynced"
+        path.write_bytes(b"%20d" % 0)
+        _shim(monkeypatch, "--record-fsyncs", path)
+        return lambda: int(path.read_bytes())
     real = os.fsync
-    store_module._test_synced = 0
+    synced = [0]
 
     def fsync(fd):
         real(fd)
-        store_module._test_synced = max(store_module._test_synced, os.fstat(fd).st_size)
+        synced[0] = max(synced[0], os.fstat(fd).st_size)
 
     monkeypatch.setattr(store_module.os, "fsync", fsync)
-    yield
-    del store_module._test_synced
+    return lambda: synced[0]
 
 
-def test_threads_every_ack_follows_the_fsync_that_covers_it(tmp_path, synced):
-    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+@pytest.mark.parametrize("writer", ["inline", "process"])
+def test_threads_every_ack_follows_the_fsync_that_covers_it(tmp_path, monkeypatch, writer):
+    synced = _watch_fsyncs(monkeypatch, tmp_path, writer)
+    engine, store, _ = fresh(tmp_path / "data", snapshot_every=0, writer=writer)
     acks: list = []
     errors: list = []
     threads = [
-        threading.Thread(target=_client, args=(engine, store, seed, 150, acks, errors)) for seed in range(8)
+        threading.Thread(target=_client, args=(engine, store, seed, 150, acks, errors, synced))
+        for seed in range(8)
     ]
     for t in threads:
         t.start()
@@ -71,7 +86,7 @@ def test_threads_every_ack_follows_the_fsync_that_covers_it(tmp_path, synced):
     stats = store.statistics()
     assert stats["records"] == len(acks) == 8 * 150
     assert stats["fsyncs"] < stats["records"], "group commit grouped nothing"
-    with open(segments(tmp_path)[0], "rb") as f:
+    with open(segments(tmp_path / "data")[0], "rb") as f:
         ends = []
         offset = 0
         for line in f:
@@ -82,16 +97,17 @@ def test_threads_every_ack_follows_the_fsync_that_covers_it(tmp_path, synced):
         assert ends[ticket - 1] <= synced_size, f"record {ticket} acknowledged before it was fsynced"
     live = engine.snapshot()
     store.abandon()
-    again, s, _ = fresh(tmp_path)
+    again, s, _ = fresh(tmp_path / "data")
     s.abandon()
     # Per symbol the journal order is the book order: books, trades and
     # sequences are exact; across symbols concurrent threads may interleave.
     assert canonical(again.snapshot()) == canonical(live)
 
 
+@pytest.mark.parametrize("writer", ["inline", "process"])
 @pytest.mark.parametrize("policy, fsyncs_per_record", [("always", 1), ("off", 0)])
-def test_policies(tmp_path, policy, fsyncs_per_record):
-    engine, store, _ = fresh(tmp_path, fsync=policy, snapshot_every=0)
+def test_policies(tmp_path, policy, fsyncs_per_record, writer):
+    engine, store, _ = fresh(tmp_path, fsync=policy, snapshot_every=0, writer=writer)
     for i in range(20):
         with engine.lock("BTC-USDT"):
             ticket = store.log_submit(engine.submit("BTC-USDT", BUY, LIMIT, 1, 100 + i))
@@ -106,9 +122,10 @@ def test_policies(tmp_path, policy, fsyncs_per_record):
     s.abandon()
 
 
-def test_batch_waits_cover_concurrent_appends(tmp_path):
+@pytest.mark.parametrize("writer", ["inline", "process"])
+def test_batch_waits_cover_concurrent_appends(tmp_path, writer):
     # K records logged, then one wait: one write and one fsync for all
-    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+    engine, store, _ = fresh(tmp_path, snapshot_every=0, writer=writer)
     tickets = []
     for i in range(50):
         with engine.lock("ETH-USDT"):
@@ -120,15 +137,19 @@ def test_batch_waits_cover_concurrent_appends(tmp_path):
     store.close(engine)
 
 
-def test_a_failing_disk_fails_every_wait_and_is_not_acknowledged(tmp_path, monkeypatch):
-    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+@pytest.mark.parametrize("writer", ["inline", "process"])
+def test_a_failing_disk_fails_every_wait_and_is_not_acknowledged(tmp_path, monkeypatch, writer):
+    if writer == "process":
+        _shim(monkeypatch, "--fail-writes-after", 1)  # the child's second write fails
+    engine, store, _ = fresh(tmp_path, snapshot_every=0, writer=writer)
     with engine.lock("BTC-USDT"):
         store.wait(store.log_submit(engine.submit("BTC-USDT", BUY, LIMIT, 1, 100)))
 
     def full(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_module.os, "write", full)
+    if writer == "inline":
+        monkeypatch.setattr(store_module.os, "write", full)
     with engine.lock("BTC-USDT"):
         ticket = store.log_submit(engine.submit("BTC-USDT", BUY, LIMIT, 1, 101))
     with pytest.raises(JournalWriteError, match="No space left"):
@@ -156,7 +177,7 @@ from storage.verify import state_json
 
 data_dir = sys.argv[1]
 engine = MatchingEngine()
-store = Store(data_dir, yield_fn=lambda: eventlet.sleep(0), snapshot_every=0)
+store = Store(data_dir, yield_fn=lambda: eventlet.sleep(0), snapshot_every=0, writer=sys.argv[3])
 store.recover(engine)
 acked = []
 
@@ -186,9 +207,10 @@ print(json.dumps({"stats": stats, "acked": len(acked), "same": state_json(again)
 """
 
 
-def test_eventlet_green_threads_group_and_recover_exactly(tmp_path):
+@pytest.mark.parametrize("writer", ["inline", "process"])
+def test_eventlet_green_threads_group_and_recover_exactly(tmp_path, writer):
     out = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", EVENTLET_SCRIPT, str(tmp_path), PROJECT],
+        [sys.executable, "-W", "ignore", "-c", EVENTLET_SCRIPT, str(tmp_path), PROJECT, writer],
         capture_output=True,
         text=True,
         timeout=60,
@@ -201,14 +223,15 @@ def test_eventlet_green_threads_group_and_recover_exactly(tmp_path):
     assert result["same"]  # one OS thread: the journal order is the execution order
 
 
-def test_rows_that_raced_are_written_in_ticket_order(tmp_path):
+@pytest.mark.parametrize("writer", ["inline", "process"])
+def test_rows_that_raced_are_written_in_ticket_order(tmp_path, writer):
     # log_* take no lock: a thread can take its ticket and be preempted before
     # appending its row while another symbol's thread takes the next ticket
     # and appends first. The leader writes only up to the gap, holds the rest,
     # and writes everything in ticket order once the gap is filled.
     from storage.journal import submit_row
 
-    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+    engine, store, _ = fresh(tmp_path, snapshot_every=0, writer=writer)
     with engine.lock("BTC-USDT"):
         a = engine.submit("BTC-USDT", BUY, LIMIT, 1, 100)
     with engine.lock("ETH-USDT"):
@@ -217,7 +240,10 @@ def test_rows_that_raced_are_written_in_ticket_order(tmp_path):
         c = engine.submit("ETH-USDT", SELL, LIMIT, 3, 102)
     ta, tb = next(store._tickets), next(store._tickets)  # A took ta, then B took tb ...
     store._pending.append(submit_row(tb, b))  # ... and appended first
-    store._flush(False)  # a leader now: record ta is missing
+    if writer == "inline":
+        store._flush(False)  # a leader now: record ta is missing
+    else:
+        store.hand_off()  # what a waiter sends first: record ta is missing
     assert store._durable_n == 0 and len(store._held) == 1
     with engine.lock("ETH-USDT"):
         tc = store.log_submit(c)
@@ -239,18 +265,18 @@ def test_rows_that_raced_are_written_in_ticket_order(tmp_path):
     s.abandon()
 
 
-def test_lock_free_appends_under_forced_preemption(tmp_path, monkeypatch):
+@pytest.mark.parametrize("writer", ["inline", "process"])
+def test_lock_free_appends_under_forced_preemption(tmp_path, monkeypatch, writer):
     # A tiny switch interval makes threads of different symbols preempt each
     # other between taking a ticket and appending its row: the journal must
     # still hold every record once, in ticket order, across snapshot rolls,
     # and replay to the same books.
-    engine, store, _ = fresh(tmp_path, snapshot_every=97)
-    monkeypatch.setattr(store_module, "_test_synced", 0, raising=False)  # _client reads it
+    engine, store, _ = fresh(tmp_path, snapshot_every=97, writer=writer)
     gaps = []
     take = store._take
 
-    def counting_take():
-        rows = take()
+    def counting_take(first):  # the first record number the caller expects
+        rows = take(first)
         gaps.append(bool(store._held))
         return rows
 

@@ -1,0 +1,182 @@
+"""The journal writer process (``storage.writer``): what happens when the
+child dies under a live server, and when the server dies under a live child.
+
+* The child dies: nothing further is acknowledged. A ``wait`` that was
+  blocked and every later one raise ``JournalWriteError`` (as when an inline
+  write fails), and it is logged ``CRITICAL``.
+* The server dies: the child writes every whole frame it had received,
+  fsyncs, releases the data dir's ``LOCK`` and exits; a restart meanwhile
+  waits for it, a live holder is still refused at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from engine.order import BUY, LIMIT
+from storage import DataDirLocked, JournalWriteError
+from storage.verify import verify
+
+from .helpers import PROJECT_ROOT, build, fresh, lines_of, segments
+
+
+def _submit(engine, store, price: int) -> int:
+    with engine.lock("BTC-USDT"):
+        return store.log_submit(engine.submit("BTC-USDT", BUY, LIMIT, 1, price))
+
+
+def _exited(pid: int, timeout: float = 10.0) -> None:
+    """Wait until ``pid`` (a child of this process or not) is gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:  # not our child: poll for its existence
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not exit")
+
+
+def test_batch_and_always_default_to_the_process_and_off_to_inline(tmp_path):
+    for policy, writer in (("batch", "process"), ("always", "process"), ("off", "inline")):
+        engine, store, _ = fresh(tmp_path / policy, fsync=policy)
+        assert store.statistics()["writer"] == writer
+        assert (store._proc is not None) == (writer == "process")
+        store.close(engine)
+
+
+def test_the_child_dying_fails_the_store_and_nothing_further_is_acknowledged(tmp_path, caplog):
+    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+    store.wait(_submit(engine, store, 100))
+    pid = store._proc.pid
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while store._error is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the ack reader sees the pipe close
+    assert store._error is not None
+    assert any(
+        r.levelno == logging.CRITICAL and "exited unexpectedly" in r.getMessage() for r in caplog.records
+    )
+    ticket = _submit(engine, store, 101)
+    with pytest.raises(JournalWriteError, match="exited unexpectedly"):
+        store.wait(ticket)
+    with pytest.raises(JournalWriteError):  # the store stays failed
+        store.wait(_submit(engine, store, 102))
+    assert store.statistics()["durable_record"] == 1
+    store.abandon()
+    again, s, summary = fresh(tmp_path)
+    assert summary["last_record"] == 1  # only the acknowledged record
+    s.close(again)
+
+
+def test_a_wait_blocked_when_the_child_dies_raises(tmp_path):
+    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+    store.wait(_submit(engine, store, 100))
+    pid = store._proc.pid
+    os.kill(pid, signal.SIGSTOP)  # the child takes the frame into its pipe and never acks
+    ticket = _submit(engine, store, 101)
+    outcome: list = []
+
+    def waiter() -> None:
+        try:
+            store.wait(ticket)
+            outcome.append("acknowledged")
+        except JournalWriteError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    time.sleep(0.2)
+    assert not outcome and thread.is_alive()  # blocked: not durable
+    os.kill(pid, signal.SIGKILL)
+    thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], JournalWriteError), outcome
+    store.abandon()
+
+
+def test_an_error_in_the_child_is_reported_with_its_reason(tmp_path, monkeypatch):
+    import storage.writer as writer_module
+
+    shim = os.path.join(os.path.dirname(os.path.abspath(__file__)), "writer_shim.py")
+    monkeypatch.setattr(
+        writer_module, "CHILD_COMMAND", [sys.executable, "-I", shim, "--fail-writes-after", "0"]
+    )
+    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+    with pytest.raises(JournalWriteError, match=r"writer process \(pid \d+\) failed: .*No space left"):
+        store.wait(_submit(engine, store, 100))
+    assert store._proc.process.wait(10) == 1
+    store.abandon()
+
+
+PARENT_SCRIPT = r"""
+import os, signal, sys
+sys.path.insert(0, sys.argv[2])
+from engine.matcher import MatchingEngine
+from engine.order import BUY, SELL, LIMIT
+from storage import Store
+
+engine = MatchingEngine()
+store = Store(sys.argv[1], snapshot_every=0)
+store.recover(engine)
+for i in range(5):  # acknowledged
+    with engine.lock("BTC-USDT"):
+        ticket = store.log_submit(engine.submit("BTC-USDT", BUY, LIMIT, 1, 100 + i))
+    store.wait(ticket)
+os.kill(store._proc.pid, signal.SIGSTOP)  # the child is slow: what follows stays in the pipe
+for i in range(2000):
+    with engine.lock("ETH-USDT"):
+        store.log_submit(engine.submit("ETH-USDT", (BUY, SELL)[i % 2], LIMIT, 1 + i % 3, 95 + i % 11))
+store.hand_off()
+print(store._proc.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_the_server_killed_the_child_writes_what_it_received_and_a_restart_waits_for_it(tmp_path):
+    data_dir = str(tmp_path / "data")
+    out = tmp_path / "parent.out"
+    with open(out, "wb") as f:  # a file: the stopped child keeps the parent's stderr open
+        parent = subprocess.run(
+            [sys.executable, "-c", PARENT_SCRIPT, data_dir, PROJECT_ROOT], stdout=f, stderr=f, timeout=60
+        )
+    assert parent.returncode == -signal.SIGKILL, out.read_text()
+    child = int(out.read_text().split()[0])
+    assert len(lines_of(segments(data_dir)[0])) == 5  # the rest is in the pipe
+    recovered: list = []
+    started = time.monotonic()
+    thread = threading.Thread(target=lambda: recovered.append(fresh(data_dir)))
+    try:
+        thread.start()  # finds the LOCK held by the orphaned child, whose server is dead: waits
+        time.sleep(0.3)
+        assert not recovered
+    finally:
+        os.kill(child, signal.SIGCONT)
+    thread.join(15)
+    assert recovered and time.monotonic() - started >= 0.3
+    _exited(child)
+    engine, store, summary = recovered[0]
+    assert summary["last_record"] == 5 + 2000 and summary["torn_tail"] is None
+    store.close(engine)
+    report = verify(data_dir, out=lambda *a: None)
+    assert report["ok"], report["problems"]
+
+
+def test_a_live_holder_of_the_lock_is_refused_at_once(tmp_path):
+    engine, store = build(tmp_path, count=10)
+    started = time.monotonic()
+    with pytest.raises(DataDirLocked, match=f"pid {os.getpid()}"):
+        fresh(tmp_path)
+    assert time.monotonic() - started < 1
+    store.close(engine)
