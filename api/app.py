@@ -3,7 +3,8 @@
     python api/app.py [--host 127.0.0.1] [--port 5000] [--debug] [--data-dir ./data]
                       [--rate-limit 10000] [--rate-limiter builtin|flask-limiter]
                       [--async-mode eventlet|threading]
-                      [--fsync batch|always|off] [--symbols-config FILE]
+                      [--fsync batch|always|off] [--journal-writer process|inline]
+                      [--symbols-config FILE]
                       [--cors-origins '*'] [--demo]
 
 One port serves REST (``api/rest.py``), Socket.IO (``api/market.py``: the
@@ -23,6 +24,8 @@ rate_limiter       ``builtin``     ``builtin`` (api/ratelimit.py) or ``flask-lim
 async_mode         ``threading``   Socket.IO async mode (``main`` defaults to eventlet,
                                    after monkey-patching)
 fsync              ``batch``       durability policy handed to ``storage.Store``
+journal_writer     None            ``process`` or ``inline`` (``storage.Store``'s
+                                   ``writer``); None: the policy's default
 store              True            False: no durability; an object: use it as the store
 audit              True            False: no audit log
 symbols            defaults        a list of ``SymbolSpec``
@@ -103,6 +106,7 @@ DEFAULTS = {
     "rate_limiter": "builtin",
     "async_mode": "threading",
     "fsync": "batch",
+    "journal_writer": None,
     "store": True,
     "audit": True,
     "symbols": None,
@@ -165,12 +169,15 @@ def _make_store(config: dict, data_dir: str, yield_fn):
         return None
     if store is not True:
         return store
-    return Store(data_dir, fsync=config["fsync"], yield_fn=yield_fn)
+    return Store(data_dir, fsync=config["fsync"], yield_fn=yield_fn, writer=config["journal_writer"])
 
 
 class _GroupCommitYield:
-    """The store's ``yield_fn``: the group-commit leader yields so that concurrent
-    requests journal their records into its batch before the fsync.
+    """The store's ``yield_fn``: the inline writer's group-commit leader yields so
+    that concurrent requests journal their records into its batch before the
+    fsync. (The writer process needs no yield: records that arrive while it
+    fsyncs wait in its pipe and share its next fsync; ``Store`` yields there only
+    for a ticket taken but not yet appended.)
 
     One ``sleep(0)`` lets the requests that were already runnable journal theirs;
     a request whose body arrived meanwhile needs another pass. So it yields again
@@ -379,6 +386,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--async-mode", choices=ASYNC_MODES, default="eventlet")
     p.add_argument("--fsync", choices=("batch", "always", "off"), default="batch")
+    p.add_argument(
+        "--journal-writer",
+        choices=("process", "inline"),
+        default=None,
+        help="who chains, writes and fsyncs the journal (default: a process for batch/always, inline for off)",
+    )
     p.add_argument("--symbols-config", default=None, help="JSON file of symbols")
     p.add_argument("--cors-origins", default="*", help="'*' or a comma-separated list of origins")
     p.add_argument("--demo", action="store_true", help="also run tools/demo_market.py against this server")
@@ -531,6 +544,7 @@ def main(argv: list[str] | None = None) -> int:
             "rate_limiter": args.rate_limiter,
             "async_mode": args.async_mode,
             "fsync": args.fsync,
+            "journal_writer": args.journal_writer,
             "symbols_config": args.symbols_config,
             "cors_origins": "*"
             if args.cors_origins.strip() == "*"
