@@ -1,6 +1,7 @@
 """Durability benchmark: what the journal costs, and how long a restart takes.
 
     .venv/bin/python tests/bench_durability.py [--n 200000] [--restart-n 1000000] [--quick]
+    .venv/bin/python tests/bench_durability.py --green --only throughput --server 1024 ...
 
 Part 1, throughput (engine level, one process, the shared workload from
 ``../shared/bench/workload.py``): the same op stream is applied through
@@ -21,12 +22,27 @@ Three ways to drive it, because group commit only groups what is concurrent:
   * ``threads T``   T threads, each a client with its own slice of the stream
                     and one request in flight; the commit leader's fsync
                     releases the GIL, the others append meanwhile.
+  * ``server K``    the server's shape for the writer process: one OS thread
+                    matches; after each group of K it hands the group to the
+                    writer process (``Store.hand_off``) and waits only for the
+                    group before last. With ``--green`` (eventlet monkey-
+                    patched first, as ``api/app.py`` does) the acks are read
+                    by a green thread, as in the server: no second OS thread
+                    in the engine's process. Without it, by an OS thread.
+                    (With the inline writer it is ``pipelined K``.)
+
+Writers: ``--writer process inline`` (default both) runs ``batch`` and
+``always`` with each (``Store(writer=...)``); ``off`` runs with its default,
+inline. ``--green`` applies to every driver (``overlapped`` then has a green
+committer whose inline fsync goes through ``tpool``, as in the server).
 
 Each cell is the best of ``--repeat`` runs, the modes interleaved in every
-round so that the machine's noise hits them alike; ``cpu`` is the least
-process CPU time (``time.process_time``, every thread) per op of any run, and
-``journal`` its difference to the no-journal run: steadier than the rates on
-a shared machine.
+round so that the machine's noise hits them alike; ``paired`` is the median,
+over the rounds, of the cell's rate over the no-journal rate of the same
+round. ``cpu`` is the least process CPU time (``time.process_time``, every
+thread) per op of any run, and ``journal`` its difference to the no-journal
+run: steadier than the rates on a shared machine; ``writer process`` the
+child's CPU per op (``RUSAGE_CHILDREN``; its ~30 ms start included).
 
 Part 2, restart: a data dir holding ``--restart-n`` journaled commands
 (default 1,000,000), recovered with the default snapshot interval (the normal
@@ -35,16 +51,25 @@ case) and with snapshots off (full replay, the worst case).
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import resource
-import shutil
 import sys
-import tempfile
-import threading
-import time
-from decimal import Decimal
+
+if "--green" in sys.argv:  # before anything imports threading: as api/app.py does
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+    import eventlet
+
+    eventlet.monkey_patch()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from decimal import Decimal  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -210,17 +235,47 @@ def run_threads(engine, store, ops, threads: int) -> float:
     return time.perf_counter() - t0
 
 
+def run_server(engine, store, ops, k: int) -> float:
+    """The server's shape: one OS thread matches; after each group of K it
+    hands the group to the writer (``Store.hand_off``) and waits for the
+    group before last, whose acks the ack reader has usually delivered."""
+    runner = Runner(engine, store)
+    apply = runner.apply
+    if store is None:
+        t0 = time.perf_counter()
+        for op in ops:
+            apply(op)
+        return time.perf_counter() - t0
+    hand_off = store.hand_off
+    wait = store.wait
+    t0 = time.perf_counter()
+    previous = current = None
+    for i, op in enumerate(ops, 1):
+        ticket = apply(op)
+        if ticket is not None:
+            current = ticket
+        if i % k == 0:
+            hand_off()
+            if previous is not None:
+                wait(previous)
+            previous = current
+    if current is not None:
+        wait(current)
+    return time.perf_counter() - t0
+
+
 def throughput(args) -> None:
     print(
         f"# throughput: shared workload, n={args.n} (always: {args.always_n}), seed 42, best of {args.repeat}"
     )
-    # (label, fsync policy, writer): the default writer, and the inline one for comparison
-    modes = [("no journal", None, None)]
+    print(f"# load average at start {_load()}; eventlet {'monkey-patched' if args.green else 'not used'}")
+    # (label, fsync policy, writer): off with its default writer (inline), the
+    # fsyncing policies with each writer
+    modes = [("no journal", None, None), ("off", "off", None)]
     for writer in args.writer:
-        suffix = "" if writer == "process" else f" {writer}"
-        modes += [(f"off{suffix}", "off", writer), (f"batch{suffix}", "batch", writer)]
+        modes.append((f"batch {writer}", "batch", writer))
         if not args.no_always:
-            modes.append((f"always{suffix}", "always", writer))
+            modes.append((f"always {writer}", "always", writer))
     drivers = [("sequential", 1, run_sequential)]
     for k in args.pipeline:
         drivers.append((f"pipelined {k}", 1, lambda e, s, ops, k=k: run_pipelined(e, s, ops, k)))
@@ -228,14 +283,19 @@ def throughput(args) -> None:
         drivers.append((f"overlapped {k}", 1, lambda e, s, ops, k=k: run_overlapped(e, s, ops, k)))
     for t in args.threads:
         drivers.append((f"threads {t}", t, lambda e, s, ops, t=t: run_threads(e, s, ops, t)))
+    for k in args.server:
+        drivers.append((f"server {k}", 1, lambda e, s, ops, k=k: run_server(e, s, ops, k)))
     for name, symbols, drive in drivers:
+        print(f"# {name}{' (green)' if args.green else ''}: load average {_load()}")
         raw, _info = generate(args.n, 42, symbols)
         ops = prepare(raw)
         best: dict = {}
         cpus: dict = {}  # the least CPU seconds per op of any run
         child_cpus: dict = {}  # the writer process's, likewise
         rates: dict = {}  # every run's rate, for the spread
+        paired: dict = {}  # per round: the rate over the same round's no-journal rate
         for _ in range(args.repeat):  # modes interleaved: machine noise hits them alike
+            round_rates: dict = {}
             for label, policy, writer in modes:
                 # one fsync per op: a shorter stream gives the same rate in less time
                 per_op_fsync = policy == "always" or (policy == "batch" and name == "sequential")
@@ -246,7 +306,7 @@ def throughput(args) -> None:
                 if policy is not None:
                     store = Store(tmp, fsync=policy, snapshot_every=0, writer=writer)
                     store.recover(engine)
-                    if writer == "process":
+                    if store.writer == "process":
                         time.sleep(0.2)  # let the child finish starting
                 children0 = _children_cpu()
                 cpu0 = time.process_time()  # the whole process: committer threads included
@@ -263,14 +323,19 @@ def throughput(args) -> None:
                 cpus[label] = min(cpus.get(label, cpu), cpu)
                 child_cpus[label] = min(child_cpus.get(label, child_cpu), child_cpu)
                 rates.setdefault(label, []).append(rate)
+                round_rates[label] = rate
+            for label, rate in round_rates.items():
+                paired.setdefault(label, []).append(rate / round_rates["no journal"])
         base = best["no journal"][0]
+        off = best["off"][0]
         for label, _policy, writer in modes:
             rate, stats, count = best[label]
-            off = best["off" if writer in (None, "process") else f"off {writer}"][0]
             cpu_us = cpus[label] * 1e6
             journal_us = cpu_us - cpus["no journal"] * 1e6
             runs = sorted(rates[label])
-            extra = f"  runs {runs[0] / 1e3:.0f}-{runs[-1] / 1e3:.0f}k"
+            ratios = sorted(paired[label])
+            extra = f"  paired {ratios[len(ratios) // 2]:6.1%} ({ratios[0]:.1%}-{ratios[-1]:.1%})"
+            extra += f"  runs {runs[0] / 1e3:.0f}-{runs[-1] / 1e3:.0f}k"
             if writer == "process":
                 extra += f"  writer process cpu {child_cpus[label] * 1e6:4.2f} us/op"
             if stats:
@@ -279,10 +344,15 @@ def throughput(args) -> None:
                     f"  vs off {rate / off:6.1%}  {stats['fsyncs']:>7} fsyncs, {per_fsync:7.1f} records/fsync"
                 )
             print(
-                f"{name:14} {label:11} {rate:10,.0f} ops/s  {rate / base:6.1%} of no journal  "
+                f"{name:14} {label:14} {rate:10,.0f} ops/s  {rate / base:6.1%} of no journal  "
                 f"cpu {cpu_us:5.2f} us/op (journal {journal_us:+5.2f}){extra}  (n={count})"
             )
+        print(f"# load average at end {_load()}")
         print()
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _children_cpu() -> float:
@@ -346,6 +416,10 @@ def main() -> None:
         "--overlapped", type=int, nargs="*", default=[256, 1024], help="K values, committer thread"
     )
     p.add_argument("--threads", type=int, nargs="*", default=[8], help="T values")
+    p.add_argument("--server", type=int, nargs="*", default=[1024], help="K values, the server's shape")
+    p.add_argument(
+        "--green", action="store_true", help="monkey-patch eventlet first (acks read by a green thread)"
+    )
     p.add_argument(
         "--always-n",
         type=int,
