@@ -588,8 +588,13 @@ class Store:
 
         Sending is the only work here: ``_take``, one ``msgspec`` call and a
         pipe ``write()`` per group; the caller then sleeps on the condition
-        while the child chains, writes and fsyncs, and others keep matching."""
+        while the child chains, writes and fsyncs, and others keep matching.
+        Before sending it yields once, as the inline leader does, so that the
+        requests in flight journal theirs first: one frame, one wake-up of
+        the child and one fsync for all of them."""
         cond = self._cond
+        if not sync and ticket > self._sent_n:
+            self._yield()
         while sync or ticket > self._sent_n:
             if self._error is not None:
                 raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
