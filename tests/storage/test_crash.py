@@ -137,16 +137,22 @@ def _get(conn, path: str):
 
 
 @pytest.mark.parametrize(
-    "seed, restart",
-    [(1, "after the clients"), (2, "after the clients"), (3, "after the clients"), (4, "at once")],
+    "seed, restart, writer",
+    [
+        (1, "after the clients", "inline"),
+        (2, "after the clients", "process"),
+        (3, "after the clients", "inline"),
+        (4, "at once", "process"),
+        (5, "at once", "inline"),
+    ],
 )
-def test_sigkill_loses_nothing_acknowledged(tmp_path, seed, restart):
+def test_sigkill_loses_nothing_acknowledged(tmp_path, seed, restart, writer):
     # "at once": the new server starts the moment the old one is dead, while
     # its journal writer process may still be writing, fsyncing and holding
     # the data dir's LOCK; recovery waits for it and must see all it wrote.
     data_dir = str(tmp_path / "data")
     rng = random.Random(seed)
-    server = ServerProcess(data_dir).start()
+    server = ServerProcess(data_dir, "--journal-writer", writer).start()
     stop = threading.Event()
     clients = [Client(server.port, seed * 100 + i, stop) for i in range(CLIENTS)]
     try:
@@ -155,7 +161,7 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path, seed, restart):
         time.sleep(rng.uniform(0.4, 1.6))  # a random moment under load
         server.kill()
         if restart == "at once":
-            server = ServerProcess(data_dir).start()  # recovery happens here
+            server = ServerProcess(data_dir, "--journal-writer", writer).start()  # recovery happens here
     finally:
         stop.set()
         if restart != "at once":
@@ -168,7 +174,7 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path, seed, restart):
     assert len(acked_orders) > 20, "the stream never got going"
 
     if restart != "at once":
-        server = ServerProcess(data_dir).start()  # recovery happens here
+        server = ServerProcess(data_dir, "--journal-writer", writer).start()  # recovery happens here
     try:
         records = _journal(data_dir)
         by_order = {r["order_id"]: r for r in records if r["op"] == "s"}

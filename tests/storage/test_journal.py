@@ -16,6 +16,8 @@ from storage.journal import GENESIS, JournalReader, as_dict, decode
 
 from .helpers import build, commands, fresh, lines_of, rewrite_chain, run, segments, state
 
+pytestmark = pytest.mark.usefixtures("each_writer")
+
 
 def _records(path) -> list[dict]:
     return [as_dict(json.loads(line)) for line in lines_of(path)]

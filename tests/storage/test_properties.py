@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,6 +18,8 @@ from storage import Store
 from storage.verify import verify
 
 from .helpers import state
+
+pytestmark = pytest.mark.usefixtures("each_writer")
 
 submit = st.tuples(
     st.just("submit"),

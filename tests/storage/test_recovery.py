@@ -15,6 +15,8 @@ from storage import ConfigMismatch, DataDirLocked, Store
 
 from .helpers import build, fresh, state
 
+pytestmark = pytest.mark.usefixtures("each_writer")
+
 
 def _ids(engine):
     snap = engine.snapshot()

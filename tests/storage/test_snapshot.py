@@ -15,6 +15,8 @@ from storage.verify import verify
 
 from .helpers import build, commands, fresh, run, segments, state
 
+pytestmark = pytest.mark.usefixtures("each_writer")
+
 
 def _first(path) -> int:
     return int(SEGMENT_RE.fullmatch(os.path.basename(path)).group(1))

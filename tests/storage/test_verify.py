@@ -7,10 +7,14 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from storage.snapshot import list_snapshots
 from storage.verify import main
 
 from .helpers import PROJECT_ROOT, build, fresh, lines_of, segments, state
+
+pytestmark = pytest.mark.usefixtures("each_writer")
 
 
 def _run(capsys, *args) -> tuple[int, str]:

@@ -49,16 +49,19 @@ def _exited(pid: int, timeout: float = 10.0) -> None:
     raise AssertionError(f"process {pid} did not exit")
 
 
-def test_batch_and_always_default_to_the_process_and_off_to_inline(tmp_path):
-    for policy, writer in (("batch", "process"), ("always", "process"), ("off", "inline")):
+def test_the_writer_process_is_opt_in(tmp_path):
+    for policy in ("batch", "always", "off"):
         engine, store, _ = fresh(tmp_path / policy, fsync=policy)
-        assert store.statistics()["writer"] == writer
-        assert (store._proc is not None) == (writer == "process")
+        assert store.statistics()["writer"] == "inline" and store._proc is None
         store.close(engine)
+        engine, store, _ = fresh(tmp_path / policy, fsync=policy, writer="process")
+        assert store.statistics()["writer"] == "process" and store._proc.process.poll() is None
+        store.close(engine)
+        assert store._proc.process.returncode == 0
 
 
 def test_the_child_dying_fails_the_store_and_nothing_further_is_acknowledged(tmp_path, caplog):
-    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+    engine, store, _ = fresh(tmp_path, snapshot_every=0, writer="process")
     store.wait(_submit(engine, store, 100))
     pid = store._proc.pid
     os.kill(pid, signal.SIGKILL)
@@ -82,7 +85,7 @@ def test_the_child_dying_fails_the_store_and_nothing_further_is_acknowledged(tmp
 
 
 def test_a_wait_blocked_when_the_child_dies_raises(tmp_path):
-    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+    engine, store, _ = fresh(tmp_path, snapshot_every=0, writer="process")
     store.wait(_submit(engine, store, 100))
     pid = store._proc.pid
     os.kill(pid, signal.SIGSTOP)  # the child takes the frame into its pipe and never acks
@@ -113,7 +116,7 @@ def test_an_error_in_the_child_is_reported_with_its_reason(tmp_path, monkeypatch
     monkeypatch.setattr(
         writer_module, "CHILD_COMMAND", [sys.executable, "-I", shim, "--fail-writes-after", "0"]
     )
-    engine, store, _ = fresh(tmp_path, snapshot_every=0)
+    engine, store, _ = fresh(tmp_path, snapshot_every=0, writer="process")
     with pytest.raises(JournalWriteError, match=r"writer process \(pid \d+\) failed: .*No space left"):
         store.wait(_submit(engine, store, 100))
     assert store._proc.process.wait(10) == 1
@@ -128,7 +131,7 @@ from engine.order import BUY, SELL, LIMIT
 from storage import Store
 
 engine = MatchingEngine()
-store = Store(sys.argv[1], snapshot_every=0)
+store = Store(sys.argv[1], snapshot_every=0, writer="process")
 store.recover(engine)
 for i in range(5):  # acknowledged
     with engine.lock("BTC-USDT"):
@@ -174,7 +177,7 @@ def test_the_server_killed_the_child_writes_what_it_received_and_a_restart_waits
 
 
 def test_a_live_holder_of_the_lock_is_refused_at_once(tmp_path):
-    engine, store = build(tmp_path, count=10)
+    engine, store = build(tmp_path, count=10, writer="process")
     started = time.monotonic()
     with pytest.raises(DataDirLocked, match=f"pid {os.getpid()}"):
         fresh(tmp_path)
