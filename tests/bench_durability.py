@@ -235,10 +235,17 @@ def run_threads(engine, store, ops, threads: int) -> float:
     return time.perf_counter() - t0
 
 
+# Seconds the last server-shaped run spent blocked in ``wait`` (the group
+# before last not yet durable): the time the engine thread lost to the writer.
+BLOCKED = [0.0]
+
+
 def run_server(engine, store, ops, k: int) -> float:
     """The server's shape: one OS thread matches; after each group of K it
     hands the group to the writer (``Store.hand_off``) and waits for the
-    group before last, whose acks the ack reader has usually delivered."""
+    group before last, whose acks the ack reader has usually delivered.
+    Sets ``BLOCKED[0]``."""
+    BLOCKED[0] = 0.0
     runner = Runner(engine, store)
     apply = runner.apply
     if store is None:
@@ -248,7 +255,9 @@ def run_server(engine, store, ops, k: int) -> float:
         return time.perf_counter() - t0
     hand_off = store.hand_off
     wait = store.wait
-    t0 = time.perf_counter()
+    clock = time.perf_counter
+    blocked = 0.0
+    t0 = clock()
     previous = current = None
     for i, op in enumerate(ops, 1):
         ticket = apply(op)
@@ -256,11 +265,14 @@ def run_server(engine, store, ops, k: int) -> float:
             current = ticket
         if i % k == 0:
             hand_off()
-            if previous is not None:
+            if previous is not None and previous > store._durable_n:  # benchmark-only peek
+                b = clock()
                 wait(previous)
+                blocked += clock() - b
             previous = current
     if current is not None:
         wait(current)
+    BLOCKED[0] = blocked
     return time.perf_counter() - t0
 
 
@@ -294,6 +306,7 @@ def throughput(args) -> None:
         child_cpus: dict = {}  # the writer process's, likewise
         rates: dict = {}  # every run's rate, for the spread
         paired: dict = {}  # per round: the rate over the same round's no-journal rate
+        blocked: dict = {}  # per run: seconds the engine thread waited (server K only)
         for _ in range(args.repeat):  # modes interleaved: machine noise hits them alike
             round_rates: dict = {}
             for label, policy, writer in modes:
@@ -310,7 +323,9 @@ def throughput(args) -> None:
                         time.sleep(0.2)  # let the child finish starting
                 children0 = _children_cpu()
                 cpu0 = time.process_time()  # the whole process: committer threads included
+                BLOCKED[0] = float("nan")
                 seconds = drive(engine, store, stream)
+                blocked.setdefault(label, []).append(BLOCKED[0])
                 cpu = (time.process_time() - cpu0) / len(stream)
                 stats = store.statistics() if store is not None else None
                 if store is not None:
@@ -328,7 +343,7 @@ def throughput(args) -> None:
                 paired.setdefault(label, []).append(rate / round_rates["no journal"])
         base = best["no journal"][0]
         off = best["off"][0]
-        for label, _policy, writer in modes:
+        for label, policy, writer in modes:
             rate, stats, count = best[label]
             cpu_us = cpus[label] * 1e6
             journal_us = cpu_us - cpus["no journal"] * 1e6
@@ -338,6 +353,9 @@ def throughput(args) -> None:
             extra += f"  runs {runs[0] / 1e3:.0f}-{runs[-1] / 1e3:.0f}k"
             if writer == "process":
                 extra += f"  writer process cpu {child_cpus[label] * 1e6:4.2f} us/op"
+            waits = sorted(blocked[label])
+            if policy is not None and waits[0] == waits[0]:  # not nan: a server-shaped run
+                extra += f"  blocked {waits[len(waits) // 2] * 1e3:.0f} ms (median of {len(waits)})"
             if stats:
                 per_fsync = stats["records"] / stats["fsyncs"] if stats["fsyncs"] else float("nan")
                 extra += (
