@@ -199,6 +199,7 @@ class Store:
         self._sent_rolls: list = []  # rolls sent to the writer process, not yet acknowledged
         self._syncs_sent = 0
         self._syncs_done = 0
+        self._startup_fsyncs = 0  # the writer process's fsyncs before serving
         self._flushing = False  # a leader is doing IO
         self._error: BaseException | None = None
         self._ready = False
@@ -340,6 +341,15 @@ class Store:
                 keep_fds=(self._lock_fd,),
                 green=self._tpool is not None,
             )
+            # Serve only once the child answers: a child that cannot start or
+            # open the segment fails recover(), not the first request.
+            try:
+                self._send_and_wait(last_n, True)
+            except JournalWriteError:
+                self._stop_writer()
+                raise
+            self._startup_fsyncs = self._counters["fsyncs"]  # statistics() counts from here
+            self._counters["fsyncs"] = 0
         self._engine = engine
         self._ready = True
         return {
@@ -649,7 +659,7 @@ class Store:
         try:
             self._proc.send(kind, payload)
         except OSError as exc:
-            self._fail(f"sending to the journal writer process (pid {self._proc.pid}) failed: {exc}")
+            self._fail(f"sending to the journal writer process (pid {self._writer_pid()}) failed: {exc}")
             raise JournalWriteError(f"the journal is failed: {self._error}") from exc
 
     def _fail(self, reason: str) -> None:
@@ -665,7 +675,7 @@ class Store:
             counters = self._counters
             counters["batches"] += kind == b"A"
             counters["records"] += n - self._durable_n
-            counters["fsyncs"] = fsyncs
+            counters["fsyncs"] = fsyncs - self._startup_fsyncs
             counters["bytes"] = written
             if kind == ROLL:
                 roll = self._sent_rolls.pop(0)
@@ -679,14 +689,21 @@ class Store:
 
     def _on_error(self, message: str) -> None:
         """The reader: the writer process reports a failure (then exits)."""
-        self._fail(f"the journal writer process (pid {self._proc.pid}) failed: {message}")
+        self._fail(f"the journal writer process (pid {self._writer_pid()}) failed: {message}")
 
     def _on_exit(self, status: int) -> None:
         """The reader, when the writer process's pipe closed: after ``close``,
         or the child died (killed, or after reporting an error)."""
         if self._proc is not None and self._proc.closed:
             return
-        self._fail(f"the journal writer process (pid {self._proc.pid}) exited unexpectedly (status {status})")
+        self._fail(
+            f"the journal writer process (pid {self._writer_pid()}) exited unexpectedly (status {status})"
+        )
+
+    def _writer_pid(self):
+        # The reader can report before WriterProcess() has returned (a child
+        # that dies at once): then self._proc is not set yet.
+        return self._proc.pid if self._proc is not None else "?"
 
     def _take(self, first: int) -> list:
         """The pending rows from ``first`` on that have no gap, in

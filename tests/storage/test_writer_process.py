@@ -123,6 +123,18 @@ def test_an_error_in_the_child_is_reported_with_its_reason(tmp_path, monkeypatch
     store.abandon()
 
 
+def test_a_child_that_cannot_start_fails_recovery_and_releases_the_data_dir(tmp_path, monkeypatch):
+    import storage.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "CHILD_COMMAND", [sys.executable, "-c", "import sys; sys.exit(3)"])
+    with pytest.raises(JournalWriteError, match=r"exited unexpectedly \(status 3\)"):
+        fresh(tmp_path, writer="process")
+    monkeypatch.undo()
+    engine, store, summary = fresh(tmp_path, writer="process")  # LOCK was released
+    store.wait(_submit(engine, store, 100))
+    store.close(engine)
+
+
 PARENT_SCRIPT = r"""
 import os, signal, sys
 sys.path.insert(0, sys.argv[2])
