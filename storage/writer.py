@@ -1,5 +1,7 @@
 """The journal writer process: hash-chains, writes and fsyncs the journal on
-the second core while the engine's process keeps matching.
+the second core while the engine's process keeps matching. Opt-in
+(``Store(writer="process")``, the server's ``--journal-writer process``);
+``chain`` is also the inline writer's.
 
 Division of work (``Documentation/DURABILITY.md``, "The writer process")
     The engine's process (``Store``) takes a ticket and a tuple per command
@@ -21,7 +23,7 @@ Protocol (both pipes carry little-endian binary frames)
             segment: fsync and close the current one, start the next;
       ``S`` sync: fsync now, whatever the policy (snapshots, ``close``).
       End of file: the parent is gone or closing: what was received in whole
-      frames has been written; exit.
+      frames has been written; fsync and exit.
     child -> parent, fixed-size ``ACK`` records: kind (``A`` after data, ``R``
     after a roll, ``S`` after a sync), the last record number written (and
     fsynced, per policy), the child's fsync count, its bytes written, and the
@@ -55,7 +57,7 @@ and no GIL contention; sends use the same non-blocking pipe, and suspend only
 the sending green thread if the pipe is full.
 
 This module imports only the standard library: the child runs it as a script
-(``python -I storage/writer.py``) and starts in a few milliseconds.
+(``python -I storage/writer.py``) and starts in ~30 ms.
 """
 
 from __future__ import annotations
