@@ -390,7 +390,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--journal-writer",
         choices=("process", "inline"),
         default=None,
-        help="who chains, writes and fsyncs the journal: the server (inline, default) or a child process",
+        help="who chains, writes and fsyncs the journal (default: a child process for batch/always, inline for off)",
     )
     p.add_argument("--symbols-config", default=None, help="JSON file of symbols")
     p.add_argument("--cors-origins", default="*", help="'*' or a comma-separated list of origins")

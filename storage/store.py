@@ -21,7 +21,7 @@ Group commit
     put back in ticket order by the sender). ``wait`` returns at once if the
     ticket is already durable. Otherwise, per ``writer``:
 
-    ``process`` (opt-in, ``writer="process"``; ``storage.writer``)
+    ``process`` (the default for ``batch`` and ``always``; ``storage.writer``)
         the waiter takes the buffered rows that have no gap, encodes them with
         one ``msgspec`` call and writes the bytes to a pipe (one sender at a
         time, so frames are in ticket order), then sleeps on a condition. A
@@ -31,7 +31,7 @@ Group commit
         child fsyncs wait in the pipe and share its next fsync. The engine's
         process never waits for the disk, and under eventlet nothing goes
         through ``tpool``. If the child dies the store is failed.
-    ``inline`` (the default)
+    ``inline`` (the default for ``off``; ``writer="inline"`` for the others)
         the first waiter becomes the *leader*: it yields once (``yield_fn``)
         so that concurrent requests can append, takes the buffered rows,
         encodes and hash-chains them (``storage.journal.encode``), writes them
@@ -108,15 +108,14 @@ log = logging.getLogger(__name__)
 
 POLICIES = ("batch", "always", "off")
 WRITERS = ("process", "inline")
-# The writer when none is given, per policy: inline for all. The writer
-# process halves the journal's CPU in the engine's process, but engine level
-# with a server-shaped driver it ran `batch` at a median ~57% of no journal
-# (target 70%) on the shared 2-core test machine, and end to end it was
-# faster in one session and slower in another (Documentation/DURABILITY.md,
-# "The writer process"); it is opt-in (``writer="process"``, the server's
-# ``--journal-writer process``). ``off`` would gain nothing from it: no fsync
-# to move, and a round trip per acknowledgement.
-DEFAULT_WRITER = {"batch": "inline", "always": "inline", "off": "inline"}
+# The writer when none is given, per policy. The writer process wherever an
+# fsync is paid: it halves the journal's CPU in the engine's process and
+# takes the fsyncs off it (engine level, server-shaped driver under eventlet:
+# median 79% of no journal over 15 sets against ~61% inline; it needs the
+# second core: 57-64% when other jobs kept it busy). Inline for ``off``: no
+# fsync to move, and a round trip per acknowledgement (Documentation/
+# DURABILITY.md, "The writer process").
+DEFAULT_WRITER = {"batch": "process", "always": "process", "off": "inline"}
 KEEP_SNAPSHOTS = 3
 SYMBOLS_FILE = "symbols.json"
 LOCK_FILE = "LOCK"

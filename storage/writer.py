@@ -1,7 +1,7 @@
 """The journal writer process: hash-chains, writes and fsyncs the journal on
-the second core while the engine's process keeps matching. Opt-in
-(``Store(writer="process")``, the server's ``--journal-writer process``);
-``chain`` is also the inline writer's.
+the second core while the engine's process keeps matching. The default
+writer for ``batch`` and ``always`` (``storage.store.DEFAULT_WRITER``;
+``--journal-writer inline`` opts out); ``chain`` is also the inline writer's.
 
 Division of work (``Documentation/DURABILITY.md``, "The writer process")
     The engine's process (``Store``) takes a ticket and a tuple per command

@@ -49,15 +49,18 @@ def _exited(pid: int, timeout: float = 10.0) -> None:
     raise AssertionError(f"process {pid} did not exit")
 
 
-def test_the_writer_process_is_opt_in(tmp_path):
-    for policy in ("batch", "always", "off"):
+def test_batch_and_always_default_to_the_process_and_off_to_inline(tmp_path):
+    for policy, default in (("batch", "process"), ("always", "process"), ("off", "inline")):
         engine, store, _ = fresh(tmp_path / policy, fsync=policy)
-        assert store.statistics()["writer"] == "inline" and store._proc is None
+        assert store.statistics()["writer"] == default
+        assert (store._proc is not None) == (default == "process")
         store.close(engine)
-        engine, store, _ = fresh(tmp_path / policy, fsync=policy, writer="process")
-        assert store.statistics()["writer"] == "process" and store._proc.process.poll() is None
-        store.close(engine)
-        assert store._proc.process.returncode == 0
+        for writer in ("inline", "process"):
+            engine, store, _ = fresh(tmp_path / policy, fsync=policy, writer=writer)
+            assert store.statistics()["writer"] == writer
+            store.close(engine)
+            if writer == "process":
+                assert store._proc.process.returncode == 0
 
 
 def test_the_child_dying_fails_the_store_and_nothing_further_is_acknowledged(tmp_path, caplog):
