@@ -84,15 +84,25 @@ from engine.order import BUY, FOK, IOC, LIMIT, MARKET, SELL  # noqa: E402
 from engine.symbols import SymbolSpec  # noqa: E402
 from storage import Store  # noqa: E402
 
+if "--green" in sys.argv:
+    from api.app import symbol_lock_factory  # noqa: E402
+
+    _LOCK_FACTORY = symbol_lock_factory("eventlet")
+else:
+    _LOCK_FACTORY = threading.RLock
+
 _SIDES = {"B": BUY, "S": SELL}
 _TYPES = {"L": LIMIT, "M": MARKET, "I": IOC, "F": FOK}
 
 
 def make_engine(symbols: int) -> MatchingEngine:
+    """An engine of ``symbols`` symbols, with the server's symbol locks: under
+    ``--green`` the C ``RLock`` the api uses under eventlet
+    (``api.app.symbol_lock_factory``), else ``threading.RLock``."""
     specs = [
         SymbolSpec(f"SYM{i}", f"SYM{i}", "USDT", Decimal("0.01"), Decimal("0.001")) for i in range(symbols)
     ]
-    return MatchingEngine(specs)
+    return MatchingEngine(specs, lock_factory=_LOCK_FACTORY)
 
 
 def prepare(ops):
