@@ -139,7 +139,8 @@ def symbol_lock_factory(async_mode: str):
       ``recent_trades``, ``snapshot``): pure Python, no IO, no callbacks.
     * ``Exchange`` holds the lock around ``engine.submit``/``cancel`` and the
       store's ``log_submit``/``log_cancel`` (a ticket and a list append, no
-      IO; ``wait``, which yields for group commit and fsyncs in ``tpool``, is
+      IO; ``wait``, which yields for group commit and waits for the journal
+      writer process (or, inline, fsyncs in ``tpool``), is
       called after the lock is released), and around ``order_report`` in
       ``get_order`` (formatting only).
     * ``storage.Store.snapshot`` holds every symbol lock while it copies the
