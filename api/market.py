@@ -75,7 +75,9 @@ Cost on the order path
     for at most about ``pass_budget`` (5 ms) per pass and yields between passes
     (eventlet serves requests in between). Passes are paced like the book rooms
     (``interval_per_member`` per ``/market`` client, at most ``min_interval``), so
-    that under load one pass -- one write per client -- carries many results. Rooms without members cost nothing beyond bookkeeping.
+    that under load one pass -- one write per client -- carries many results.
+    Rooms without members cost nothing beyond bookkeeping; while no room has a
+    member, results are dropped unformatted (only the sequencer's baselines move).
 
 Known limits
     Delivery to a slow client is buffered by Engine.IO without bound (memory
