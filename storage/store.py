@@ -885,16 +885,16 @@ class Store:
                 self._commit(self._last_n)
                 self.snapshot(engine)
         finally:
-            self._ready = False
-            self._stop_writer()
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
-            self._unlock_dir()
+            self._release()
 
     def abandon(self) -> None:
         """Close the files without flushing anything: what a crash leaves
         behind (for tests and benchmarks)."""
+        self._release()
+
+    def _release(self) -> None:
+        """Stop serving: the writer process exits, the segment is closed, the
+        data dir is unlocked."""
         self._ready = False
         self._stop_writer()
         if self._fd >= 0:

@@ -147,6 +147,14 @@ class Runner:
         return ticket
 
 
+def run_unjournaled(apply, ops) -> float:
+    """The no-journal baseline of the drivers that need a store for their shape."""
+    t0 = time.perf_counter()
+    for op in ops:
+        apply(op)
+    return time.perf_counter() - t0
+
+
 def run_sequential(engine, store, ops) -> float:
     runner = Runner(engine, store)
     apply = runner.apply
@@ -186,10 +194,7 @@ def run_overlapped(engine, store, ops, k: int) -> float:
     runner = Runner(engine, store)
     apply = runner.apply
     if store is None:
-        t0 = time.perf_counter()
-        for op in ops:
-            apply(op)
-        return time.perf_counter() - t0
+        return run_unjournaled(apply, ops)
     done = threading.Event()
 
     def committer() -> None:
@@ -259,10 +264,7 @@ def run_server(engine, store, ops, k: int) -> float:
     runner = Runner(engine, store)
     apply = runner.apply
     if store is None:
-        t0 = time.perf_counter()
-        for op in ops:
-            apply(op)
-        return time.perf_counter() - t0
+        return run_unjournaled(apply, ops)
     hand_off = store.hand_off
     wait = store.wait
     clock = time.perf_counter
