@@ -127,6 +127,31 @@ class WsWorker:
         self.counters[P_DONE] += 1
         self.counters[P_ERR] += 1
 
+    def _expire(self, limit: float) -> None:
+        """Fail the requests in flight that were sent before ``limit`` (seconds
+        since the start) and got no acknowledgement."""
+        for seq in [s for s, r in self.inflight.items() if r[1] < limit]:
+            st, sent, code, _ = self.inflight.pop(seq)
+            self._error(st, sent, code, "timeout (no ack)")
+
+    def _publish(self, backlog: int) -> None:
+        """Update the counters and copy them to the shared progress array."""
+        self.counters[P_BACKLOG] = backlog
+        self.counters[P_TRADES] = self.trades
+        if self.progress is not None:
+            base = self.worker * N_PROGRESS
+            self.progress[base : base + N_PROGRESS] = self.counters
+
+    def _give_up(self, next_t, sched) -> None:
+        """The drain timeout: every request in flight and every one still
+        scheduled (from ``next_t`` on) counts as an error."""
+        for st, sent, code, _ in list(self.inflight.values()):
+            self._error(st, sent, code, "not completed (drain timeout)")
+        self.inflight.clear()
+        while next_t is not None:
+            self._error(next_t, float("nan"), "L", "not sent (drain timeout)")
+            next_t = sched.next_time()
+
     def run(self, t0: float) -> dict:
         self.t0 = t0
         cfg = self.cfg
@@ -154,7 +179,6 @@ class WsWorker:
         seqs = itertools.count()
         rr = itertools.cycle(range(len(self.clients)))
         progress = self.progress
-        base = self.worker * N_PROGRESS
         last_pub = last_scan = t0
         lag_max = 0.0
         factory = self.factory
@@ -194,25 +218,15 @@ class WsWorker:
                     self._error(st, sent, code, f"emit failed: {type(exc).__name__}")
             if now - last_scan > 0.05 and self.inflight:
                 last_scan = now
-                limit = rel - timeout
-                for seq in [s for s, r in self.inflight.items() if r[1] < limit]:
-                    st, sent, code, _ = self.inflight.pop(seq)
-                    self._error(st, sent, code, "timeout (no ack)")
+                self._expire(rel - timeout)
             if progress is not None and now - last_pub > 0.1:
                 last_pub = now
-                self.counters[P_BACKLOG] = len(self.inflight)
-                self.counters[P_TRADES] = self.trades
-                progress[base : base + N_PROGRESS] = self.counters
+                self._publish(len(self.inflight))
             finished = next_t is None and (not closed_loop or now >= end)
             if finished and not self.inflight and not self.done:
                 break
             if now >= deadline:
-                for st, sent, code, _ in list(self.inflight.values()):
-                    self._error(st, sent, code, "not completed (drain timeout)")
-                self.inflight.clear()
-                while next_t is not None:
-                    self._error(next_t, float("nan"), "L", "not sent (drain timeout)")
-                    next_t = sched.next_time()
+                self._give_up(next_t, sched)
                 break
             if self.done:
                 continue
@@ -222,10 +236,7 @@ class WsWorker:
                 wait = 0.001 if closed_loop else 0.005
             if wait > 0:
                 time.sleep(wait)
-        self.counters[P_BACKLOG] = 0
-        self.counters[P_TRADES] = self.trades
-        if progress is not None:
-            progress[base : base + N_PROGRESS] = self.counters
+        self._publish(0)
         for c in self.clients:
             try:
                 c.disconnect()
@@ -311,7 +322,6 @@ class RawWsWorker(WsWorker):
         seqs = itertools.count()
         rr = itertools.cycle(range(len(clients)))
         progress = self.progress
-        base = self.worker * N_PROGRESS
         last_pub = last_scan = t0
         factory = self.factory
         prefix = f"42{self.ns}," if self.ns != "/" else "42"
@@ -352,25 +362,15 @@ class RawWsWorker(WsWorker):
                     self._error(st, sent, code, "connection error")
             if now - last_scan > 0.05 and self.inflight:
                 last_scan = now
-                limit = rel - timeout
-                for seq in [s for s, r in self.inflight.items() if r[1] < limit]:
-                    st, sent, code, _ = self.inflight.pop(seq)
-                    self._error(st, sent, code, "timeout (no ack)")
+                self._expire(rel - timeout)
             if progress is not None and now - last_pub > 0.1:
                 last_pub = now
-                self.counters[P_BACKLOG] = len(self.inflight)
-                self.counters[P_TRADES] = self.trades
-                progress[base : base + N_PROGRESS] = self.counters
+                self._publish(len(self.inflight))
             finished = next_t is None and (not closed_loop or now >= end)
             if finished and not self.inflight:
                 break
             if now >= deadline:
-                for st, sent, code, _ in list(self.inflight.values()):
-                    self._error(st, sent, code, "not completed (drain timeout)")
-                self.inflight.clear()
-                while next_t is not None:
-                    self._error(next_t, float("nan"), "L", "not sent (drain timeout)")
-                    next_t = sched.next_time()
+                self._give_up(next_t, sched)
                 break
             if next_t is not None:
                 wait = max(0.0, min(t0 + next_t - monotonic(), 0.05))
@@ -386,10 +386,7 @@ class RawWsWorker(WsWorker):
                         if req is not None:
                             self._error(req[0], req[1], req[2], "connection closed")
                     c.pending.clear()
-        self.counters[P_BACKLOG] = 0
-        self.counters[P_TRADES] = self.trades
-        if progress is not None:
-            progress[base : base + N_PROGRESS] = self.counters
+        self._publish(0)
         for c in clients:
             c.close()
         out = self.rec.result()
