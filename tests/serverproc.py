@@ -25,10 +25,18 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python api/app.py`` in a subprocess; ``start()`` waits for /health."""
+    """``python api/app.py`` (or ``script``) in a subprocess; ``start()`` waits for /health."""
 
-    def __init__(self, data_dir, *args: str, port: int | None = None, timeout: float = 20.0) -> None:
+    def __init__(
+        self,
+        data_dir,
+        *args: str,
+        port: int | None = None,
+        timeout: float = 20.0,
+        script: str | None = None,
+    ) -> None:
         self.data_dir = str(data_dir)
+        self.script = script or os.path.join(ROOT, "api", "app.py")
         self.args = list(args)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -40,7 +48,7 @@ class ServerProcess:
         os.makedirs(self.data_dir, exist_ok=True)
         cmd = [
             sys.executable,
-            os.path.join(ROOT, "api", "app.py"),
+            self.script,
             "--host",
             "127.0.0.1",
             "--port",

@@ -11,12 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from decimal import Decimal
 
 import pytest
@@ -57,6 +53,8 @@ from loadlib.schedule import (  # noqa: E402
     worker_share,
 )
 from loadlib.stats import per_interval, percentile, summarize  # noqa: E402
+
+from tests.serverproc import ServerProcess  # noqa: E402
 
 
 # ---------------------------------------------------------------- percentiles
@@ -476,58 +474,10 @@ def test_monitor_flatten():
 
 
 # ---------------------------------------------------------------- smoke run against a real server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def live_server(tmp_path):
-    port = _free_port()
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            os.path.join(ROOT, "api", "app.py"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--rate-limit",
-            "0",
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server did not answer /health within 20 s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        log.close()
+    with ServerProcess(tmp_path / "data") as server:
+        yield server.url
 
 
 @pytest.mark.server
