@@ -639,20 +639,26 @@ class Store:
         rows = self._take(self._sent_n + 1)
         if not rows and not self._rolls:
             return
-        n = self._sent_n
+        for run, roll in self._cut_at_rolls(rows, self._sent_n):
+            if run:
+                self._proc_send(DATA, encode_commands(run))
+            if roll is not None:
+                self._sent_rolls.append(roll)
+                self._proc_send(ROLL, roll.first_n.to_bytes(8, "little"))
+        self._sent_n += len(rows)
+
+    def _cut_at_rolls(self, rows: list, n: int):
+        """Split ``rows`` (records ``n + 1`` on) where pending snapshots roll
+        the journal: yields ``(run, roll)``, the records before each roll and
+        the roll (taken off ``_rolls``), then ``(the rest, None)``."""
         upto = n + len(rows)
         start = 0
         while self._rolls and self._rolls[0].first_n - 1 <= upto:
             roll = self._rolls.pop(0)
             cut = roll.first_n - 1 - n
-            if cut > start:
-                self._proc_send(DATA, encode_commands(rows[start:cut]))
+            yield rows[start:cut], roll
             start = cut
-            self._sent_rolls.append(roll)
-            self._proc_send(ROLL, roll.first_n.to_bytes(8, "little"))
-        if len(rows) > start:
-            self._proc_send(DATA, encode_commands(rows[start:]))
-        self._sent_n = upto
+        yield rows[start:], None
 
     def _proc_send(self, kind: bytes, payload: bytes = b"") -> None:
         try:
@@ -740,18 +746,13 @@ class Store:
         try:
             policy = self.fsync
             counters = self._counters
-            n = self._durable_n
+            upto = self._durable_n + len(rows)
             prev = self._last_hash
-            upto = n + len(rows)
-            start = 0
-            while self._rolls and self._rolls[0].first_n - 1 <= upto:
-                roll = self._rolls.pop(0)
-                cut = roll.first_n - 1 - n
-                prev = self._write_run(rows[start:cut], prev, policy)
-                start = cut
-                roll.prev_hash = prev
-                self._roll(roll.first_n)
-            prev = self._write_run(rows[start:], prev, policy)
+            for run, roll in self._cut_at_rolls(rows, self._durable_n):
+                prev = self._write_run(run, prev, policy)
+                if roll is not None:
+                    roll.prev_hash = prev
+                    self._roll(roll.first_n)
             if (policy == "batch" and rows) or force:
                 self._sync(self._fd)
                 counters["fsyncs"] += 1
