@@ -104,6 +104,20 @@ def internal_error_envelope() -> dict:
 _encode = msgspec.json.encode
 
 
+def call_or_envelope(command, argument, doing: str) -> dict:
+    """``command(argument)``, or its failure as the contract's error envelope:
+    an ``EngineError``'s own, anything else logged (with ``doing``) and
+    ``INTERNAL_ERROR``. For answers that are not HTTP responses (Socket.IO
+    acknowledgements, a bulk answer's elements)."""
+    try:
+        return command(argument)
+    except EngineError as e:
+        return e.to_dict()
+    except Exception:
+        log.exception("unexpected error %s", doing)
+        return internal_error_envelope()
+
+
 def json_response(body, status: int = 200, headers=None) -> Response:
     """A compact JSON response, encoded by msgspec (~4x faster than ``json.dumps``;
     key order as built, no sorting)."""

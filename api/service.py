@@ -41,7 +41,7 @@ from time import perf_counter_ns
 import msgspec
 
 from api import formatting
-from api.errors import internal_error_envelope
+from api.errors import call_or_envelope, internal_error_envelope
 from api.parsing import OrderCommand, parse_cancel, parse_order, parse_order_id
 from engine.errors import EngineError, OrderNotFound, OrderNotOpen, UnknownSymbol, ValidationError
 from engine.matcher import MatchingEngine
@@ -267,11 +267,11 @@ class Exchange:
 
     def place_order_or_error(self, body) -> dict:
         """``place_order``, with any failure as an error envelope (never raises)."""
-        return _or_error(self.place_order, body, "placing an order")
+        return call_or_envelope(self.place_order, body, "placing an order")
 
     def cancel_order_or_error(self, body) -> dict:
         """``cancel_order``, with any failure as an error envelope (never raises)."""
-        return _or_error(self.cancel_order, body, "cancelling an order")
+        return call_or_envelope(self.cancel_order, body, "cancelling an order")
 
     def reject(self, request: str, body, error: EngineError) -> None:
         """Count and audit a request refused before it reached ``place_order``
@@ -446,14 +446,3 @@ class Exchange:
             "storage": storage,
             "audit": audit,
         }
-
-
-def _or_error(command, body, doing: str) -> dict:
-    """``command(body)``, or its failure as the contract's error envelope."""
-    try:
-        return command(body)
-    except EngineError as e:
-        return e.to_dict()
-    except Exception:
-        log.exception("unexpected error %s", doing)
-        return internal_error_envelope()

@@ -28,14 +28,9 @@ for 6,300 orders). Order entry needs nothing from Flask.
 
 from __future__ import annotations
 
-import logging
-
 import socketio as _socketio
 
-from api.errors import envelope, internal_error_envelope
-from engine.errors import EngineError
-
-log = logging.getLogger(__name__)
+from api.errors import call_or_envelope, envelope
 
 TRADE_NAMESPACE = "/trade"
 
@@ -57,23 +52,13 @@ class TradeNamespace(_socketio.Namespace):
             self.publisher.client_connected(TRADE_NAMESPACE, -1)
 
     def on_order(self, sid, data=None, *extra):
-        return _answer("order", self.exchange.place_order, data)
+        return call_or_envelope(self.exchange.place_order, data, "in /trade order")
 
     def on_cancel(self, sid, data=None, *extra):
-        return _answer("cancel", self.exchange.cancel_order, data)
+        return call_or_envelope(self.exchange.cancel_order, data, "in /trade cancel")
 
     def on_orders(self, sid, data=None, *extra):
         place_orders = getattr(self.exchange, "place_orders", None)
         if place_orders is None:
             return envelope("NOT_SUPPORTED", "bulk order entry is not available")
-        return _answer("orders", place_orders, data)
-
-
-def _answer(name: str, command, data):
-    try:
-        return command(data)
-    except EngineError as e:
-        return e.to_dict()
-    except Exception:
-        log.exception("/trade %s failed", name)
-        return internal_error_envelope()
+        return call_or_envelope(place_orders, data, "in /trade orders")
