@@ -344,6 +344,12 @@ def comprehensive(args, url: str) -> int:
     if args.processes:
         common += ["--processes", str(args.processes)]
     timeout = dur * 2 + 60
+
+    def load(slug: str, extra: list[str]):
+        """One run of the load runner; its JSON and plot are ``<slug>.json`` / ``.png``."""
+        out = os.path.join(args.out_dir, slug)
+        return run_load(url, common + extra, out + ".json", out + ".png", args.allow_remote, timeout)
+
     rows = []
     ceilings = {}
     for label, extra in (
@@ -353,14 +359,7 @@ def comprehensive(args, url: str) -> int:
         if args.no_ceilings:
             break
         slug = label.replace(" ", "_")
-        out = run_load(
-            url,
-            common + extra,
-            os.path.join(args.out_dir, f"{slug}.json"),
-            os.path.join(args.out_dir, f"{slug}.png"),
-            args.allow_remote,
-            timeout,
-        )
+        out = load(slug, extra)
         if out:
             ceilings[label] = out["phases"][-1]
         time.sleep(1)
@@ -370,14 +369,7 @@ def comprehensive(args, url: str) -> int:
             extra = ["--rate", f"{level:g}"]
             if args.target_p99_ms:
                 extra += ["--target-p99-ms", f"{args.target_p99_ms:g}"]
-            out = run_load(
-                url,
-                common + extra,
-                os.path.join(args.out_dir, f"{slug}.json"),
-                os.path.join(args.out_dir, f"{slug}.png"),
-                args.allow_remote,
-                timeout,
-            )
+            out = load(slug, extra)
             if out:
                 s = out["phases"][-1]
                 rows.append(
