@@ -34,7 +34,7 @@ from collections import Counter, deque
 
 from .http11 import ProtocolError, build_request, parse_response, parse_response_eof
 from .orders import OrderFactory, cancel_json, order_json
-from .schedule import make_schedule
+from .schedule import start_together, worker_schedule
 
 OK, REJECT, ERROR = 0, 1, 2
 # Request kinds recorded per request (index into KIND_NAMES).
@@ -84,6 +84,18 @@ class Recorder:
         self.outcome.append(outcome)
         self.orders.append(n_orders)
         self.trades.append(trades)
+
+    def result_of_worker(self, cpu0: float, wall0: float, max_backlog: int, connect_errors: int) -> dict:
+        """``result()`` plus what a worker adds at its end: the most requests
+        that waited for a connection, failed connects, and its pid, process
+        CPU and wall seconds since ``cpu0`` / ``wall0``."""
+        out = self.result()
+        out["max_backlog"] = max_backlog
+        out["connect_errors"] = connect_errors
+        out["pid"] = os.getpid()
+        out["cpu_s"] = time.process_time() - cpu0
+        out["wall_s"] = time.monotonic() - wall0
+        return out
 
     def result(self) -> dict:
         return {
@@ -370,26 +382,12 @@ class HttpWorker:
         """Run the schedule that starts at monotonic time ``t0``; returns the records."""
         self.t0 = t0
         cfg = self.cfg
-        delay = t0 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)  # every worker starts at the same instant
-        cpu0, wall0 = time.process_time(), time.monotonic()
-        duration = cfg["duration"]
-        end = t0 + duration
+        cpu0, wall0 = start_together(t0)
+        end = t0 + cfg["duration"]
         deadline = end + cfg["drain"]
         closed_loop = cfg["rate"] is None
-        if not closed_loop:
-            sched = make_schedule(
-                cfg["arrival"],
-                cfg["rate"] / (cfg["batch_size"] if self.mode == "batch" else 1),
-                duration,
-                self.worker,
-                cfg["workers"],
-                cfg["seed"],
-            )
-            next_t = sched.next_time()
-        else:
-            next_t = None
+        rate = None if closed_loop else cfg["rate"] / (cfg["batch_size"] if self.mode == "batch" else 1)
+        sched, next_t = worker_schedule(cfg, self.worker, rate)
         backlog: deque = deque()
         idle, busy, sel = self.idle, self.busy, self.sel
         monotonic = time.monotonic
@@ -469,10 +467,4 @@ class HttpWorker:
             progress[base : base + N_PROGRESS] = counters
         for c in self.conns:
             self._close(c)
-        out = self.rec.result()
-        out["max_backlog"] = max_backlog
-        out["connect_errors"] = self.connect_errors
-        out["pid"] = os.getpid()
-        out["cpu_s"] = time.process_time() - cpu0
-        out["wall_s"] = time.monotonic() - wall0
-        return out
+        return self.rec.result_of_worker(cpu0, wall0, max_backlog, self.connect_errors)

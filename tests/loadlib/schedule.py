@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 
 ORDER_KINDS = ("limit", "market", "ioc", "fok", "cancel")
 DEFAULT_MIX = "limit=70,market=10,ioc=10,fok=5,cancel=5"
@@ -149,3 +150,21 @@ def make_schedule(arrival: str, rate: float, duration: float, worker: int, worke
     if arrival == "poisson":
         return PoissonSchedule(rate, duration, worker, workers, seed)
     raise ValueError(f"unknown arrival process {arrival!r}")
+
+
+def worker_schedule(cfg: dict, worker: int, rate: float | None):
+    """``(schedule, first send time)`` of one worker at ``rate`` sends per second
+    in total; ``(None, None)`` for a closed loop (``rate`` None)."""
+    if rate is None:
+        return None, None
+    sched = make_schedule(cfg["arrival"], rate, cfg["duration"], worker, cfg["workers"], cfg["seed"])
+    return sched, sched.next_time()
+
+
+def start_together(t0: float) -> tuple[float, float]:
+    """Sleep until monotonic time ``t0``, so that every worker starts at the same
+    instant; returns the process and wall clocks then (for ``cpu_s``/``wall_s``)."""
+    delay = t0 - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    return time.process_time(), time.monotonic()

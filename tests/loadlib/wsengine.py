@@ -15,7 +15,6 @@ Latency = acknowledgement time - scheduled time, as for HTTP.
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import time
 from collections import deque
@@ -37,7 +36,7 @@ from .httpengine import (
 )
 from .orders import OrderFactory, order_dict
 from .safety import base_url
-from .schedule import make_schedule
+from .schedule import start_together, worker_schedule
 
 RESTING = ("new", "partially_filled")
 
@@ -155,27 +154,15 @@ class WsWorker:
     def run(self, t0: float) -> dict:
         self.t0 = t0
         cfg = self.cfg
-        delay = t0 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)  # every worker starts at the same instant
-        cpu0, wall0 = time.process_time(), time.monotonic()
-        duration = cfg["duration"]
-        end = t0 + duration
+        cpu0, wall0 = start_together(t0)
+        end = t0 + cfg["duration"]
         deadline = end + cfg["drain"]
         timeout = cfg["timeout"]
         monotonic = time.monotonic
         closed_loop = cfg["rate"] is None
-        if closed_loop:
-            # One request in flight per client, like the HTTP engine's closed loop.
-            window = len(self.clients)
-            sched = None
-            next_t = None
-        else:
-            window = None
-            sched = make_schedule(
-                cfg["arrival"], cfg["rate"], duration, self.worker, cfg["workers"], cfg["seed"]
-            )
-            next_t = sched.next_time()
+        # Closed loop: one request in flight per client, like the HTTP engine's.
+        window = len(self.clients) if closed_loop else None
+        sched, next_t = worker_schedule(cfg, self.worker, cfg["rate"])
         seqs = itertools.count()
         rr = itertools.cycle(range(len(self.clients)))
         progress = self.progress
@@ -242,12 +229,7 @@ class WsWorker:
                 c.disconnect()
             except Exception:
                 pass
-        out = self.rec.result()
-        out["max_backlog"] = 0
-        out["connect_errors"] = self.connect_errors
-        out["pid"] = os.getpid()
-        out["cpu_s"] = time.process_time() - cpu0
-        out["wall_s"] = time.monotonic() - wall0
+        out = self.rec.result_of_worker(cpu0, wall0, 0, self.connect_errors)
         out["extra"] = {"max_schedule_lag_s": lag_max}
         return out
 
@@ -300,23 +282,13 @@ class RawWsWorker(WsWorker):
 
         self.t0 = t0
         cfg = self.cfg
-        delay = t0 - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        cpu0, wall0 = time.process_time(), time.monotonic()
-        duration = cfg["duration"]
-        end = t0 + duration
+        cpu0, wall0 = start_together(t0)
+        end = t0 + cfg["duration"]
         deadline = end + cfg["drain"]
         timeout = cfg["timeout"]
         monotonic = time.monotonic
         closed_loop = cfg["rate"] is None
-        if closed_loop:
-            sched, next_t = None, None
-        else:
-            sched = make_schedule(
-                cfg["arrival"], cfg["rate"], duration, self.worker, cfg["workers"], cfg["seed"]
-            )
-            next_t = sched.next_time()
+        sched, next_t = worker_schedule(cfg, self.worker, cfg["rate"])
         clients = self.clients
         window = len(clients)
         seqs = itertools.count()
@@ -389,10 +361,4 @@ class RawWsWorker(WsWorker):
         self._publish(0)
         for c in clients:
             c.close()
-        out = self.rec.result()
-        out["max_backlog"] = 0
-        out["connect_errors"] = self.connect_errors
-        out["pid"] = os.getpid()
-        out["cpu_s"] = time.process_time() - cpu0
-        out["wall_s"] = time.monotonic() - wall0
-        return out
+        return self.rec.result_of_worker(cpu0, wall0, 0, self.connect_errors)
