@@ -11,6 +11,7 @@ child dies under a live server, and when the server dies under a live child.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -198,3 +199,101 @@ def test_a_live_holder_of_the_lock_is_refused_at_once(tmp_path):
         fresh(tmp_path)
     assert time.monotonic() - started < 1
     store.close(engine)
+
+
+GREEN_SCRIPT = r"""
+import warnings
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+import eventlet
+eventlet.monkey_patch()
+import json, os, signal, sys
+sys.path.insert(0, sys.argv[2])
+from engine.matcher import MatchingEngine
+from engine.order import BUY, LIMIT
+from storage import JournalWriteError, Store
+from storage.journal import submit_row
+
+data_dir = sys.argv[1]
+engine = MatchingEngine()
+store = Store(data_dir, yield_fn=lambda: eventlet.sleep(0), snapshot_every=0, writer="process")
+store.recover(engine)
+assert store._green is not None  # the green path is what this script tests
+parked = store._green.parked
+out = {}
+
+def submit(price):
+    with engine.lock("BTC-USDT"):
+        return store.log_submit(engine.submit("BTC-USDT", BUY, LIMIT, 1, price))
+
+def outcome(ticket):
+    try:
+        store.wait(ticket)
+        return "acked"
+    except JournalWriteError:
+        return "failed"
+
+# 1. Waiters killed or timed out while parked leave the list; the others are acked.
+pid = store._proc.pid
+os.kill(pid, signal.SIGSTOP)  # frames wait in the pipe, no ack comes
+doomed = eventlet.spawn(outcome, submit(100))
+others = [eventlet.spawn(outcome, submit(101 + i)) for i in range(5)]
+eventlet.sleep(0.05)
+out["parked_while_stopped"] = len(parked)
+doomed.kill()
+try:
+    with eventlet.Timeout(0.05):
+        store.wait(submit(110))
+    out["timeout"] = "no"
+except eventlet.Timeout:
+    out["timeout"] = "raised"
+out["parked_after_kill_and_timeout"] = len(parked)
+os.kill(pid, signal.SIGCONT)
+out["others"] = [g.wait() for g in others]
+out["parked_after_acks"] = len(parked)
+
+# 2. A gap (a ticket taken, its row not appended yet): the sender sends up to it
+# and keeps trying, yielding, until the row arrives; nobody is left parked.
+with engine.lock("BTC-USDT"):
+    a = engine.submit("BTC-USDT", BUY, LIMIT, 1, 120)
+    b = engine.submit("BTC-USDT", BUY, LIMIT, 1, 121)
+ta, tb = next(store._tickets), next(store._tickets)
+store._pending.append(submit_row(tb, b))
+late = eventlet.spawn(outcome, tb)
+eventlet.sleep(0.02)
+out["gap_waiting"] = not late.dead
+store._pending.append(submit_row(ta, a))
+out["gap"] = [late.wait(), outcome(ta)]
+out["durable"] = store._durable_n
+
+# 3. The child dies under parked waiters: every one of them raises.
+os.kill(store._proc.pid, signal.SIGSTOP)
+blocked = [eventlet.spawn(outcome, submit(130 + i)) for i in range(5)]
+eventlet.sleep(0.05)
+os.kill(store._proc.pid, signal.SIGKILL)
+with eventlet.Timeout(10):
+    out["blocked"] = [g.wait() for g in blocked]
+out["parked_at_end"] = len(parked)
+store.abandon()
+print(json.dumps(out))
+"""
+
+
+def test_green_waiters_park_and_leave_cleanly(tmp_path):
+    # Under eventlet the process writer parks waiting requests itself
+    # (Store._green_wait): a waiter that is killed or times out must leave the
+    # list, a gap must not strand anyone, and a dying child must wake them all.
+    out = subprocess.run(
+        [sys.executable, "-c", GREEN_SCRIPT, str(tmp_path), PROJECT_ROOT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["parked_while_stopped"] == 6
+    assert result["timeout"] == "raised"
+    assert result["parked_after_kill_and_timeout"] == 5
+    assert result["others"] == ["acked"] * 5 and result["parked_after_acks"] == 0
+    assert result["gap_waiting"] and result["gap"] == ["acked", "acked"]
+    assert result["durable"] == 9  # 7 + the two of the gap
+    assert result["blocked"] == ["failed"] * 5 and result["parked_at_end"] == 0
