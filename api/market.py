@@ -205,11 +205,15 @@ class Publisher:
         # the background task both send book states, and their order must be the
         # order in which they were read from the engine.
         self._lock = threading.RLock()
+        # The sequencer's state below: held by every pass, and by a first
+        # subscription, which drops what is queued before it joins (``_skip``).
+        # Taken before ``_lock`` where both are held.
+        self._seq_lock = threading.Lock()
         self.members: dict[str, set[str]] = {}
         self.by_sid: dict[str, set[str]] = {}
         self.book_rooms: dict[str, dict[str, BookRoom]] = {s: {} for s in engine.markets}
         self.clients = {MARKET_NAMESPACE: 0, TRADE_NAMESPACE: 0}
-        # sequencer state (background task only)
+        # sequencer state (passes of the background task; see _seq_lock)
         self._pending: dict[str, list] = {s: [] for s in engine.markets}
         self._last_seq: dict[str, int] = {}
         self._last_trade_id = 0
@@ -238,6 +242,11 @@ class Publisher:
         self._queue.append((result, self._received(result, received_ns)))
         if self._task is None:
             self._start()
+        if not self.members:
+            # Nobody subscribed: the pass every ``tick`` drops the queue. No
+            # wake-up per order (a switch to this task and a pass each: ~5% of
+            # a REST order's CPU flat out).
+            return
         wake = self._wake
         if not wake.is_set():  # set() takes a lock and notifies: ~2 us a call under eventlet
             wake.set()
@@ -304,7 +313,8 @@ class Publisher:
 
     def _pass_safely(self) -> float:
         try:
-            return self._pass()
+            with self._seq_lock:
+                return self._pass()
         except Exception:  # one bad result must not end market data for everyone
             log.exception("market publisher pass failed")
             return self.tick
@@ -349,8 +359,10 @@ class Publisher:
         """Nobody is subscribed to anything: drop the queued and held results,
         only moving the sequencer's baselines to where they would have got, so
         that the results after a first subscription go out in order at once.
-        (A subscription takes effect from the next pass.) Returns how many
-        results were queued."""
+        Called holding ``_seq_lock``: by a pass, and by the first subscription
+        before it joins (so that nothing from before it reaches it; results
+        are queued without waking the task while nobody listens). Returns how
+        many results were queued."""
         queue, last_seq = self._queue, self._last_seq
         last_trade = self._last_trade_id
         results = [entry[3] for heap in self._pending.values() for entry in heap]
@@ -551,7 +563,9 @@ class Publisher:
             return parsed
         kind, symbol, depth = parsed["type"], parsed["symbol"], parsed["depth"]
         name = room_name(kind, symbol, depth)
-        with self._lock:
+        with self._seq_lock, self._lock:
+            if not self.members:
+                self.results += self._skip()
             members = self.members.setdefault(name, set())
             others_before = bool(members - {sid})
             join_room(name, sid=sid, namespace=MARKET_NAMESPACE)

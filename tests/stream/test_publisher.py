@@ -419,3 +419,25 @@ def test_with_nobody_subscribed_results_are_dropped_and_a_later_stream_is_in_ord
     assert [t["trade_id"] for t in box.of("trade")] == ["6"]
     stats = publisher.stats()
     assert stats["released_after_hold"] == 0 and stats["reported_late"] == 0  # next in order, at once
+
+
+def test_with_nobody_subscribed_a_result_wakes_nothing_and_a_first_subscriber_gets_only_later_ones(
+    inbox, exchange, publisher
+):
+    engine = exchange.engine
+    publisher.tick = 60.0  # no pass on its own during the test: only wake-ups
+    publisher.on_submit(run(engine, BTC, SELL, LIMIT, "1", "100.00"))  # starts the task
+    time.sleep(0.05)  # its first pass (nobody subscribed) is done; it now waits a tick
+    for _ in range(5):
+        publisher.on_submit(run(engine, BTC, BUY, LIMIT, "1", "100.00"))
+        publisher.on_submit(run(engine, BTC, SELL, LIMIT, "1", "100.00"))
+        assert not publisher._wake.is_set()  # queued for the next tick's pass, no wake-up
+    assert len(publisher._queue) == 10
+    box = inbox()
+    subscribe(box.client, type="trades", symbol=BTC)  # drops the ten before joining
+    assert not publisher._queue
+    publisher.on_submit(run(engine, BTC, BUY, LIMIT, "1", "100.00"))  # somebody listens: a wake-up
+    box.wait_count("trade", 1)
+    time.sleep(0.1)  # two ticks: anything older would have come by now
+    assert [t["trade_id"] for t in box.of("trade")] == ["6"]  # none of the five before it
+    assert publisher.stats()["reported_late"] == 0
