@@ -7,6 +7,7 @@ blueprint  route                 answer
 =========  ====================  ==========================================
 service    GET  /health          ``{"status": "ok", "uptime_seconds"}``
 service    GET  /statistics      counters and latency figures
+service    POST /ping            ``{"status": "ok"}``: a JSON body read, nothing done
 orders     POST /order           order report (200 whatever its status)
 orders     POST /orders          array: report or error envelope per order
 orders     POST /cancel          order report, status ``cancelled``
@@ -49,6 +50,18 @@ def _body(request_kind: str, max_bytes: int):
 @service.get("/health")
 def health():
     return json_response(_exchange().health())
+
+
+@service.post("/ping")
+def ping():
+    """A trivial JSON POST: the body is read and parsed exactly as for ``POST /order``
+    (same limits and errors) and nothing else is done. The framework's own ceiling
+    for a JSON POST, which the load runner's ``--baseline`` compares orders with."""
+    read_json_body(request, MAX_ORDER_BODY)
+    return json_response(_PONG)
+
+
+_PONG = {"status": "ok"}
 
 
 @service.get("/statistics")

@@ -159,11 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--baseline",
         action="store_true",
-        help="first load GET /health the same way (same rate in requests/s, "
-        "connections, processes, duration) and compare",
+        help="first load the framework's own ceilings the same way (same rate in requests/s, "
+        "connections, processes, duration): GET /health, and POST /ping with the orders' "
+        "bodies (a trivial JSON POST); then the orders, and compare",
     )
     ap.add_argument(
-        "--baseline-only", action="store_true", help="load only GET /health (the framework's own ceiling)"
+        "--baseline-only", action="store_true", help="load only the baselines (the framework's own ceilings)"
+    )
+    ap.add_argument(
+        "--baseline-endpoint",
+        choices=("both", "ping", "health"),
+        default="both",
+        help="which baselines --baseline loads: POST /ping, GET /health or both (default)",
     )
     ap.add_argument(
         "--target-p99-ms", type=positive_float, default=None, help="FAIL when the p99 latency is above this"
@@ -181,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-baseline-ratio",
         type=float,
         default=None,
-        help="with --baseline: FAIL when requests/s are below this share of /health's (e.g. 0.8)",
+        help="with --baseline: FAIL when requests/s are below this share of the baseline's "
+        "(POST /ping's when it is loaded, else GET /health's; e.g. 0.8)",
     )
     ap.add_argument("--json", metavar="OUT", help="write the summary as JSON")
     ap.add_argument("--plot", metavar="OUT.png", help="write latency/rate plots (PNG)")
@@ -316,7 +324,7 @@ def main(argv=None) -> int:
         return 2
     notes = list(v["notes"])
     specs = []
-    if not args.baseline_only:
+    if not args.baseline_only or args.baseline_endpoint != "health":  # POST /ping sends orders' bodies
         try:
             specs, more = discover(host, port, v["symbols"])
         except ValueError as exc:
@@ -347,7 +355,10 @@ def main(argv=None) -> int:
     phases = []  # (label, engine, cfg)
     if args.baseline or args.baseline_only:
         hrate = None if v["rate"] is None else v["rate"] / cfg["batch_size"]
-        phases.append(("health", "http", dict(cfg, mode="health", rate=hrate, batch_size=1)))
+        for mode in ("health", "ping"):
+            if args.baseline_endpoint in (mode, "both"):
+                base = dict(cfg, mode=mode, rate=hrate, batch_size=1)
+                phases.append((mode, "http", base))
     if not args.baseline_only:
         engine = "ws" if args.mode == "ws" else "http"
         phases.append(("orders", engine, dict(cfg, mode=args.mode)))
@@ -374,19 +385,21 @@ def main(argv=None) -> int:
         done.append((s, merged))
 
     main_s = done[-1][0]
-    health_s = done[0][0] if (args.baseline and len(done) == 2) else None
+    baselines = {s["mode"]: s for s, _ in done[:-1]} if args.baseline else {}
+    # The target compares with POST /ping: a JSON POST, as order entry is.
+    baseline_s = baselines.get("ping") or baselines.get("health")
     print()
     for s, _ in done:
         print(report.format_summary(s))
         print()
-    if health_s is not None:
-        print(report.baseline_line(main_s, health_s))
+    for s in baselines.values():
+        print(report.baseline_line(main_s, s))
     passed, line = report.verdict(
         main_s,
         args.target_p99_ms,
         args.target_rate,
         args.max_errors,
-        baseline=health_s,
+        baseline=baseline_s,
         min_baseline_ratio=args.min_baseline_ratio,
     )
     print(line)
@@ -404,11 +417,8 @@ def main(argv=None) -> int:
             },
             "notes": notes,
             "phases": [s for s, _ in done],
-            "baseline_ratio": (
-                main_s["requests_rate"] / health_s["achieved_rate"]
-                if health_s and health_s["achieved_rate"]
-                else None
-            ),
+            "baseline_ratio": _ratio(main_s, baseline_s),
+            "baseline_ratios": {mode: _ratio(main_s, s) for mode, s in baselines.items()},
             "verdict": {"passed": passed, "line": line},
         }
         with open(args.json, "w") as f:
@@ -421,10 +431,18 @@ def main(argv=None) -> int:
             f"{v['processes']} processes x {v['connections']} connections - {url}"
         )
         if args.baseline_only:
-            title = f"GET /health baseline, offered {rate}, {args.duration:g} s - {url}"
+            names = " and ".join(report.BASELINE_ENDPOINTS[s["mode"]] for s, _ in done)
+            title = f"{names} baseline, offered {rate}, {args.duration:g} s - {url}"
         report.plot(args.plot, [done[-1]] + done[:-1], title)
         print(f"wrote {args.plot}")
     return 0 if passed else 1
+
+
+def _ratio(orders: dict, baseline: dict | None) -> float | None:
+    """The orders phase's requests/s as a share of a baseline phase's."""
+    if not baseline or not baseline["achieved_rate"]:
+        return None
+    return orders["requests_rate"] / baseline["achieved_rate"]
 
 
 if __name__ == "__main__":

@@ -519,6 +519,35 @@ def test_smoke_run_against_a_real_server(live_server, tmp_path):
     assert s["latency_ms"]["p50"] is not None
 
 
+@pytest.mark.server
+def test_baseline_run_loads_health_and_ping_then_compares(live_server, tmp_path):
+    out = tmp_path / "base.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(HERE, "advanced_load_test.py"),
+            *("--url", live_server, "--rate", "100", "--duration", "1", "--drain", "3"),
+            *("--connections", "2", "--baseline", "--min-baseline-ratio", "0.5"),
+            *("--json", str(out), "--no-progress"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "baseline: GET /health answered" in proc.stdout
+    assert "baseline: POST /ping answered" in proc.stdout
+    assert "of the POST /ping baseline (min 50%)" in proc.stdout  # the target compares with the POST
+    data = json.loads(out.read_text())
+    health, ping, orders = data["phases"]
+    assert (health["mode"], ping["mode"], orders["mode"]) == ("health", "ping", "rest")
+    for s in (health, ping):
+        assert s["ok"] == s["orders_scheduled"] == 100 and s["errors"] == 0
+        assert s["trades_seen"] == 0
+    assert set(data["baseline_ratios"]) == {"health", "ping"}
+    assert data["baseline_ratio"] == data["baseline_ratios"]["ping"]
+
+
 def test_target_rate_counts_orders_per_second_of_load():
     # an open-loop run at exactly 1,000/s (60,000 answered, window 60.0006 s) once
     # measured 999.99/s and FAILED --target-rate 1000 with zero errors

@@ -165,6 +165,12 @@ CASES = [
     case(None, 405, "METHOD_NOT_ALLOWED", method="GET", path="/cancel", id="get-cancel"),
     case(None, 405, "METHOD_NOT_ALLOWED", method="DELETE", path="/order/1", id="delete-order"),
     case(VALID, 405, "METHOD_NOT_ALLOWED", method="POST", path="/health", id="post-health"),
+    case(None, 405, "METHOD_NOT_ALLOWED", method="GET", path="/ping", id="get-ping"),
+    # -- POST /ping reads its body as POST /order does ----------------------------------
+    case(Raw(b"{"), 400, J, path="/ping", id="ping-truncated"),
+    case(Raw(b""), 400, J, path="/ping", id="ping-empty"),
+    case(Raw(BIG), 413, "PAYLOAD_TOO_LARGE", path="/ping", id="ping-2MB"),
+    case(Raw(encode(VALID), "text/plain"), 415, "UNSUPPORTED_MEDIA_TYPE", path="/ping", id="ping-text"),
     case(VALID, 405, "METHOD_NOT_ALLOWED", method="POST", path=f"/book/{BTC}", id="post-book"),
 ]  # fmt: skip
 

@@ -25,6 +25,18 @@ def test_health(api):
     assert isinstance(body["uptime_seconds"], (int, float)) and body["uptime_seconds"] >= 0
 
 
+def test_ping_reads_a_json_body_and_does_nothing_else(api):
+    engine = api.app.extensions["exchange"].engine
+    before = engine.statistics()["engine"]
+    order = {"symbol": BTC, "side": "buy", "order_type": "limit", "quantity": "1", "price": "100.00"}
+    for body in (order, [1, 2], "text", 0):
+        r = api.client.post("/ping", json=body)
+        assert r.status_code == 200 and r.get_json() == {"status": "ok"}
+        assert r.headers["Content-Type"] == "application/json"
+    assert engine.statistics()["engine"] == before  # the order was not placed
+    assert api.get(f"/book/{BTC}")["bids"] == []
+
+
 def test_symbols_lists_the_contract_defaults(api):
     symbols = {s["symbol"]: s for s in api.get("/symbols")["symbols"]}
     assert set(symbols) == {"BTC-USDT", "ETH-USDT", "BNB-USDT", "SOL-USDT"}

@@ -38,8 +38,10 @@ from .schedule import start_together, worker_schedule
 
 OK, REJECT, ERROR = 0, 1, 2
 # Request kinds recorded per request (index into KIND_NAMES).
-KIND_NAMES = ("limit", "market", "ioc", "fok", "cancel", "batch", "health")
-KIND_INDEX = {"L": 0, "M": 1, "I": 2, "F": 3, "C": 4, "B": 5, "H": 6}
+KIND_NAMES = ("limit", "market", "ioc", "fok", "cancel", "batch", "health", "ping")
+KIND_INDEX = {"L": 0, "M": 1, "I": 2, "F": 3, "C": 4, "B": 5, "H": 6, "P": 7}
+# The code every request of a mode is recorded under, where it has one.
+MODE_CODE = {"health": "H", "ping": "P", "batch": "B"}
 RESTING = (b"new", b"partially_filled")
 
 # Shared progress counters, one row per worker (see runner.py).
@@ -127,7 +129,7 @@ class Conn:
 class HttpWorker:
     """The loop of one worker process (see the module docstring).
 
-    ``cfg`` keys: host, port, mode (rest | batch | health), rate (None = max), duration,
+    ``cfg`` keys: host, port, mode (rest | batch | health | ping), rate (None = max), duration,
     connections, timeout, drain, arrival, seed, workers, specs, mix, batch_size, tag,
     batch_path.
     """
@@ -148,7 +150,7 @@ class HttpWorker:
         self.rec = Recorder()
         self.factory = cfg.get("factory_obj")
         self.keep = [] if cfg.get("keep_answers") else None  # (sched, sent, answered, status, body)
-        if self.factory is None and self.mode in ("rest", "batch"):
+        if self.factory is None and self.mode in ("rest", "batch", "ping"):
             self.factory = OrderFactory(cfg["specs"], cfg["mix"], cfg["seed"], worker, cfg["tag"])
         self.health_req = build_request("GET", "/health", self.host, self.port)
         self.trades = 0
@@ -199,6 +201,11 @@ class HttpWorker:
         if mode == "health":
             return self.health_req, "H", 1, None
         f = self.factory
+        if mode == "ping":
+            # The orders phase's bodies (nothing rests, so no cancels), to POST /ping.
+            _code, fields = f.next()
+            body = order_json(fields).encode()
+            return build_request("POST", "/ping", self.host, self.port, body), "P", 1, None
         if mode == "rest":
             code, fields = f.next()
             if code == "C":
@@ -323,7 +330,7 @@ class HttpWorker:
                     self.counters[P_REJ] += rej_n
                 self.counters[P_OK] += ok_n
             else:
-                if code != "H":
+                if code not in ("H", "P"):
                     trades = body.count(b'"trade_id"')
                     if code == "L":
                         m = _STATUS.search(body)
@@ -423,7 +430,7 @@ class HttpWorker:
             if now >= deadline:
                 for conn in list(busy):
                     self._fail(conn, "not completed (drain timeout)")
-                code = "H" if self.mode == "health" else ("B" if self.mode == "batch" else "L")
+                code = MODE_CODE.get(self.mode, "L")
                 n = cfg["batch_size"] if self.mode == "batch" else 1
                 for s in backlog:
                     self._fail_req(s, float("nan"), code, n, "not sent (drain timeout)")

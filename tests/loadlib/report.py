@@ -151,9 +151,13 @@ def _lat_line(name: str, st: dict) -> str:
     )
 
 
+# The baseline phases: the endpoint each loads (the framework's own ceilings).
+BASELINE_ENDPOINTS = {"health": "GET /health", "ping": "POST /ping"}
+
+
 def format_summary(s: dict) -> str:
     """The human-readable table of one phase."""
-    unit = "req" if s["mode"] == "health" else "orders"
+    unit = "req" if s["mode"] in BASELINE_ENDPOINTS else "orders"
     rate = "max (closed loop)" if s["closed_loop"] else f"{s['offered_rate']:,.1f} {unit}/s"
     head = (
         f"=== {s['label']}: {s['mode']}"
@@ -191,7 +195,7 @@ def format_summary(s: dict) -> str:
     if len(s["per_kind_ms"]) > 1:
         for kind, st in s["per_kind_ms"].items():
             lines.append(_lat_line(f"  {kind}", st))
-    if s["mode"] != "health":
+    if s["mode"] not in BASELINE_ENDPOINTS:
         lines.append(f"{'trades seen':<22}{s['trades_seen']:,} ({s['trades_rate']:,.1f}/s)")
     gen = s["generator_cpu_percent"]
     cpu = f"{'cpu':<22}generator " + " + ".join(f"{c:.0f}%" for c in gen) + " of a core"
@@ -202,7 +206,7 @@ def format_summary(s: dict) -> str:
             f"{srv['rss_start_mb']:.0f} -> {srv['rss_end_mb']:.0f} MB"
         )
         if s.get("server_cpu_us_per_request"):
-            per = "request" if s["mode"] in ("batch", "health") else "order"
+            per = "order" if s["mode"] in ("rest", "ws") else "request"
             cpu += f", {s['server_cpu_us_per_request']:,.0f} us CPU per {per}"
     mach = s.get("machine")
     if mach and mach.get("busy_percent") is not None:
@@ -269,7 +273,8 @@ def verdict(
         checks.append(
             (
                 ratio >= min_baseline_ratio,
-                f"{ratio:.0%} of the /health baseline (min {min_baseline_ratio:.0%})",
+                f"{ratio:.0%} of the {BASELINE_ENDPOINTS[baseline['mode']]} baseline "
+                f"(min {min_baseline_ratio:.0%})",
             )
         )
     passed = all(ok for ok, _ in checks)
@@ -277,14 +282,15 @@ def verdict(
     return passed, ("PASS: " if passed else "FAIL: ") + text
 
 
-def baseline_line(orders: dict, health: dict) -> str:
-    """One line comparing the orders phase with the /health phase of the same run."""
-    hb = health["achieved_rate"]
+def baseline_line(orders: dict, baseline: dict) -> str:
+    """One line comparing the orders phase with a baseline phase (``GET /health`` or
+    ``POST /ping``) of the same run."""
+    hb = baseline["achieved_rate"]
     ratio = orders["requests_rate"] / hb if hb else float("nan")
     return (
-        f"baseline: GET /health answered {hb:,.0f} req/s; orders phase "
+        f"baseline: {BASELINE_ENDPOINTS[baseline['mode']]} answered {hb:,.0f} req/s; orders phase "
         f"{orders['requests_rate']:,.0f} req/s ({orders['achieved_rate']:,.0f} orders/s) = "
-        f"{ratio:.0%} of the framework's ceiling in this run"
+        f"{ratio:.0%} of it in this run"
     )
 
 
@@ -292,7 +298,7 @@ def plot(path: str, phases: list[tuple[dict, dict]], title: str) -> None:
     """Write a PNG: latency over time, latency distribution, achieved rate over time.
 
     ``phases`` is a list of ``(summary, merged_result)``; the first is the main one,
-    later ones (a /health baseline) are overlaid in the distribution and rate panels.
+    later ones (the baselines) are overlaid in the distribution and rate panels.
     """
     import matplotlib
 
@@ -369,7 +375,7 @@ def plot(path: str, phases: list[tuple[dict, dict]], title: str) -> None:
     ax = axes[2]
     for k, (s, _r) in enumerate(phases):
         ser = s["series"]
-        unit = "req/s" if s["mode"] == "health" else "orders/s"
+        unit = "req/s" if s["mode"] in BASELINE_ENDPOINTS else "orders/s"
         ax.step(
             ser["t"],
             ser["answered_per_s"],
