@@ -264,6 +264,7 @@ class Store:
         self._sent_rolls: list = []  # rolls sent to the writer process, not yet acknowledged
         self._syncs_sent = 0
         self._syncs_done = 0
+        self._cond_waiters = 0  # threads in a wait on _cond (the process writer's)
         self._startup_fsyncs = 0  # the writer process's fsyncs before serving
         self._flushing = False  # a leader is doing IO
         self._error: BaseException | None = None
@@ -688,16 +689,24 @@ class Store:
                         target = self._syncs_sent
                         self._proc_send(SYNC)
                         with cond:
-                            while self._syncs_done < target and self._error is None:
-                                cond.wait()
+                            self._cond_waiters += 1
+                            try:
+                                while self._syncs_done < target and self._error is None:
+                                    cond.wait()
+                            finally:
+                                self._cond_waiters -= 1
                         sync = False
             if ticket > self._sent_n:
                 self._yield()  # a gap: let the thread holding an earlier ticket append
         with cond:
-            while ticket > self._durable_n:
-                if self._error is not None:
-                    raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
-                cond.wait()
+            self._cond_waiters += 1
+            try:
+                while ticket > self._durable_n:
+                    if self._error is not None:
+                        raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
+                    cond.wait()
+            finally:
+                self._cond_waiters -= 1
         if self._error is not None:
             raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
 
@@ -780,23 +789,32 @@ class Store:
 
     def _on_ack(self, kind: bytes, n: int, fsyncs: int, written: int, last_hash: bytes) -> None:
         """The reader thread: records up to ``n`` are durable per policy."""
-        with self._cond:
-            counters = self._counters
-            counters["batches"] += kind == b"A"
-            counters["records"] += n - self._durable_n
-            counters["fsyncs"] = fsyncs - self._startup_fsyncs
-            counters["bytes"] = written
-            if kind == ROLL:
-                roll = self._sent_rolls.pop(0)
-                assert roll.first_n == n + 1, (roll.first_n, n)
-                roll.prev_hash = last_hash
-            elif kind == SYNC:
-                self._syncs_done += 1
-            self._durable_n = n
-            self._last_hash = last_hash
-            self._cond.notify_all()
-        if self._green is not None:
-            self._green.wake_upto(n)
+        green = self._green
+        if green is None or self._cond_waiters:
+            with self._cond:
+                self._acknowledged(kind, n, fsyncs, written, last_hash)
+                self._cond.notify_all()
+        else:
+            # eventlet, and nobody on the condition (requests park): the reader
+            # is a green thread nothing preempts, so no lock to take.
+            self._acknowledged(kind, n, fsyncs, written, last_hash)
+        if green is not None:
+            green.wake_upto(n)
+
+    def _acknowledged(self, kind: bytes, n: int, fsyncs: int, written: int, last_hash: bytes) -> None:
+        counters = self._counters
+        counters["batches"] += kind == b"A"
+        counters["records"] += n - self._durable_n
+        counters["fsyncs"] = fsyncs - self._startup_fsyncs
+        counters["bytes"] = written
+        if kind == ROLL:
+            roll = self._sent_rolls.pop(0)
+            assert roll.first_n == n + 1, (roll.first_n, n)
+            roll.prev_hash = last_hash
+        elif kind == SYNC:
+            self._syncs_done += 1
+        self._durable_n = n
+        self._last_hash = last_hash
 
     def _on_error(self, message: str) -> None:
         """The reader: the writer process reports a failure (then exits)."""

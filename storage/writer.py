@@ -77,6 +77,15 @@ from itertools import islice
 
 log = logging.getLogger(__name__)
 
+
+def greenlet_current():
+    """The running green thread (eventlet's ``getcurrent``; imported late:
+    the child process runs this module without eventlet)."""
+    from eventlet import getcurrent
+
+    return getcurrent()
+
+
 FRAME = struct.Struct("<cI")
 ACK = struct.Struct("<cQQQ32s")
 DATA, ROLL, SYNC, ERROR = b"D", b"R", b"S", b"E"
@@ -286,6 +295,8 @@ class WriterProcess:
             real_os = patcher.original("os")
             self._read, self._write = real_os.read, real_os.write
             self._trampoline = hubs.trampoline
+            self._hub = hubs.get_hub()  # the server's one OS thread's hub
+            self._listener = None  # the reader's standing interest in the ack pipe
             os.set_blocking(self._in, False)
             os.set_blocking(self._out, False)
             self._reader = spawn(self._read_acks)
@@ -319,7 +330,17 @@ class WriterProcess:
             try:
                 return self._read(fd, 1 << 16)
             except BlockingIOError:
-                self._trampoline(fd, read=True)  # this green thread sleeps; the hub wakes it
+                # This green thread sleeps; the hub resumes it when the pipe is
+                # readable. Registered once and kept (``trampoline`` would add
+                # and remove an epoll registration around every ack: two
+                # syscalls and a listener per group commit). Only this green
+                # thread waits anywhere on the pipe, and it drains the pipe
+                # before it sleeps again.
+                hub = self._hub
+                if self._listener is None:
+                    me = greenlet_current()
+                    self._listener = hub.add(hub.READ, fd, me.switch, me.throw, None)
+                hub.switch()
 
     def _read_acks(self) -> None:
         fd = self._in
@@ -350,6 +371,9 @@ class WriterProcess:
         except Exception:
             log.exception("storage: reading the journal writer's acknowledgements failed")
         finally:
+            if self._trampoline is not None and self._listener is not None:
+                self._hub.remove(self._listener)
+                self._listener = None
             os.close(fd)
             self.on_exit(self.process.wait())
 
@@ -362,9 +386,7 @@ class WriterProcess:
             os.close(self._out)
         status = self.process.wait()
         if self.green:
-            from eventlet import getcurrent
-
-            if self._reader is not getcurrent():
+            if self._reader is not greenlet_current():
                 self._reader.wait()
         elif self._reader is not threading.current_thread():
             self._reader.join()

@@ -153,7 +153,9 @@ def main() -> None:
             f"{args.mode} fsync={args.fsync}: {per:.1f} us CPU per request{extra} ({status}, {len(body)} bytes)"
         )
         if profiler:
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+            pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(
+                int(os.environ.get("PROFILE_N", "25"))
+            )
     finally:
         close_app(app)
         shutil.rmtree(data_dir, ignore_errors=True)

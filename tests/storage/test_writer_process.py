@@ -273,7 +273,11 @@ os.kill(store._proc.pid, signal.SIGKILL)
 with eventlet.Timeout(10):
     out["blocked"] = [g.wait() for g in blocked]
 out["parked_at_end"] = len(parked)
+ack_fd = store._proc._in
 store.abandon()
+from eventlet import hubs
+hub = hubs.get_hub()
+out["listening_after"] = ack_fd in hub.listeners[hub.READ]  # the reader's standing registration is gone
 print(json.dumps(out))
 """
 
@@ -297,3 +301,4 @@ def test_green_waiters_park_and_leave_cleanly(tmp_path):
     assert result["gap_waiting"] and result["gap"] == ["acked", "acked"]
     assert result["durable"] == 9  # 7 + the two of the gap
     assert result["blocked"] == ["failed"] * 5 and result["parked_at_end"] == 0
+    assert result["listening_after"] is False
