@@ -1,7 +1,7 @@
 """What waiting for the journal costs a request under eventlet (a benchmark
 script, not a test): CPU per record in the engine's process.
 
-    .venv/bin/python tests/bench_journal_wait.py [--n 40000] [--clients 16] [--repeat 3] [--work-us 200]
+    .venv/bin/python tests/bench_journal_wait.py [--n 40000] [--clients 16] [--repeat 3] [--work-us 200] [--think-ms 1]
 
 ``--clients`` green threads (the server's requests) each loop: a switch to the
 hub (the next request's IO), ``engine.submit`` and ``store.log_submit`` under
@@ -13,8 +13,11 @@ and fsyncs are on the other core). Rounds alternate the two so that the
 machine's noise hits both; medians are printed.
 
 ``--work-us W`` adds W us of CPU per request before it submits (what the web
-stack costs a request: ~200 us here), so that as few records share an fsync
-as in the server flat out (~3); without it the 16 clients fill every group.
+stack costs a request: ~200 us here) and ``--think-ms T`` a pause between a
+client's requests, for smaller groups (flat out the server shares an fsync
+among only ~3 records); without them the 16 clients fill every group. With
+small groups the figure includes the process's sleeping and waking between
+groups (kernel time), which no Python change removes.
 """
 
 from __future__ import annotations
@@ -55,7 +58,9 @@ def _spin(us: float) -> None:
         pass
 
 
-def run(n: int, clients: int, journal: bool, work_us: float = 0.0) -> tuple[float, float]:
+def run(
+    n: int, clients: int, journal: bool, work_us: float = 0.0, think_ms: float = 0.0
+) -> tuple[float, float]:
     """One run: ``(us CPU per record, records per fsync)``."""
     data_dir = tempfile.mkdtemp(prefix="bench-wait-")
     engine = MatchingEngine(None, lock_factory=symbol_lock_factory("eventlet"))
@@ -70,7 +75,7 @@ def run(n: int, clients: int, journal: bool, work_us: float = 0.0) -> tuple[floa
 
     def client(k: int) -> None:
         for i in range(n // clients):
-            eventlet.sleep(0)  # the next request's IO
+            eventlet.sleep(think_ms / 1000)  # the next request's IO (arriving after think_ms)
             if work_us:
                 _spin(work_us)
             with lock:
@@ -101,11 +106,12 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--work-us", type=float, default=0.0, help="CPU per request outside the journal")
+    p.add_argument("--think-ms", type=float, default=0.0, help="each client's pause between requests")
     args = p.parse_args()
     with_journal, without, per_fsync = [], [], []
     for _ in range(args.repeat):
-        without.append(run(args.n, args.clients, False, args.work_us)[0])
-        us, group = run(args.n, args.clients, True, args.work_us)
+        without.append(run(args.n, args.clients, False, args.work_us, args.think_ms)[0])
+        us, group = run(args.n, args.clients, True, args.work_us, args.think_ms)
         with_journal.append(us)
         per_fsync.append(group)
     a, b = statistics.median(without), statistics.median(with_journal)

@@ -6,11 +6,12 @@ Far less noisy than a server under load on a shared machine, so it is the tool f
 A/B comparisons of the code path; it leaves out eventlet's HTTP parsing and socket
 IO (~150 us per request on the 2-core test machine).
 
-    .venv/bin/python tests/api/bench_wsgi.py [health|order|bulk] [--n 20000] [--fsync off|batch]
+    .venv/bin/python tests/api/bench_wsgi.py [health|ping|order|bulk] [--n 20000] [--fsync off|batch]
         [--batch 50] [--mix] [--threading] [--profile]
 
 ``order`` alternates a limit sell and a limit buy at one price (every second order
-trades); ``bulk`` posts ``--batch`` of them per request. ``--mix`` sends instead the
+trades); ``ping`` posts the same bodies to ``POST /ping`` (read and parsed, nothing
+done: the framework's part of an order); ``bulk`` posts ``--batch`` of them per request. ``--mix`` sends instead the
 load runner's order stream (``tests/loadlib/orders.py``: four symbols, its default mix
 without cancels, seed 1), every request a different body, as ``advanced_load_test.py``
 does: more fills per order and a growing book. With ``--fsync batch`` every request
@@ -88,7 +89,7 @@ def mix_stream(n: int) -> list[bytes]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=("health", "order", "bulk"))
+    p.add_argument("mode", choices=("health", "ping", "order", "bulk"))
     p.add_argument("--n", type=int, default=20000, help="requests measured")
     p.add_argument("--fsync", default="off", choices=("off", "batch", "always"))
     p.add_argument("--batch", type=int, default=50)
@@ -126,8 +127,8 @@ def main() -> None:
             orders = [b"[" + b",".join(orders[i : i + b]) + b"]" for i in range(0, len(orders), b)]
     if args.mode == "health":
         envs = [environ("GET", "/health")]
-    elif args.mode == "order":
-        envs = [environ("POST", "/order", o) for o in orders]
+    elif args.mode in ("order", "ping"):
+        envs = [environ("POST", f"/{args.mode}", o) for o in orders]
     elif args.mix:
         envs = [environ("POST", "/orders", body) for body in orders]
     else:
