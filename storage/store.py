@@ -748,7 +748,10 @@ class Store:
         """(Holding ``_send_mu``.) Encode the buffered rows that have no gap
         and send them, with a roll frame where a snapshot cuts them."""
         rows = self._take(self._sent_n + 1)
-        if not rows and not self._rolls:
+        if not self._rolls:
+            if rows:
+                self._proc_send(DATA, encode_commands(rows))
+                self._sent_n += len(rows)
             return
         for run, roll in self._cut_at_rolls(rows, self._sent_n):
             if run:

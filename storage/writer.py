@@ -297,6 +297,7 @@ class WriterProcess:
             self._trampoline = hubs.trampoline
             self._hub = hubs.get_hub()  # the server's one OS thread's hub
             self._listener = None  # the reader's standing interest in the ack pipe
+            self._drained = False  # the last read emptied the pipe
             os.set_blocking(self._in, False)
             os.set_blocking(self._out, False)
             self._reader = spawn(self._read_acks)
@@ -314,9 +315,17 @@ class WriterProcess:
         """Write one frame. O(payload). Under eventlet a full pipe suspends
         only the calling green thread. Raises OSError (``BrokenPipeError``)
         if the child is gone."""
-        view = memoryview(FRAME.pack(kind, len(payload)) + payload)
+        data = FRAME.pack(kind, len(payload)) + payload
         out = self._out
         write = self._write
+        try:
+            done = write(out, data)
+        except BlockingIOError:  # green only: the pipe is full
+            done = 0
+            self._trampoline(out, write=True)
+        if done == len(data):
+            return  # the usual case: one write
+        view = memoryview(data)[done:]
         while view:
             try:
                 view = view[write(out, view) :]
@@ -327,20 +336,27 @@ class WriterProcess:
         if self._trampoline is None:
             return self._read(fd, 1 << 16)
         while True:
-            try:
-                return self._read(fd, 1 << 16)
-            except BlockingIOError:
+            if self._drained:
                 # This green thread sleeps; the hub resumes it when the pipe is
                 # readable. Registered once and kept (``trampoline`` would add
                 # and remove an epoll registration around every ack: two
                 # syscalls and a listener per group commit). Only this green
-                # thread waits anywhere on the pipe, and it drains the pipe
-                # before it sleeps again.
+                # thread waits anywhere on the pipe; the registration is level-
+                # triggered, so bytes that arrived meanwhile wake it at once.
                 hub = self._hub
                 if self._listener is None:
                     me = greenlet_current()
                     self._listener = hub.add(hub.READ, fd, me.switch, me.throw, None)
                 hub.switch()
+            try:
+                data = self._read(fd, 1 << 16)
+            except BlockingIOError:
+                self._drained = True
+                continue
+            # A short read emptied the pipe: wait for the hub before reading
+            # again, instead of a read that fails with EAGAIN after every ack.
+            self._drained = len(data) < 1 << 16
+            return data
 
     def _read_acks(self) -> None:
         fd = self._in

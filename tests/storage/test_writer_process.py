@@ -302,3 +302,33 @@ def test_green_waiters_park_and_leave_cleanly(tmp_path):
     assert result["durable"] == 9  # 7 + the two of the gap
     assert result["blocked"] == ["failed"] * 5 and result["parked_at_end"] == 0
     assert result["listening_after"] is False
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        ["all"],  # the usual case: one write takes the whole frame
+        [5, "all"],  # a short first write
+        ["block", 3, "block", 7, "all"],  # a full pipe (green: wait until writable), then short writes
+    ],
+)
+def test_send_writes_the_whole_frame_through_short_writes_and_a_full_pipe(pattern):
+    from storage.writer import DATA, FRAME, WriterProcess
+
+    written, waits, steps = bytearray(), [], list(pattern)
+
+    def write(fd, data):
+        step = steps.pop(0) if steps else "all"
+        if step == "block":
+            raise BlockingIOError
+        n = len(data) if step == "all" else min(step, len(data))
+        written.extend(bytes(data[:n]))
+        return n
+
+    proc = object.__new__(WriterProcess)
+    proc._out, proc._write = 99, write
+    proc._trampoline = lambda fd, write: waits.append(fd)
+    payload = bytes(range(40))
+    proc.send(DATA, payload)
+    assert bytes(written) == FRAME.pack(DATA, len(payload)) + payload
+    assert waits == [99] * pattern.count("block")
