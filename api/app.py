@@ -176,9 +176,10 @@ def _make_store(config: dict, data_dir: str, yield_fn):
 class _GroupCommitYield:
     """The store's ``yield_fn``: the inline writer's group-commit leader yields so
     that concurrent requests journal their records into its batch before the
-    fsync. (The writer process needs no yield: records that arrive while it
-    fsyncs wait in its pipe and share its next fsync; ``Store`` yields there only
-    for a ticket taken but not yet appended.)
+    fsync. (The writer process under eventlet does not use it: the first
+    request with an unsent record yields once with ``sleep(0)`` and sends for
+    everyone, see ``Store._green_wait``; records that arrive while the child
+    fsyncs wait in its pipe and share its next fsync.)
 
     One ``sleep(0)`` lets the requests that were already runnable journal theirs;
     a request whose body arrived meanwhile needs another pass. So it yields again
