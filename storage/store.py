@@ -28,8 +28,8 @@ Group commit
         (under eventlet: parks, see ``_green_wait``). A child process chains,
         writes and fsyncs them and acknowledges the last durable record; an
         ack reader (a green thread under eventlet, else an OS thread) wakes
-        the waiters it covers. Records that arrive while the
-        child fsyncs wait in the pipe and share its next fsync. The engine's
+        the waiters it covers. Records that arrive while the child fsyncs
+        wait in the pipe and share its next fsync. The engine's
         process never waits for the disk, and under eventlet nothing goes
         through ``tpool``. If the child dies the store is failed.
     ``inline`` (the default for ``off``; ``writer="inline"`` for the others)
@@ -722,9 +722,10 @@ class Store:
         ack covers. Per request that is one switch out and one back, against
         a condition's lock allocation and green-lock traffic, and one yield
         per group instead of one per request: the journal's CPU per record
-        in this process 19.8 -> 9.0 us (``tests/bench_journal_wait.py``). Records cannot have gaps
-        here (a ticket and its row's append never yield in between), but if
-        one ever did, the sender wakes whoever is still unsent.
+        in this process 19.8 -> 9.0 us (``tests/bench_journal_wait.py``).
+        Records cannot have gaps here (a ticket and its row's append never
+        yield in between), but if one ever did, the sender wakes whoever is
+        still unsent.
         """
         green = self._green
         while True:

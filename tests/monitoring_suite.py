@@ -20,8 +20,8 @@ profile
     (``api.service.Exchange.place_order`` / ``cancel_order``: parsing, matching and
     report formatting, no HTTP, no journal).
 comprehensive
-    Runs ``tests/advanced_load_test.py`` at each of ``--levels`` orders/s (plus a
-    closed-loop ``GET /health`` ceiling and a closed-loop orders ceiling) against the
+    Runs ``tests/advanced_load_test.py`` at each of ``--levels`` orders/s (plus
+    closed-loop ceilings of ``GET /health``, of ``POST /ping`` and of orders) against the
     URL and writes ``report.md``, ``levels.json``, a latency-vs-load plot and each
     level's own plot into ``--out-dir``.
 
@@ -353,7 +353,8 @@ def comprehensive(args, url: str) -> int:
     rows = []
     ceilings = {}
     for label, extra in (
-        ("health ceiling", ["--rate", "max", "--baseline-only"]),
+        ("health ceiling", ["--rate", "max", "--baseline-only", "--baseline-endpoint", "health"]),
+        ("ping ceiling", ["--rate", "max", "--baseline-only", "--baseline-endpoint", "ping"]),
         ("orders ceiling", ["--rate", "max"]),
     ):
         if args.no_ceilings:
@@ -421,7 +422,7 @@ def plot_levels(path: str, rows: list[dict], ceilings: dict, mode: str) -> None:
         ax2.axhline(
             s["achieved_rate"],
             ls=":",
-            color="tab:red" if "health" in label else "tab:green",
+            color={"health ceiling": "tab:red", "ping ceiling": "tab:orange"}.get(label, "tab:green"),
             label=f"{label} {s['achieved_rate']:,.0f}/s",
         )
     ax2.set_xlabel("offered orders/s")
@@ -478,13 +479,14 @@ def write_report(path: str, args, url: str, rows: list[dict], ceilings: dict) ->
                 f"{fmt_ms(lat['p99'])} | {fmt_ms(lat['max'])} | {s['errors']} | "
                 f"{'-' if srv is None else f'{srv:.0f}'} | {_us(s)} | {mach} |"
             )
-        if len(ceilings) == 2:
-            h, o = ceilings["health ceiling"], ceilings["orders ceiling"]
-            if h["achieved_rate"]:
+        o = ceilings.get("orders ceiling")
+        for label, endpoint in (("health ceiling", "GET /health"), ("ping ceiling", "POST /ping")):
+            base = ceilings.get(label)
+            if o and base and base["achieved_rate"]:
                 lines += [
                     "",
-                    f"Orders ceiling = {o['achieved_rate'] / h['achieved_rate']:.0%} of the "
-                    "GET /health ceiling.",
+                    f"Orders ceiling = {o['achieved_rate'] / base['achieved_rate']:.0%} of the "
+                    f"{endpoint} ceiling.",
                 ]
         lines.append("")
     lines += [
