@@ -334,6 +334,14 @@ def run_load(
         return json.load(f)
 
 
+# The closed-loop ceilings of the report: each run loads one phase, the one named.
+CEILINGS = (
+    ("health ceiling", ["--rate", "max", "--baseline-only", "--baseline-endpoint", "health"]),
+    ("ping ceiling", ["--rate", "max", "--baseline-only", "--baseline-endpoint", "ping"]),
+    ("orders ceiling", ["--rate", "max"]),
+)
+
+
 def comprehensive(args, url: str) -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     levels = [float(x) for x in args.levels.split(",") if x.strip()]
@@ -352,11 +360,7 @@ def comprehensive(args, url: str) -> int:
 
     rows = []
     ceilings = {}
-    for label, extra in (
-        ("health ceiling", ["--rate", "max", "--baseline-only", "--baseline-endpoint", "health"]),
-        ("ping ceiling", ["--rate", "max", "--baseline-only", "--baseline-endpoint", "ping"]),
-        ("orders ceiling", ["--rate", "max"]),
-    ):
+    for label, extra in CEILINGS:
         if args.no_ceilings:
             break
         slug = label.replace(" ", "_")

@@ -548,6 +548,24 @@ def test_baseline_run_loads_health_and_ping_then_compares(live_server, tmp_path)
     assert data["baseline_ratio"] == data["baseline_ratios"]["ping"]
 
 
+@pytest.mark.server
+def test_comprehensive_ceilings_load_the_phase_they_are_named_after(live_server, tmp_path):
+    # --baseline-only once loaded only GET /health; when it came to load POST /ping
+    # too, the suite's "health ceiling" silently reported the /ping phase.
+    expected = {"health ceiling": "health", "ping ceiling": "ping", "orders ceiling": "rest"}
+    for label, extra in monitoring_suite.CEILINGS:
+        out = monitoring_suite.run_load(
+            live_server,
+            ["--duration", "1", "--connections", "2", *extra],
+            str(tmp_path / "c.json"),
+            None,
+            False,
+            60,
+        )
+        assert out is not None, label
+        assert [p["mode"] for p in out["phases"]] == [expected[label]], label
+
+
 def test_target_rate_counts_orders_per_second_of_load():
     # an open-loop run at exactly 1,000/s (60,000 answered, window 60.0006 s) once
     # measured 999.99/s and FAILED --target-rate 1000 with zero errors
