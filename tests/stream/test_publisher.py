@@ -427,7 +427,11 @@ def test_with_nobody_subscribed_a_result_wakes_nothing_and_a_first_subscriber_ge
     engine = exchange.engine
     publisher.tick = 60.0  # no pass on its own during the test: only wake-ups
     publisher.on_submit(run(engine, BTC, SELL, LIMIT, "1", "100.00"))  # starts the task
-    time.sleep(0.05)  # its first pass (nobody subscribed) is done; it now waits a tick
+    deadline = time.monotonic() + 5
+    while publisher._queue or publisher.stats()["results_published"] < 1:
+        assert time.monotonic() < deadline  # its first pass (nobody subscribed) drops it...
+        time.sleep(0.005)
+    time.sleep(0.02)  # ... and it goes on to wait a tick
     for _ in range(5):
         publisher.on_submit(run(engine, BTC, BUY, LIMIT, "1", "100.00"))
         publisher.on_submit(run(engine, BTC, SELL, LIMIT, "1", "100.00"))
@@ -438,6 +442,6 @@ def test_with_nobody_subscribed_a_result_wakes_nothing_and_a_first_subscriber_ge
     assert not publisher._queue
     publisher.on_submit(run(engine, BTC, BUY, LIMIT, "1", "100.00"))  # somebody listens: a wake-up
     box.wait_count("trade", 1)
-    time.sleep(0.1)  # two ticks: anything older would have come by now
+    time.sleep(0.1)  # anything older that was going to come would have come by now
     assert [t["trade_id"] for t in box.of("trade")] == ["6"]  # none of the five before it
     assert publisher.stats()["reported_late"] == 0
