@@ -1,12 +1,15 @@
-"""Start and stop a real server process for tests (127.0.0.1, a free port,
-a temporary data dir); stopped by PID.
+"""Subprocesses for tests: a real server (127.0.0.1, a free port, a temporary
+data dir; stopped by PID), and one-shot Python scripts that report in JSON
+(tests that need eventlet monkey-patched run in a fresh interpreter).
 
     with ServerProcess(tmp_path) as server:
         requests.get(server.url + "/health")
+    result = run_script_json(SCRIPT, str(tmp_path), ROOT)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,6 +19,19 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script_json(script: str, *args: str, timeout: float = 60) -> dict:
+    """Run ``python -c script args...``; it must exit 0 (else the assertion shows
+    its stderr). Returns its last line of output, parsed as JSON."""
+    run = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def free_port() -> int:

@@ -480,34 +480,25 @@ def live_server(tmp_path):
         yield server.url
 
 
-@pytest.mark.server
-def test_smoke_run_against_a_real_server(live_server, tmp_path):
-    out = tmp_path / "run.json"
+def run_load_test(*args: str) -> subprocess.CompletedProcess:
+    """``advanced_load_test.py --no-progress args...`` in a subprocess; it must PASS (exit 0)."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(HERE, "advanced_load_test.py"),
-            "--url",
-            live_server,
-            "--rate",
-            "100",
-            "--duration",
-            "2",
-            "--drain",
-            "3",
-            "--processes",
-            "2",
-            "--connections",
-            "4",
-            "--json",
-            str(out),
-            "--no-progress",
-        ],
+        [sys.executable, os.path.join(HERE, "advanced_load_test.py"), "--no-progress", *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.mark.server
+def test_smoke_run_against_a_real_server(live_server, tmp_path):
+    out = tmp_path / "run.json"
+    proc = run_load_test(
+        *("--url", live_server, "--rate", "100", "--duration", "2", "--drain", "3"),
+        *("--processes", "2", "--connections", "4", "--json", str(out)),
+    )
     assert "PASS" in proc.stdout
     data = json.loads(out.read_text())
     s = data["phases"][-1]
@@ -522,19 +513,10 @@ def test_smoke_run_against_a_real_server(live_server, tmp_path):
 @pytest.mark.server
 def test_baseline_run_loads_health_and_ping_then_compares(live_server, tmp_path):
     out = tmp_path / "base.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(HERE, "advanced_load_test.py"),
-            *("--url", live_server, "--rate", "100", "--duration", "1", "--drain", "3"),
-            *("--connections", "2", "--baseline", "--min-baseline-ratio", "0.5"),
-            *("--json", str(out), "--no-progress"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = run_load_test(
+        *("--url", live_server, "--rate", "100", "--duration", "1", "--drain", "3"),
+        *("--connections", "2", "--baseline", "--min-baseline-ratio", "0.5", "--json", str(out)),
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "baseline: GET /health answered" in proc.stdout
     assert "baseline: POST /ping answered" in proc.stdout
     assert "of the POST /ping baseline (min 50%)" in proc.stdout  # the target compares with the POST

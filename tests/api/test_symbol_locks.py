@@ -7,13 +7,11 @@ never monkey-patches)."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import threading
 
 from api.app import create_app, symbol_lock_factory
+from tests.serverproc import run_script_json
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -144,14 +142,7 @@ print(json.dumps(out))
 
 
 def test_eventlet_critical_sections_never_yield(tmp_path):
-    run = subprocess.run(
-        [sys.executable, "-c", EVENTLET_SCRIPT, str(tmp_path), PROJECT],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = run_script_json(EVENTLET_SCRIPT, str(tmp_path), PROJECT, timeout=120)
     assert out["lock_type"] == "_thread.RLock"
     assert out["green_type"] != "_thread.RLock"  # threading is patched: the green lock
     assert out["app_lock_type"] == "RLock"

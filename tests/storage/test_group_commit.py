@@ -8,7 +8,6 @@ import errno
 import json
 import os
 import random
-import subprocess
 import sys
 import threading
 
@@ -19,6 +18,7 @@ import storage.writer as writer_module
 from engine.order import BUY, LIMIT, SELL
 from storage import JournalWriteError
 from storage.verify import canonical
+from tests.serverproc import run_script_json
 
 from .helpers import fresh, segments, state
 
@@ -209,14 +209,7 @@ print(json.dumps({"stats": stats, "acked": len(acked), "same": state_json(again)
 
 @pytest.mark.parametrize("writer", ["inline", "process"])
 def test_eventlet_green_threads_group_and_recover_exactly(tmp_path, writer):
-    out = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", EVENTLET_SCRIPT, str(tmp_path), PROJECT, writer],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_script_json(EVENTLET_SCRIPT, str(tmp_path), PROJECT, writer)
     assert result["acked"] == result["stats"]["records"] == 1000
     # 50 green clients: each leader's yield lets the others join its batch
     assert result["stats"]["fsyncs"] <= 1000 / 5, result["stats"]

@@ -11,7 +11,6 @@ child dies under a live server, and when the server dies under a live child.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -25,6 +24,7 @@ import pytest
 from engine.order import BUY, LIMIT
 from storage import DataDirLocked, JournalWriteError
 from storage.verify import verify
+from tests.serverproc import run_script_json
 
 from .helpers import PROJECT_ROOT, build, fresh, lines_of, segments
 
@@ -286,14 +286,7 @@ def test_green_waiters_park_and_leave_cleanly(tmp_path):
     # Under eventlet the process writer parks waiting requests itself
     # (Store._green_wait): a waiter that is killed or times out must leave the
     # list, a gap must not strand anyone, and a dying child must wake them all.
-    out = subprocess.run(
-        [sys.executable, "-c", GREEN_SCRIPT, str(tmp_path), PROJECT_ROOT],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_script_json(GREEN_SCRIPT, str(tmp_path), PROJECT_ROOT)
     assert result["parked_while_stopped"] == 6
     assert result["timeout"] == "raised"
     assert result["parked_after_kill_and_timeout"] == 5
