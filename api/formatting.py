@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from engine.events import CancelResult, SubmitResult, Trade
-from engine.order import FILLED, PARTIALLY_FILLED, Order, OrderStatus, OrderType, Side
+from engine.order import FILLED, PARTIALLY_FILLED, VALUE, Order, OrderStatus
 from engine.symbols import FEE_DECIMALS, SymbolSpec
 
 # (second, "YYYY-MM-DDTHH:MM:SS.") of the last call: ``strftime`` costs ~4 us and
@@ -41,9 +41,6 @@ def iso(ns: int) -> str:
         cached = _iso_second = (seconds, prefix)
     return f"{cached[1]}{rest // 1000:06d}Z"
 
-
-# Enum member -> its string: a dict lookup is ~5x cheaper than ``.value``.
-_TEXT = {m: m.value for enum in (Side, OrderType, OrderStatus) for m in enum}
 
 # Below this, ``Decimal`` arithmetic in the spec's methods is exact (28 digits).
 _EXACT = 10**26
@@ -211,14 +208,14 @@ def order_report(
         "order_id": str(order.order_id),
         "client_order_id": order.client_order_id,
         "symbol": order.symbol,
-        "side": _TEXT[order.side],
-        "order_type": _TEXT[order.order_type],
+        "side": VALUE[order.side],
+        "order_type": VALUE[order.order_type],
         "price": f.price(order.price),
         "quantity": quantity(order.quantity),
         "filled_quantity": quantity(filled),
         "remaining_quantity": quantity(order.quantity - filled),
         "average_price": f.average_price(notional, filled),
-        "status": _TEXT[status],
+        "status": VALUE[status],
         "timestamp": timestamp,
         "trades": _taker_trades(f, order, timestamp, trades) if trades else [],
     }
@@ -243,7 +240,7 @@ def _trade(f: _Fmt, trade: Trade) -> dict:
         "trade_id": str(trade.trade_id),
         "price": f.price(trade.price),
         "quantity": f.quantity(trade.quantity),
-        "aggressor_side": _TEXT[taker.side],
+        "aggressor_side": VALUE[taker.side],
         "maker_order_id": str(trade.maker.order_id),
         "taker_order_id": str(taker.order_id),
         "maker_fee": f.fee(trade.maker_fee),
@@ -255,7 +252,7 @@ def _taker_trades(f: _Fmt, order: Order, timestamp: str, trades: list[Trade]) ->
     """The trades of ``order`` as the taker: its time, symbol, side and id are each
     formatted once for all of them."""
     symbol = order.symbol
-    side = _TEXT[order.side]
+    side = VALUE[order.side]
     taker_id = str(order.order_id)
     price, quantity, fee = f.price, f.quantity, f.fee
     out = []
