@@ -189,36 +189,32 @@ class _GreenParking:
 
     def wake_upto(self, n: int) -> None:
         """Resume the requests whose tickets are ``<= n``. O(parked)."""
-        parked = self.parked
-        if not parked:
-            return
-        schedule = self._hub().schedule_call_global
-        keep = []
-        for entry in parked:
-            if entry[0] <= n:
-                schedule(0, entry[1].switch)
-                entry[1] = None
-            else:
-                keep.append(entry)
-        parked[:] = keep
+        if self.parked:
+            self._wake(lambda ticket: ticket <= n)
 
     def wake_unsent(self, sent_n: int) -> None:
         """Resume the requests whose tickets were not sent (a gap; they will
         send themselves). O(parked)."""
-        parked = self.parked
-        if parked and max(entry[0] for entry in parked) > sent_n:
-            self._wake([e for e in parked if e[0] > sent_n])
+        if self.parked:
+            self._wake(lambda ticket: ticket > sent_n)
 
     def wake_all(self) -> None:
         """Resume every parked request (the store failed)."""
-        self._wake(list(self.parked))
+        if self.parked:
+            self._wake(lambda ticket: True)
 
-    def _wake(self, entries: list) -> None:
+    def _wake(self, chosen) -> None:
+        """Schedule the parked requests whose tickets ``chosen`` accepts;
+        keep the others."""
         schedule = self._hub().schedule_call_global
-        for entry in entries:
-            schedule(0, entry[1].switch)
-            entry[1] = None
-            self.parked.remove(entry)
+        keep = []
+        for entry in self.parked:
+            if chosen(entry[0]):
+                schedule(0, entry[1].switch)
+                entry[1] = None
+            else:
+                keep.append(entry)
+        self.parked[:] = keep
 
 
 class Store:
@@ -627,8 +623,7 @@ class Store:
         """
         if self._proc is None:
             return
-        if self._error is not None:
-            raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
+        self._raise_if_failed()
         with self._send_mu:
             self._send()
 
@@ -638,8 +633,7 @@ class Store:
         cond = self._cond
         with cond:
             while True:
-                if self._error is not None:
-                    raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
+                self._raise_if_failed()
                 if not force and ticket <= self._durable_n:
                     return
                 if not self._flushing:
@@ -679,8 +673,7 @@ class Store:
         if not sync and ticket > self._sent_n:
             self._yield()
         while sync or ticket > self._sent_n:
-            if self._error is not None:
-                raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
+            self._raise_if_failed()
             with self._send_mu:
                 if ticket > self._sent_n or sync:
                     self._send()
@@ -702,13 +695,11 @@ class Store:
             self._cond_waiters += 1
             try:
                 while ticket > self._durable_n:
-                    if self._error is not None:
-                        raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
+                    self._raise_if_failed()
                     cond.wait()
             finally:
                 self._cond_waiters -= 1
-        if self._error is not None:
-            raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
+        self._raise_if_failed()
 
     def _green_wait(self, ticket: int) -> None:
         """``wait`` for the process writer under eventlet, where every request
@@ -729,8 +720,7 @@ class Store:
         """
         green = self._green
         while True:
-            if self._error is not None:
-                raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
+            self._raise_if_failed()
             if ticket <= self._durable_n:
                 return
             if ticket > self._sent_n and not green.sending:
@@ -781,6 +771,10 @@ class Store:
         except OSError as exc:
             self._fail(f"sending to the journal writer process (pid {self._writer_pid()}) failed: {exc}")
             raise JournalWriteError(f"the journal is failed: {self._error}") from exc
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise JournalWriteError(f"the journal is failed: {self._error}") from self._error
 
     def _fail(self, reason: str) -> None:
         with self._cond:
