@@ -42,6 +42,13 @@ from loadlib.schedule import DEFAULT_MIX, parse_mix, parse_rate  # noqa: E402
 
 MAX_DURATION = 3600.0
 MAX_RATE = 1_000_000.0
+CONNECTIONS = 8
+# REST flat out (--rate max, closed loop). A durable order holds its connection
+# until the fsync of its group, and the server commits together only the orders in
+# flight: with 8 connections ~3 share a group, with 64 ~30, and per group the server
+# pays a hub round, a frame and an ack. The orders' ceiling rises up to ~64
+# connections; GET /health's and POST /ping's do not move (PERFORMANCE.md, section 3).
+MAX_REST_CONNECTIONS = 64
 
 
 def positive_float(text: str) -> float:
@@ -93,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--connections",
         type=positive_int,
         default=None,
-        help="total keep-alive connections / Socket.IO clients (default 8)",
+        help=f"total keep-alive connections / Socket.IO clients (default {CONNECTIONS}; "
+        f"{MAX_REST_CONNECTIONS} for --mode rest --rate max, where durable orders need that many "
+        "in flight to reach the server's ceiling)",
     )
     ap.add_argument(
         "--processes",
@@ -227,7 +236,9 @@ def validate(args) -> dict:
         raise ValueError("--baseline and --baseline-only exclude each other")
     if args.min_baseline_ratio is not None and not args.baseline:
         raise ValueError("--min-baseline-ratio needs --baseline")
-    connections = args.connections or 8
+    connections = args.connections or (
+        MAX_REST_CONNECTIONS if rate is None and args.mode == "rest" else CONNECTIONS
+    )
     processes = args.processes or min(2, cpu_count())
     if processes > connections:
         processes = connections

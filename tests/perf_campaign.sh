@@ -3,10 +3,11 @@
 # Every scenario gets a fresh server (fresh data dir, --rate-limit 0) on 127.0.0.1,
 # stopped by PID afterwards; every load run is bounded in time.
 #
-#   bash tests/perf_campaign.sh [OUTDIR]              # all scenarios (~8 minutes)
+#   bash tests/perf_campaign.sh [OUTDIR]              # all scenarios (~11 minutes)
 #   TESTS="ceiling batch" bash tests/perf_campaign.sh  # a subset
 #
-# Scenarios: rest500 rest1000 ceiling batch ws md nofsync
+# Scenarios: rest500 rest1000 ceiling sweep batch ws md nofsync
+# (sweep: the REST ceiling and its baselines at 8 to 128 connections)
 set -u
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -31,13 +32,17 @@ run() { # name [server args] -- command
   kill "$pid"; wait "$pid" 2>/dev/null
 }
 
-for t in ${TESTS:-rest500 rest1000 ceiling batch ws md nofsync}; do case $t in
+for t in ${TESTS:-rest500 rest1000 ceiling sweep batch ws md nofsync}; do case $t in
   rest500) run rest500 -- $PY $LT --url $U --rate 500 --duration 60 --target-p99-ms 10 --no-progress \
              --json "$out/rest500.json" --plot "$out/rest500.png" ;;
   rest1000) run rest1000 -- $PY $LT --url $U --rate 1000 --duration 60 --target-rate 1000 --no-progress \
              --json "$out/rest1000.json" --plot "$out/rest1000.png" ;;
   ceiling) run ceiling -- $PY $LT --url $U --rate max --duration 20 --baseline --min-baseline-ratio 0.8 \
              --no-progress --json "$out/ceiling.json" --plot "$out/ceiling.png" ;;
+  sweep) for c in 8 16 32 64 128; do
+           run "sweep-$c" -- $PY $LT --url $U --rate max --duration 10 --connections "$c" --baseline \
+             --no-progress --json "$out/sweep-$c.json"
+         done ;;
   batch) run batchmax -- $PY $LT --url $U --mode batch --batch-size 100 --rate max --duration 20 \
              --no-progress --json "$out/batchmax.json" --plot "$out/batchmax.png" ;;
   ws) run ws1000 -- $PY $LT --url $U --mode ws --rate 1000 --duration 30 --target-rate 1000 --no-progress \

@@ -201,6 +201,26 @@ def test_batch_mode_drops_cancels_from_the_mix():
     assert v["notes"]
 
 
+@pytest.mark.parametrize(
+    "argv, connections",
+    [
+        ([], advanced_load_test.CONNECTIONS),
+        (["--rate", "max"], advanced_load_test.MAX_REST_CONNECTIONS),
+        (["--rate", "max", "--baseline"], advanced_load_test.MAX_REST_CONNECTIONS),
+        (["--rate", "max", "--mode", "batch"], advanced_load_test.CONNECTIONS),
+        (["--rate", "max", "--mode", "ws"], advanced_load_test.CONNECTIONS),
+        (["--rate", "max", "--connections", "3"], 3),
+        (["--rate", "1000", "--connections", "3"], 3),
+    ],
+)
+def test_default_connections(argv, connections):
+    # REST flat out needs enough durable orders in flight to fill the commit groups;
+    # every other load keeps the smaller default
+    v = advanced_load_test.validate(advanced_load_test.build_parser().parse_args(argv))
+    assert v["connections"] == connections
+    assert advanced_load_test.MAX_REST_CONNECTIONS > advanced_load_test.CONNECTIONS
+
+
 # ---------------------------------------------------------------- loopback only
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "localhost", "::1", "[::1]", "LOCALHOST"])
 def test_loopback_hosts(host):
