@@ -46,8 +46,9 @@ CONNECTIONS = 8
 # REST flat out (--rate max, closed loop). A durable order holds its connection
 # until the fsync of its group, and the server commits together only the orders in
 # flight: with 8 connections ~3 share a group, with 64 ~30, and per group the server
-# pays a hub round, a frame and an ack. The orders' ceiling rises up to ~64
-# connections; GET /health's and POST /ping's do not move (PERFORMANCE.md, section 3).
+# pays a hub round, a frame and an ack. The orders' ceiling rises with the
+# connections (every run reached its plateau with 64); GET /health's and POST
+# /ping's do not move (PERFORMANCE.md, section 3).
 MAX_REST_CONNECTIONS = 64
 
 
