@@ -318,19 +318,15 @@ class WriterProcess:
         data = FRAME.pack(kind, len(payload)) + payload
         out = self._out
         write = self._write
-        try:
-            done = write(out, data)
-        except BlockingIOError:  # green only: the pipe is full
-            done = 0
-            self._trampoline(out, write=True)
-        if done == len(data):
-            return  # the usual case: one write
-        view = memoryview(data)[done:]
-        while view:
+        while True:
             try:
-                view = view[write(out, view) :]
+                done = write(out, data)
             except BlockingIOError:  # green only: the pipe is full
                 self._trampoline(out, write=True)
+                continue
+            if done == len(data):
+                return  # usually at the first write
+            data = memoryview(data)[done:]  # a short write: the rest, without copying
 
     def _recv(self, fd: int) -> bytes:
         if self._trampoline is None:
