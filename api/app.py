@@ -6,10 +6,13 @@
                       [--fsync batch|always|off] [--journal-writer process|inline]
                       [--symbols-config FILE]
                       [--cors-origins '*'] [--demo]
+                      [--max-connections 10000] [--max-connections-per-client 256]
+                      [--idle-timeout 30] [--header-timeout 10] [--body-timeout 30]
 
 One port serves REST (``api/rest.py``), Socket.IO (``api/market.py``: the
 ``/market`` data namespace and the ``/trade`` order-entry namespace) and the
-browser page at ``/`` (``api/frontend.py``).
+browser page at ``/`` (``api/frontend.py``). The HTTP server's connection
+caps, deadlines and refusals are ``api/httpserver.py``'s.
 
 ``create_app(config) -> (app, socketio)``; the same objects are reachable as
 ``app.extensions["socketio"]`` and ``app.extensions["exchange"]``. Config keys
@@ -86,7 +89,7 @@ from flask import Flask, request  # noqa: E402
 from flask_cors import CORS  # noqa: E402
 from flask_socketio import SocketIO  # noqa: E402
 
-from api import errors, frontend, rest  # noqa: E402
+from api import errors, frontend, httpserver, rest  # noqa: E402
 from api.audit import Audit  # noqa: E402
 from api.market import init_socketio  # noqa: E402
 from api.parsing import MAX_BULK_BODY, SOCKET_JSON  # noqa: E402
@@ -397,9 +400,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--symbols-config", default=None, help="JSON file of symbols")
     p.add_argument("--cors-origins", default="*", help="'*' or a comma-separated list of origins")
     p.add_argument("--demo", action="store_true", help="also run tools/demo_market.py against this server")
+    httpserver.add_arguments(p)
     args = p.parse_args(argv)
     if args.rate_limit < 0:
         p.error("--rate-limit must be >= 0")
+    args.limits = httpserver.limits_from_args(p, args)
     return args
 
 
@@ -489,40 +494,41 @@ def _stop_then_resignal(demo: _Demo, signum: int) -> None:
     os.kill(os.getpid(), signum)
 
 
-def serve(app: Flask, socketio: SocketIO, host: str, port: int, *, log_output: bool = False) -> None:
+def serve(
+    app: Flask,
+    socketio: SocketIO,
+    host: str,
+    port: int,
+    *,
+    log_output: bool = False,
+    limits: httpserver.Limits | None = None,
+) -> None:
     """Serve REST, Socket.IO and the page on one port until interrupted.
 
+    Both modes run ``api/httpserver.py``'s connection caps, deadlines and
+    envelope refusals (``limits``, default ``httpserver.Limits()``).
     threading: ``socketio.run`` (Werkzeug), with TCP_NODELAY on each connection.
-    eventlet: what ``socketio.run`` does, plus two settings it cannot pass on:
+    eventlet: what ``socketio.run`` does, plus settings it cannot pass on:
     ``TCP_NODELAY`` on the listening socket (inherited by accepted ones) --
     without it a response larger than ~16 KB (a bulk answer) waits ~40 ms for
-    the client's delayed ACK (Nagle) -- and ``debug=False`` for eventlet's WSGI
-    server, which otherwise sends tracebacks to clients on a 500.
+    the client's delayed ACK (Nagle) -- a listen backlog for bursts of
+    connections, and ``debug=False`` for eventlet's WSGI server, which
+    otherwise sends tracebacks to clients on a 500.
     Neither mode runs Flask's debugger or reloader.
     """
+    limits = limits or httpserver.Limits()
     if socketio.async_mode == "eventlet":
         import eventlet
         import eventlet.green.socket
-        import eventlet.wsgi
 
         family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
         # reuse_port=False: eventlet shares ports by default, so a second server on a
         # busy port would start silently and split the clients between two exchanges
-        listener = eventlet.listen(address, family, reuse_port=False)
+        listener = eventlet.listen(address, family, backlog=httpserver.LISTEN_BACKLOG, reuse_port=False)
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        eventlet.wsgi.server(listener, app, log_output=log_output, debug=False)
+        httpserver.serve_eventlet(listener, app, limits, log_output=log_output)
         return
-    from werkzeug.serving import WSGIRequestHandler
-
-    class NoDelayHandler(WSGIRequestHandler):
-        def setup(self) -> None:
-            super().setup()
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-        def log_request(self, *args, **kwargs) -> None:
-            if log_output:
-                super().log_request(*args, **kwargs)
-
+    handler, _limits = httpserver.werkzeug_handler(limits, log_output=log_output)
     socketio.run(
         app,
         host=host,
@@ -531,7 +537,7 @@ def serve(app: Flask, socketio: SocketIO, host: str, port: int, *, log_output: b
         use_reloader=False,
         log_output=log_output,
         allow_unsafe_werkzeug=True,
-        request_handler=NoDelayHandler,
+        request_handler=handler,
     )
 
 
@@ -578,7 +584,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     status = 0
     try:
-        serve(app, socketio, args.host, args.port, log_output=args.debug)
+        serve(app, socketio, args.host, args.port, log_output=args.debug, limits=args.limits)
     except KeyboardInterrupt:
         pass
     except OSError as e:  # typically: the port is taken

@@ -8,7 +8,11 @@
      |    +-- OrderNotFound                 ORDER_NOT_FOUND          404
      |    +-- OrderNotOpen                  ORDER_NOT_OPEN           409
      |    +-- ApiError (here: HTTP-level)   its own ``status_code``
+     |         +-- BadRequest               BAD_REQUEST              400 (body framing: shorter
+     |         |                                                         than its Content-Length,
+     |         |                                                         malformed chunks)
      |         +-- InvalidJson              INVALID_JSON             400
+     |         +-- RequestTimeout           REQUEST_TIMEOUT          408 (body deadline passed)
      |         +-- PayloadTooLarge          PAYLOAD_TOO_LARGE        413
      |         +-- UnsupportedMediaType     UNSUPPORTED_MEDIA_TYPE   415
      +-- werkzeug HTTPException             NOT_FOUND 404, METHOD_NOT_ALLOWED 405,
@@ -40,6 +44,20 @@ class ApiError(EngineError):
 
     code = "API_ERROR"
     status_code = 400
+
+
+class BadRequest(ApiError):
+    """The request's body is not framed as announced (``api/httpserver.py``)."""
+
+    code = "BAD_REQUEST"
+    status_code = 400
+
+
+class RequestTimeout(ApiError):
+    """The request's body did not arrive within its deadline (``api/httpserver.py``)."""
+
+    code = "REQUEST_TIMEOUT"
+    status_code = 408
 
 
 class InvalidJson(ApiError):

@@ -38,8 +38,8 @@ from typing import NamedTuple
 
 import msgspec
 
-from api.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
-from engine.errors import OrderNotFound, UnknownSymbol, ValidationError
+from api.errors import BadRequest, InvalidJson, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from engine.errors import EngineError, OrderNotFound, UnknownSymbol, ValidationError
 from engine.matcher import MatchingEngine
 from engine.order import BUY, FOK, IOC, LIMIT, MARKET, SELL, OrderType, Side
 from engine.symbols import MAX_UNITS, SymbolSpec
@@ -125,6 +125,8 @@ def read_json_body(request, max_bytes: int):
         PayloadTooLarge: the body (declared or actual) exceeds ``max_bytes``.
         UnsupportedMediaType: the content type is not ``application/json``.
         InvalidJson: empty or unparsable body.
+        BadRequest: a body shorter than its Content-Length, or malformed chunks.
+        RequestTimeout: the body did not arrive within the server's deadline.
     """
     environ = request.environ
     declared = environ.get("CONTENT_LENGTH")
@@ -134,22 +136,37 @@ def read_json_body(request, max_bytes: int):
             length = int(declared)
         except ValueError:
             raise InvalidJson("Content-Length is not a number") from None
+        if length < 0:
+            raise BadRequest("Content-Length must be a non-negative integer")
         if length > max_bytes:
             raise PayloadTooLarge(f"request body is {length} bytes; the limit here is {max_bytes}")
     mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
     if mimetype != "application/json":
         raise UnsupportedMediaType("Content-Type must be application/json")
-    if length is not None and length >= 0:
-        data = environ["wsgi.input"].read(length) if length else b""
-    elif (
-        environ.get("wsgi.input_terminated") or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-    ):
-        # No length (chunked; the server dechunks): read at most one byte more than allowed.
-        data = environ["wsgi.input"].read(max_bytes + 1)
-        if len(data) > max_bytes:
-            raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
-    else:
-        data = b""
+    try:
+        if length is not None:
+            data = environ["wsgi.input"].read(length) if length else b""
+            if len(data) < length:
+                raise BadRequest(
+                    f"the request body ended after {len(data)} of the {length} bytes its Content-Length announced"
+                )
+        elif (
+            environ.get("wsgi.input_terminated")
+            or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        ):
+            # No length (chunked; the server dechunks): read at most one byte more than allowed.
+            data = environ["wsgi.input"].read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise PayloadTooLarge(f"request body exceeds the limit of {max_bytes} bytes")
+        else:
+            data = b""
+    except EngineError:
+        raise
+    except TimeoutError:
+        raise RequestTimeout("the request body did not arrive in time") from None
+    except (OSError, ValueError):
+        # A server that does not map its own framing errors (Werkzeug's DechunkedInput).
+        raise BadRequest("the request body could not be read (malformed chunked encoding?)") from None
     if not data.strip():
         raise InvalidJson("request body is empty; send a JSON object")
     return loads_exact(data)
