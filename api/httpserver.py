@@ -683,7 +683,6 @@ def serve_eventlet(listener, app, limits: Limits, *, log_output: bool = False) -
 
     limits = fit_fd_limit(limits)
     counter = ConnectionCounter(limits)
-    app.config["HTTP_CONNECTIONS"] = counter
     log.info(
         "connections: at most %d (%s per client address); idle %gs, header %gs, body %gs",
         limits.max_connections,
