@@ -182,11 +182,19 @@ def limits_from_args(parser, args) -> Limits:
     )
 
 
+def refusal_room(max_connections: int) -> int:
+    """Connections beyond ``max_connections`` that may be open at once while
+    they are refused (each for up to ``REFUSAL_LINGER`` s)."""
+    return max(64, max_connections // 16)
+
+
 def fit_fd_limit(limits: Limits) -> Limits:
-    """Make room for ``limits.max_connections`` open sockets: raise the soft
-    ``RLIMIT_NOFILE`` towards the hard limit if needed (logged), and lower
-    ``max_connections`` (with a warning) if even the hard limit is too low."""
-    wanted = limits.max_connections + FD_RESERVE
+    """Make room for ``limits.max_connections`` open sockets (and those being
+    refused): raise the soft ``RLIMIT_NOFILE`` towards the hard limit if needed
+    (logged), and lower ``max_connections`` (with a warning) if even the hard
+    limit is too low. (Running out of descriptors would be worse than a
+    refusal: eventlet's accept loop ends on ``EMFILE``.)"""
+    wanted = limits.max_connections + refusal_room(limits.max_connections) + FD_RESERVE
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
@@ -198,7 +206,7 @@ def fit_fd_limit(limits: Limits) -> Limits:
         except (ValueError, OSError) as e:
             log.warning("cannot raise the open-file limit from %d: %s", soft, e)
     if soft != resource.RLIM_INFINITY and soft < wanted:
-        fit = max(1, soft - FD_RESERVE)
+        fit = max(1, min((soft - FD_RESERVE) * 16 // 17, soft - FD_RESERVE - 64))
         log.warning(
             "the open-file limit (%d) holds %d connections, not %d: serving at most %d (raise `ulimit -n`)",
             soft, fit, limits.max_connections, fit,
@@ -694,7 +702,7 @@ def serve_eventlet(listener, app, limits: Limits, *, log_output: bool = False) -
     eventlet.wsgi.server(
         listener,
         app,
-        max_size=limits.max_connections + max(64, limits.max_connections // 16),
+        max_size=limits.max_connections + refusal_room(limits.max_connections),
         protocol=eventlet_protocol(limits, counter),
         url_length_limit=MAX_REQUEST_LINE,
         log_output=log_output,

@@ -15,13 +15,15 @@ import json
 import resource
 import select
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
 import socketio
 
-from tests.serverproc import ServerProcess
+from tests.serverproc import ROOT, ServerProcess
 
 pytestmark = pytest.mark.server
 
@@ -155,13 +157,18 @@ def test_1100_idle_sockets_do_not_stop_health_and_orders(tmp_path):
                 s.close()
 
 
-def test_idle_connections_are_closed_after_the_idle_timeout(tmp_path):
-    with ServerProcess(tmp_path, "--idle-timeout", "1") as server:
+@pytest.mark.parametrize("mode", ["eventlet", "threading"])
+def test_idle_connections_are_closed_after_the_idle_timeout(tmp_path, mode):
+    """(Werkzeug, threading mode, closes after every response: there only a new
+    connection's wait for its first request is timed.)"""
+    with ServerProcess(tmp_path, "--idle-timeout", "1", "--async-mode", mode) as server:
         fresh = connect(server.port, "127.0.0.2")
         kept = connect(server.port, "127.0.0.2")
         kept.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
         assert read_response(kept)[0] == 200  # now idle between keep-alive requests
-        time.sleep(2.0)
+        time.sleep(0.3)
+        assert is_open(fresh)
+        time.sleep(1.7)
         for s in (fresh, kept):
             s.settimeout(2)
             assert s.recv(1) == b"", "the server closes an idle connection without a word"
@@ -196,8 +203,9 @@ def test_slowloris_gets_408_at_the_header_deadline_while_others_are_served(quick
         assert_envelope(status, headers, body, 408, "REQUEST_TIMEOUT")
 
 
-def test_per_address_cap_refuses_the_extra_connection_and_serves_other_addresses(tmp_path):
-    with ServerProcess(tmp_path, "--max-connections-per-client", "20") as server:
+@pytest.mark.parametrize("mode", ["eventlet", "threading"])
+def test_per_address_cap_refuses_the_extra_connection_and_serves_other_addresses(tmp_path, mode):
+    with ServerProcess(tmp_path, "--max-connections-per-client", "20", "--async-mode", mode) as server:
         held = [connect(server.port, "127.0.0.7") for _ in range(20)]
         try:
             time.sleep(0.3)
@@ -367,10 +375,41 @@ def test_every_http_layer_refusal_carries_the_envelope(any_mode_server, request_
     assert health_seconds(any_mode_server.port) < 1.0
 
 
-def test_threading_mode_refuses_short_and_malformed_bodies_too(any_mode_server):
+def test_short_and_malformed_bodies_are_refused_in_both_modes(any_mode_server):
     before = sequence(any_mode_server)
     assert_envelope(*exchange(any_mode_server.port, _short(ORDER, 100), half_close=True), 400, "BAD_REQUEST")
     bad = _chunked(MALFORMED_CHUNKS["size-not-hex"])
     assert_envelope(*exchange(any_mode_server.port, bad, half_close=True), 400, "BAD_REQUEST")
     assert sequence(any_mode_server) == before
     assert "Traceback" not in any_mode_server.output()
+
+
+FD_LIMIT_SCRIPT = """
+import json, logging, resource, sys
+sys.path.insert(0, sys.argv[1])
+from api.httpserver import Limits, fit_fd_limit
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (1024, int(sys.argv[2])))
+fitted = fit_fd_limit(Limits())
+print(json.dumps({"max": fitted.max_connections, "soft": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}))
+"""
+
+
+@pytest.mark.parametrize("hard", [20_000, 4_096])
+def test_the_fd_limit_is_raised_for_10000_connections_or_the_cap_fits_it(hard):
+    _soft, real_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if real_hard != resource.RLIM_INFINITY and real_hard < hard:
+        pytest.skip(f"the hard fd limit here is {real_hard}")
+    run = subprocess.run(
+        [sys.executable, "-c", FD_LIMIT_SCRIPT, ROOT, str(hard)], capture_output=True, text=True, timeout=30
+    )
+    assert run.returncode == 0, run.stderr
+    *logged, last = run.stdout.strip().splitlines()
+    fitted = json.loads(last)
+    assert "raised the open-file limit (RLIMIT_NOFILE) from 1024" in logged[0]
+    if hard == 20_000:
+        assert fitted["max"] == 10_000 and fitted["soft"] >= 10_000 + 625 + 256
+    else:
+        assert fitted["soft"] == 4_096 and fitted["max"] < 4_096 - 256
+        assert "serving at most" in logged[1]
