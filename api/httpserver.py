@@ -109,6 +109,7 @@ MAX_DISCARD = 64 * 1024  # unread body bytes skipped to keep a connection; more:
 MAX_CHUNK_LINE = 1024
 FD_RESERVE = 256  # descriptors kept for the journal, snapshots, logs, the listener
 REFUSAL_LINGER = 1.0  # s: after a refusal, read what the client sends before closing
+LINGER_BYTES = 1 << 20
 LISTEN_BACKLOG = 2048  # connections waiting for accept (the kernel caps it at somaxconn)
 RETRY_AFTER = "1"
 
@@ -292,21 +293,33 @@ class ConnectionCounter:
                 del self.per_host[host]
 
 
+def _linger(sock) -> None:
+    """Half-close, then read and drop what the client still sends, for up to
+    ``REFUSAL_LINGER`` s and ``LINGER_BYTES``, before the caller closes. Closing
+    with unread bytes in the socket makes the kernel reset the connection, and
+    a reset can destroy the refusal before the client has read it."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        end = time.monotonic() + REFUSAL_LINGER
+        dropped = 0
+        while (left := end - time.monotonic()) > 0 and dropped < LINGER_BYTES:
+            sock.settimeout(left)
+            data = sock.recv(65536)
+            if not data:
+                break
+            dropped += len(data)
+    except OSError:
+        pass
+
+
 def _refuse(sock, response: bytes) -> None:
-    """Send ``response``, then read (and drop) what the client sends for up to
-    ``REFUSAL_LINGER`` s before the caller closes: closing with unread bytes
-    would reset the connection and could destroy the response in flight."""
+    """Send a refusal on a connection no handler reads, and linger."""
     try:
         sock.settimeout(REFUSAL_LINGER)
         sock.sendall(response)
-        sock.shutdown(socket.SHUT_WR)
-        end = time.monotonic() + REFUSAL_LINGER
-        while (left := end - time.monotonic()) > 0:
-            sock.settimeout(left)
-            if not sock.recv(65536):
-                break
     except OSError:
-        pass
+        return
+    _linger(sock)
 
 
 def _host(address) -> str:
@@ -425,6 +438,7 @@ def _send_error_envelope(handler, code, message=None, explain=None) -> None:
     """``BaseHTTPRequestHandler.send_error`` with the contract's envelope (it
     writes an HTML page); used by both handlers."""
     handler.close_connection = True
+    handler.linger = True
     status = int(code)
     if message is None:
         message = _STATUS_CODES.get(status, ("error",))[0]
@@ -464,6 +478,7 @@ def eventlet_protocol(limits: Limits, counter: ConnectionCounter):
 
         def _fail(self, error: EngineError) -> EngineError:
             self.protocol.close_connection = 1
+            self.protocol.linger = True
             return error
 
         def read(self, length=None):
@@ -582,6 +597,8 @@ def eventlet_protocol(limits: Limits, counter: ConnectionCounter):
         without a deadline; ``handle_one_response`` (the WSGI call) is
         eventlet's, unchanged."""
 
+        linger = False  # set by a refusal: drain before closing (``_linger``)
+
         def __init__(self, conn_state, server) -> None:
             host = _host(conn_state[0])
             refusal = counter.acquire(host)
@@ -601,6 +618,15 @@ def eventlet_protocol(limits: Limits, counter: ConnectionCounter):
 
         def send_error(self, code, message=None, explain=None) -> None:
             _send_error_envelope(self, code, message, explain)
+
+        def finish(self) -> None:
+            if self.linger:
+                try:
+                    self.wfile.flush()
+                except OSError:
+                    pass
+                _linger(self.connection)
+            super().finish()
 
         def _refuse(self, status: int, message: str) -> None:
             _send_error_envelope(self, status, message)
@@ -722,6 +748,7 @@ def werkzeug_handler(limits: Limits, *, log_output: bool = False):
 
     class Handler(WSGIRequestHandler):
         refused = False
+        linger = False
 
         def setup(self) -> None:
             super().setup()
@@ -742,6 +769,12 @@ def werkzeug_handler(limits: Limits, *, log_output: bool = False):
 
         def finish(self) -> None:
             try:
+                if self.linger:
+                    try:
+                        self.wfile.flush()
+                    except OSError:
+                        pass
+                    _linger(self.connection)
                 super().finish()
             finally:
                 if not self.refused:

@@ -413,3 +413,23 @@ def test_the_fd_limit_is_raised_for_10000_connections_or_the_cap_fits_it(hard):
     else:
         assert fitted["soft"] == 4_096 and fitted["max"] < 4_096 - 256
         assert "serving at most" in logged[1]
+
+
+@pytest.mark.parametrize("mode", ["eventlet", "threading"])
+def test_a_refusal_reaches_a_client_that_is_still_sending(tmp_path, mode):
+    """The server refuses after 8 KiB of a request line while the client is still
+    sending (as curl does): closing at once would reset the connection, the
+    client's next send fails and it never reads the answer; the server
+    half-closes and reads the rest first."""
+    with ServerProcess(tmp_path, "--async-mode", mode) as server:
+        for _ in range(3):
+            s = connect(server.port)
+            try:
+                s.sendall(b"GET /" + b"a" * 9000)
+                time.sleep(0.2)  # the server has answered by now
+                s.sendall(b" HTTP/1.1\r\nHost: t\r\nX-Pad: " + b"b" * 100_000 + b"\r\n\r\n")
+                time.sleep(0.1)
+                s.sendall(b"c" * 100_000)
+                assert_envelope(*read_response(s), 414, "URI_TOO_LONG")
+            finally:
+                s.close()
