@@ -34,6 +34,9 @@ option                     default     meaning
                                        arrive within this; else ``408 REQUEST_TIMEOUT``
 =========================  ==========  ==================================================
 
+A response write that makes no progress for ``--body-timeout`` s (a client
+that does not read its answers) ends the connection too.
+
 An upgraded WebSocket (Socket.IO) is exempt from the idle timeout and the
 deadlines once its handshake request is read: it is long-lived by design, and
 Engine.IO's pings find a dead peer. It still counts against both connection
@@ -144,24 +147,38 @@ def add_arguments(parser) -> None:
     g.add_argument(
         "--max-connections",
         type=int,
+        metavar="N",
         default=DEFAULT_MAX_CONNECTIONS,
         help=f"connections held at once (default {DEFAULT_MAX_CONNECTIONS}; lowered to fit the fd limit)",
     )
     g.add_argument(
         "--max-connections-per-client",
         type=int,
+        metavar="N",
         default=DEFAULT_MAX_PER_CLIENT,
         help=f"connections per client address (default {DEFAULT_MAX_PER_CLIENT}; 0 = no cap)",
     )
-    g.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT, help="seconds (default 30)")
+    g.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT,
+        metavar="S",
+        help="close a connection on which no request starts for S seconds (default 30)",
+    )
     g.add_argument(
         "--header-timeout",
         type=float,
         default=DEFAULT_HEADER_TIMEOUT,
-        help="request head deadline, s (default 10)",
+        metavar="S",
+        help="a request's line and headers within S seconds of its first byte, else 408 (default 10)",
     )
     g.add_argument(
-        "--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT, help="body deadline, s (default 30)"
+        "--body-timeout",
+        type=float,
+        default=DEFAULT_BODY_TIMEOUT,
+        metavar="S",
+        help="a request's body within S seconds of its headers, else 408; also the longest a response "
+        "write may wait for the client to read (default 30)",
     )
 
 
