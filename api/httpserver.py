@@ -344,7 +344,7 @@ def _host(address) -> str:
 
 
 # -- deadlines -----------------------------------------------------------------------
-_IDLE, _HEAD, _BODY, _OPEN = 0, 1, 2, 3
+_IDLE, _HEAD, _BODY = 0, 1, 2
 
 
 class _Deadlines:
