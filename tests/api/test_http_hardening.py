@@ -433,3 +433,30 @@ def test_a_refusal_reaches_a_client_that_is_still_sending(tmp_path, mode):
                 assert_envelope(*read_response(s), 414, "URI_TOO_LONG")
             finally:
                 s.close()
+
+
+def test_a_client_that_does_not_read_its_answers_is_cut_off(tmp_path):
+    """100 pipelined requests for a 160 KB file, and no reading: the server's
+    writes stall once the socket buffers are full; after --body-timeout (1 s)
+    without progress it closes (stock eventlet waited for ever, holding the
+    connection and its green thread)."""
+    with ServerProcess(tmp_path, "--body-timeout", "1") as server:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.bind(("127.0.0.1", 0))
+        s.connect(("127.0.0.1", server.port))
+        request = b"GET /vendor/lightweight-charts.js HTTP/1.1\r\nHost: t\r\n\r\n"
+        one = len(requests.get(server.url + "/vendor/lightweight-charts.js", timeout=5).content)
+        s.sendall(request * 100)
+        time.sleep(3)
+        received = 0
+        s.settimeout(10)
+        try:
+            while data := s.recv(1 << 20):
+                received += len(data)
+        except ConnectionResetError:
+            pass
+        s.close()
+        assert one > 100_000
+        assert received < 100 * one / 2
+        assert health_seconds(server.port) < 1.0
