@@ -115,6 +115,7 @@ REFUSAL_LINGER = 1.0  # s: after a refusal, read what the client sends before cl
 LINGER_BYTES = 1 << 20
 LISTEN_BACKLOG = 2048  # connections waiting for accept (the kernel caps it at somaxconn)
 RETRY_AFTER = "1"
+REFUSAL_LOG_INTERVAL = 60.0  # s between two log lines about refused connections
 
 _STATUS_CODES = {
     400: ("Bad Request", "BAD_REQUEST"),
@@ -267,7 +268,8 @@ class ConnectionCounter:
     """Connections held, in total and per client address.
 
     ``acquire(host)`` returns None (counted; the caller must ``release``) or a
-    refusal response (not counted). Runtime complexity: O(1).
+    refusal response (not counted). Refusals are logged at most once per
+    ``REFUSAL_LOG_INTERVAL`` s, with how many there were. Runtime complexity: O(1).
     """
 
     def __init__(self, limits: Limits) -> None:
@@ -275,30 +277,48 @@ class ConnectionCounter:
         self.total = 0
         self.per_host: dict[str, int] = {}
         self.refused = 0
+        self._unlogged = 0
+        self._next_log = 0.0
         self._mu = threading.Lock()  # threading mode; uncontended (no yield inside) under eventlet
+        self._full = error_response(
+            503,
+            f"the server holds its maximum of {limits.max_connections} connections; retry later",
+            retry_after=RETRY_AFTER,
+        )
+        self._over_cap = error_response(
+            429,
+            f"this address holds its maximum of {limits.max_per_client} connections; close one or retry later",
+            retry_after=RETRY_AFTER,
+        )
 
     def acquire(self, host: str) -> bytes | None:
         limits = self.limits
         with self._mu:
             if self.total >= limits.max_connections:
-                self.refused += 1
-                return error_response(
-                    503,
-                    f"the server holds its maximum of {limits.max_connections} connections; retry later",
-                    retry_after=RETRY_AFTER,
-                )
-            held = self.per_host.get(host, 0)
-            if limits.max_per_client and held >= limits.max_per_client:
-                self.refused += 1
-                return error_response(
-                    429,
-                    f"this address holds its maximum of {limits.max_per_client} connections; "
-                    "close one or retry later",
-                    retry_after=RETRY_AFTER,
-                )
-            self.per_host[host] = held + 1
-            self.total += 1
-        return None
+                refusal = self._full
+            elif limits.max_per_client and self.per_host.get(host, 0) >= limits.max_per_client:
+                refusal = self._over_cap
+            else:
+                self.per_host[host] = self.per_host.get(host, 0) + 1
+                self.total += 1
+                return None
+            self.refused += 1
+            self._unlogged += 1
+            now = time.monotonic()
+            if now < self._next_log:
+                return refusal
+            self._next_log = now + REFUSAL_LOG_INTERVAL
+            count, self._unlogged = self._unlogged, 0
+        log.warning(
+            "refused %d connection(s) since the last such line (the last from %s: %s; %d held in all)",
+            count,
+            host,
+            "server full"
+            if refusal is self._full
+            else f"over the cap of {limits.max_per_client} per address",
+            self.total,
+        )
+        return refusal
 
     def release(self, host: str) -> None:
         with self._mu:

@@ -214,6 +214,13 @@ def test_per_address_cap_refuses_the_extra_connection_and_serves_other_addresses
             )
             assert_envelope(status, headers, body, 429, "TOO_MANY_CONNECTIONS")
             assert headers["retry-after"] == "1"
+            for _ in range(3):
+                exchange(server.port, b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n", "127.0.0.7")
+            time.sleep(0.2)
+            lines = [line for line in server.output().splitlines() if "refused" in line]
+            assert len(lines) == 1 and "127.0.0.7" in lines[0], (
+                lines
+            )  # one line a minute, not one per refusal
             assert health_seconds(server.port, "127.0.0.8") < 1.0
             assert place_order(server.port, "127.0.0.8")["status"] == "new"
             held.pop().close()
