@@ -62,11 +62,16 @@ HTTP   code                      when
 505    HTTP_VERSION_NOT_SUPPORTED  HTTP/2 or later on this HTTP/1.1 port
 =====  ========================  ==========================================================
 
+Chunked bodies are decoded strictly in both modes (``_Input`` for eventlet,
+``_StrictDechunked`` for Werkzeug): a size of 1-16 hex digits on a line of at
+most ``MAX_CHUNK_LINE`` bytes, CRLF after each chunk, a bounded trailer.
+
 The body errors (short body, malformed chunks, body deadline) are raised while
 the application reads ``wsgi.input``, as ``api.errors.BadRequest`` /
 ``RequestTimeout``, so Flask's one error handler answers them;
 ``api.parsing.read_json_body`` maps a bare ``OSError``/``TimeoutError`` the
-same way, for a server that does not (Werkzeug's ``DechunkedInput``).
+same way (in threading mode the body deadline surfaces as ``TimeoutError``,
+and a short body as a short read).
 
 How the deadlines work: the request's bytes are read through
 ``_DeadlineReader``, a raw stream under the connection's ``BufferedReader``
@@ -500,6 +505,59 @@ def _chunk_size(line: bytes) -> int:
     return int(size, 16)
 
 
+def _chunk_end(rfile) -> None:
+    if rfile.readline(3) not in (b"\r\n", b"\n"):
+        raise BadRequest("malformed chunked body: a chunk is not followed by CRLF")
+
+
+def _read_trailers(rfile) -> None:
+    total = 0
+    while True:
+        line = rfile.readline(MAX_HEADER_LINE)
+        if not line.endswith(b"\n"):
+            raise BadRequest("malformed chunked body: cut short in its trailer")
+        if line in (b"\r\n", b"\n"):
+            return
+        total += len(line)
+        if total > MAX_HEADER_BYTES:
+            raise BadRequest("malformed chunked body: its trailer is too large")
+
+
+class _StrictDechunked(io.RawIOBase):
+    """``wsgi.input`` of a chunked request in threading mode, with the rules of
+    the eventlet side (``_Input._strict_chunked_read``) instead of Werkzeug's
+    ``DechunkedInput``, which takes any ``int(line, 16)`` (``0x57``, ``+5``, ``5_0``)."""
+
+    def __init__(self, rfile) -> None:
+        self.rfile = rfile
+        self.left = -1  # bytes left in the current chunk; -1: before the first size line
+        self.done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        n = 0
+        rfile = self.rfile
+        while n < len(view) and not self.done:
+            if self.left <= 0:
+                if self.left == 0:
+                    _chunk_end(rfile)
+                self.left = _chunk_size(rfile.readline(MAX_CHUNK_LINE))
+                if self.left == 0:
+                    _read_trailers(rfile)
+                    self.done = True
+                    break
+            data = rfile.read(min(self.left, len(view) - n))
+            if not data:
+                raise BadRequest("malformed chunked body: it ends before its last chunk")
+            view[n : n + len(data)] = data
+            n += len(data)
+            self.left -= len(data)
+        return n
+
+
 # -- eventlet --------------------------------------------------------------------------
 def eventlet_protocol(limits: Limits, counter: ConnectionCounter):
     """The ``protocol=`` class for ``eventlet.wsgi.server`` (imports eventlet)."""
@@ -574,12 +632,12 @@ def eventlet_protocol(limits: Limits, counter: ConnectionCounter):
             out = []
             while self.chunk_length != 0:
                 if self.chunk_length < 0 or self.position == self.chunk_length:
-                    if self.chunk_length > 0 and rfile.readline(3) not in (b"\r\n", b"\n"):
-                        raise BadRequest("malformed chunked body: a chunk is not followed by CRLF")
+                    if self.chunk_length > 0:
+                        _chunk_end(rfile)
                     self.chunk_length = _chunk_size(rfile.readline(MAX_CHUNK_LINE))
                     self.position = 0
                     if self.chunk_length == 0:
-                        self._strict_trailers(rfile)
+                        _read_trailers(rfile)
                     continue
                 n = self.chunk_length - self.position
                 if length is not None and length < n:
@@ -596,19 +654,6 @@ def eventlet_protocol(limits: Limits, counter: ConnectionCounter):
                 if use_readline and data.endswith(b"\n"):
                     break
             return b"".join(out)
-
-        @staticmethod
-        def _strict_trailers(rfile) -> None:
-            total = 0
-            while True:
-                line = rfile.readline(MAX_HEADER_LINE)
-                if not line.endswith(b"\n"):
-                    raise BadRequest("malformed chunked body: cut short in its trailer")
-                if line in (b"\r\n", b"\n"):
-                    return
-                total += len(line)
-                if total > MAX_HEADER_BYTES:
-                    raise BadRequest("malformed chunked body: its trailer is too large")
 
         def discard(self, buffer_size=16 << 10):
             """Skip an unread body to keep the connection, up to ``MAX_DISCARD``
@@ -819,6 +864,12 @@ def werkzeug_handler(limits: Limits, *, log_output: bool = False):
 
         def send_error(self, code, message=None, explain=None) -> None:
             _send_error_envelope(self, code, message, explain)
+
+        def make_environ(self):
+            environ = super().make_environ()
+            if environ.get("wsgi.input_terminated"):  # chunked (exactly: see _check_framing)
+                environ["wsgi.input"] = _StrictDechunked(self.rfile)
+            return environ
 
         def handle_one_request(self) -> None:
             deadlines = self.deadlines
