@@ -200,6 +200,8 @@ def test_slowloris_gets_408_at_the_header_deadline_while_others_are_served(quick
             if s not in readable:
                 s.sendall(head[i : i + 1])
         assert health_seconds(server.port) < 1.0
+        if i == 3:
+            assert place_order(server.port)["status"] == "new"
         time.sleep(0.2)
     for s in slow:
         s.close()
@@ -263,6 +265,7 @@ def test_many_socketio_clients_from_one_address_take_only_their_share(tmp_path):
                 statuses.append(status)
             assert statuses.count(101) == 40 and statuses.count(429) == 20
             assert health_seconds(server.port) < 1.0
+            assert place_order(server.port)["status"] == "new"
             client = socketio.Client(reconnection=False)
             got = []
             client.on("bbo", lambda data: got.append(data), namespace="/market")
