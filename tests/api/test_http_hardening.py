@@ -239,6 +239,23 @@ def test_per_address_cap_refuses_the_extra_connection_and_serves_other_addresses
                 s.close()
 
 
+@pytest.mark.parametrize("mode", ["eventlet", "threading"])
+def test_a_full_server_answers_503_and_recovers(tmp_path, mode):
+    with ServerProcess(tmp_path, "--max-connections", "30", "--async-mode", mode) as server:
+        held = [connect(server.port, f"127.0.0.{10 + i % 3}") for i in range(30)]
+        try:
+            time.sleep(0.3)
+            status, headers, body = exchange(server.port, b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert_envelope(status, headers, body, 503, "SERVICE_UNAVAILABLE")
+            assert headers["retry-after"] == "1"
+            held.pop().close()
+            time.sleep(0.3)
+            assert health_seconds(server.port) < 1.0
+        finally:
+            for s in held:
+                s.close()
+
+
 def _websocket_handshake(port: int, source: str) -> tuple[socket.socket, int]:
     s = connect(port, source)
     s.sendall(
