@@ -45,22 +45,27 @@ caps, as does a long-polling Engine.IO client.
 Refusals by the HTTP layer (all close the connection; body is the contract's
 ``{"error": {"code", "message"}}``, ``Content-Type: application/json``):
 
-=====  ========================  ==========================================================
-HTTP   code                      when
-=====  ========================  ==========================================================
-400    BAD_REQUEST               malformed request line; bad or repeated Content-Length;
-                                 Content-Length together with Transfer-Encoding; a body
-                                 shorter than its Content-Length; a malformed chunked body
-408    REQUEST_TIMEOUT           the header or body deadline passed
-414    URI_TOO_LONG              request line of ``MAX_REQUEST_LINE`` bytes or more
-431    HEADER_TOO_LARGE          a header line of ``MAX_HEADER_LINE`` bytes or more, more
-                                 than ``MAX_HEADER_BYTES`` of headers, or more than
-                                 ``MAX_HEADERS`` header lines
-429    TOO_MANY_CONNECTIONS      over the per-address cap (``Retry-After: 1``)
-501    NOT_IMPLEMENTED           a Transfer-Encoding other than ``chunked``
-503    SERVICE_UNAVAILABLE       over ``--max-connections`` (``Retry-After: 1``)
+=====  ==========================  ========================================================
+HTTP   code                        when
+=====  ==========================  ========================================================
+400    BAD_REQUEST                 malformed request line; bad or repeated Content-Length;
+                                   Content-Length together with Transfer-Encoding; a body
+                                   shorter than its Content-Length; a malformed chunked body
+408    REQUEST_TIMEOUT             the header or body deadline passed
+414    URI_TOO_LONG                request line of ``MAX_REQUEST_LINE`` bytes or more
+429    TOO_MANY_CONNECTIONS        over the per-address cap (``Retry-After: 1``)
+431    HEADER_TOO_LARGE            a header line of ``MAX_HEADER_LINE`` bytes or more, more
+                                   than ``MAX_HEADER_BYTES`` of headers, or more than
+                                   ``MAX_HEADERS`` header lines
+501    NOT_IMPLEMENTED             a Transfer-Encoding other than ``chunked``
+503    SERVICE_UNAVAILABLE         over ``--max-connections`` (``Retry-After: 1``)
 505    HTTP_VERSION_NOT_SUPPORTED  HTTP/2 or later on this HTTP/1.1 port
-=====  ========================  ==========================================================
+=====  ==========================  ========================================================
+
+After a refusal the server half-closes and reads what the client still sends
+for up to ``REFUSAL_LINGER`` s before closing (``_linger``): closing with
+unread bytes would reset the connection, and a client still sending (curl with
+a long URL) would lose the answer.
 
 Chunked bodies are decoded strictly in both modes (``_Input`` for eventlet,
 ``_StrictDechunked`` for Werkzeug): a size of 1-16 hex digits on a line of at
@@ -77,8 +82,10 @@ How the deadlines work: the request's bytes are read through
 ``_DeadlineReader``, a raw stream under the connection's ``BufferedReader``
 that sets the socket's timeout to what is left of the current deadline before
 each ``recv`` (the phase moves idle -> head on the first byte, head -> body
-when the headers are parsed). One ``settimeout`` per ``recv``: no timer, no
-extra green thread.
+when the headers are parsed) and back to the write timeout after it. No extra
+green thread, no sweeper: under eventlet ``settimeout`` is an attribute write,
+and a ``recv`` that has to wait arms one hub timer, as on any green socket with
+a timeout (``tests/bench_connections.py --overhead``: within the noise).
 
 Threading mode (Werkzeug's development server, ``--async-mode threading``)
 gets the same caps, deadlines, header limits and envelopes. What differs:
