@@ -434,7 +434,7 @@ class Exchange:
             connected = streaming.get("connected_clients", 0)
         audit = None
         if self.audit is not None:
-            audit = {"lines_written": self.audit.lines_written, "pending": len(self.audit._pending)}
+            audit = self.audit.stats()
         return {
             "timestamp": formatting.iso(time.time_ns()),
             "uptime_seconds": self.uptime(),
