@@ -12,7 +12,7 @@ import pytest
 
 from api.audit import Audit
 from api.parsing import SOCKET_JSON, BadPayload, loads_exact
-from api.service import MAX_BATCH, Exchange, LatencyRecorder
+from api.service import MAX_BATCH, Exchange
 from engine.errors import OrderNotFound, OrderNotOpen, ValidationError
 from engine.matcher import MatchingEngine
 from engine.order import BUY, CANCELLED, LIMIT, Order
@@ -198,17 +198,6 @@ def test_statistics_include_publisher_figures(world):
     assert stats["connected_clients"] == 3
     assert stats["streaming"] == {"connected_clients": 3, "latency": {}}
     assert stats["latency"]["order_processing"]["count"] == 1
-
-
-def test_latency_recorder_percentiles_over_a_bounded_window():
-    rec = LatencyRecorder(window=100)
-    for i in range(1, 1001):
-        rec.add(i * 1000)  # i us
-    s = rec.summary()
-    assert s["count"] == 1000 and s["window"] == 100
-    assert s["p50_us"] == 951.0 and s["p99_us"] == 1000.0 and s["max_us"] == 1000.0
-    assert s["max_all_time_us"] == 1000.0
-    assert LatencyRecorder().summary()["p50_us"] is None
 
 
 def test_audit_lines_for_orders_trades_cancels_rejections(world, tmp_path):
