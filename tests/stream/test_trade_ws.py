@@ -231,3 +231,16 @@ def test_ws_order_entry_answers_exactly_like_rest_for_the_same_text(tmp_path, ca
     finally:
         rest_pub.close()
         ws_pub.close()
+
+
+def test_market_subscribe_with_a_payload_that_is_not_json_gets_an_error_ack(app, socketio, market_client):
+    """Before, the packet was dropped (a RecursionError) and the client got no answer."""
+    client = market_client()
+    for text in ("[" * 100_000 + "]" * 100_000, '{"type":"trades","depth":NaN}'):
+        client.acks = None
+        socketio.server._handle_eio_message(client.eio_sid, f'2{MARKET_NAMESPACE},1["subscribe",{text}]')
+        assert client.acks is not None
+        assert client.acks["args"][0]["error"]["code"] == "VALIDATION_ERROR"  # (not an object)
+    assert client.emit("subscribe", {"type": "trades"}, namespace=MARKET_NAMESPACE, callback=True) == {
+        "ok": True
+    }
