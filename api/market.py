@@ -100,6 +100,7 @@ from flask_socketio import Namespace, join_room, leave_room
 from api import formatting
 from api.errors import envelope, internal_error_envelope
 from api.latency import LatencyWindow as _LatencyWindow
+from api.parsing import BadPayload
 from engine.events import CancelResult
 from engine.order import NEW
 
@@ -621,6 +622,8 @@ class Publisher:
     def _parse(self, data, subscribing: bool) -> dict:
         """``{"type", "symbol", "depth"}`` with defaults applied, or an error envelope."""
         verb = "subscribe" if subscribing else "unsubscribe"
+        if type(data) is BadPayload:  # not valid JSON (api.parsing.SocketJSON): as REST would say
+            return data.error.to_dict()
         if not isinstance(data, dict):
             return envelope("VALIDATION_ERROR", f'{verb} takes an object {{"type", "symbol"[, "depth"]}}')
         kind = data.get("type")

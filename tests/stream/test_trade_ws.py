@@ -240,7 +240,7 @@ def test_market_subscribe_with_a_payload_that_is_not_json_gets_an_error_ack(app,
         client.acks = None
         socketio.server._handle_eio_message(client.eio_sid, f'2{MARKET_NAMESPACE},1["subscribe",{text}]')
         assert client.acks is not None
-        assert client.acks["args"][0]["error"]["code"] == "VALIDATION_ERROR"  # (not an object)
+        assert client.acks["args"][0]["error"]["code"] == "INVALID_JSON"
     assert client.emit("subscribe", {"type": "trades"}, namespace=MARKET_NAMESPACE, callback=True) == {
         "ok": True
     }
