@@ -15,10 +15,11 @@ Python's 4300-digit limit, longer ones become ``Decimal`` and are refused by
 their field check; surrogates and constants are refused as above).
 
 Socket.IO payloads go through the very same function (``SOCKET_JSON``), so an
-event answers exactly as its REST twin: a payload that is not valid JSON is
-handed to the event handler as a ``BadPayload`` (which carries the
-``INVALID_JSON`` error) instead of making python-socketio drop the packet
-without an acknowledgement.
+event answers exactly as its REST twin: a payload that is not valid JSON, or
+larger than REST's body limit for that event (``order``/``cancel`` 64 KiB,
+``orders`` 1 MiB), is handed to the event handler as a ``BadPayload`` carrying
+REST's ``INVALID_JSON`` or ``PAYLOAD_TOO_LARGE`` error, instead of making
+python-socketio drop the packet without an acknowledgement.
 
 Field rules of an order (``POST /order``, each element of ``POST /orders``,
 Socket.IO ``order``), checked in this order:
