@@ -89,7 +89,7 @@ from flask import Flask, request  # noqa: E402
 from flask_cors import CORS  # noqa: E402
 from flask_socketio import SocketIO  # noqa: E402
 
-from api import errors, frontend, httpserver, rest  # noqa: E402
+from api import errors, frontend, httpserver, rest, trade_ws  # noqa: E402
 from api.audit import Audit  # noqa: E402
 from api.market import init_socketio  # noqa: E402
 from api.parsing import MAX_BULK_BODY, SOCKET_JSON  # noqa: E402
@@ -339,12 +339,19 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
 
     errors.register(app)
     _cors(app, origins)
+    limiter = None
     if cfg["rate_limit"]:
-        _rate_limiter(app, int(cfg["rate_limit"]), cfg["rate_limiter"])
+        limiter = _rate_limiter(app, int(cfg["rate_limit"]), cfg["rate_limiter"])
     rest.register(app)
     app.register_blueprint(frontend.bp)
 
     exchange.publisher = init_socketio(socketio, exchange)
+    if limiter is not None:
+        # /trade commands share the REST budget of their client address (api/trade_ws.py);
+        # with flask-limiter (kept for a cost comparison only) they get a builtin one
+        trade_ws.limit_commands(
+            socketio, limiter if isinstance(limiter, RateLimiter) else RateLimiter(int(cfg["rate_limit"]))
+        )
     app.wsgi_app = _LastResort(app.wsgi_app)
     if audit is not None:
         audit.start(socketio.start_background_task, socketio.sleep)

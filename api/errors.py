@@ -115,6 +115,11 @@ def envelope(code: str, message: str, field: str | None = None) -> dict:
     return {"error": error}
 
 
+def rate_limited_message(description: str) -> str:
+    """The message of ``RATE_LIMITED``, REST (429) and Socket.IO alike."""
+    return f"rate limit exceeded ({description}); retry later"
+
+
 def internal_error_envelope() -> dict:
     return envelope("INTERNAL_ERROR", "internal error; the server log has the details")
 
@@ -157,7 +162,7 @@ def _http_error(error: HTTPException) -> Response:
     if code is None:
         code = "".join(c if c.isalnum() else "_" for c in (error.name or "ERROR")).upper()
     if status == 429:
-        message = f"rate limit exceeded ({error.description}); retry later"
+        message = rate_limited_message(error.description)
     elif status == 404:
         message = "no such resource"
     elif status == 405:

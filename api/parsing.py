@@ -7,13 +7,19 @@ request changes nothing.
 JSON is parsed with ``msgspec`` (``float_hook=Decimal``, ~3x faster than the
 standard library): a JSON number keeps its exact text and never passes through
 a binary float. ``NaN``/``Infinity``/``-Infinity`` are not JSON and are refused
-(``INVALID_JSON``) on REST. An integer too long for ``msgspec`` (over 4300
-digits) makes the body be parsed again by the standard library with hooks that
-turn integers of more than 40 digits into ``Decimal``, so such a number is
-refused by its field check (``VALIDATION_ERROR`` naming it), like any other
-over-long number. The Socket.IO codec (``SOCKET_JSON``) parses with those
-hooks too and turns ``NaN``/``Infinity`` into non-finite ``Decimal`` values,
-which the field validation then refuses by name.
+(``INVALID_JSON``), as are lone UTF-16 surrogate escapes (``"\\ud800"``) and
+nesting deeper than the parser allows. An integer too long for ``msgspec``
+(over 4300 digits) makes the body be parsed again by the standard library, with
+the same results as ``msgspec`` everywhere else (integers stay ``int`` up to
+Python's 4300-digit limit, longer ones become ``Decimal`` and are refused by
+their field check; surrogates and constants are refused as above).
+
+Socket.IO payloads go through the very same function (``SOCKET_JSON``), so an
+event answers exactly as its REST twin: a payload that is not valid JSON, or
+larger than REST's body limit for that event (``order``/``cancel`` 64 KiB,
+``orders`` 1 MiB), is handed to the event handler as a ``BadPayload`` carrying
+REST's ``INVALID_JSON`` or ``PAYLOAD_TOO_LARGE`` error, instead of making
+python-socketio drop the packet without an acknowledgement.
 
 Field rules of an order (``POST /order``, each element of ``POST /orders``,
 Socket.IO ``order``), checked in this order:
@@ -33,6 +39,7 @@ Unknown extra fields are ignored.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -47,7 +54,6 @@ from engine.symbols import MAX_UNITS, SymbolSpec
 MAX_ORDER_BODY = 64 * 1024  # bytes, POST /order and POST /cancel
 MAX_BULK_BODY = 1024 * 1024  # bytes, POST /orders
 MAX_CLIENT_ORDER_ID = 64
-_MAX_INT_DIGITS = 40
 _MAX_ID_DIGITS = 19  # ids are < 2**63
 
 _SIDES = {"buy": BUY, "sell": SELL}
@@ -60,20 +66,26 @@ def _refuse_constant(name: str):
 
 
 def _exact_int(text: str):
-    return int(text) if len(text) <= _MAX_INT_DIGITS else Decimal(text)
+    # What msgspec gives, beyond its range: an int while Python can convert the
+    # text (4300 digits), else a Decimal that the field checks refuse.
+    try:
+        return int(text)
+    except ValueError:
+        return Decimal(text)
 
 
 _fast_decoder = msgspec.json.Decoder(float_hook=Decimal)
-_rest_decoder = json.JSONDecoder(parse_float=Decimal, parse_int=_exact_int, parse_constant=_refuse_constant)
-_socket_decoder = json.JSONDecoder(parse_float=Decimal, parse_int=_exact_int, parse_constant=Decimal)
+_slow_decoder = json.JSONDecoder(parse_float=Decimal, parse_int=_exact_int, parse_constant=_refuse_constant)
 _encode = msgspec.json.encode
 
 
 def loads_exact(text: str | bytes):
-    """Parse JSON exactly (numbers -> ``Decimal``/``int``).
+    """Parse JSON exactly (numbers -> ``Decimal``/``int``): REST bodies and
+    Socket.IO payloads alike.
 
     Raises:
-        InvalidJson: malformed, not UTF-8, too deeply nested, or NaN/Infinity.
+        InvalidJson: malformed, not UTF-8, a lone surrogate escape, too deeply
+            nested, or NaN/Infinity.
     """
     try:
         return _fast_decoder.decode(text)
@@ -88,22 +100,103 @@ def loads_exact(text: str | bytes):
     try:
         if isinstance(text, (bytes, bytearray)):
             text = text.decode("utf-8")
-        return _rest_decoder.decode(text)
+        value = _slow_decoder.decode(text)
     except InvalidJson:
         raise
-    except (ValueError, RecursionError):
+    except UnicodeDecodeError:
+        raise InvalidJson("request body is not valid UTF-8") from None
+    except RecursionError:
+        raise InvalidJson("request body is nested too deeply") from None
+    except ValueError:
         raise InvalidJson("request body is not valid JSON") from None
+    try:
+        # The standard library accepts a lone surrogate escape, msgspec does not:
+        # refuse it here too (it could not be answered or logged as UTF-8 either).
+        # Rare path (a >4300-digit integer), so the cost of encoding is no matter.
+        _encode(value)
+    except UnicodeEncodeError:
+        raise InvalidJson("request body is not valid JSON (a lone UTF-16 surrogate escape)") from None
+    except RecursionError:
+        raise InvalidJson("request body is nested too deeply") from None
+    return value
+
+
+class BadPayload:
+    """A Socket.IO event payload that REST would refuse before parsing it as an
+    order, as its handler receives it: ``error`` is REST's ``InvalidJson`` or
+    ``PayloadTooLarge`` for the same text."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: InvalidJson | PayloadTooLarge) -> None:
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"BadPayload({self.error.message!r})"
+
+
+# The event name at the head of a Socket.IO event array: ``["name", ...``.
+_EVENT_HEAD = re.compile(r'\s*\[\s*("(?:[^"\\]|\\.){0,200}")\s*[,\]]')
+
+
+# The REST body limit of each Socket.IO order-entry event (``api/trade_ws.py``).
+_EVENT_BODY_LIMITS = {"order": MAX_ORDER_BODY, "cancel": MAX_ORDER_BODY, "orders": MAX_BULK_BODY}
+_SMALLEST_LIMIT = MAX_ORDER_BODY // 4  # no text of fewer characters has more UTF-8 bytes
+
+
+def _event_head(text: str) -> tuple[str | None, int]:
+    """The event name of a Socket.IO event array and where its arguments begin,
+    or ``(None, 0)``."""
+    head = _EVENT_HEAD.match(text)
+    if head is None:
+        return None, 0
+    try:
+        name = json.loads(head.group(1))
+        name.encode("utf-8")
+    except ValueError:  # (UnicodeEncodeError included)
+        return None, 0
+    return name, head.end()
 
 
 class SocketJSON:
     """The JSON codec handed to Socket.IO (``SocketIO(json=SOCKET_JSON)``): exact
-    numbers in, standard compact text out."""
+    numbers in (``loads_exact``, as REST), standard compact text out."""
 
     @staticmethod
     def loads(text, *args, **kwargs):
+        """Decode a packet's JSON part. An event whose arguments are not valid
+        JSON (too deep, NaN, a lone surrogate, malformed) becomes
+        ``[name, BadPayload(error)]``, so that its handler answers the error
+        through the acknowledgement; anything else invalid raises ``ValueError``
+        (python-socketio drops the packet: there is no event to answer)."""
         if isinstance(text, (bytes, bytearray)):
-            text = text.decode("utf-8")
-        return _socket_decoder.decode(text)
+            text = text.decode("utf-8", "replace")
+        if len(text) > _SMALLEST_LIMIT:
+            # REST's size limits, before parsing (the arguments' UTF-8 length;
+            # a payload this large is rare, so encoding it to measure is no matter)
+            name, head_end = _event_head(text)
+            limit = _EVENT_BODY_LIMITS.get(name)
+            if limit is not None:
+                size = len(text.encode("utf-8", "surrogatepass")) - head_end - 1
+                if size > limit:
+                    return [
+                        name,
+                        BadPayload(
+                            PayloadTooLarge(f"request body is {size} bytes; the limit here is {limit}")
+                        ),
+                    ]
+        try:
+            return loads_exact(text)
+        except InvalidJson as e:
+            name, head_end = _event_head(text)
+            if name is None:
+                raise ValueError(f"Socket.IO packet is not valid JSON: {e.message}") from None
+            error = e
+            try:  # REST's words for the arguments alone (positions count from their start)
+                loads_exact(text[head_end : len(text.rstrip()) - 1])
+            except InvalidJson as own:
+                error = own
+            return [name, BadPayload(error)]
 
     @staticmethod
     def dumps(obj, *args, **kwargs):
@@ -372,17 +465,23 @@ def parse_cancel(body) -> int:
 
 def parse_count(args, name: str, default: int, maximum: int) -> int:
     """A positive integer query parameter (``?levels=N``, ``?limit=N``), at most
-    ``maximum`` (larger values are capped, not refused).
+    ``maximum``: any larger value, however many digits it has, is treated as
+    ``maximum`` (not refused), as ``Documentation/API.md`` says.
+
+    Runtime complexity: O(length of the text); no conversion of a long text.
 
     Raises:
-        ValidationError: not a positive decimal integer (naming the parameter).
+        ValidationError: not a positive decimal integer (naming the parameter):
+            empty, ``0``, a sign, a dot, spaces or non-ASCII digits.
     """
     text = args.get(name)
     if text is None:
         return default
-    if not (0 < len(text) <= 12 and text.isascii() and text.isdigit()):
+    if not (text and text.isascii() and text.isdigit()):
         raise ValidationError(f"{name} must be a positive integer", name)
-    value = int(text)
-    if value <= 0:
+    digits = text.lstrip("0")
+    if not digits:
         raise ValidationError(f"{name} must be a positive integer", name)
-    return min(value, maximum)
+    if len(digits) > len(str(maximum)):
+        return maximum
+    return min(int(digits), maximum)

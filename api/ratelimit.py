@@ -16,8 +16,13 @@ Semantics
 
 Every answer carries ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and
 ``X-RateLimit-Reset`` (epoch seconds when the window ends); a refused request
-gets ``429 RATE_LIMITED`` with ``Retry-After`` (seconds). Only Flask routes
-count (REST and the page), not Socket.IO traffic.
+gets ``429 RATE_LIMITED`` with ``Retry-After`` (seconds). Flask routes count
+(REST and the page), and so do ``/trade`` Socket.IO commands (``order``,
+``cancel``, ``orders``; ``api/trade_ws.py``), against the same count of the
+same client address: order entry over a socket is no way around the limit.
+A refused command is acknowledged with the same envelope as the 429
+(``refusal_envelope``). ``/market`` subscriptions and the Engine.IO transport
+(pings, polling) do not count.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import time
 
 from flask import Flask, request
 from werkzeug.exceptions import TooManyRequests
+
+from api.errors import envelope, rate_limited_message
 
 _ENVIRON_KEY = "matching.ratelimit"
 
@@ -62,6 +69,15 @@ class RateLimiter:
             return False, 0, reset
         return True, self.limit - count, reset
 
+    def describe(self) -> str:
+        """``"<limit> per <window> seconds"``: the 429's description."""
+        return f"{self.limit} per {self.window} seconds"
+
+    def refusal_envelope(self) -> dict:
+        """The error envelope of a refused request, for answers without HTTP
+        (Socket.IO acknowledgements): the same body as the REST 429."""
+        return envelope("RATE_LIMITED", rate_limited_message(self.describe()))
+
     def init_app(self, app: Flask) -> None:
         app.before_request(self._before)
         app.after_request(self._after)
@@ -72,7 +88,7 @@ class RateLimiter:
         request.environ[_ENVIRON_KEY] = (remaining, reset)
         if not allowed:
             retry = max(1, math.ceil(reset - self._clock()))
-            raise TooManyRequests(f"{self.limit} per {self.window} seconds", retry_after=retry)
+            raise TooManyRequests(self.describe(), retry_after=retry)
 
     def _after(self, response):
         state = request.environ.get(_ENVIRON_KEY)

@@ -114,7 +114,7 @@ def trades(symbol: str):
     exchange = _exchange()
     exchange.check_symbol(symbol)
     limit = parse_count(request.args, "limit", 50, MAX_TRADES)
-    return json_response(exchange.trades(symbol, limit))
+    return json_bytes_response(exchange.trades_json(symbol, limit))
 
 
 def register(app: Flask) -> None:

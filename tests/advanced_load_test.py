@@ -276,11 +276,11 @@ def get_json(host: str, port: int, path: str, timeout: float = 3.0, headers: dic
 
 
 def rest_requests_per_second(args, rate: float | None) -> float | None:
-    """The REST requests/s a run offers (None: as fast as it can; 0: none)."""
+    """The requests/s a run offers against the server's per-client rate limit
+    (None: as fast as it can; 0: none). ``/trade`` commands count like REST
+    requests (one per order or cancel)."""
     if args.baseline or args.baseline_only:
         return rate  # the /health phase offers the order rate as requests (or max)
-    if args.mode == "ws":
-        return 0.0  # Socket.IO traffic is not rate limited
     if rate is None:
         return None
     return rate / (args.batch_size if args.mode == "batch" else 1)

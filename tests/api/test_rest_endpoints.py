@@ -188,6 +188,34 @@ def test_book_default_depth_is_10_and_levels_limits_it(api):
     assert len(api.get(f"/book/{BTC}?levels=100000")["bids"]) == 15  # capped, not refused
 
 
+@pytest.fixture
+def deep_market(api):
+    """BTC with 1,005 bid levels and 1,005 trades: more than ``?levels``/``?limit`` return."""
+    bids = [{"symbol": BTC, "side": "buy", "order_type": "limit", "quantity": "1", "price": f"{100 + i}.00"}
+            for i in range(1005)]  # fmt: skip
+    api.post("/orders", bids[:1000])
+    api.post("/orders", bids[1000:])
+    api.post(
+        "/order", {"symbol": BTC, "side": "sell", "order_type": "limit", "quantity": "1005", "price": "5000"}
+    )
+    sells = [{"symbol": BTC, "side": "buy", "order_type": "market", "quantity": "1"}] * 1005
+    api.post("/orders", sells[:1000])
+    api.post("/orders", sells[1000:])
+    return api
+
+
+# API.md: "values above 1000 are treated as 1000" -- however many digits they have
+# (a value of 13 or more digits, or beyond Python's int conversion limit, was a 400).
+@pytest.mark.parametrize("value", ["1000", "1001", "000001001", "9999999999999", "9" * 5000])
+def test_levels_and_limit_above_the_maximum_are_treated_as_the_maximum(deep_market, value):
+    book = deep_market.get(f"/book/{BTC}?levels={value}")
+    assert len(book["bids"]) == 1000
+    assert book["bids"][0] == ["1104.00", "1.00000"]  # best first
+    trades = deep_market.get(f"/trades/{BTC}?limit={value}")["trades"]
+    assert len(trades) == 1000
+    assert [int(t["trade_id"]) for t in trades] == list(range(6, 1006))  # the last 1000, oldest first
+
+
 def test_empty_book(api):
     book = api.get("/book/ETH-USDT")
     assert (book["sequence"], book["bids"], book["asks"]) == (0, [], [])

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 
 from api.audit import Audit
-from api.parsing import SOCKET_JSON, loads_exact
-from api.service import MAX_BATCH, Exchange, LatencyRecorder
+from api.parsing import SOCKET_JSON, BadPayload, loads_exact
+from api.service import MAX_BATCH, Exchange
 from engine.errors import OrderNotFound, OrderNotOpen, ValidationError
 from engine.matcher import MatchingEngine
 from engine.order import BUY, CANCELLED, LIMIT, Order
@@ -200,17 +200,6 @@ def test_statistics_include_publisher_figures(world):
     assert stats["latency"]["order_processing"]["count"] == 1
 
 
-def test_latency_recorder_percentiles_over_a_bounded_window():
-    rec = LatencyRecorder(window=100)
-    for i in range(1, 1001):
-        rec.add(i * 1000)  # i us
-    s = rec.summary()
-    assert s["count"] == 1000 and s["window"] == 100
-    assert s["p50_us"] == 951.0 and s["p99_us"] == 1000.0 and s["max_us"] == 1000.0
-    assert s["max_all_time_us"] == 1000.0
-    assert LatencyRecorder().summary()["p50_us"] is None
-
-
 def test_audit_lines_for_orders_trades_cancels_rejections(world, tmp_path):
     exchange, _, audit = world
     maker = exchange.place_order(body("sell", quantity="2", client_order_id="m1"))
@@ -266,8 +255,17 @@ def test_rest_json_is_exact_and_strict():
     assert isinstance(big, Decimal)
 
 
-def test_socket_json_codec_is_exact_and_turns_constants_into_non_finite_decimals():
-    data = SOCKET_JSON.loads('{"quantity": 0.30000, "price": NaN, "x": Infinity, "n": 3}')
-    assert data["quantity"] == Decimal("0.30000") and str(data["quantity"]) == "0.30000"
-    assert data["price"].is_nan() and data["x"].is_infinite() and data["n"] == 3
+def test_socket_json_codec_is_exact_and_refuses_what_rest_refuses():
+    data = SOCKET_JSON.loads('["order", {"quantity": 0.30000, "n": 3, "big": %s}]' % ("1" * 41))
+    assert data[1]["quantity"] == Decimal("0.30000") and str(data[1]["quantity"]) == "0.30000"
+    assert data[1]["n"] == 3 and data[1]["big"] == int("1" * 41)  # an int, as REST's msgspec gives
+    # an event whose payload REST would refuse reaches its handler as a BadPayload
+    bad = SOCKET_JSON.loads('["order", {"quantity": 1, "price": NaN}]')
+    assert bad[0] == "order" and type(bad[1]) is BadPayload and bad[1].error.code == "INVALID_JSON"
+    deep = SOCKET_JSON.loads('["orders", ' + "[" * 50_000 + "]" * 50_000 + "]")
+    assert deep[0] == "orders" and "nested too deeply" in deep[1].error.message
+    large = SOCKET_JSON.loads('["cancel", {"x": "%s"}]' % ("y" * 70_000))
+    assert large[1].error.code == "PAYLOAD_TOO_LARGE"
+    with pytest.raises(ValueError):  # not an event: nothing to answer
+        SOCKET_JSON.loads("{nope")
     assert SOCKET_JSON.dumps({"a": [1, "b"]}, separators=(",", ":")) == '{"a":[1,"b"]}'

@@ -54,3 +54,42 @@ def test_bulk_over_socketio(trade):
     ack = trade.emit("orders", orders, namespace="/trade", callback=True)
     assert ack[0]["status"] == "new"
     assert ack[1]["error"]["field"] == "price"
+
+
+def test_trade_commands_share_the_rest_rate_limit_of_their_address(make_app):
+    """``/trade`` was not limited at all: one client could send orders without end."""
+    app = make_app(rate_limit=5)
+    limiter = app.extensions["rate_limiter"]
+    limiter._clock = lambda: 1_000_020.0  # one window for the whole test
+    client = app.test_client()
+    # (with the Flask client's environ: REMOTE_ADDR 127.0.0.1, the REST requests' address)
+    trade = app.extensions["socketio"].test_client(app, namespace="/trade", flask_test_client=client)
+    order = {"symbol": BTC, "side": "buy", "order_type": "limit", "quantity": "1", "price": "100.00"}
+    for _ in range(3):
+        assert client.post("/order", json=order).status_code == 200
+    assert trade.emit("order", order, namespace="/trade", callback=True)["status"] == "new"
+    assert trade.emit("cancel", {"order_id": "1"}, namespace="/trade", callback=True)["status"] == "cancelled"
+    # the budget of 5 is spent: every command is refused with REST's envelope, and does nothing
+    refused = client.post("/order", json=order)
+    assert refused.status_code == 429
+    for event, payload in (("order", order), ("cancel", {"order_id": "2"}), ("orders", [order])):
+        ack = trade.emit(event, payload, namespace="/trade", callback=True)
+        assert ack == refused.get_json(), event
+        assert ack["error"]["code"] == "RATE_LIMITED"
+    exchange = app.extensions["exchange"]
+    assert len(exchange.book(BTC)["bids"]) == 1  # 4 orders placed, 1 cancelled
+    assert exchange.engine.statistics()["engine"]["orders"] == 4
+    assert trade.is_connected("/trade")
+    # the next window: allowed again
+    limiter._clock = lambda: 1_000_080.0
+    assert trade.emit("cancel", {"order_id": "2"}, namespace="/trade", callback=True)["status"] == "cancelled"
+    trade.disconnect(namespace="/trade")
+
+
+def test_trade_commands_are_not_limited_without_a_rate_limit(make_app):
+    app = make_app(rate_limit=0)
+    trade = app.extensions["socketio"].test_client(app, namespace="/trade")
+    for _ in range(30):
+        assert trade.emit("cancel", {"order_id": "9"}, namespace="/trade", callback=True)["error"][
+            "code"
+        ] == ("ORDER_NOT_FOUND")

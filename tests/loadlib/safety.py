@@ -82,8 +82,8 @@ def rate_limit_problem(limit_header: str | None, requests_per_second: float | No
 
     ``limit_header`` is the server's ``X-RateLimit-Limit`` (requests per minute per
     client; absent when the server runs with ``--rate-limit 0``);
-    ``requests_per_second`` is what the run offers over REST (None: as fast as
-    possible). A run within the limit is fine; anything else would be answered
+    ``requests_per_second`` is what the run offers over REST and ``/trade`` (None:
+    as fast as possible). A run within the limit is fine; anything else would be answered
     ``429 RATE_LIMITED`` from the limit on, by design.
     """
     if limit_header is None:
@@ -101,7 +101,8 @@ def rate_limit_problem(limit_header: str | None, requests_per_second: float | No
     )
     return (
         f"the server limits each client to {per_minute:,} requests per minute "
-        f"({per_minute / 60:,.0f}/s, its X-RateLimit-Limit) and this run offers {offered} over REST: "
+        f"({per_minute / 60:,.0f}/s, its X-RateLimit-Limit; REST and /trade commands alike) and this run "
+        f"offers {offered}: "
         "beyond the limit every answer would be 429 RATE_LIMITED. Start the server for load tests "
         'with the limit off -- python api/app.py --rate-limit 0 (make run ARGS="--rate-limit 0") -- '
         "or pass --allow-rate-limit to load the limiter on purpose."

@@ -4,6 +4,7 @@ new BBO and L2 with higher sequences; order entry over ``/trade``."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -358,3 +359,75 @@ def test_threading_mode_server_streams_too(tmp_path):
             assert watch.next("bbo", where=lambda p: p["sequence"] == 2)["best_ask"]["quantity"] == "0.60000"
         finally:
             watch.close()
+
+
+def _raw_call(client, event: str, text: str):
+    """Send ``[event, <text>]`` verbatim on the client's namespace and wait for the ack."""
+    from tests.loadlib.rawsio import SioProtocolError
+
+    ack = client.next_ack
+    client.next_ack += 1
+    client.send_text(f"{client.event_prefix}{ack}[{json.dumps(event)},{text}]")
+    client.sock.settimeout(10)
+    while ack not in client.acks:
+        client._drain()
+        if ack in client.acks:
+            break
+        chunk = client.sock.recv(65536)
+        if not chunk:
+            raise SioProtocolError("connection closed while waiting for an acknowledgement")
+        client.buf += chunk
+    return client.acks.pop(ack)[0]
+
+
+def test_trade_answers_payloads_rest_refuses_over_a_real_server(server):
+    """A deeply nested payload (or NaN, or a lone surrogate) made python-socketio drop
+    the packet with a traceback in the log: the client never got an acknowledgement."""
+    from tests.loadlib.rawsio import RawSio
+
+    client = RawSio("127.0.0.1", server.port, namespace="/trade")
+    client.connect()
+    try:
+        deep = "[" * 100_000 + "]" * 100_000
+        assert _raw_call(client, "orders", deep)["error"]["code"] == "INVALID_JSON"
+        assert _raw_call(client, "order", deep)["error"]["code"] == "PAYLOAD_TOO_LARGE"
+        assert (
+            _raw_call(client, "order", '{"symbol":"BTC-USDT","quantity":NaN}')["error"]["code"]
+            == "INVALID_JSON"
+        )
+        assert (
+            _raw_call(client, "order", '{"symbol":"BTC-USDT","side":"\\ud800"}')["error"]["code"]
+            == "INVALID_JSON"
+        )
+        answer = _raw_call(client, "cancel", '{"order_id":%s}' % ("1" * 41))
+        rest = requests.post(server.url + "/cancel", data='{"order_id":%s}' % ("1" * 41),
+                             headers={"Content-Type": "application/json"}, timeout=5)  # fmt: skip
+        assert rest.status_code == 404 and answer == rest.json()
+        # the connection still serves orders
+        order = '{"symbol":"BTC-USDT","side":"buy","order_type":"limit","quantity":"0.001","price":"1.00"}'
+        assert _raw_call(client, "order", order)["status"] == "new"
+    finally:
+        client.close()
+    log = server.output()
+    assert "RecursionError" not in log and "Traceback" not in log, log[-3000:]
+
+
+def test_trade_commands_count_against_the_rest_rate_limit_over_a_real_server(tmp_path):
+    from tests.loadlib.rawsio import RawSio
+
+    with ServerProcess(tmp_path / "limited", "--rate-limit", "6") as limited:  # (the later value wins)
+        health = requests.get(limited.url + "/health", timeout=5)
+        reset = int(health.headers["X-RateLimit-Reset"])
+        if reset - time.time() < 5:  # the window turns soon: start in the next one
+            time.sleep(max(0.0, reset - time.time()) + 0.2)
+            health = requests.get(limited.url + "/health", timeout=5)
+        # (ServerProcess's own /health polls may have used some of the budget: count what is left)
+        left = int(health.headers["X-RateLimit-Remaining"])
+        client = RawSio("127.0.0.1", limited.port, namespace="/trade")
+        client.connect()
+        try:
+            answers = [client.call("cancel", {"order_id": "9"})["error"]["code"] for _ in range(left + 2)]
+        finally:
+            client.close()
+        assert answers == ["ORDER_NOT_FOUND"] * left + ["RATE_LIMITED"] * 2
+        assert requests.get(limited.url + "/health", timeout=5).status_code == 429  # one budget for both

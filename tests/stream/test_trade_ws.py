@@ -146,3 +146,101 @@ def test_trade_clients_are_counted(app, socketio, publisher):
     assert publisher.stats()["clients"][TRADE_NAMESPACE] == 1
     client.disconnect(namespace=TRADE_NAMESPACE)
     assert publisher.stats()["clients"][TRADE_NAMESPACE] == 0
+
+
+# -- the same bytes both ways ----------------------------------------------------------
+# JSON text that a Python object cannot express (literals, lone surrogate escapes,
+# integers beyond every limit, nesting deeper than any encoder recurses), sent
+# verbatim as the REST body and as the Socket.IO event's argument.
+_ORDER = '{"symbol":"BTC-USDT","side":"buy","order_type":"limit","quantity":"1","price":"100.00"%s}'
+LONG_INT = "1" * 5000  # beyond msgspec's range: REST's slow path
+RAW_SCRIPT = [
+    ("order", _ORDER % ""),
+    ("order", ' {\n "symbol" : "BTC-USDT", "side":"sell","order_type":"limit","quantity":1,"price":100.0} '),
+    ("cancel", '{"order_id":"1"}'),
+    ("cancel", '{"order_id":"1"}'),  # already filled
+    ("cancel", '{"order_id":%s}' % ("1" * 41)),  # the issue's example
+    ("cancel", '{"order_id":%s}' % ("9" * 20)),
+    ("cancel", '{"order_id":' + LONG_INT + "}"),
+    ("cancel", '{"order_id":-1}'),
+    ("cancel", '{"order_id":1e400}'),
+    ("cancel", '{"order_id":1.0}'),
+    ("cancel", '{"order_id":"\\ud800"}'),
+    ("cancel", '{"order_id":NaN}'),
+    ("order", _ORDER.replace('"1"', "NaN") % ""),
+    ("order", _ORDER.replace('"100.00"', "Infinity") % ""),
+    ("order", _ORDER.replace('"100.00"', "-Infinity") % ""),
+    ("order", _ORDER.replace('"1"', "1" * 41) % ""),
+    ("order", _ORDER.replace('"1"', LONG_INT) % ""),
+    ("order", _ORDER.replace('"1"', "1e400") % ""),
+    ("order", _ORDER.replace('"buy"', '"\\ud800"') % ""),  # a lone surrogate
+    ("order", '{"n":' + LONG_INT + ',"symbol":"BTC-USDT","side":"\\ud800"}'),  # ... after a long integer
+    ("order", '{"symbol":"\\ud800","side":"buy"}'),
+    ("order", '{"symbol":"\\udc00\\ud800","side":"buy"}'),
+    ("order", _ORDER % ',"client_order_id":"\\ud83d\\ude00"'),  # a valid pair (an emoji)
+    ("order", _ORDER % ',"client_order_id":"%s"' % ("x" * 70_000)),  # larger than REST takes
+    ("order", "[" * 30_000 + "]" * 30_000),  # nested deeper than any parser allows, under 64 KiB
+    ("order", '{"symbol":' + "[" * 30_000 + "]" * 30_000 + "}"),
+    ("order", "[" * 100_000 + "]" * 100_000),  # the issue's example: over 64 KiB
+    ("orders", "[" * 100_000 + "]" * 100_000),  # ... under 1 MiB
+    ("orders", "[" + _ORDER % "" + "," + "{" * 20_000 + "}"),
+    ("order", '{"symbol":"BTC-USDT",}'),
+    ("order", '{"symbol":'),
+    ("order", '"\\u0000"'),
+    ("order", "null"),
+    ("orders", "[" + _ORDER % "" + "," + _ORDER.replace('"1"', "NaN") % "" + "]"),
+]
+
+
+def _raw_rest(client, kind: str, text: str):
+    response = client.post("/" + kind, data=text.encode("utf-8"), content_type="application/json")
+    assert response.mimetype == "application/json"
+    return response.status_code, response.get_json()
+
+
+def _raw_emit(socketio, client, kind: str, text: str):
+    """Emit ``[kind, <text>]`` verbatim (bypassing the test client's encoder)."""
+    client.acks = None
+    socketio.server._handle_eio_message(client.eio_sid, f'2{TRADE_NAMESPACE},1["{kind}",{text}]')
+    assert client.acks is not None, "no acknowledgement"
+    args = client.acks["args"]
+    return args[0] if len(args) == 1 else args
+
+
+def _expected_status_raw(answer) -> int:
+    if isinstance(answer, dict) and answer.get("error", {}).get("code") == "PAYLOAD_TOO_LARGE":
+        return 413
+    return _expected_status(answer)
+
+
+def test_ws_order_entry_answers_exactly_like_rest_for_the_same_text(tmp_path, caplog):
+    rest_app, _, rest_exchange, rest_pub = make_app(tmp_path / "rest")
+    ws_app, ws_socketio, ws_exchange, ws_pub = make_app(tmp_path / "ws")
+    try:
+        http = rest_app.test_client()
+        ws = ws_socketio.test_client(ws_app, namespace=TRADE_NAMESPACE)
+        for kind, text in RAW_SCRIPT:
+            status, rest_answer = _raw_rest(http, kind, text)
+            ws_answer = _raw_emit(ws_socketio, ws, kind, text)
+            assert without_timestamps(ws_answer) == without_timestamps(rest_answer), (kind, text[:80])
+            assert status == _expected_status_raw(rest_answer), (kind, text[:80], rest_answer)
+        # counted (and audited) alike, and nothing crashed on the way
+        assert ws_exchange.rejections == rest_exchange.rejections > 20
+        assert "Traceback" not in caplog.text and "RecursionError" not in caplog.text
+        ws.disconnect(namespace=TRADE_NAMESPACE)
+    finally:
+        rest_pub.close()
+        ws_pub.close()
+
+
+def test_market_subscribe_with_a_payload_that_is_not_json_gets_an_error_ack(app, socketio, market_client):
+    """Before, the packet was dropped (a RecursionError) and the client got no answer."""
+    client = market_client()
+    for text in ("[" * 100_000 + "]" * 100_000, '{"type":"trades","depth":NaN}'):
+        client.acks = None
+        socketio.server._handle_eio_message(client.eio_sid, f'2{MARKET_NAMESPACE},1["subscribe",{text}]')
+        assert client.acks is not None
+        assert client.acks["args"][0]["error"]["code"] == "INVALID_JSON"
+    assert client.emit("subscribe", {"type": "trades"}, namespace=MARKET_NAMESPACE, callback=True) == {
+        "ok": True
+    }
