@@ -1,0 +1,392 @@
+"""Engine.IO session limits: slow consumers, handshake rate, sessions per address.
+
+One client must not be able to grow the server's memory without bound through
+Socket.IO. Three ways it could, and the limit on each (``SessionGuard``):
+
+Slow consumers (``max_queue_bytes``, default 4 MiB)
+    Engine.IO queues every packet for a client (``engineio.socket.Socket.queue``)
+    until its transport takes it: the WebSocket writer (blocked in ``sendall``
+    while the client does not read) or the next long-polling ``GET`` (which a
+    client may never send while it keeps answering pings over ``POST``). A
+    subscriber that does not read would hold every trade and book update
+    published since, forever (~1 MB/s at 300 orders/s). Here each session
+    counts the bytes handed to it and not yet written: the packets in its queue
+    plus the batch its transport took last and is still writing (a batch counts
+    until the transport comes back for the next one: then it was written). A
+    packet that would take that above the limit is not queued; the client is
+    disconnected instead -- its queue emptied (the memory is freed at once), its
+    TCP connection shut down (a writer blocked in ``sendall`` fails at once),
+    its session closed (Socket.IO's disconnect handlers run: it leaves its
+    rooms). One log line (the client's address and the figures; never the
+    session id, which is the polling transport's credential) and
+    ``slow_consumers_disconnected`` in ``/statistics``. Trades are never
+    dropped from a stream that goes on: a client either receives everything in
+    order or is disconnected (and then knows it must recover, e.g. with
+    ``GET /trades``). A single packet larger than the limit still goes to a
+    client with nothing waiting, so a low limit cannot lock out the large
+    ``l2_update`` of a deep subscription.
+
+Handshake rate (``handshake_limit`` per ``handshake_window`` s, default 600/min)
+    A handshake (a ``GET`` of the Engine.IO path without ``sid``: a new session,
+    polling or WebSocket) is counted per client address by the same fixed-window
+    limiter as REST (``api.ratelimit.RateLimiter``, its own instance) before
+    Engine.IO sees it; over the limit it is answered ``429 RATE_LIMITED`` with
+    the contract's envelope and ``Retry-After`` and costs nothing more.
+
+Sessions per address (``max_sessions_per_ip``, default 256)
+    Open sessions are counted per client address (Engine.IO's ``connect`` and
+    ``disconnect`` events); a handshake beyond the limit gets the same ``429``.
+    An abandoned session -- a polling handshake that never polls again -- is
+    freed by Engine.IO's ping timeout (it is sent a ping after ``ping_interval``
+    and closed ``ping_timeout`` later, at the service task's next round); until
+    then it counts against its address, which bounds what one address can hold.
+
+Cost: a handshake pays a dict lookup or two; a packet queued for a client pays
+``len`` of its (cached) encoding and two additions under a lock; a transport
+taking a batch pays the same per packet. Nothing is looked up per packet.
+
+Threading: in eventlet mode the lock is the C lock of the unpatched ``_thread``
+module (as for the engine's symbol locks, see ``api.app.symbol_lock_factory``):
+no critical section here yields. In threading mode it is a ``threading.Lock``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import socket as _socket
+import threading
+import time
+
+from api.errors import envelope
+from api.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_QUEUE_BYTES = 4 * 1024 * 1024
+DEFAULT_HANDSHAKE_LIMIT = 600  # per window, per client address
+DEFAULT_HANDSHAKE_WINDOW = 60
+DEFAULT_MAX_SESSIONS_PER_IP = 256
+SESSIONS_RETRY_AFTER = 10  # seconds, for a refusal because of open sessions
+
+
+def _lock_factory(async_mode: str):
+    if async_mode != "eventlet":
+        return threading.Lock
+    from eventlet import patcher
+
+    return patcher.original("_thread").allocate_lock
+
+
+def _size(pkt) -> int:
+    """Bytes of an Engine.IO packet on the wire (its cached encoding; binary
+    data as is: encoding it here would cache the wrong form for polling)."""
+    data = pkt.data
+    if pkt.binary:
+        return len(data)
+    return len(pkt.encode())
+
+
+class Outbox:
+    """One Engine.IO session's accounting: bytes queued or being written."""
+
+    __slots__ = ("address", "pending", "in_hand", "closing", "ws", "transport")
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.pending = 0  # bytes queued and not yet written (the batch in hand included)
+        self.in_hand = 0  # bytes of the batch the transport took last
+        self.closing = False
+        self.ws = None  # the WebSocket, once upgraded (to shut its TCP connection)
+        self.transport = "polling"
+
+
+class SessionGuard:
+    """The three limits of the module docstring for one Socket.IO server.
+
+    ``install()`` hooks Engine.IO's ``connect``/``disconnect`` events;
+    ``wsgi(app)`` returns the middleware that refuses handshakes;
+    ``stats()`` the counters for ``/statistics``. A limit of 0 turns it off.
+    """
+
+    def __init__(
+        self,
+        socketio,
+        *,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        handshake_limit: int = DEFAULT_HANDSHAKE_LIMIT,
+        handshake_window: int = DEFAULT_HANDSHAKE_WINDOW,
+        max_sessions_per_ip: int = DEFAULT_MAX_SESSIONS_PER_IP,
+        path: str = "/socket.io",
+        clock=time.time,
+    ) -> None:
+        for name, value in (
+            ("max_queue_bytes", max_queue_bytes),
+            ("handshake_limit", handshake_limit),
+            ("max_sessions_per_ip", max_sessions_per_ip),
+        ):
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0 (0: no limit)")
+        self.socketio = socketio
+        self.eio = socketio.server.eio
+        self.max_queue_bytes = max_queue_bytes
+        self.max_sessions = max_sessions_per_ip
+        self.handshakes = RateLimiter(handshake_limit, handshake_window, clock) if handshake_limit else None
+        self.path = "/" + path.strip("/")
+        self._clock = clock
+        self._lock = _lock_factory(self.eio.async_mode)()
+        self.boxes: dict[str, Outbox] = {}
+        self.by_address: dict[str, int] = {}
+        # counters
+        self.slow_consumers = 0
+        self.handshakes_refused = 0
+        self.sessions_refused = 0
+        self.sessions_opened = 0
+
+    # -- Engine.IO events ----------------------------------------------------
+    def install(self) -> None:
+        """Wrap Engine.IO's ``connect`` and ``disconnect`` handlers (python-socketio's)."""
+        handlers = self.eio.handlers
+        on_connect = handlers.get("connect")
+        on_disconnect = handlers.get("disconnect")
+
+        def connect(sid, environ, *args):
+            self._opened(sid, environ)
+            ret = on_connect(sid, environ, *args) if on_connect is not None else None
+            if ret is not None and ret is not True:  # refused: Engine.IO drops it without a disconnect
+                self._closed(sid)
+            return ret
+
+        def disconnect(sid, *args):
+            try:
+                if on_disconnect is not None:
+                    return on_disconnect(sid, *args)
+            finally:
+                self._closed(sid)
+
+        handlers["connect"] = connect
+        handlers["disconnect"] = disconnect
+        logger = getattr(self.eio, "logger", None)
+        if isinstance(logger, logging.Logger):
+            redacting = [f for f in logger.filters if isinstance(f, RedactSessionIds)]
+            if not redacting:
+                logger.addFilter(RedactSessionIds())
+
+    def _opened(self, sid: str, environ: dict) -> None:
+        address = environ.get("REMOTE_ADDR") or "-"
+        box = Outbox(address)
+        with self._lock:
+            self.boxes[sid] = box
+            self.by_address[address] = self.by_address.get(address, 0) + 1
+            self.sessions_opened += 1
+        sock = self.eio.sockets.get(sid)
+        if sock is not None and self.max_queue_bytes:
+            self._watch(sock, box)
+
+    def _closed(self, sid: str) -> None:
+        with self._lock:
+            box = self.boxes.pop(sid, None)
+            if box is None:
+                return
+            n = self.by_address.get(box.address, 0) - 1
+            if n > 0:
+                self.by_address[box.address] = n
+            else:
+                self.by_address.pop(box.address, None)
+
+    # -- the outgoing queue of one session -------------------------------------
+    def _watch(self, sock, box: Outbox) -> None:
+        """Replace the session's ``send``, ``poll`` and WebSocket handler by
+        accounting versions (instance attributes: Engine.IO calls them as
+        ``self.send(...)`` etc., so its own packets -- pings, close -- count too)."""
+        limit = self.max_queue_bytes
+        lock = self._lock
+        send = sock.send
+        poll = sock.poll
+        websocket_handler = sock._websocket_handler
+        # what was queued before the connect event (the OPEN packet)
+        box.pending = sum(_size(p) for p in list(getattr(sock.queue, "queue", ())) if p is not None)
+
+        def counting_send(pkt):
+            if box.closing:
+                return  # disconnected as a slow consumer: nothing more is queued
+            size = _size(pkt)
+            with lock:
+                pending = box.pending
+                over = pending > 0 and pending + size > limit
+                if not over:
+                    box.pending = pending + size
+            if over:
+                self._too_slow(sock, box, pending + size)
+                return
+            send(pkt)
+
+        def counting_poll():
+            # The transport comes back for more: the batch it took last is written.
+            with lock:
+                box.pending = max(0, box.pending - box.in_hand)
+                box.in_hand = 0
+            packets = poll()
+            if packets:
+                taken = 0
+                for pkt in packets:
+                    taken += _size(pkt)
+                with lock:
+                    box.in_hand = taken
+            return packets
+
+        def recording_websocket_handler(ws):
+            box.ws = ws
+            box.transport = "websocket"
+            return websocket_handler(ws)
+
+        # The frame-coalescing writer (api.market) finds the session through this.
+        recording_websocket_handler.connection = sock
+        sock.send = counting_send
+        sock.poll = counting_poll
+        sock._websocket_handler = recording_websocket_handler
+
+    def _too_slow(self, sock, box: Outbox, would_be: int) -> None:
+        """Disconnect a client whose queue would pass the limit; free its queue now."""
+        box.closing = True
+        self.slow_consumers += 1
+        log.warning(
+            "slow consumer disconnected: Socket.IO client %s (%s) had %d bytes waiting, limit %d",
+            box.address,
+            box.transport,
+            would_be,
+            self.max_queue_bytes,
+        )
+        queue = sock.queue
+        closed_mark = False
+        while True:  # empty the queue: the memory goes now, not when the session is reaped
+            try:
+                pkt = queue.get(block=False)
+            except Exception:  # Empty (eventlet's or the standard library's)
+                break
+            queue.task_done()
+            closed_mark = closed_mark or pkt is None
+        if closed_mark:  # the session was closing already: its writer still needs the mark
+            queue.put(None)
+        with self._lock:
+            box.pending = box.in_hand
+        ws = box.ws
+        if ws is not None:
+            for attr in ("socket", "sock", "_sock"):  # eventlet's WebSocket, simple-websocket
+                raw = getattr(ws, attr, None)
+                if raw is not None and hasattr(raw, "shutdown"):
+                    try:
+                        raw.shutdown(_socket.SHUT_RDWR)  # a writer blocked in sendall fails now
+                    except OSError:
+                        pass
+                    break
+        # Closing runs Socket.IO's disconnect handlers (rooms, the publisher's
+        # bookkeeping): not from inside the emit that found the client too slow.
+        self.socketio.start_background_task(self._close, sock)
+
+    def _close(self, sock) -> None:
+        try:
+            if not sock.closed:
+                sock.close(wait=False, abort=True, reason=self.eio.reason.SERVER_DISCONNECT)
+        except Exception:
+            log.exception("closing a slow consumer's session failed")
+
+    # -- handshakes ------------------------------------------------------------
+    def refusal(self, address: str) -> tuple[dict, int] | None:
+        """``None`` when a new session from ``address`` may start, else the
+        envelope and the ``Retry-After`` seconds of its 429. O(1)."""
+        limiter = self.handshakes
+        if limiter is not None:
+            allowed, _remaining, reset = limiter.hit(address)
+            if not allowed:
+                self.handshakes_refused += 1
+                retry = max(1, math.ceil(reset - self._clock()))
+                message = (
+                    f"too many Socket.IO handshakes from this address "
+                    f"({limiter.limit} per {limiter.window} seconds); retry later"
+                )
+                return envelope("RATE_LIMITED", message), retry
+        if self.max_sessions and self.by_address.get(address, 0) >= self.max_sessions:
+            self.sessions_refused += 1
+            message = (
+                f"too many open Socket.IO sessions from this address ({self.max_sessions}); "
+                "close one or retry later"
+            )
+            return envelope("RATE_LIMITED", message), SESSIONS_RETRY_AFTER
+        return None
+
+    def wsgi(self, app):
+        """WSGI middleware in front of ``app`` (which contains the Socket.IO one)
+        that answers refused handshakes itself."""
+        path = self.path
+        prefix = path + "/"
+
+        def guarded(environ, start_response):
+            if environ.get("REQUEST_METHOD") == "GET":
+                p = environ.get("PATH_INFO", "")
+                if (p == path or p.startswith(prefix)) and not _has_sid(environ.get("QUERY_STRING", "")):
+                    refused = self.refusal(environ.get("REMOTE_ADDR") or "-")
+                    if refused is not None:
+                        body, retry = refused
+                        data = json.dumps(body, separators=(",", ":")).encode()
+                        start_response(
+                            "429 TOO MANY REQUESTS",
+                            [
+                                ("Content-Type", "application/json"),
+                                ("Content-Length", str(len(data))),
+                                ("Retry-After", str(retry)),
+                            ],
+                        )
+                        return [data]
+            return app(environ, start_response)
+
+        return guarded
+
+    # -- statistics ------------------------------------------------------------
+    def stats(self) -> dict:
+        """Counters and limits (merged into ``/statistics``' ``streaming``)."""
+        with self._lock:
+            pending = [b.pending for b in self.boxes.values()]
+            addresses = len(self.by_address)
+        return {
+            "slow_consumers_disconnected": self.slow_consumers,
+            "engineio_sessions": len(self.eio.sockets),
+            "session_addresses": addresses,
+            "sessions_opened": self.sessions_opened,
+            "handshakes_refused": self.handshakes_refused + self.sessions_refused,
+            "handshakes_refused_rate": self.handshakes_refused,
+            "handshakes_refused_sessions": self.sessions_refused,
+            "send_queue_bytes": sum(pending),
+            "send_queue_bytes_max": max(pending, default=0),
+            "limits": {
+                "max_queue_bytes": self.max_queue_bytes,
+                "handshakes_per_window": self.handshakes.limit if self.handshakes else 0,
+                "handshake_window_seconds": self.handshakes.window if self.handshakes else 0,
+                "max_sessions_per_ip": self.max_sessions,
+            },
+        }
+
+
+class RedactSessionIds(logging.Filter):
+    """Engine.IO logs refused requests with their session id ("Invalid session
+    <sid>", at ERROR: also with its logger off). A polling session's id is its
+    credential, so it never reaches our log: the id is replaced."""
+
+    _SID = re.compile(r"\b(session |sid )[A-Za-z0-9_-]{8,}")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record: leave it to the handler
+            return True
+        if "session " in text or "sid " in text:
+            record.msg = self._SID.sub(r"\1<redacted>", text)
+            record.args = ()
+        return True
+
+
+def _has_sid(query: str) -> bool:
+    """Whether an Engine.IO query string names a session (``sid=``)."""
+    return query.startswith("sid=") or "&sid=" in query
