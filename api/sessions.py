@@ -331,18 +331,27 @@ class SessionGuard:
                     if refused is not None:
                         body, retry = refused
                         data = json.dumps(body, separators=(",", ":")).encode()
-                        start_response(
-                            "429 TOO MANY REQUESTS",
-                            [
-                                ("Content-Type", "application/json"),
-                                ("Content-Length", str(len(data))),
-                                ("Retry-After", str(retry)),
-                            ],
-                        )
+                        headers = [
+                            ("Content-Type", "application/json"),
+                            ("Content-Length", str(len(data))),
+                            ("Retry-After", str(retry)),
+                        ]
+                        start_response("429 TOO MANY REQUESTS", headers + self._cors(environ))
                         return [data]
             return app(environ, start_response)
 
         return guarded
+
+    def _cors(self, environ) -> list:
+        """Engine.IO's CORS headers for this request (a browser can then read the
+        429), when it computes them as python-engineio 4.x does."""
+        if not environ.get("HTTP_ORIGIN"):
+            return []
+        cors_headers = getattr(self.eio, "_cors_headers", None)
+        try:
+            return list(cors_headers(environ)) if cors_headers is not None else []
+        except Exception:  # an internal that changed: the 429 goes without them
+            return []
 
     # -- statistics ------------------------------------------------------------
     def stats(self) -> dict:
