@@ -42,12 +42,14 @@ Sessions per address (``max_sessions_per_ip``, default 256)
     then it counts against its address, which bounds what one address can hold.
 
 Cost: a handshake pays a dict lookup or two; a packet queued for a client pays
-``len`` of its (cached) encoding and two additions under a lock; a transport
-taking a batch pays the same per packet. Nothing is looked up per packet.
+``len`` of its (cached) encoding and an addition or two (under a lock in
+threading mode), and the same again when its transport takes it: ~0.5 us a
+packet in a micro-benchmark, not measurable in the fan-out's CPU per order
+(``Documentation/PERFORMANCE.md``, *Slow consumers*).
 
-Threading: in eventlet mode the lock is the C lock of the unpatched ``_thread``
-module (as for the engine's symbol locks, see ``api.app.symbol_lock_factory``):
-no critical section here yields. In threading mode it is a ``threading.Lock``.
+Threading: in eventlet mode the per-packet accounting takes no lock (green
+threads are never preempted and it never yields); in threading mode a
+``threading.Lock`` guards it.
 """
 
 from __future__ import annotations
@@ -72,12 +74,33 @@ DEFAULT_MAX_SESSIONS_PER_IP = 256
 SESSIONS_RETRY_AFTER = 10  # seconds, for a refusal because of open sessions
 
 
-def _lock_factory(async_mode: str):
-    if async_mode != "eventlet":
-        return threading.Lock
-    from eventlet import patcher
+def _make_lock(async_mode: str):
+    """``None`` in eventlet mode (green threads are never preempted and the
+    accounting never yields: a lock would only cost, ~150-300 ns a packet here),
+    else a ``threading.Lock``."""
+    return None if async_mode == "eventlet" else threading.Lock()
 
-    return patcher.original("_thread").allocate_lock
+
+def _raw_socket(ws):
+    """The TCP socket under Engine.IO's WebSocket object: eventlet's
+    ``WebSocket.socket``, or simple-websocket's (threading mode) ``.ws.sock``."""
+    if ws is None:
+        return None
+    for obj in (ws, getattr(ws, "ws", None)):
+        for attr in ("socket", "sock", "_sock"):
+            raw = getattr(obj, attr, None)
+            if raw is not None and hasattr(raw, "shutdown"):
+                return raw
+    return None
+
+
+def _batch_size(packets) -> int:
+    """Bytes of the packets a transport took (``[]`` when the session ends)."""
+    taken = 0
+    for pkt in packets or ():
+        cached = pkt.encode_cache
+        taken += len(cached) if cached is not None else _size(pkt)
+    return taken
 
 
 def _size(pkt) -> int:
@@ -136,7 +159,8 @@ class SessionGuard:
         self.handshakes = RateLimiter(handshake_limit, handshake_window, clock) if handshake_limit else None
         self.path = "/" + path.strip("/")
         self._clock = clock
-        self._lock = _lock_factory(self.eio.async_mode)()
+        self._lock = _make_lock(self.eio.async_mode)
+        self._table_lock = threading.Lock()  # boxes and by_address: connect/disconnect only
         self.boxes: dict[str, Outbox] = {}
         self.by_address: dict[str, int] = {}
         # counters
@@ -177,7 +201,7 @@ class SessionGuard:
     def _opened(self, sid: str, environ: dict) -> None:
         address = environ.get("REMOTE_ADDR") or "-"
         box = Outbox(address)
-        with self._lock:
+        with self._table_lock:
             self.boxes[sid] = box
             self.by_address[address] = self.by_address.get(address, 0) + 1
             self.sessions_opened += 1
@@ -186,7 +210,7 @@ class SessionGuard:
             self._watch(sock, box)
 
     def _closed(self, sid: str) -> None:
-        with self._lock:
+        with self._table_lock:
             box = self.boxes.pop(sid, None)
             if box is None:
                 return
@@ -209,33 +233,54 @@ class SessionGuard:
         # what was queued before the connect event (the OPEN packet)
         box.pending = sum(_size(p) for p in list(getattr(sock.queue, "queue", ())) if p is not None)
 
-        def counting_send(pkt):
-            if box.closing:
-                return  # disconnected as a slow consumer: nothing more is queued
-            size = _size(pkt)
-            with lock:
-                pending = box.pending
-                over = pending > 0 and pending + size > limit
-                if not over:
-                    box.pending = pending + size
-            if over:
-                self._too_slow(sock, box, pending + size)
-                return
-            send(pkt)
+        if lock is None:  # eventlet: no preemption, and nothing below yields
 
-        def counting_poll():
-            # The transport comes back for more: the batch it took last is written.
-            with lock:
+            def counting_send(pkt):
+                if box.closing:
+                    return  # disconnected as a slow consumer: nothing more is queued
+                cached = pkt.encode_cache  # a room-wide packet is encoded once, for its first member
+                size = len(cached) if cached is not None else _size(pkt)
+                pending = box.pending
+                if pending and pending + size > limit:
+                    self._too_slow(sock, box, pending + size)
+                    return
+                box.pending = pending + size
+                send(pkt)
+
+            def counting_poll():
+                # The transport comes back for more: the batch it took last is written.
                 box.pending = max(0, box.pending - box.in_hand)
                 box.in_hand = 0
-            packets = poll()
-            if packets:
-                taken = 0
-                for pkt in packets:
-                    taken += _size(pkt)
+                packets = poll()
+                box.in_hand = _batch_size(packets)
+                return packets
+
+        else:  # threading: senders on several threads
+
+            def counting_send(pkt):
+                if box.closing:
+                    return
+                cached = pkt.encode_cache
+                size = len(cached) if cached is not None else _size(pkt)
+                with lock:
+                    pending = box.pending
+                    over = pending and pending + size > limit
+                    if not over:
+                        box.pending = pending + size
+                if over:
+                    self._too_slow(sock, box, pending + size)
+                    return
+                send(pkt)
+
+            def counting_poll():
+                with lock:
+                    box.pending = max(0, box.pending - box.in_hand)
+                    box.in_hand = 0
+                packets = poll()
+                taken = _batch_size(packets)
                 with lock:
                     box.in_hand = taken
-            return packets
+                return packets
 
         def recording_websocket_handler(ws):
             box.ws = ws
@@ -270,18 +315,13 @@ class SessionGuard:
             closed_mark = closed_mark or pkt is None
         if closed_mark:  # the session was closing already: its writer still needs the mark
             queue.put(None)
-        with self._lock:
-            box.pending = box.in_hand
-        ws = box.ws
-        if ws is not None:
-            for attr in ("socket", "sock", "_sock"):  # eventlet's WebSocket, simple-websocket
-                raw = getattr(ws, attr, None)
-                if raw is not None and hasattr(raw, "shutdown"):
-                    try:
-                        raw.shutdown(_socket.SHUT_RDWR)  # a writer blocked in sendall fails now
-                    except OSError:
-                        pass
-                    break
+        box.pending = box.in_hand  # the session is going: the last word, no lock needed
+        raw = _raw_socket(box.ws)
+        if raw is not None:
+            try:
+                raw.shutdown(_socket.SHUT_RDWR)  # a writer blocked in sendall fails now
+            except OSError:
+                pass
         # Closing runs Socket.IO's disconnect handlers (rooms, the publisher's
         # bookkeeping): not from inside the emit that found the client too slow.
         self.socketio.start_background_task(self._close, sock)
@@ -356,7 +396,7 @@ class SessionGuard:
     # -- statistics ------------------------------------------------------------
     def stats(self) -> dict:
         """Counters and limits (merged into ``/statistics``' ``streaming``)."""
-        with self._lock:
+        with self._table_lock:
             pending = [b.pending for b in self.boxes.values()]
             addresses = len(self.by_address)
         return {

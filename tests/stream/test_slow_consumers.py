@@ -38,9 +38,11 @@ from tests.stream.rawclients import (
 pytestmark = pytest.mark.server
 
 
-def test_subscribers_that_do_not_read_are_disconnected_and_readers_get_every_trade(tmp_path):
+@pytest.mark.parametrize("async_mode", ["eventlet", "threading"])
+def test_subscribers_that_do_not_read_are_disconnected_and_readers_get_every_trade(tmp_path, async_mode):
     limit = 256 * 1024
-    with ServerProcess(tmp_path / "data", "--send-queue-bytes", str(limit)) as server:
+    args = ("--send-queue-bytes", str(limit), "--async-mode", async_mode)
+    with ServerProcess(tmp_path / "data", *args) as server:
         post_ladder(server.port)
         reader = Reader(server.port)
         reader.start()
