@@ -9,7 +9,7 @@ Slow consumers (``max_queue_bytes``, default 4 MiB)
     while the client does not read) or the next long-polling ``GET`` (which a
     client may never send while it keeps answering pings over ``POST``). A
     subscriber that does not read would hold every trade and book update
-    published since, forever (~1 MB/s at 300 orders/s). Here each session
+    published since, forever (1-2 MB/s per client at 300 orders/s). Here each session
     counts the bytes handed to it and not yet written: the packets in its queue
     plus the batch its transport took last and is still writing (a batch counts
     until the transport comes back for the next one: then it was written). A
@@ -45,7 +45,7 @@ Cost: a handshake pays a dict lookup or two; a packet queued for a client pays
 ``len`` of its (cached) encoding and an addition or two (under a lock in
 threading mode), and the same again when its transport takes it: ~0.5 us a
 packet in a micro-benchmark, not measurable in the fan-out's CPU per order
-(``Documentation/PERFORMANCE.md``, *Slow consumers*).
+(``Documentation/PERFORMANCE.md``, section 6).
 
 Threading: in eventlet mode the per-packet accounting takes no lock (green
 threads are never preempted and it never yields); in threading mode a
