@@ -69,10 +69,11 @@ def test_subscribers_that_do_not_read_are_disconnected_and_readers_get_every_tra
 
         rss_before = rss_kib(server.proc.pid)
         stop = threading.Event()
+        orders_stop = threading.Event()
         result: dict = {}
 
         def send():
-            result["trade_ids"] = flow_orders(server.port, 8.0, stop)
+            result["trade_ids"] = flow_orders(server.port, 30.0, orders_stop)
 
         def pong():  # both answer pings without reading what is sent to them
             while not stop.wait(1.0):
@@ -89,7 +90,15 @@ def test_subscribers_that_do_not_read_are_disconnected_and_readers_get_every_tra
         ponger = threading.Thread(target=pong, daemon=True)
         sender.start()
         ponger.start()
-        sender.join(60)
+        # Orders flow for 8 s, longer (up to 30 s) on a slow machine until both
+        # non-readers fell behind by the limit (the kernel's socket buffers fill first).
+        started = time.monotonic()
+        while sender.is_alive():
+            sender.join(0.5)
+            if time.monotonic() - started >= 8:
+                if get_json(server, "/statistics")["streaming"].get("slow_consumers_disconnected", 0) >= 2:
+                    orders_stop.set()
+        sender.join(30)
         rss_after = rss_kib(server.proc.pid)
         stop.set()
         ponger.join(10)
