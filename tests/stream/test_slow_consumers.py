@@ -252,3 +252,46 @@ def test_engineio_log_lines_never_carry_a_session_id():
     )
     RedactSessionIds().filter(other)
     assert "AbC-12" not in other.getMessage()
+
+
+COALESCING_SCRIPT = r"""
+import warnings
+warnings.filterwarnings("ignore")
+import eventlet
+eventlet.monkey_patch()
+import json, sys
+sys.path.insert(0, sys.argv[2])
+import eventlet.wsgi
+from api.app import close_app, create_app
+from tests.loadlib.rawsio import RawSio
+
+app, socketio = create_app({"data_dir": sys.argv[1], "async_mode": "eventlet", "store": False, "audit": False,
+                            "rate_limit": 0, "send_queue_bytes": 1 << 20})
+listener = eventlet.listen(("127.0.0.1", 0))
+port = listener.getsockname()[1]
+eventlet.spawn(eventlet.wsgi.server, listener, app, log_output=False, debug=False)
+eventlet.sleep(0.1)
+out = {}
+
+def client():
+    c = RawSio("127.0.0.1", port)
+    c.connect()
+    out["ack"] = c.call("subscribe", {"type": "bbo", "symbol": "BTC-USDT"})
+    eio = socketio.server.eio
+    sock = next(iter(eio.sockets.values()))
+    # the session's writer: the accounting's poll under the coalescing writer's
+    out["poll"] = sock.poll.__name__
+    out["box_transport"] = app.extensions["sessions"].boxes[sock.sid].transport
+    c.close()
+
+eventlet.spawn(client).wait()
+close_app(app)
+print(json.dumps(out))
+"""
+
+
+def test_frame_coalescing_still_drives_the_counted_websocket_writer(tmp_path):
+    from tests.serverproc import ROOT, run_script_json
+
+    out = run_script_json(COALESCING_SCRIPT, str(tmp_path), ROOT, timeout=60)
+    assert out == {"ack": {"ok": True}, "poll": "poll_and_send", "box_transport": "websocket"}
