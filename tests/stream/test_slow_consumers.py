@@ -50,9 +50,9 @@ def test_subscribers_that_do_not_read_are_disconnected_and_readers_get_every_tra
         # WebSocket: subscribes, then never reads again (a tiny receive buffer), only pongs.
         silent = RawSio("127.0.0.1", server.port)
         silent.connect()
-        silent.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         for sub in SUBSCRIPTIONS:
             assert silent.call("subscribe", sub) == {"ok": True}
+        silent.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 
         # Long-polling: subscribes, then never polls again, only pongs (POST).
         poller = Poller(server.port)
