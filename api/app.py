@@ -6,7 +6,7 @@
                       [--fsync batch|always|off] [--journal-writer process|inline]
                       [--symbols-config FILE]
                       [--cors-origins '*'] [--demo]
-                      [--send-queue-bytes N] [--handshake-limit N]
+                      [--send-queue-bytes N] [--send-queue-bytes-per-ip N] [--handshake-limit N]
                       [--sessions-per-ip N] [--ping-interval S] [--ping-timeout S]
 
 One port serves REST (``api/rest.py``), Socket.IO (``api/market.py``: the
@@ -36,6 +36,8 @@ cors_origins       ``*``           CORS origins for REST and Socket.IO (str or l
 send_queue_bytes   4 MiB           bytes waiting for one Socket.IO client before it is
                                    disconnected as a slow consumer; 0 = unbounded
                                    (``api/sessions.py``)
+send_queue_ip      32 MiB          the same for all sessions of one client IP together
+                                   (the furthest behind is disconnected); 0 = unbounded
 handshake_limit    600             new Engine.IO sessions per minute per client IP;
                                    0 = off
 sessions_per_ip    256             open Engine.IO sessions per client IP; 0 = off
@@ -105,6 +107,7 @@ from api.service import Exchange  # noqa: E402
 from api.sessions import (  # noqa: E402
     DEFAULT_HANDSHAKE_LIMIT,
     DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_QUEUE_BYTES_PER_IP,
     DEFAULT_MAX_SESSIONS_PER_IP,
     SessionGuard,
 )
@@ -130,6 +133,7 @@ DEFAULTS = {
     "cors_origins": "*",
     "engine": None,
     "send_queue_bytes": DEFAULT_MAX_QUEUE_BYTES,
+    "send_queue_ip": DEFAULT_MAX_QUEUE_BYTES_PER_IP,
     "handshake_limit": DEFAULT_HANDSHAKE_LIMIT,
     "sessions_per_ip": DEFAULT_MAX_SESSIONS_PER_IP,
     "ping_interval": 25,
@@ -346,6 +350,7 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
     sessions = SessionGuard(
         socketio,
         max_queue_bytes=int(cfg["send_queue_bytes"]),
+        max_queue_bytes_per_ip=int(cfg["send_queue_ip"]),
         handshake_limit=int(cfg["handshake_limit"]),
         max_sessions_per_ip=int(cfg["sessions_per_ip"]),
     )
@@ -436,6 +441,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "consumer (default %(default)s; 0 = unbounded)",
     )
     p.add_argument(
+        "--send-queue-bytes-per-ip",
+        type=int,
+        default=DEFAULT_MAX_QUEUE_BYTES_PER_IP,
+        help="the same for all Socket.IO clients of one IP together; the one furthest behind is "
+        "disconnected (default %(default)s; 0 = unbounded)",
+    )
+    p.add_argument(
         "--handshake-limit",
         type=int,
         default=DEFAULT_HANDSHAKE_LIMIT,
@@ -457,7 +469,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.rate_limit < 0:
         p.error("--rate-limit must be >= 0")
-    for name in ("send_queue_bytes", "handshake_limit", "sessions_per_ip"):
+    for name in ("send_queue_bytes", "send_queue_bytes_per_ip", "handshake_limit", "sessions_per_ip"):
         if getattr(args, name) < 0:
             p.error(f"--{name.replace('_', '-')} must be >= 0")
     if args.ping_interval < 1 or args.ping_timeout <= 0:
@@ -611,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
             "journal_writer": args.journal_writer,
             "symbols_config": args.symbols_config,
             "send_queue_bytes": args.send_queue_bytes,
+            "send_queue_ip": args.send_queue_bytes_per_ip,
             "handshake_limit": args.handshake_limit,
             "sessions_per_ip": args.sessions_per_ip,
             "ping_interval": args.ping_interval,

@@ -1,7 +1,7 @@
 """Engine.IO session limits: slow consumers, handshake rate, sessions per address.
 
 One client must not be able to grow the server's memory without bound through
-Socket.IO. Three ways it could, and the limit on each (``SessionGuard``):
+Socket.IO. The ways it could, and the limit on each (``SessionGuard``):
 
 Slow consumers (``max_queue_bytes``, default 4 MiB)
     Engine.IO queues every packet for a client (``engineio.socket.Socket.queue``)
@@ -25,6 +25,13 @@ Slow consumers (``max_queue_bytes``, default 4 MiB)
     ``GET /trades``). A single packet larger than the limit still goes to a
     client with nothing waiting, so a low limit cannot lock out the large
     ``l2_update`` of a deep subscription.
+
+Slow consumers of one address (``max_queue_bytes_per_ip``, default 32 MiB)
+    The bytes waiting for all sessions of one client address together are
+    capped too: otherwise one address could hold ``max_sessions_per_ip`` full
+    queues (256 x 4 MiB). When a packet would take the address past its
+    budget, the address's session furthest behind is disconnected as above
+    (the packet is then not queued if that session was its recipient).
 
 Handshake rate (``handshake_limit`` per ``handshake_window`` s, default 600/min)
     A handshake (a ``GET`` of the Engine.IO path without ``sid``: a new session,
@@ -59,6 +66,7 @@ import logging
 import math
 import re
 import socket as _socket
+import sys
 import threading
 import time
 
@@ -68,6 +76,7 @@ from api.ratelimit import RateLimiter
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_QUEUE_BYTES_PER_IP = 32 * 1024 * 1024
 DEFAULT_HANDSHAKE_LIMIT = 600  # per window, per client address
 DEFAULT_HANDSHAKE_WINDOW = 60
 DEFAULT_MAX_SESSIONS_PER_IP = 256
@@ -112,13 +121,25 @@ def _size(pkt) -> int:
     return len(pkt.encode())
 
 
-class Outbox:
-    """One Engine.IO session's accounting: bytes queued or being written."""
+class Peer:
+    """The sessions of one client address and the bytes waiting for all of them."""
 
-    __slots__ = ("address", "pending", "in_hand", "closing", "ws", "transport")
+    __slots__ = ("address", "boxes", "pending")
 
     def __init__(self, address: str) -> None:
         self.address = address
+        self.boxes: set[Outbox] = set()
+        self.pending = 0
+
+
+class Outbox:
+    """One Engine.IO session's accounting: bytes queued or being written."""
+
+    __slots__ = ("peer", "sock", "pending", "in_hand", "closing", "ws", "transport")
+
+    def __init__(self, peer: Peer, sock) -> None:
+        self.peer = peer
+        self.sock = sock
         self.pending = 0  # bytes queued and not yet written (the batch in hand included)
         self.in_hand = 0  # bytes of the batch the transport took last
         self.closing = False
@@ -127,7 +148,7 @@ class Outbox:
 
 
 class SessionGuard:
-    """The three limits of the module docstring for one Socket.IO server.
+    """The limits of the module docstring for one Socket.IO server.
 
     ``install()`` hooks Engine.IO's ``connect``/``disconnect`` events;
     ``wsgi(app)`` returns the middleware that refuses handshakes;
@@ -139,6 +160,7 @@ class SessionGuard:
         socketio,
         *,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        max_queue_bytes_per_ip: int = DEFAULT_MAX_QUEUE_BYTES_PER_IP,
         handshake_limit: int = DEFAULT_HANDSHAKE_LIMIT,
         handshake_window: int = DEFAULT_HANDSHAKE_WINDOW,
         max_sessions_per_ip: int = DEFAULT_MAX_SESSIONS_PER_IP,
@@ -147,6 +169,7 @@ class SessionGuard:
     ) -> None:
         for name, value in (
             ("max_queue_bytes", max_queue_bytes),
+            ("max_queue_bytes_per_ip", max_queue_bytes_per_ip),
             ("handshake_limit", handshake_limit),
             ("max_sessions_per_ip", max_sessions_per_ip),
         ):
@@ -155,16 +178,18 @@ class SessionGuard:
         self.socketio = socketio
         self.eio = socketio.server.eio
         self.max_queue_bytes = max_queue_bytes
+        self.max_queue_bytes_per_ip = max_queue_bytes_per_ip
         self.max_sessions = max_sessions_per_ip
         self.handshakes = RateLimiter(handshake_limit, handshake_window, clock) if handshake_limit else None
         self.path = "/" + path.strip("/")
         self._clock = clock
         self._lock = _make_lock(self.eio.async_mode)
-        self._table_lock = threading.Lock()  # boxes and by_address: connect/disconnect only
+        self._table_lock = threading.Lock()  # boxes and peers: connect/disconnect only
         self.boxes: dict[str, Outbox] = {}
-        self.by_address: dict[str, int] = {}
+        self.peers: dict[str, Peer] = {}
         # counters
         self.slow_consumers = 0
+        self.slow_consumers_per_ip = 0  # of which for the address's budget
         self.handshakes_refused = 0
         self.sessions_refused = 0
         self.sessions_opened = 0
@@ -200,13 +225,16 @@ class SessionGuard:
 
     def _opened(self, sid: str, environ: dict) -> None:
         address = environ.get("REMOTE_ADDR") or "-"
-        box = Outbox(address)
-        with self._table_lock:
-            self.boxes[sid] = box
-            self.by_address[address] = self.by_address.get(address, 0) + 1
-            self.sessions_opened += 1
         sock = self.eio.sockets.get(sid)
-        if sock is not None and self.max_queue_bytes:
+        with self._table_lock:
+            peer = self.peers.get(address)
+            if peer is None:
+                peer = self.peers[address] = Peer(address)
+            box = Outbox(peer, sock)
+            peer.boxes.add(box)
+            self.boxes[sid] = box
+            self.sessions_opened += 1
+        if sock is not None and (self.max_queue_bytes or self.max_queue_bytes_per_ip):
             self._watch(sock, box)
 
     def _closed(self, sid: str) -> None:
@@ -214,24 +242,38 @@ class SessionGuard:
             box = self.boxes.pop(sid, None)
             if box is None:
                 return
-            n = self.by_address.get(box.address, 0) - 1
-            if n > 0:
-                self.by_address[box.address] = n
-            else:
-                self.by_address.pop(box.address, None)
+            peer = box.peer
+            peer.boxes.discard(box)
+            self._settle(box)
+            if not peer.boxes:
+                del self.peers[peer.address]
+
+    def _settle(self, box: Outbox) -> None:
+        """A session's bytes stop counting (it was disconnected or closed)."""
+        lock = self._lock
+        if lock is None:
+            box.peer.pending -= box.pending
+            box.pending = box.in_hand = 0
+            return
+        with lock:
+            box.peer.pending -= box.pending
+            box.pending = box.in_hand = 0
 
     # -- the outgoing queue of one session -------------------------------------
     def _watch(self, sock, box: Outbox) -> None:
         """Replace the session's ``send``, ``poll`` and WebSocket handler by
         accounting versions (instance attributes: Engine.IO calls them as
         ``self.send(...)`` etc., so its own packets -- pings, close -- count too)."""
-        limit = self.max_queue_bytes
+        limit = self.max_queue_bytes or sys.maxsize
+        ip_limit = self.max_queue_bytes_per_ip or sys.maxsize
         lock = self._lock
+        peer = box.peer
         send = sock.send
         poll = sock.poll
         websocket_handler = sock._websocket_handler
         # what was queued before the connect event (the OPEN packet)
         box.pending = sum(_size(p) for p in list(getattr(sock.queue, "queue", ())) if p is not None)
+        peer.pending += box.pending
 
         if lock is None:  # eventlet: no preemption, and nothing below yields
 
@@ -242,17 +284,23 @@ class SessionGuard:
                 size = len(cached) if cached is not None else _size(pkt)
                 pending = box.pending
                 if pending and pending + size > limit:
-                    self._too_slow(sock, box, pending + size)
+                    self._too_slow(box, pending + size)
+                    return
+                if peer.pending + size > ip_limit and self._over_ip_budget(box, size):
                     return
                 box.pending = pending + size
+                peer.pending += size
                 send(pkt)
 
             def counting_poll():
                 # The transport comes back for more: the batch it took last is written.
-                box.pending = max(0, box.pending - box.in_hand)
+                done = box.in_hand if box.in_hand < box.pending else box.pending
+                box.pending -= done
+                peer.pending -= done
                 box.in_hand = 0
                 packets = poll()
-                box.in_hand = _batch_size(packets)
+                if not box.closing:  # (a disconnected session's bytes are settled)
+                    box.in_hand = _batch_size(packets)
                 return packets
 
         else:  # threading: senders on several threads
@@ -265,21 +313,32 @@ class SessionGuard:
                 with lock:
                     pending = box.pending
                     over = pending and pending + size > limit
-                    if not over:
+                    over_ip = not over and peer.pending + size > ip_limit
+                    if not (over or over_ip):
                         box.pending = pending + size
+                        peer.pending += size
                 if over:
-                    self._too_slow(sock, box, pending + size)
+                    self._too_slow(box, pending + size)
                     return
+                if over_ip:
+                    if self._over_ip_budget(box, size):
+                        return
+                    with lock:
+                        box.pending += size
+                        peer.pending += size
                 send(pkt)
 
             def counting_poll():
                 with lock:
-                    box.pending = max(0, box.pending - box.in_hand)
+                    done = box.in_hand if box.in_hand < box.pending else box.pending
+                    box.pending -= done
+                    peer.pending -= done
                     box.in_hand = 0
                 packets = poll()
                 taken = _batch_size(packets)
                 with lock:
-                    box.in_hand = taken
+                    if not box.closing:
+                        box.in_hand = taken
                 return packets
 
         def recording_websocket_handler(ws):
@@ -293,17 +352,45 @@ class SessionGuard:
         sock.poll = counting_poll
         sock._websocket_handler = recording_websocket_handler
 
-    def _too_slow(self, sock, box: Outbox, would_be: int) -> None:
-        """Disconnect a client whose queue would pass the limit; free its queue now."""
+    def _over_ip_budget(self, box: Outbox, size: int) -> bool:
+        """``size`` more bytes for ``box`` would take its address past its
+        budget: disconnect the address's session furthest behind. True when
+        that is ``box`` itself (its packet is then not queued)."""
+        peer = box.peer
+        behind = [b for b in list(peer.boxes) if not b.closing and b.pending]
+        if not behind:
+            return False  # a lone packet larger than the budget: as for one session
+        victim = max(behind, key=lambda b: b.pending)
+        self.slow_consumers_per_ip += 1
+        self._too_slow(victim, victim.pending, address_total=peer.pending + size)
+        return victim is box
+
+    def _too_slow(self, box: Outbox, would_be: int, address_total: int | None = None) -> None:
+        """Disconnect a client whose queue would pass the limit (or whose
+        address's would, and it is the furthest behind); free its queue now."""
         box.closing = True
         self.slow_consumers += 1
-        log.warning(
-            "slow consumer disconnected: Socket.IO client %s (%s) had %d bytes waiting, limit %d",
-            box.address,
-            box.transport,
-            would_be,
-            self.max_queue_bytes,
-        )
+        peer = box.peer
+        if address_total is None:
+            log.warning(
+                "slow consumer disconnected: Socket.IO client %s (%s) had %d bytes waiting, limit %d",
+                peer.address,
+                box.transport,
+                would_be,
+                self.max_queue_bytes,
+            )
+        else:
+            log.warning(
+                "slow consumer disconnected: Socket.IO client %s (%s) had %d bytes waiting, "
+                "its address %d (%d sessions), limit per address %d",
+                peer.address,
+                box.transport,
+                would_be,
+                address_total,
+                len(peer.boxes),
+                self.max_queue_bytes_per_ip,
+            )
+        sock = box.sock
         queue = sock.queue
         closed_mark = False
         while True:  # empty the queue: the memory goes now, not when the session is reaped
@@ -315,7 +402,7 @@ class SessionGuard:
             closed_mark = closed_mark or pkt is None
         if closed_mark:  # the session was closing already: its writer still needs the mark
             queue.put(None)
-        box.pending = box.in_hand  # the session is going: the last word, no lock needed
+        self._settle(box)
         raw = _raw_socket(box.ws)
         if raw is not None:
             try:
@@ -348,7 +435,8 @@ class SessionGuard:
                     f"({limiter.limit} per {limiter.window} seconds); retry later"
                 )
                 return envelope("RATE_LIMITED", message), retry
-        if self.max_sessions and self.by_address.get(address, 0) >= self.max_sessions:
+        peer = self.peers.get(address)
+        if self.max_sessions and peer is not None and len(peer.boxes) >= self.max_sessions:
             self.sessions_refused += 1
             message = (
                 f"too many open Socket.IO sessions from this address ({self.max_sessions}); "
@@ -398,19 +486,22 @@ class SessionGuard:
         """Counters and limits (merged into ``/statistics``' ``streaming``)."""
         with self._table_lock:
             pending = [b.pending for b in self.boxes.values()]
-            addresses = len(self.by_address)
+            per_ip = [p.pending for p in self.peers.values()]
         return {
             "slow_consumers_disconnected": self.slow_consumers,
+            "slow_consumers_disconnected_per_ip": self.slow_consumers_per_ip,
             "engineio_sessions": len(self.eio.sockets),
-            "session_addresses": addresses,
+            "session_addresses": len(per_ip),
             "sessions_opened": self.sessions_opened,
             "handshakes_refused": self.handshakes_refused + self.sessions_refused,
             "handshakes_refused_rate": self.handshakes_refused,
             "handshakes_refused_sessions": self.sessions_refused,
             "send_queue_bytes": sum(pending),
             "send_queue_bytes_max": max(pending, default=0),
+            "send_queue_bytes_max_ip": max(per_ip, default=0),
             "limits": {
                 "max_queue_bytes": self.max_queue_bytes,
+                "max_queue_bytes_per_ip": self.max_queue_bytes_per_ip,
                 "handshakes_per_window": self.handshakes.limit if self.handshakes else 0,
                 "handshake_window_seconds": self.handshakes.window if self.handshakes else 0,
                 "max_sessions_per_ip": self.max_sessions,

@@ -83,7 +83,7 @@ def test_a_client_past_the_limit_is_disconnected_counted_and_its_queue_emptied(c
         time.sleep(0.01)
     assert sock.closed
     assert "secret-session-id-123" not in guard.boxes
-    assert guard.by_address == {}
+    assert guard.peers == {}
     lines = [r.getMessage() for r in caplog.records if r.name == "api.sessions"]
     assert len(lines) == 1
     assert "10.0.0.9" in lines[0] and "1100 bytes waiting, limit 1000" in lines[0]
@@ -102,8 +102,44 @@ def test_a_lone_event_larger_than_the_limit_still_goes_to_a_client_that_keeps_up
     assert [len(p.encode()) for p in sock.poll()] == [5_000]
 
 
+def test_an_address_over_its_budget_loses_its_session_furthest_behind(caplog):
+    guard = make_guard(max_queue_bytes=1_000, max_queue_bytes_per_ip=1_500)
+    far = open_session(guard, "far", "10.0.0.5")
+    near = open_session(guard, "near", "10.0.0.5")
+    other = open_session(guard, "other", "10.0.0.6")
+    for sock in (far, near, other):
+        written(sock)
+    for _ in range(9):
+        far.send(message(100))
+    for _ in range(5):
+        near.send(message(100))
+    for _ in range(9):
+        other.send(message(100))  # another address: its own budget
+    assert guard.peers["10.0.0.5"].pending == 1_400
+    far_box, near_box = guard.boxes["far"], guard.boxes["near"]
+    with caplog.at_level(logging.WARNING, logger="api.sessions"):
+        near.send(message(200))  # 1,600 > 1,500: "far" goes, the packet for "near" is queued
+    assert guard.slow_consumers == 1 and guard.slow_consumers_per_ip == 1
+    assert far_box.closing and not near_box.closing
+    assert near_box.pending == 700
+    assert guard.peers["10.0.0.5"].pending == 700
+    assert not guard.boxes["other"].closing
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "api.sessions"]
+    assert "10.0.0.5" in line and "limit per address 1500" in line
+    # the budget follows the writes: what was taken and written no longer counts
+    written(near)
+    assert guard.peers["10.0.0.5"].pending == 0
+    deadline = time.monotonic() + 5
+    while "far" in guard.boxes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert set(guard.boxes) == {"near", "other"}
+    stats = guard.stats()
+    assert stats["slow_consumers_disconnected_per_ip"] == 1
+    assert stats["session_addresses"] == 2
+
+
 def test_limit_zero_leaves_the_session_untouched():
-    guard = make_guard(max_queue_bytes=0)
+    guard = make_guard(max_queue_bytes=0, max_queue_bytes_per_ip=0)
     sock = open_session(guard)
     assert "send" not in vars(sock) and "poll" not in vars(sock)
     for _ in range(100):
@@ -166,7 +202,9 @@ def test_handshakes_beyond_the_open_sessions_per_address_get_429():
     assert guard.stats()["handshakes_refused_sessions"] == 1
 
 
-@pytest.mark.parametrize("field", ["max_queue_bytes", "handshake_limit", "max_sessions_per_ip"])
+@pytest.mark.parametrize(
+    "field", ["max_queue_bytes", "max_queue_bytes_per_ip", "handshake_limit", "max_sessions_per_ip"]
+)
 def test_negative_limits_are_refused(field):
     with pytest.raises(ValueError):
         make_guard(**{field: -1})
