@@ -81,8 +81,8 @@ Cost on the order path
 
 Slow consumers
     Delivery to a client is buffered by Engine.IO per client; ``api.sessions``
-    caps what one client may have waiting (bytes queued or being written,
-    ``--send-queue-bytes``) and disconnects a client that falls that far
+    caps what one client (and one client address) may have waiting (bytes
+    queued or being written, ``--send-queue-bytes``) and disconnects a client that falls that far
     behind, rather than dropping anything from its stream: trades are never
     dropped or conflated for a client that stays connected. ``stats`` merges
     the guard's counters (``slow_consumers_disconnected`` ...).
