@@ -11,8 +11,9 @@ over long-polling that never polls) -- each subscribed to ``trades``,
 ``l2_updates`` (depth 100) and ``bbo`` and answering pings -- while orders trade
 at ``--rate`` orders/s. Prints the server's RSS each few seconds and its growth,
 the slow consumers disconnected and whether the reader got every trade.
-Variants: no slow clients (the order flow's own growth), cap off
-(``--send-queue-bytes 0``, as before), cap at the default (4 MiB), cap at 256 KiB.
+Variants: no slow clients (the order flow's own growth), caps off
+(``--send-queue-bytes 0 --send-queue-bytes-per-ip 0``, as before), the
+default caps (4 MiB a client, 32 MiB an address), a cap of 256 KiB.
 
 ``flood``: ``--handshakes`` Engine.IO polling handshakes from 127.0.0.1 over 4
 keep-alive connections, as fast as they go; RSS before and after, answers by
@@ -128,7 +129,7 @@ def slow_variant(name: str, args: list[str], slow: bool, seconds: float, rate: f
 def run_slow(args) -> None:
     variants = [
         ("no slow clients", [], False),
-        ("cap off (before)", ["--send-queue-bytes", "0"], True),
+        ("cap off (before)", ["--send-queue-bytes", "0", "--send-queue-bytes-per-ip", "0"], True),
         ("cap 4 MiB (default)", [], True),
         ("cap 256 KiB", ["--send-queue-bytes", str(256 * 1024)], True),
     ]
