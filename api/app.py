@@ -8,6 +8,8 @@
                       [--cors-origins '*'] [--demo]
                       [--max-connections 10000] [--max-connections-per-client 256]
                       [--idle-timeout 30] [--header-timeout 10] [--body-timeout 30]
+                      [--send-queue-bytes N] [--send-queue-bytes-per-ip N] [--handshake-limit N]
+                      [--sessions-per-ip N] [--ping-interval S] [--ping-timeout S]
 
 One port serves REST (``api/rest.py``), Socket.IO (``api/market.py``: the
 ``/market`` data namespace and the ``/trade`` order-entry namespace) and the
@@ -34,6 +36,16 @@ audit              True            False: no audit log
 symbols            defaults        a list of ``SymbolSpec``
 symbols_config     None            a JSON file of symbols (``engine.symbols.load_symbols``)
 cors_origins       ``*``           CORS origins for REST and Socket.IO (str or list)
+send_queue_bytes   4 MiB           bytes waiting for one Socket.IO client before it is
+                                   disconnected as a slow consumer; 0 = unbounded
+                                   (``api/sessions.py``)
+send_queue_ip      32 MiB          the same for all sessions of one client IP together
+                                   (the furthest behind is disconnected); 0 = unbounded
+handshake_limit    600             new Engine.IO sessions per minute per client IP;
+                                   0 = off
+sessions_per_ip    256             open Engine.IO sessions per client IP; 0 = off
+ping_interval      25              Engine.IO ping interval (s); a session that stops
+ping_timeout       20              answering is closed ``ping_timeout`` s after a ping
 engine             None            a ``MatchingEngine`` to use instead of a new one (its
                                    locks are the caller's choice; see
                                    ``symbol_lock_factory``)
@@ -95,6 +107,13 @@ from api.market import init_socketio  # noqa: E402
 from api.parsing import MAX_BULK_BODY, SOCKET_JSON  # noqa: E402
 from api.ratelimit import RateLimiter  # noqa: E402
 from api.service import Exchange  # noqa: E402
+from api.sessions import (  # noqa: E402
+    DEFAULT_HANDSHAKE_LIMIT,
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_QUEUE_BYTES_PER_IP,
+    DEFAULT_MAX_SESSIONS_PER_IP,
+    SessionGuard,
+)
 from engine.matcher import MatchingEngine  # noqa: E402
 from engine.symbols import load_symbols  # noqa: E402
 from storage import Store  # noqa: E402
@@ -116,6 +135,12 @@ DEFAULTS = {
     "symbols_config": None,
     "cors_origins": "*",
     "engine": None,
+    "send_queue_bytes": DEFAULT_MAX_QUEUE_BYTES,
+    "send_queue_ip": DEFAULT_MAX_QUEUE_BYTES_PER_IP,
+    "handshake_limit": DEFAULT_HANDSHAKE_LIMIT,
+    "sessions_per_ip": DEFAULT_MAX_SESSIONS_PER_IP,
+    "ping_interval": 25,
+    "ping_timeout": 20,
 }
 
 
@@ -322,7 +347,17 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         json=SOCKET_JSON,
         logger=False,
         engineio_logger=False,
+        ping_interval=cfg["ping_interval"],
+        ping_timeout=cfg["ping_timeout"],
     )
+    sessions = SessionGuard(
+        socketio,
+        max_queue_bytes=int(cfg["send_queue_bytes"]),
+        max_queue_bytes_per_ip=int(cfg["send_queue_ip"]),
+        handshake_limit=int(cfg["handshake_limit"]),
+        max_sessions_per_ip=int(cfg["sessions_per_ip"]),
+    )
+    sessions.install()
 
     group_commit_yield = _GroupCommitYield(socketio.sleep)
     store = _make_store(cfg, data_dir, group_commit_yield)
@@ -345,14 +380,15 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
     rest.register(app)
     app.register_blueprint(frontend.bp)
 
-    exchange.publisher = init_socketio(socketio, exchange)
+    exchange.publisher = init_socketio(socketio, exchange, sessions=sessions)
+    app.extensions["sessions"] = sessions
     if limiter is not None:
         # /trade commands share the REST budget of their client address (api/trade_ws.py);
         # with flask-limiter (kept for a cost comparison only) they get a builtin one
         trade_ws.limit_commands(
             socketio, limiter if isinstance(limiter, RateLimiter) else RateLimiter(int(cfg["rate_limit"]))
         )
-    app.wsgi_app = _LastResort(app.wsgi_app)
+    app.wsgi_app = _LastResort(sessions.wsgi(app.wsgi_app))
     if audit is not None:
         audit.start(socketio.start_background_task, socketio.sleep)
     return app, socketio
@@ -407,10 +443,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--symbols-config", default=None, help="JSON file of symbols")
     p.add_argument("--cors-origins", default="*", help="'*' or a comma-separated list of origins")
     p.add_argument("--demo", action="store_true", help="also run tools/demo_market.py against this server")
+    p.add_argument(
+        "--send-queue-bytes",
+        type=int,
+        default=DEFAULT_MAX_QUEUE_BYTES,
+        help="bytes of events waiting for one Socket.IO client before it is disconnected as a slow "
+        "consumer (default %(default)s; 0 = unbounded)",
+    )
+    p.add_argument(
+        "--send-queue-bytes-per-ip",
+        type=int,
+        default=DEFAULT_MAX_QUEUE_BYTES_PER_IP,
+        help="the same for all Socket.IO clients of one IP together; the one furthest behind is "
+        "disconnected (default %(default)s; 0 = unbounded)",
+    )
+    p.add_argument(
+        "--handshake-limit",
+        type=int,
+        default=DEFAULT_HANDSHAKE_LIMIT,
+        help="new Socket.IO sessions per minute per client IP (default %(default)s; 0 = off)",
+    )
+    p.add_argument(
+        "--sessions-per-ip",
+        type=int,
+        default=DEFAULT_MAX_SESSIONS_PER_IP,
+        help="open Socket.IO sessions per client IP (default %(default)s; 0 = off)",
+    )
+    p.add_argument("--ping-interval", type=float, default=25.0, help="Engine.IO ping interval, s")
+    p.add_argument(
+        "--ping-timeout",
+        type=float,
+        default=20.0,
+        help="s after a ping before an unresponsive (or abandoned) session is closed",
+    )
     httpserver.add_arguments(p)
     args = p.parse_args(argv)
     if args.rate_limit < 0:
         p.error("--rate-limit must be >= 0")
+    for name in ("send_queue_bytes", "send_queue_bytes_per_ip", "handshake_limit", "sessions_per_ip"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name.replace('_', '-')} must be >= 0")
+    if args.ping_interval < 1 or args.ping_timeout <= 0:
+        p.error("--ping-interval must be >= 1 (Engine.IO announces whole seconds), --ping-timeout > 0")
     args.limits = httpserver.limits_from_args(p, args)
     return args
 
@@ -561,6 +635,12 @@ def main(argv: list[str] | None = None) -> int:
             "fsync": args.fsync,
             "journal_writer": args.journal_writer,
             "symbols_config": args.symbols_config,
+            "send_queue_bytes": args.send_queue_bytes,
+            "send_queue_ip": args.send_queue_bytes_per_ip,
+            "handshake_limit": args.handshake_limit,
+            "sessions_per_ip": args.sessions_per_ip,
+            "ping_interval": args.ping_interval,
+            "ping_timeout": args.ping_timeout,
             "cors_origins": "*"
             if args.cors_origins.strip() == "*"
             else [o.strip() for o in args.cors_origins.split(",") if o.strip()],

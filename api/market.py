@@ -79,10 +79,17 @@ Cost on the order path
     Rooms without members cost nothing beyond bookkeeping; while no room has a
     member, results are dropped unformatted (only the sequencer's baselines move).
 
+Slow consumers
+    Delivery to a client is buffered by Engine.IO per client; ``api.sessions``
+    caps what one client (and one client address) may have waiting (bytes
+    queued or being written, ``--send-queue-bytes``) and disconnects a client that falls that far
+    behind, rather than dropping anything from its stream: trades are never
+    dropped or conflated for a client that stays connected. ``stats`` merges
+    the guard's counters (``slow_consumers_disconnected`` ...).
+
 Known limits
-    Delivery to a slow client is buffered by Engine.IO without bound (memory
-    grows until it disconnects). The queue itself is unbounded: trades are
-    never dropped.
+    The publisher's own result queue is unbounded: it is drained by one task
+    that never waits for a client.
 """
 
 from __future__ import annotations
@@ -182,8 +189,10 @@ class Publisher:
         pass_budget: float = 0.005,
         chunk: int = 16,
         latency_window: int = 10_000,
+        sessions=None,
     ) -> None:
         self.socketio = socketio
+        self.sessions = sessions  # api.sessions.SessionGuard, for its counters
         self.engine = engine
         self.min_interval_ns = int(min_interval * 1e9)
         self.interval_per_member_ns = int(interval_per_member * 1e9)
@@ -663,7 +672,7 @@ class Publisher:
         with self._lock:
             rooms = {name: len(sids) for name, sids in sorted(self.members.items())}
             clients = dict(self.clients)
-        return {
+        stats = {
             "connected_clients": sum(clients.values()),
             "clients": clients,
             "subscriptions": rooms,
@@ -682,6 +691,9 @@ class Publisher:
             },
             "background_task": self._task is not None and not self._stopped,
         }
+        if self.sessions is not None:
+            stats.update(self.sessions.stats())
+        return stats
 
 
 _EVENT = {"bbo": "bbo", "l2_updates": "l2_update"}
@@ -796,7 +808,8 @@ def install_frame_coalescing(socketio) -> bool:
         coalescing = True
 
         def __init__(self, handler, server) -> None:
-            connection = getattr(handler, "__self__", None)  # the engineio Socket
+            # the engineio Socket: the handler is its bound method, or api.sessions' wrapper of it
+            connection = getattr(handler, "connection", None) or getattr(handler, "__self__", None)
 
             def coalescing_handler(ws):
                 if connection is not None and all(
@@ -817,7 +830,8 @@ def init_socketio(socketio, exchange, *, coalesce_frames: bool = True, **options
     return the publisher the exchange reports its results to.
 
     ``options`` go to ``Publisher`` (``min_interval``, ``interval_per_member``, ``hold``, ``tick``,
-    ``pass_budget``, ``chunk``, ``latency_window``); ``coalesce_frames`` installs
+    ``pass_budget``, ``chunk``, ``latency_window``, ``sessions``: the ``api.sessions.SessionGuard``
+    whose counters ``stats`` reports); ``coalesce_frames`` installs
     ``install_frame_coalescing`` (eventlet mode only).
     """
     from api.trade_ws import TradeNamespace
