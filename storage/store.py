@@ -880,6 +880,7 @@ class Store:
         requests in flight journal theirs first: one frame, one wake-up of
         the child and one fsync for all of them."""
         cond = self._cond
+        forced = sync
         if not sync and ticket > self._sent_n:
             self._yield()
         while sync or ticket > self._sent_n:
@@ -909,8 +910,8 @@ class Store:
                     cond.wait(_remaining(deadline, ticket))
             finally:
                 self._cond_waiters -= 1
-        if ticket > self._durable_n:
-            self._raise_if_failed()
+        if forced or ticket > self._durable_n:
+            self._raise_if_failed()  # a forced sync must have happened; a durable record stays acknowledged
 
     def _green_wait(self, ticket: int, deadline: float | None = None) -> None:
         """``wait`` for the process writer under eventlet, where every request
@@ -1042,10 +1043,12 @@ class Store:
         or the child died (killed, or after reporting an error)."""
         if self._proc is not None and self._proc.closed:
             return
+        # The child is gone (its exit status is in): cut what it wrote past its
+        # last ack before the waiters learn that their commands failed.
+        self._cut_unacknowledged()
         self._fail(
             f"the journal writer process (pid {self._writer_pid()}) exited unexpectedly (status {status})"
         )
-        self._cut_unacknowledged()
 
     def _writer_pid(self):
         # The reader can report before WriterProcess() has returned (a child
