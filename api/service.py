@@ -146,6 +146,7 @@ class Exchange:
         self.engine = engine
         self.store = store
         self.read_timeout = read_timeout
+        self._can_fail = hasattr(store, "failed")  # fail-stop: a store without it never fails
         # The read barrier's hooks (None: a store without them, or none)
         self._wait_symbol = getattr(store, "wait_symbol", None)
         self._last_ticket = getattr(store, "last_ticket", None)
@@ -183,7 +184,7 @@ class Exchange:
 
     def _place_order(self, body, encode: bool):
         t0 = perf_counter_ns()
-        if self.store is not None and self.store.failed:
+        if self._can_fail and self.store.failed:
             self._halted("order", body)
         cmd = self._parse(body)
         result, ticket = self._submit(cmd)
@@ -223,7 +224,7 @@ class Exchange:
             raise ValidationError("the body must be a JSON array of orders", "orders")
         if len(orders) > MAX_BATCH:
             raise ValidationError(f"at most {MAX_BATCH} orders per request, got {len(orders)}", "orders")
-        if self.store is not None and self.store.failed:
+        if self._can_fail and self.store.failed:
             self._halted("order", orders)
         t0 = perf_counter_ns()
         out: list = [None] * len(orders)
@@ -277,7 +278,7 @@ class Exchange:
             OrderNotOpen: it is already filled or cancelled.
         """
         t0 = perf_counter_ns()
-        if self.store is not None and self.store.failed:
+        if self._can_fail and self.store.failed:
             self._halted("cancel", body)
         try:
             order_id = parse_cancel(body)
@@ -482,7 +483,7 @@ class Exchange:
         """``{"status": "ok", "uptime_seconds"}``; after a journal fault
         ``{"status": "halted", "reason", "uptime_seconds"}`` (HTTP 503)."""
         store = self.store
-        if store is not None and store.failed:
+        if self._can_fail and store.failed:
             return {"status": "halted", "reason": store.failure, "uptime_seconds": self.uptime()}
         return {"status": "ok", "uptime_seconds": self.uptime()}
 
