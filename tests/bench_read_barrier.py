@@ -56,12 +56,22 @@ def load(url: str, rate: str, duration: float) -> dict:
         "orders_per_s": summary["achieved_rate"],
         "p50_ms": summary["latency_ms"]["p50"],
         "p99_ms": summary["latency_ms"]["p99"],
+        "cpu_us": summary.get("server_cpu_us_per_request") or float("nan"),
         "errors": summary.get("errors", 0),
     }
 
 
-def reads(port: int, duration: float, threads: int = 8) -> float:
-    """GET /book/BTC-USDT flat out over keep-alive connections: answers/s."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (``/proc/<pid>/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reads(port: int, pid: int, duration: float, threads: int = 8) -> tuple[float, float]:
+    """GET /book/BTC-USDT flat out over keep-alive connections: answers/s
+    and the server's CPU per answer (us)."""
+    cpu0 = cpu_seconds(pid)
     stop = time.monotonic() + duration
     counts = [0] * threads
 
@@ -80,7 +90,42 @@ def reads(port: int, duration: float, threads: int = 8) -> float:
         w.start()
     for w in workers:
         w.join()
-    return sum(counts) / duration
+    answered = sum(counts)
+    return answered / duration, (cpu_seconds(pid) - cpu0) / max(1, answered) * 1e6
+
+
+def micro(n: int = 200_000) -> None:
+    """The barrier's common case in process: ``Store.wait_symbol`` on a
+    durable symbol, and ``Exchange.book`` with and without the barrier."""
+    import timeit
+
+    from api.service import Exchange
+    from engine.matcher import MatchingEngine
+    from engine.order import BUY, LIMIT
+    from storage import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = MatchingEngine()
+        store = Store(tmp, fsync="off")
+        store.recover(engine)
+        for i in range(50):
+            with engine.lock("BTC-USDT"):
+                store.wait(store.log_submit(engine.submit("BTC-USDT", BUY, LIMIT, 1, 100 + i)))
+        with_barrier = Exchange(engine, store=store)
+        without = Exchange(engine)
+        cases = (
+            ("Store.wait_symbol (durable)", lambda: store.wait_symbol("BTC-USDT", 2.0)),
+            ("Exchange._visible (durable)", lambda: with_barrier._visible("BTC-USDT")),
+            ("Exchange.book, barrier", lambda: with_barrier.book("BTC-USDT", 10)),
+            ("Exchange.book, no store", lambda: without.book("BTC-USDT", 10)),
+        )
+        best = {label: float("inf") for label, _ in cases}
+        for _ in range(5):  # interleaved: a busy machine slows them alike
+            for label, stmt in cases:
+                best[label] = min(best[label], timeit.timeit(stmt, number=n // 5) / (n // 5))
+        for label, seconds in best.items():
+            print(f"micro  {label:<30} {seconds * 1e9:8.0f} ns per call")
+        store.close(engine)
 
 
 def main() -> int:
@@ -89,6 +134,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=float, default=8.0)
     args = p.parse_args()
+    micro()
     variants = {
         "before": os.path.join(args.old, "api", "app.py"),
         "after": os.path.join(ROOT, "api", "app.py"),
@@ -101,27 +147,31 @@ def main() -> int:
                     flat = load(server.url, "max", args.duration)
                 with ServerProcess(os.path.join(tmp, "data2"), script=script) as server:
                     fixed = load(server.url, "500", args.duration)
-                    book = reads(server.port, args.duration / 2)
+                    book, book_cpu = reads(server.port, server.proc.pid, args.duration / 2)
             row = {
                 "orders_per_s": flat["orders_per_s"],
+                "cpu_us": flat["cpu_us"],
                 "p99_max_ms": flat["p99_ms"],
                 "p50_500_ms": fixed["p50_ms"],
                 "p99_500_ms": fixed["p99_ms"],
                 "book_per_s": book,
+                "book_cpu_us": book_cpu,
                 "errors": flat["errors"] + fixed["errors"],
             }
             results[name].append(row)
             print(
-                f"round {rnd + 1} {name:<6} flat out {row['orders_per_s']:7,.0f} orders/s p99 "
-                f"{row['p99_max_ms']:7.1f} ms | 500/s p50 {row['p50_500_ms']:.2f} p99 {row['p99_500_ms']:.2f} ms "
-                f"| GET /book {row['book_per_s']:6,.0f}/s | errors {row['errors']}",
+                f"round {rnd + 1} {name:<6} flat out {row['orders_per_s']:7,.0f} orders/s "
+                f"{row['cpu_us']:5.0f} us CPU/order p99 {row['p99_max_ms']:7.1f} ms | 500/s p50 "
+                f"{row['p50_500_ms']:.2f} p99 {row['p99_500_ms']:.2f} ms | GET /book {row['book_per_s']:6,.0f}/s "
+                f"{row['book_cpu_us']:5.0f} us CPU | errors {row['errors']}",
                 flush=True,
             )
     for name, rows in results.items():
         med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}
         print(
-            f"median {name:<6} flat out {med['orders_per_s']:7,.0f} orders/s p99 {med['p99_max_ms']:7.1f} ms | "
-            f"500/s p50 {med['p50_500_ms']:.2f} p99 {med['p99_500_ms']:.2f} ms | GET /book {med['book_per_s']:6,.0f}/s"
+            f"median {name:<6} flat out {med['orders_per_s']:7,.0f} orders/s {med['cpu_us']:5.0f} us CPU/order "
+            f"p99 {med['p99_max_ms']:7.1f} ms | 500/s p50 {med['p50_500_ms']:.2f} p99 {med['p99_500_ms']:.2f} ms "
+            f"| GET /book {med['book_per_s']:6,.0f}/s {med['book_cpu_us']:5.0f} us CPU"
         )
     return 0
 
