@@ -407,6 +407,9 @@ class Store:
             if snap:
                 log.warning("storage: no journal segments; continuing after %s", snap["path"])
         self._tickets = itertools.count(last_n + 1)
+        # every symbol a key from the start: last_ticket() may iterate the dict
+        # while log_* writes it (threads), which must not add keys
+        self._symbol_ticket = dict.fromkeys(engine.markets, 0)
         self._durable_n = last_n
         self._last_hash = last_hash
         self._snap_n = base
@@ -1307,6 +1310,7 @@ class Store:
             last_record=self._last_n,
             durable_record=self._durable_n,
             snapshot_record=self._snap_n,
+            failed=self.failure,
             last_snapshot_seconds=round(self.last_snapshot_seconds, 3),
         )
         return stats

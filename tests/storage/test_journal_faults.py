@@ -46,6 +46,8 @@ def _failed(store, timeout: float = 10.0) -> None:
 def test_ticket_of_and_durable_follow_the_journal(tmp_path, writer):
     engine, store, _ = fresh(tmp_path, snapshot_every=0, writer=writer)
     assert store.ticket_of("BTC-USDT") == 0 and store.last_ticket() == 0
+    # every symbol is a key before serving: last_ticket() iterates while log_* writes
+    assert set(store._symbol_ticket) == set(engine.markets)
     t1 = _submit(engine, store, 100)
     t2 = _submit(engine, store, 100, "ETH-USDT")
     assert (store.ticket_of("BTC-USDT"), store.ticket_of("ETH-USDT"), store.last_ticket()) == (t1, t2, t2)
