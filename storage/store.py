@@ -59,9 +59,23 @@ Snapshots
     written atomically. The newest ``KEEP_SNAPSHOTS`` are kept; segments are
     never deleted (see ``Documentation/DURABILITY.md`` for the pruning rule).
 
-Errors: see ``storage.errors``. A failed write -- or the writer process's
-death -- leaves the store failed: every waiting and later ``wait`` raises
-``JournalWriteError`` and the process must restart.
+The read barrier (``Documentation/DURABILITY.md``, "What a client can see")
+    ``log_*`` also notes the symbol's last ticket (``ticket_of``). A reader
+    reads a state, then the ticket, and shows the state once ``durable``
+    (an int compare) -- else ``wait_symbol``/``wait`` with a ``timeout``
+    (``DurabilityTimeout``). So nothing is visible before it is durable.
+
+Fail-stop
+    A failed write or fsync, the writer process's death, or the segment
+    deleted, replaced or truncated under the store (the writers ``fstat``
+    it before every acknowledgement; ``check_journal``, called periodically
+    by the service, ``stat``s its path) leaves the store ``failed`` (with a
+    ``failure`` reason): every waiting and later ``wait`` raises
+    ``JournalWriteError``, records written but never acknowledged are cut
+    from the segment, and the process must restart. ``recover`` refuses a
+    used data dir (``IDENTITY``) without a journal unless ``allow_empty``.
+
+Errors: see ``storage.errors``.
 """
 
 from __future__ import annotations

@@ -31,15 +31,22 @@ Protocol (both pipes carry little-endian binary frames)
     number field is the length of a UTF-8 message that follows it.
 
 Failure
-    The child fails (a write or fsync fails, a frame out of sequence, it is
-    killed): it acknowledges nothing more. On an error it sends ``E`` with
-    the reason, reports it on stderr (``CRITICAL storage.writer``) and exits
-    with status 1; killed, it just closes the ack pipe. Either way the
+    Before every ack the child checks its file (``check_file``: one
+    ``fstat``): still linked and exactly as long as what it wrote. A journal
+    deleted, replaced or truncated under the server thus never receives one
+    more acknowledged record.
+
+    The child fails (a write or fsync fails, the check fails, a frame out of
+    sequence, it is killed): it acknowledges nothing more. On an error it
+    cuts the segment back to its size at the last ack (``cut_unacknowledged``:
+    the records it wrote since were never acknowledged, and their requests
+    are answered 503, so they must not come back after a restart), sends
+    ``E`` with the reason, reports it on stderr (``CRITICAL storage.writer``)
+    and exits with status 1; killed, it just closes the ack pipe, and the
+    parent cuts the same way (``Store._cut_unacknowledged``). Either way the
     parent's ack reader fails the store (logged ``CRITICAL``): every waiting
     and later ``wait`` raises ``JournalWriteError``, as when an inline write
-    fails, and the process must restart. Records the child had written but
-    not acknowledged stay in the file; recovery keeps them (they were never
-    acknowledged, like a request in flight) and drops at most a torn last line.
+    fails; the service halts trading (HTTP 503) and must be restarted.
 
     The parent dies (SIGKILL, a crash): the child reads end of file, writes
     every whole frame it had received, fsyncs, exits and so releases the data
