@@ -784,6 +784,14 @@ class Store:
         state, size = self._segment_size()
         path, ident = state[0], state[1]
         try:
+            for first_n, later in list_segments(self.data_dir):
+                if first_n > self._durable_n and later != path and os.path.getsize(later):
+                    # rolled to by the child, the roll never acknowledged: nothing in it was
+                    os.truncate(later, 0)
+                    log.warning("storage: emptied %s: none of its records was acknowledged", later)
+        except (OSError, StoreError) as exc:
+            log.error("storage: cannot check the segments after %s: %s", path, exc)
+        try:
             fd = os.open(path, os.O_WRONLY)
         except OSError:
             return  # deleted: nothing to cut

@@ -190,6 +190,23 @@ def test_what_a_killed_writer_wrote_but_never_acknowledged_is_cut(tmp_path):
     store.close(engine)
 
 
+def test_a_segment_the_killed_writer_rolled_to_without_an_ack_is_emptied(tmp_path):
+    engine, store, _ = fresh(tmp_path, snapshot_every=0, writer="process")
+    ticket = _submit(engine, store, 100)
+    store.wait(ticket)
+    pid = store._proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    later = tmp_path / f"journal-v2-{ticket + 1:012d}.jsonl"  # as if rolled and written, no ack
+    later.write_bytes(b'[[2,"s","BTC-USDT","buy","limit",1,1,101,null,2,[],2],"00","11"]\n')
+    os.kill(pid, signal.SIGKILL)
+    _failed(store)
+    assert later.stat().st_size == 0
+    store.close(engine)
+    engine, store, summary = fresh(tmp_path, snapshot_every=0)
+    assert summary["last_record"] == ticket
+    store.close(engine)
+
+
 def test_an_inline_write_that_fails_is_cut_and_fails_the_store(tmp_path, monkeypatch):
     engine, store, _ = fresh(tmp_path, snapshot_every=0, writer="inline")
     store.wait(_submit(engine, store, 100))
