@@ -196,3 +196,19 @@ def test_the_publisher_holds_a_book_state_until_its_record_is_durable(service):
     assert ack == {"ok": True}
     client.disconnect(namespace="/market")
     other.disconnect(namespace="/market")
+
+
+def test_a_subscription_snapshot_waits_for_its_record_then_arrives_before_the_ack(service):
+    app, socketio, exchange, stop_writer, resume_writer = service
+    exchange.publisher.read_timeout = 5.0
+    stop_writer()
+    result, _ticket = _in_flight(exchange, SELL, 300)
+    threading.Timer(0.2, resume_writer).start()
+    client = socketio.test_client(app, namespace="/market")
+    started = time.monotonic()
+    ack = client.emit("subscribe", {"type": "bbo", "symbol": BTC}, namespace="/market", callback=True)
+    assert ack == {"ok": True} and time.monotonic() - started > 0.15
+    snapshots = [e["args"][0] for e in client.get_received("/market") if e["name"] == "bbo"]
+    assert snapshots and snapshots[0]["sequence"] == result.sequence
+    assert snapshots[0]["best_ask"] == {"price": "3.00", "quantity": "0.00100"}
+    client.disconnect(namespace="/market")
