@@ -149,8 +149,8 @@ def symbol_lock_factory(async_mode: str):
     * ``engine`` (``submit``, ``cancel``, ``depth``, ``bbo``,
       ``recent_trades``, ``snapshot``): pure Python, no IO, no callbacks.
     * ``Exchange`` holds the lock around ``engine.submit``/``cancel`` and the
-      store's ``log_submit``/``log_cancel`` (a ticket and a list append, no
-      IO; ``wait``, which yields for group commit and waits for the journal
+      store's ``log_submit``/``log_cancel`` (a ticket, the symbol's last
+      ticket in a dict and a list append, no IO; ``wait``, which yields for group commit and waits for the journal
       writer process (or, inline, fsyncs in ``tpool``), is
       called after the lock is released), and around ``order_report`` in
       ``get_order`` (formatting only).
@@ -160,6 +160,9 @@ def symbol_lock_factory(async_mode: str):
       files are written after the locks are released.
     * ``api.market``'s publisher reads books through ``engine.depth``/``bbo``
       (under its own green lock, which is taken outside any symbol lock).
+    * The read barrier (``Exchange._visible``, the publisher's durability
+      gate) reads the symbol's ticket and may wait for the journal *after*
+      the symbol lock is released, never under it.
 
     Any new code under ``engine.lock(symbol)`` must keep to this: no IO, no
     ``sleep``, no green lock or event that could be contended, no ``tpool``.
