@@ -4,6 +4,7 @@
                       [--rate-limit 10000] [--rate-limiter builtin|flask-limiter]
                       [--async-mode eventlet|threading]
                       [--fsync batch|always|off] [--journal-writer process|inline]
+                      [--allow-empty] [--read-timeout 2.0] [--journal-check-interval 1.0]
                       [--symbols-config FILE]
                       [--cors-origins '*'] [--demo]
                       [--max-connections 10000] [--max-connections-per-client 256]
@@ -32,6 +33,13 @@ fsync              ``batch``       durability policy handed to ``storage.Store``
 journal_writer     None            ``process`` or ``inline`` (``storage.Store``'s
                                    ``writer``); None: the policy's default
 store              True            False: no durability; an object: use it as the store
+allow_empty        False           start on a used data dir whose journal is gone
+                                   (``storage.Store``; else ``JournalMissing``)
+read_timeout       2.0             seconds a read waits for its state to be durable
+                                   before answering 503 (``api.service``)
+journal_check_interval 1.0         seconds between checks that the journal file is
+                                   still there and whole (``Store.check_journal``);
+                                   0 = off (the writers still check before each ack)
 audit              True            False: no audit log
 symbols            defaults        a list of ``SymbolSpec``
 symbols_config     None            a JSON file of symbols (``engine.symbols.load_symbols``)
@@ -116,7 +124,7 @@ from api.sessions import (  # noqa: E402
 )
 from engine.matcher import MatchingEngine  # noqa: E402
 from engine.symbols import load_symbols  # noqa: E402
-from storage import Store  # noqa: E402
+from storage import Store, StoreError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +138,9 @@ DEFAULTS = {
     "fsync": "batch",
     "journal_writer": None,
     "store": True,
+    "allow_empty": False,
+    "read_timeout": 2.0,
+    "journal_check_interval": 1.0,
     "audit": True,
     "symbols": None,
     "symbols_config": None,
@@ -166,8 +177,8 @@ def symbol_lock_factory(async_mode: str):
     * ``engine`` (``submit``, ``cancel``, ``depth``, ``bbo``,
       ``recent_trades``, ``snapshot``): pure Python, no IO, no callbacks.
     * ``Exchange`` holds the lock around ``engine.submit``/``cancel`` and the
-      store's ``log_submit``/``log_cancel`` (a ticket and a list append, no
-      IO; ``wait``, which yields for group commit and waits for the journal
+      store's ``log_submit``/``log_cancel`` (a ticket, the symbol's last
+      ticket in a dict and a list append, no IO; ``wait``, which yields for group commit and waits for the journal
       writer process (or, inline, fsyncs in ``tpool``), is
       called after the lock is released), and around ``order_report`` in
       ``get_order`` (formatting only).
@@ -177,6 +188,9 @@ def symbol_lock_factory(async_mode: str):
       files are written after the locks are released.
     * ``api.market``'s publisher reads books through ``engine.depth``/``bbo``
       (under its own green lock, which is taken outside any symbol lock).
+    * The read barrier (``Exchange._visible``, the publisher's durability
+      gate) reads the symbol's ticket and may wait for the journal *after*
+      the symbol lock is released, never under it.
 
     Any new code under ``engine.lock(symbol)`` must keep to this: no IO, no
     ``sleep``, no green lock or event that could be contended, no ``tpool``.
@@ -198,7 +212,25 @@ def _make_store(config: dict, data_dir: str, yield_fn):
         return None
     if store is not True:
         return store
-    return Store(data_dir, fsync=config["fsync"], yield_fn=yield_fn, writer=config["journal_writer"])
+    return Store(
+        data_dir,
+        fsync=config["fsync"],
+        yield_fn=yield_fn,
+        writer=config["journal_writer"],
+        allow_empty=bool(config["allow_empty"]),
+    )
+
+
+def _watch_journal(store, sleep, interval: float) -> None:
+    """The background check of the journal file (``Store.check_journal``):
+    a journal deleted, replaced or truncated under an idle server is noticed
+    within ``interval`` and halts trading (the writers also check their file
+    before every acknowledgement, so none is given after it). Ends when the
+    store closes or fails."""
+    while store.serving:
+        sleep(interval)
+        if store.serving and not store.check_journal():
+            return
 
 
 class _GroupCommitYield:
@@ -366,7 +398,7 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         log.info("recovered from %s: %s", data_dir, summary)
 
     audit = Audit(os.path.join(data_dir, "audit.log")) if cfg["audit"] else None
-    exchange = Exchange(engine, store=store, audit=audit)
+    exchange = Exchange(engine, store=store, audit=audit, read_timeout=float(cfg["read_timeout"]))
     group_commit_yield.exchange = exchange
     app.extensions["exchange"] = exchange
     app.extensions["store"] = store
@@ -391,6 +423,9 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
     app.wsgi_app = _LastResort(sessions.wsgi(app.wsgi_app))
     if audit is not None:
         audit.start(socketio.start_background_task, socketio.sleep)
+    interval = float(cfg["journal_check_interval"])
+    if interval > 0 and hasattr(store, "check_journal"):
+        socketio.start_background_task(_watch_journal, store, socketio.sleep, interval)
     return app, socketio
 
 
@@ -439,6 +474,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("process", "inline"),
         default=None,
         help="who chains, writes and fsyncs the journal (default: a child process for batch/always, inline for off)",
+    )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="start even though the data dir was used before and its journal is gone (an empty market)",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=2.0,
+        help="seconds a read waits for the state it shows to be durable before answering 503",
+    )
+    p.add_argument(
+        "--journal-check-interval",
+        type=float,
+        default=1.0,
+        help="seconds between checks that the journal file is still there and whole; 0 = off",
     )
     p.add_argument("--symbols-config", default=None, help="JSON file of symbols")
     p.add_argument("--cors-origins", default="*", help="'*' or a comma-separated list of origins")
@@ -623,6 +675,14 @@ def serve(
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except StoreError as e:  # the data dir cannot be served (JournalMissing, CorruptJournal...)
+        log.critical("cannot start: %s", e)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     configure_logging(args.debug)
     configure_gc()
@@ -634,6 +694,9 @@ def main(argv: list[str] | None = None) -> int:
             "async_mode": args.async_mode,
             "fsync": args.fsync,
             "journal_writer": args.journal_writer,
+            "allow_empty": args.allow_empty,
+            "read_timeout": args.read_timeout,
+            "journal_check_interval": args.journal_check_interval,
             "symbols_config": args.symbols_config,
             "send_queue_bytes": args.send_queue_bytes,
             "send_queue_ip": args.send_queue_bytes_per_ip,

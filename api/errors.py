@@ -15,6 +15,10 @@
      |         +-- RequestTimeout           REQUEST_TIMEOUT          408 (body deadline passed)
      |         +-- PayloadTooLarge          PAYLOAD_TOO_LARGE        413
      |         +-- UnsupportedMediaType     UNSUPPORTED_MEDIA_TYPE   415
+     |         +-- ServiceUnavailable       SERVICE_UNAVAILABLE      503 (trading halted after a
+     |                                                               journal fault, or a read
+     |                                                               whose state is not durable
+     |                                                               in time)
      +-- werkzeug HTTPException             NOT_FOUND 404, METHOD_NOT_ALLOWED 405,
      |                                      PAYLOAD_TOO_LARGE 413, UNSUPPORTED_MEDIA_TYPE 415,
      |                                      INVALID_JSON 400, RATE_LIMITED 429, ...
@@ -73,6 +77,15 @@ class PayloadTooLarge(ApiError):
 class UnsupportedMediaType(ApiError):
     code = "UNSUPPORTED_MEDIA_TYPE"
     status_code = 415
+
+
+class ServiceUnavailable(ApiError):
+    """The service cannot do this now: trading is halted (the journal failed;
+    ``GET /health`` says why), or a read's state did not become durable within
+    the read timeout. Nothing was changed."""
+
+    code = "SERVICE_UNAVAILABLE"
+    status_code = 503
 
 
 _STATUS = {

@@ -61,6 +61,19 @@ Conflation (``l2_update``, ``bbo``)
     advanced), also when the best prices did not move: the latest ``bbo`` a
     subscriber holds then always equals ``GET /bbo``.
 
+Durability (Documentation/DURABILITY.md, "What a client can see")
+    Nothing is published before the journal record it reflects is durable.
+    Results arrive here after ``store.wait``. A book state read from the
+    engine carries the ticket of its symbol's last journaled record
+    (``store.ticket_of``, read after the state); it goes out only once that
+    record is durable (``store.durable``, an int compare): a pass that reads
+    a state whose record is not durable yet holds it (``_held_books``) and
+    sends it in a later pass, when it is, instead of reading again (under
+    constant load the newest state is rarely durable: reading again could
+    starve the rooms). A subscription whose snapshot is not durable waits for
+    it (at most ``read_timeout``; then it is refused with
+    ``SERVICE_UNAVAILABLE`` and nothing changed).
+
 Snapshots
     On subscribing to a book room the handler computes the current state and,
     when the room's other members are behind it (or it has none), sends it to the
@@ -190,10 +203,19 @@ class Publisher:
         chunk: int = 16,
         latency_window: int = 10_000,
         sessions=None,
+        store=None,
+        read_timeout: float = 2.0,
     ) -> None:
         self.socketio = socketio
         self.sessions = sessions  # api.sessions.SessionGuard, for its counters
         self.engine = engine
+        # The durability gate (None without a store: every state is final).
+        self.store = store
+        self.read_timeout = read_timeout
+        self._ticket_of = getattr(store, "ticket_of", None)
+        self._durable = getattr(store, "durable", None)
+        # symbol -> a book state read before its record was durable, sent when it is
+        self._held_books: dict[str, tuple] = {}
         self.min_interval_ns = int(min_interval * 1e9)
         self.interval_per_member_ns = int(interval_per_member * 1e9)
         self.hold_ns = int(hold * 1e9)
@@ -502,10 +524,18 @@ class Publisher:
         Returns when the next throttled room falls due."""
         deadline = None
         markets = self.engine.markets
+        held_books = self._held_books
         for symbol, rooms in self.book_rooms.items():
             if not rooms:
                 continue
-            current = markets[symbol].sequence
+            held = held_books.get(symbol)
+            if held is not None:
+                if not self._is_durable(held):
+                    continue  # nothing of this symbol before its record is durable
+                if not any(r.last_seq < held[0] and self.members.get(r.name) for r in list(rooms.values())):
+                    del held_books[symbol]  # every room has it or a later one
+                    held = None
+            current = markets[symbol].sequence if held is None else held[0]
             due = []
             for room in list(rooms.values()):  # a subscribe (another thread) may add a room
                 members = self.members.get(room.name)
@@ -519,24 +549,49 @@ class Publisher:
                     due.append(room)
             if due:
                 with self._lock:
-                    self._send_book_state(symbol, due, None)
+                    if held is None:
+                        held = self._read_book_state(symbol, max(r.depth for r in due))
+                        if not self._is_durable(held):
+                            held_books[symbol] = held  # sent by a later pass, once durable
+                            continue
+                    else:
+                        del held_books[symbol]
+                    self._send_book_state(symbol, due, None, held)
         return deadline
 
-    def _send_book_state(self, symbol: str, rooms: list[BookRoom], only_sid: str | None) -> None:
-        """Read the symbol's state once and send it to ``rooms`` (or, with
-        ``only_sid``, to that client alone). Caller holds ``self._lock``."""
+    def _read_book_state(self, symbol: str, depth: int) -> tuple:
+        """``(sequence, ticket, depth, bids, asks, bid, ask)``: the symbol's
+        top ``depth`` levels (0: the BBO only) and, read after them, the
+        ticket of its last journaled record (0 without a store)."""
         engine = self.engine
-        spec = engine.spec(symbol)
-        depth = max(r.depth for r in rooms)
         if depth:
             seq, bids, asks = engine.depth(symbol, depth)
             bid = bids[0] if bids else None
             ask = asks[0] if asks else None
         else:
             seq, bid, ask = engine.bbo(symbol)
+            bids = asks = None
+        ticket = self._ticket_of(symbol) if self._ticket_of is not None else 0
+        return (seq, ticket, depth, bids, asks, bid, ask)
+
+    def _is_durable(self, state: tuple) -> bool:
+        """Whether a state from ``_read_book_state`` may be shown: its record is durable."""
+        return self._durable is None or self._durable(state[1])
+
+    def _send_book_state(
+        self, symbol: str, rooms: list[BookRoom], only_sid: str | None, state: tuple
+    ) -> None:
+        """Send ``state`` (``_read_book_state``, durable) to ``rooms`` (or,
+        with ``only_sid``, to that client alone). A room deeper than the
+        state was read skips it (the next state covers it). Caller holds
+        ``self._lock``."""
+        seq, _ticket, depth, bids, asks, bid, ask = state
+        spec = self.engine.spec(symbol)
         ts = time.time_ns()
         for room in rooms:
             if only_sid is None and seq <= room.last_seq:
+                continue
+            if room.depth > depth:
                 continue
             if room.kind == "bbo":
                 event, payload = "bbo", formatting.bbo_dict(spec, seq, bid, ask, ts)
@@ -567,6 +622,7 @@ class Publisher:
             return parsed
         kind, symbol, depth = parsed["type"], parsed["symbol"], parsed["depth"]
         name = room_name(kind, symbol, depth)
+        pending = None
         with self._seq_lock, self._lock:
             if not self.members:
                 self.results += self._skip()
@@ -579,15 +635,41 @@ class Publisher:
                 room = self.book_rooms[symbol].get(name)
                 if room is None:
                     room = self.book_rooms[symbol][name] = BookRoom(name, kind, symbol, depth)
-                current = self.engine.markets[symbol].sequence
-                if not others_before or room.last_seq < current:
+                state = self._read_book_state(symbol, room.depth)
+                if not self._is_durable(state):
+                    pending = (room, state, room.last_seq)
+                elif not others_before or room.last_seq < state[0]:
                     # everybody in the room gets the new state: no duplicate later
                     room.last_seq = -1
-                    self._send_book_state(symbol, [room], None)
+                    self._send_book_state(symbol, [room], None, state)
                 else:
-                    self._send_book_state(symbol, [room], sid)
+                    self._send_book_state(symbol, [room], sid, state)
         if self._task is None:
             self._start()
+        if pending is not None:
+            return self._send_when_durable(sid, data, name, symbol, *pending)
+        return _OK
+
+    def _send_when_durable(self, sid: str, data, name: str, symbol: str, room, state, joined_seq) -> dict:
+        """A subscription's snapshot whose record is not durable yet: wait
+        for it (at most ``read_timeout``), outside the locks, then send it
+        unless the room has already sent the client as new a state since it
+        joined. On timeout or a failed store, leave the room and refuse."""
+        try:
+            self.store.wait(state[1], self.read_timeout)
+        except Exception as exc:  # DurabilityTimeout, JournalWriteError
+            log.warning("/market subscribe: the book state is not durable: %s", exc)
+            self.unsubscribe(sid, data)
+            return envelope(
+                "SERVICE_UNAVAILABLE", "the book state is not durable yet (the journal is slow); retry"
+            )
+        with self._seq_lock, self._lock:
+            if name not in self.by_sid.get(sid, ()):
+                return _OK  # unsubscribed meanwhile
+            if room.last_seq < state[0]:
+                self._send_book_state(symbol, [room], None, state)
+            elif room.last_seq == joined_seq:
+                self._send_book_state(symbol, [room], sid, state)
         return _OK
 
     def unsubscribe(self, sid: str, data) -> dict:
@@ -838,6 +920,8 @@ def init_socketio(socketio, exchange, *, coalesce_frames: bool = True, **options
 
     if coalesce_frames and install_frame_coalescing(socketio):
         log.debug("WebSocket frame coalescing installed")
+    options.setdefault("store", getattr(exchange, "store", None))
+    options.setdefault("read_timeout", getattr(exchange, "read_timeout", 2.0))
     publisher = Publisher(socketio, exchange.engine, **options)
     socketio.on_namespace(MarketNamespace(publisher))
     # a plain python-socketio namespace: no Flask request context per order (see api/trade_ws.py)

@@ -5,7 +5,9 @@ return JSON. Errors are raised and mapped once, by ``api/errors.py``.
 =========  ====================  ==========================================
 blueprint  route                 answer
 =========  ====================  ==========================================
-service    GET  /health          ``{"status": "ok", "uptime_seconds"}``
+service    GET  /health          ``{"status": "ok", "uptime_seconds"}``; 503
+                                 ``{"status": "halted", "reason", ...}`` after
+                                 a journal fault
 service    GET  /statistics      counters and latency figures
 service    POST /ping            ``{"status": "ok"}``: a JSON body read, nothing done
 orders     POST /order           order report (200 whatever its status)
@@ -49,7 +51,8 @@ def _body(request_kind: str, max_bytes: int):
 # -- service -----------------------------------------------------------------
 @service.get("/health")
 def health():
-    return json_response(_exchange().health())
+    body = _exchange().health()
+    return json_response(body, 200 if body["status"] == "ok" else 503)
 
 
 @service.post("/ping")

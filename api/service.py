@@ -12,11 +12,31 @@ Order path (``place_order``)::
     audit.submit(spec, result)              a deque append; written in the background
     return formatting.submit_report(...)
 
+What a client can see (Documentation/DURABILITY.md)
+    Nothing of a command before its journal record is durable. Answers,
+    events and audit lines follow ``store.wait``; every read of engine state
+    (``GET /order/<id>``, ``/book``, ``/bbo``, ``/trades``, ``/statistics``)
+    passes the *read barrier* after reading: ``store.wait_symbol(symbol)``,
+    an int compare when the symbol's last record is durable (the common
+    case), else a wait of at most ``read_timeout`` seconds, then
+    ``SERVICE_UNAVAILABLE`` (503) rather than a state a crash could undo.
+
+Fail-stop
+    Once the store has failed (the journal cannot be written, its writer
+    died, its file was deleted or replaced), every command is refused with
+    ``SERVICE_UNAVAILABLE`` before it reaches the engine, a command whose
+    ``wait`` failed is answered the same way (its record is cut from the
+    journal: no trace after a restart), reads show only durable state (or
+    503), and ``health()`` reports ``halted`` with the reason.
+
 Collaborators are duck-typed and optional (``None`` = absent):
 
 - ``store``: ``log_submit(result) -> ticket``, ``log_cancel(result) -> ticket``
   (called under the symbol lock), ``wait(ticket)`` (tickets become durable in
-  ticket order: a batch waits for its last one), optionally
+  ticket order: a batch waits for its last one), ``failed`` / ``failure``,
+  ``wait_symbol(symbol, timeout)`` and ``wait(ticket, timeout)`` with
+  ``last_ticket()`` (the read barrier; optional: without them reads do not
+  wait), optionally
   ``maybe_snapshot(engine)`` (called after each wait),
   ``find_order(order_id) -> Order | dict | None`` for orders no longer in memory
   and ``stats() -> dict``.
@@ -41,22 +61,32 @@ from time import perf_counter_ns
 import msgspec
 
 from api import formatting
-from api.errors import call_or_envelope, internal_error_envelope
+from api.errors import ServiceUnavailable, call_or_envelope, internal_error_envelope
 from api.latency import LatencyWindow
 from api.parsing import OrderCommand, parse_cancel, parse_order, parse_order_id
 from engine.errors import EngineError, OrderNotFound, OrderNotOpen, UnknownSymbol, ValidationError
 from engine.matcher import MatchingEngine
 from engine.order import Order
+from storage.errors import DurabilityTimeout, StoreError
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000  # orders per POST /orders
 MAX_BOOK_LEVELS = 1000  # ?levels above this are capped
 MAX_TRADES = 1000  # ?limit above this is capped
+# How long a read waits for the record its state reflects to become durable
+# before answering 503: a few fsyncs at the worst, far above the usual one
+# (0.1-10 ms here); a writer that is stopped or stuck gets a 503, never the
+# state it has not made durable.
+READ_TIMEOUT = 2.0
 LATENCY_WINDOW = 10_000  # samples kept per latency figure
 _MAX_LEVEL_PAIRS = 4 * MAX_BOOK_LEVELS  # formatted (price, total) pairs kept per symbol; emptied beyond
 
 _encode = msgspec.json.encode  # compact, key order as built: what errors.json_response sends
+
+
+_HALTED = "trading is halted: the journal cannot be written (GET /health has the reason)"
+_NOT_DURABLE = "the state is not durable yet (the journal is slow); retry"
 
 
 class LatencyRecorder(LatencyWindow):
@@ -96,9 +126,22 @@ class LatencyRecorder(LatencyWindow):
 class Exchange:
     """The service core: validated commands in, contract reports out."""
 
-    def __init__(self, engine: MatchingEngine, *, store=None, publisher=None, audit=None) -> None:
+    def __init__(
+        self,
+        engine: MatchingEngine,
+        *,
+        store=None,
+        publisher=None,
+        audit=None,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
         self.engine = engine
         self.store = store
+        self.read_timeout = read_timeout
+        self._can_fail = hasattr(store, "failed")  # fail-stop: a store without it never fails
+        # The read barrier's hooks (None: a store without them, or none)
+        self._wait_symbol = getattr(store, "wait_symbol", None)
+        self._last_ticket = getattr(store, "last_ticket", None)
         self.publisher = publisher
         self.audit = audit
         self.started_at = time.time()
@@ -138,6 +181,8 @@ class Exchange:
 
     def _place_order(self, body, encode: bool):
         t0 = perf_counter_ns()
+        if self._can_fail and self.store.failed:
+            self._halted("order", body)
         cmd = self._parse(body)
         result, ticket = self._submit(cmd)
         if ticket is not None:
@@ -176,6 +221,8 @@ class Exchange:
             raise ValidationError("the body must be a JSON array of orders", "orders")
         if len(orders) > MAX_BATCH:
             raise ValidationError(f"at most {MAX_BATCH} orders per request, got {len(orders)}", "orders")
+        if self._can_fail and self.store.failed:
+            self._halted("order", orders)
         t0 = perf_counter_ns()
         out: list = [None] * len(orders)
         accepted = []
@@ -228,6 +275,8 @@ class Exchange:
             OrderNotOpen: it is already filled or cancelled.
         """
         t0 = perf_counter_ns()
+        if self._can_fail and self.store.failed:
+            self._halted("cancel", body)
         try:
             order_id = parse_cancel(body)
             order = self.engine.orders.get(order_id)
@@ -300,9 +349,39 @@ class Exchange:
         return result, ticket
 
     def _durable(self, ticket) -> None:
-        self.store.wait(ticket)
+        try:
+            self.store.wait(ticket)
+        except StoreError as e:
+            # The engine applied the command but its record is not durable and
+            # never will be (the store failed; the record is cut from the
+            # journal): it is refused like any command from now on, and stays
+            # invisible (the read barrier).
+            raise ServiceUnavailable(_HALTED) from e
         if self._maybe_snapshot is not None:
             self._maybe_snapshot(self.engine)
+
+    def _halted(self, request: str, body) -> None:
+        """Refuse a command: the store failed (fail-stop). Nothing reaches the engine."""
+        error = ServiceUnavailable(_HALTED)
+        self._reject(request, body, error)
+        raise error
+
+    def _visible(self, symbol: str) -> None:
+        """The read barrier, after reading ``symbol``'s state: return once
+        what it reflects is durable (an int compare, usually).
+
+        Raises:
+            ServiceUnavailable: not durable within ``read_timeout``, or never
+            (the store failed).
+        """
+        wait_symbol = self._wait_symbol
+        if wait_symbol is not None:
+            try:
+                wait_symbol(symbol, self.read_timeout)
+            except DurabilityTimeout as e:
+                raise ServiceUnavailable(_NOT_DURABLE) from e
+            except StoreError as e:
+                raise ServiceUnavailable(_HALTED) from e
 
     def _after_submit(self, result, report: dict, received_ns: int, encoded: bytes | None = None) -> None:
         publisher = self.publisher
@@ -368,7 +447,9 @@ class Exchange:
             return stored
         market = self.engine.markets[order.symbol]
         with market.lock:  # a consistent status/filled/notional triple
-            return formatting.order_report(market.spec, order)
+            report = formatting.order_report(market.spec, order)
+        self._visible(order.symbol)
+        return report
 
     def symbols(self) -> dict:
         return {"symbols": [m.spec.to_dict() for m in self.engine.markets.values()]}
@@ -395,6 +476,7 @@ class Exchange:
                     pair = pairs[level] = [fp(level[0]), fq(level[1])]
                 formatted.append(pair)
             out.append(formatted)
+        self._visible(symbol)
         return {
             "timestamp": formatting.iso(time.time_ns()),
             "symbol": symbol,
@@ -406,12 +488,14 @@ class Exchange:
     def bbo(self, symbol: str) -> dict:
         market = self.check_symbol(symbol)
         sequence, bid, ask = self.engine.bbo(symbol)
+        self._visible(symbol)
         return formatting.bbo_dict(market.spec, sequence, bid, ask, time.time_ns())
 
     def trades(self, symbol: str, limit: int = 50) -> dict:
         market = self.check_symbol(symbol)
         spec = market.spec
         trades = self.engine.recent_trades(symbol, limit)
+        self._visible(symbol)
         return {"symbol": symbol, "trades": [formatting.trade_dict(spec, t) for t in trades]}
 
     def trades_json(self, symbol: str, limit: int = 50) -> bytes:
@@ -424,6 +508,7 @@ class Exchange:
         market = self.check_symbol(symbol)
         spec = market.spec
         trades = self.engine.recent_trades(symbol, limit)
+        self._visible(symbol)
         cache = self._trade_json.get(symbol)
         if cache is None:
             cache = self._trade_json[symbol] = {}
@@ -442,11 +527,24 @@ class Exchange:
         return round(time.monotonic() - self._started, 3)
 
     def health(self) -> dict:
+        """``{"status": "ok", "uptime_seconds"}``; after a journal fault
+        ``{"status": "halted", "reason", "uptime_seconds"}`` (HTTP 503)."""
+        store = self.store
+        if self._can_fail and store.failed:
+            return {"status": "halted", "reason": store.failure, "uptime_seconds": self.uptime()}
         return {"status": "ok", "uptime_seconds": self.uptime()}
 
     def statistics(self) -> dict:
         """Counters, latency figures and collaborator stats (see Documentation/API.md)."""
         raw = self.engine.statistics()
+        if self._last_ticket is not None:
+            # the read barrier over every symbol: the last record of any
+            try:
+                self.store.wait(self._last_ticket(), self.read_timeout)
+            except DurabilityTimeout as e:
+                raise ServiceUnavailable(_NOT_DURABLE) from e
+            except StoreError as e:
+                raise ServiceUnavailable(_HALTED) from e
         symbols = {}
         notional_by_quote: dict[str, Decimal] = {}
         for symbol, counters in raw["symbols"].items():

@@ -10,8 +10,14 @@ service reports it at startup (or on the failing request) and stops.
      |                          engine's rules or the symbol table changed)
      +-- ConfigMismatch         the data dir was written with other symbol specs
      +-- DataDirLocked          another process holds the data dir
-     +-- JournalWriteError      writing or syncing the journal failed; the store is
-     |                          failed and every later ``wait`` raises it too
+     +-- JournalWriteError      writing or syncing the journal failed, the writer process
+     |                          died, or the journal file was deleted, replaced or
+     |                          truncated under the server; the store is failed and every
+     |                          later ``wait`` raises it too (the service halts: HTTP 503)
+     +-- DurabilityTimeout      a ``wait`` with a timeout (a read barrier) ran out before
+     |                          its record was durable; the store is not failed
+     +-- JournalMissing         the data dir was used before but its journal is gone
+     |                          (startup refuses unless ``allow_empty``)
      +-- SnapshotWriteError     a snapshot could not be written (the journal is fine;
      |                          the periodic path logs it and retries later)
      +-- UnsupportedFormat      the data dir holds journal segments of another format
@@ -67,6 +73,15 @@ class DataDirLocked(StoreError):
 
 class JournalWriteError(StoreError):
     """The journal could not be written or synced; nothing after it is durable."""
+
+
+class DurabilityTimeout(StoreError):
+    """A bounded ``wait`` ran out before its record was durable (the store
+    is not failed: the writer is slow or stopped)."""
+
+
+class JournalMissing(StoreError):
+    """The data dir was used before (``IDENTITY``) but holds no journal."""
 
 
 class SnapshotWriteError(StoreError):

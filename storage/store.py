@@ -59,9 +59,23 @@ Snapshots
     written atomically. The newest ``KEEP_SNAPSHOTS`` are kept; segments are
     never deleted (see ``Documentation/DURABILITY.md`` for the pruning rule).
 
-Errors: see ``storage.errors``. A failed write -- or the writer process's
-death -- leaves the store failed: every waiting and later ``wait`` raises
-``JournalWriteError`` and the process must restart.
+The read barrier (``Documentation/DURABILITY.md``, "What a client can see")
+    ``log_*`` also notes the symbol's last ticket (``ticket_of``). A reader
+    reads a state, then the ticket, and shows the state once ``durable``
+    (an int compare) -- else ``wait_symbol``/``wait`` with a ``timeout``
+    (``DurabilityTimeout``). So nothing is visible before it is durable.
+
+Fail-stop
+    A failed write or fsync, the writer process's death, or the segment
+    deleted, replaced or truncated under the store (the writers ``fstat``
+    it before every acknowledgement; ``check_journal``, called periodically
+    by the service, ``stat``s its path) leaves the store ``failed`` (with a
+    ``failure`` reason): every waiting and later ``wait`` raises
+    ``JournalWriteError``, records written but never acknowledged are cut
+    from the segment, and the process must restart. ``recover`` refuses a
+    used data dir (``IDENTITY``) without a journal unless ``allow_empty``.
+
+Errors: see ``storage.errors``.
 """
 
 from __future__ import annotations
@@ -81,6 +95,8 @@ from storage.errors import (
     CorruptJournal,
     CorruptSnapshot,
     DataDirLocked,
+    DurabilityTimeout,
+    JournalMissing,
     JournalWriteError,
     SnapshotWriteError,
     StoreError,
@@ -119,6 +135,9 @@ WRITERS = ("process", "inline")
 DEFAULT_WRITER = {"batch": "process", "always": "process", "off": "inline"}
 KEEP_SNAPSHOTS = 3
 SYMBOLS_FILE = "symbols.json"
+# Written at a data dir's first start: a data dir that has it but no journal
+# segment lost its journal (Store._check_not_emptied).
+IDENTITY_FILE = "IDENTITY"
 LOCK_FILE = "LOCK"
 # How long recover() waits for a LOCK held by the writer process of a server
 # that died (it is writing what it had received, fsyncing and exiting).
@@ -175,17 +194,34 @@ class _GreenParking:
         self._hub = hubs.get_hub
         self._current = greenthread.getcurrent
 
-    def park(self, ticket: int) -> None:
-        """Switch to the hub until a ``wake_*`` covers ``ticket`` (or anything
-        else resumes this green thread: callers re-check)."""
+    def park(self, ticket: int, timeout: float | None = None) -> None:
+        """Switch to the hub until a ``wake_*`` covers ``ticket``, or
+        ``timeout`` seconds have passed (or anything else resumes this green
+        thread: callers re-check)."""
         entry = [ticket, self._current()]
         parked = self.parked
         parked.append(entry)
+        hub = self._hub()
+        timer = None
+        if timeout is not None:
+            # Resumes it unless a wake came first (a wake sets entry[1] to None
+            # and schedules the switch itself: never two switches for one park).
+            timer = hub.schedule_call_global(max(0.0, timeout), self._expire, entry)
         try:
-            self._hub().switch()
+            hub.switch()
         finally:
-            if entry[1] is not None:  # not woken: killed, timed out
+            if timer is not None:
+                timer.cancel()
+            if entry[1] is not None:  # not woken: killed
                 parked.remove(entry)
+
+    def _expire(self, entry: list) -> None:
+        """The timer of a ``park`` with a timeout: resume the waiter if still parked."""
+        thread = entry[1]
+        if thread is not None:
+            entry[1] = None
+            self.parked.remove(entry)
+            thread.switch()
 
     def wake_upto(self, n: int) -> None:
         """Resume the requests whose tickets are ``<= n``. O(parked)."""
@@ -228,6 +264,7 @@ class Store:
         snapshot_every: int = 250_000,
         yield_fn=None,
         writer: str | None = None,
+        allow_empty: bool = False,
     ) -> None:
         if fsync not in POLICIES:
             raise ValueError(f"fsync must be one of {POLICIES}, not {fsync!r}")
@@ -239,6 +276,7 @@ class Store:
         self.data_dir = os.path.abspath(data_dir)
         self.fsync = fsync
         self.snapshot_every = snapshot_every
+        self.allow_empty = allow_empty
         self._yield = yield_fn or _sleep0
         self._tpool = _green_pool()
         # The process writer under eventlet parks waiting requests itself (see
@@ -249,6 +287,9 @@ class Store:
         # Appends take no lock (see log_submit): tickets come from an atomic
         # counter and rows are appended to a list that is never replaced.
         self._tickets = itertools.count(1)
+        # symbol -> its last ticket, written by log_* under the symbol's lock:
+        # the read barrier's "which record does this state reflect".
+        self._symbol_ticket: dict[str, int] = {}
         self._pending: list = []  # command rows (ticket first); order by ticket may be off
         self._held: list = []  # the leader's: rows after a ticket not yet appended
         self._rolls: list = []  # pending _Roll markers, by first_n
@@ -267,6 +308,10 @@ class Store:
         self._ready = False
         self._fd = -1
         self._segment: str | None = None
+        # The segment being appended to, as (path, (st_dev, st_ino), its size
+        # when this store opened or rolled to it, the bytes counter then): the
+        # journal check compares the file with what was written to it.
+        self._seg_state: tuple | None = None
         self._snap_n = 0  # the record the newest snapshot covers
         self._snapshot_due = snapshot_every  # the record number that makes the next one due
         self._snapshotting = False
@@ -324,9 +369,10 @@ class Store:
             if name.endswith(".tmp") and (name.startswith("snapshot-") or name == SYMBOLS_FILE + ".tmp"):
                 os.unlink(os.path.join(self.data_dir, name))
                 log.warning("storage: removed an unfinished %s (a crash during a snapshot)", name)
+        segments = list_segments(self.data_dir)
+        self._check_not_emptied(bool(segments))
         self._symbols = self._check_symbols(engine)
 
-        segments = list_segments(self.data_dir)
         first_n = segments[0][0] if segments else 1
         skipped = []
         candidates = list(reversed(list_snapshots(self.data_dir)))
@@ -375,6 +421,9 @@ class Store:
             if snap:
                 log.warning("storage: no journal segments; continuing after %s", snap["path"])
         self._tickets = itertools.count(last_n + 1)
+        # every symbol a key from the start: last_ticket() may iterate the dict
+        # while log_* writes it (threads), which must not add keys
+        self._symbol_ticket = dict.fromkeys(engine.markets, 0)
         self._durable_n = last_n
         self._last_hash = last_hash
         self._snap_n = base
@@ -388,6 +437,9 @@ class Store:
         self._fd = os.open(self._segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         if not reader.segments:
             fsync_dir(self.data_dir)
+        st = os.fstat(self._fd)
+        self._seg_state = (self._segment, (st.st_dev, st.st_ino), st.st_size, 0)
+        self._write_identity()
         if self.writer == "process":
             os.close(self._fd)  # the child appends; this process never writes the journal
             self._fd = -1
@@ -448,6 +500,51 @@ class Store:
             engine.restore(snap["engine"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptSnapshot(f"{snap['path']}: cannot be restored: {exc!r}") from exc
+
+    def _check_not_emptied(self, has_segments: bool) -> None:
+        """Refuse a data dir that was used before but holds no journal.
+
+        A data dir is *used* once a store has recovered it (``IDENTITY``, or
+        ``symbols.json`` for data dirs from before ``IDENTITY``); from then on
+        it always holds a journal segment (created at that first start). No
+        segment then means the journal was deleted: starting would serve an
+        empty market and give ids and sequences out again. ``allow_empty``
+        (``--allow-empty``) starts anyway (from the newest snapshot, if any).
+
+        Raises:
+            JournalMissing: used before, no segment, and not ``allow_empty``.
+        """
+        if has_segments:
+            return
+        marker = next(
+            (
+                name
+                for name in (IDENTITY_FILE, SYMBOLS_FILE)
+                if os.path.exists(os.path.join(self.data_dir, name))
+            ),
+            None,
+        )
+        if marker is None:
+            return  # a fresh data dir
+        if not self.allow_empty:
+            raise JournalMissing(
+                f"{self.data_dir} was used before ({marker} exists) but holds no journal segment "
+                f"(journal-v2-*.jsonl): it was deleted or moved. Restore it; or, to start with an "
+                f"empty market (ids and sequences start over), pass --allow-empty"
+            )
+        log.warning(
+            "storage: %s was used before (%s exists) but holds no journal; starting without it (allow_empty)",
+            self.data_dir,
+            marker,
+        )
+
+    def _write_identity(self) -> None:
+        """Mark the data dir as used (``IDENTITY``: an id and the creation time), once."""
+        path = os.path.join(self.data_dir, IDENTITY_FILE)
+        if os.path.exists(path):
+            return
+        identity = {"data_dir_id": os.urandom(16).hex(), "created_ns": time.time_ns()}
+        atomic_write(path, json.dumps(identity).encode() + b"\n")
 
     def _check_symbols(self, engine) -> list[dict]:
         """Refuse to replay integers under a different tick, lot or fee table."""
@@ -555,6 +652,7 @@ class Store:
         order = result.order
         trades = result.trades
         n = next(self._tickets)
+        self._symbol_ticket[order.symbol] = n
         self._pending.append(
             (
                 n,
@@ -577,17 +675,152 @@ class Store:
         """Journal a ``CancelResult`` (with its ``timestamp``, which replay
         passes to ``engine.cancel``); return its ticket. Same rules as
         ``log_submit``. O(1)."""
+        order = result.order
         n = next(self._tickets)
-        self._pending.append(
-            (n, "c", result.order.symbol, result.timestamp, result.order.order_id, result.sequence)
-        )
+        self._symbol_ticket[order.symbol] = n
+        self._pending.append((n, "c", order.symbol, result.timestamp, order.order_id, result.sequence))
         return n
 
-    def wait(self, ticket: int) -> None:
+    # -- the read barrier and fail-stop --------------------------------------------------
+    def ticket_of(self, symbol: str) -> int:
+        """The ticket of the last record journaled for ``symbol`` (0: none
+        since start). Read it *after* reading the state it should cover: a
+        symbol's tickets only grow, so the state reflects no record beyond
+        it. O(1)."""
+        return self._symbol_ticket.get(symbol, 0)
+
+    def last_ticket(self) -> int:
+        """The last ticket journaled for any symbol (the same rule). O(symbols)."""
+        tickets = self._symbol_ticket
+        return max(tickets.values()) if tickets else 0
+
+    def durable(self, ticket: int) -> bool:
+        """Whether record ``ticket`` is durable per the policy (an int
+        compare: the read barrier's common case). Stays true after a failure
+        for what was durable before it."""
+        return ticket <= self._durable_n
+
+    def wait_symbol(self, symbol: str, timeout: float) -> None:
+        """The read barrier: return once every record journaled so far for
+        ``symbol`` is durable, so that a state of it read just before may be
+        shown. O(1) when it is (the common case); else as ``wait``.
+
+        Raises:
+            DurabilityTimeout: not durable within ``timeout`` seconds.
+            JournalWriteError: the store failed before it was durable.
+        """
+        ticket = self._symbol_ticket.get(symbol, 0)
+        if ticket > self._durable_n:
+            self.wait(ticket, timeout)
+
+    @property
+    def serving(self) -> bool:
+        """Recovered and not closed yet."""
+        return self._ready
+
+    @property
+    def failed(self) -> bool:
+        """The store failed: nothing is acknowledged any more (fail-stop)."""
+        return self._error is not None
+
+    @property
+    def failure(self) -> str | None:
+        """Why the store failed (file names relative to the data dir), or None."""
+        error = self._error
+        if error is None:
+            return None
+        return str(error).replace(self.data_dir + os.sep, "")
+
+    def check_journal(self) -> bool:
+        """Check that the segment being appended to is still the file this
+        store writes, at least as long as what was written to it; fail the
+        store otherwise (deleted, replaced or truncated under the server).
+        The service calls it periodically; the writers also check their file
+        before each acknowledgement. Returns False when the store is failed.
+        One ``stat``.
+        """
+        if self._error is not None:
+            return False
+        if not self._ready or self._seg_state is None:
+            return True
+        written = self._counters["bytes"]  # before the state: see _segment_size
+        path, ident, size0, bytes0 = self._seg_state
+        expected = size0 + written - bytes0
+        name = os.path.basename(path)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            reason = f"the journal segment {name} was deleted under the server"
+        except OSError as exc:
+            reason = f"the journal segment {name} cannot be checked: {exc}"
+        else:
+            if (st.st_dev, st.st_ino) != ident:
+                reason = (
+                    f"the journal segment {name} was replaced under the server (another file has its name)"
+                )
+            elif st.st_size < expected:
+                reason = (
+                    f"the journal segment {name} was truncated under the server "
+                    f"({st.st_size} bytes, {expected} were written)"
+                )
+            else:
+                return True
+        self._fail(reason)
+        return False
+
+    def _segment_size(self) -> tuple[tuple, int]:
+        """The segment state and the bytes written to that segment so far.
+        Reads the byte counter before the state: a roll in between makes the
+        size too small (a check then passes), never too large."""
+        written = self._counters["bytes"]
+        state = self._seg_state
+        return state, state[2] + written - state[3]
+
+    def _cut_unacknowledged(self) -> None:
+        """After the writer process died: cut what it wrote past the last
+        record it acknowledged (durable), so that a command whose wait failed
+        (answered 503) leaves no trace after a restart. Only in the same file
+        (not one that replaced it), only ever shorter."""
+        state, size = self._segment_size()
+        path, ident = state[0], state[1]
+        try:
+            for first_n, later in list_segments(self.data_dir):
+                if first_n > self._durable_n and later != path and os.path.getsize(later):
+                    # rolled to by the child, the roll never acknowledged: nothing in it was
+                    os.truncate(later, 0)
+                    log.warning("storage: emptied %s: none of its records was acknowledged", later)
+        except (OSError, StoreError) as exc:
+            log.error("storage: cannot check the segments after %s: %s", path, exc)
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except OSError:
+            return  # deleted: nothing to cut
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != ident or st.st_size <= size:
+                return
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+            log.warning(
+                "storage: cut %d bytes that the journal writer wrote to %s after its last acknowledged "
+                "record %d (their commands were answered 503)",
+                st.st_size - size,
+                path,
+                self._durable_n,
+            )
+        except OSError as exc:
+            log.error("storage: cannot cut the unacknowledged tail of %s: %s", path, exc)
+        finally:
+            os.close(fd)
+
+    def wait(self, ticket: int, timeout: float | None = None) -> None:
         """Return once record ``ticket`` is durable per the fsync policy.
 
         Call after releasing the symbol lock. The first waiter leads a group
         commit for everything buffered (see the module docstring).
+        ``timeout`` (seconds; None: no limit, the order path) bounds the
+        wait of a reader (the read barrier); an inline leader finishes its
+        write and fsync first.
 
         Runtime complexity: O(1) when already durable; else one write (and
         one fsync) for the batch.
@@ -595,15 +828,17 @@ class Store:
         Raises:
             JournalWriteError: the journal cannot be written; nothing is durable
             any more and the process must restart.
+            DurabilityTimeout: ``timeout`` ran out first.
         """
         if ticket <= self._durable_n:
             return
+        deadline = None if timeout is None else time.monotonic() + timeout
         if self._proc is None:
-            self._lead(ticket, False)
+            self._lead(ticket, False, deadline)
         elif self._green is not None:
-            self._green_wait(ticket)
+            self._green_wait(ticket, deadline)
         else:
-            self._send_and_wait(ticket, False)
+            self._send_and_wait(ticket, False, deadline)
         if self._durable_n >= self._snapshot_due and self._engine is not None:
             # Callers should call maybe_snapshot(); if one never does, the
             # journal must still not grow without bound between snapshots.
@@ -627,7 +862,7 @@ class Store:
         with self._send_mu:
             self._send()
 
-    def _lead(self, ticket: int, force: bool) -> None:
+    def _lead(self, ticket: int, force: bool, deadline: float | None = None) -> None:
         """Wait for ``ticket`` or become the leader and flush. ``force``:
         flush and fsync whatever is buffered even if the ticket is covered."""
         cond = self._cond
@@ -639,7 +874,7 @@ class Store:
                 if not self._flushing:
                     self._flushing = True
                     break
-                cond.wait()
+                cond.wait(_remaining(deadline, ticket))
         try:
             if not force and self.fsync == "batch":
                 self._yield()  # let concurrent requests join this batch
@@ -658,7 +893,7 @@ class Store:
             self._send_and_wait(ticket, True)
 
     # -- the writer process (writer="process") ---------------------------------------------
-    def _send_and_wait(self, ticket: int, sync: bool) -> None:
+    def _send_and_wait(self, ticket: int, sync: bool, deadline: float | None = None) -> None:
         """Hand every buffered row up to ``ticket`` to the writer process
         (unless a concurrent ``wait`` did), then wait for its ack. ``sync``:
         also make it fsync, and wait for that.
@@ -670,6 +905,7 @@ class Store:
         requests in flight journal theirs first: one frame, one wake-up of
         the child and one fsync for all of them."""
         cond = self._cond
+        forced = sync
         if not sync and ticket > self._sent_n:
             self._yield()
         while sync or ticket > self._sent_n:
@@ -696,12 +932,13 @@ class Store:
             try:
                 while ticket > self._durable_n:
                     self._raise_if_failed()
-                    cond.wait()
+                    cond.wait(_remaining(deadline, ticket))
             finally:
                 self._cond_waiters -= 1
-        self._raise_if_failed()
+        if forced or ticket > self._durable_n:
+            self._raise_if_failed()  # a forced sync must have happened; a durable record stays acknowledged
 
-    def _green_wait(self, ticket: int) -> None:
+    def _green_wait(self, ticket: int, deadline: float | None = None) -> None:
         """``wait`` for the process writer under eventlet, where every request
         is a green thread of one OS thread and none is preempted.
 
@@ -720,9 +957,9 @@ class Store:
         """
         green = self._green
         while True:
-            self._raise_if_failed()
             if ticket <= self._durable_n:
                 return
+            self._raise_if_failed()
             if ticket > self._sent_n and not green.sending:
                 green.sending = True
                 try:
@@ -733,7 +970,7 @@ class Store:
                     green.sending = False
                 green.wake_unsent(self._sent_n)
                 continue
-            green.park(ticket)
+            green.park(ticket, _remaining(deadline, ticket))
 
     def _send(self) -> None:
         """(Holding ``_send_mu``.) Encode the buffered rows that have no gap
@@ -809,6 +1046,14 @@ class Store:
             roll = self._sent_rolls.pop(0)
             assert roll.first_n == n + 1, (roll.first_n, n)
             roll.prev_hash = last_hash
+            path = os.path.join(self.data_dir, segment_name(n + 1))
+            self._segment = path
+            try:
+                st = os.stat(path)
+                ident = (st.st_dev, st.st_ino)
+            except OSError:
+                ident = None  # gone already: the next check fails the store
+            self._seg_state = (path, ident, 0, written)  # a new segment starts empty
         elif kind == SYNC:
             self._syncs_done += 1
         self._durable_n = n
@@ -823,6 +1068,9 @@ class Store:
         or the child died (killed, or after reporting an error)."""
         if self._proc is not None and self._proc.closed:
             return
+        # The child is gone (its exit status is in): cut what it wrote past its
+        # last ack before the waiters learn that their commands failed.
+        self._cut_unacknowledged()
         self._fail(
             f"the journal writer process (pid {self._writer_pid()}) exited unexpectedly (status {status})"
         )
@@ -865,6 +1113,7 @@ class Store:
         rows = self._take(self._durable_n + 1)
         if self._held:
             self._yield()  # let the thread that holds the gap's ticket append
+        state, start_size = self._segment_size()
         try:
             policy = self.fsync
             counters = self._counters
@@ -878,13 +1127,17 @@ class Store:
             if (policy == "batch" and rows) or force:
                 self._sync(self._fd)
                 counters["fsyncs"] += 1
+            if rows:
+                self._check_fd()
             counters["batches"] += 1
             counters["records"] += len(rows)
         except Exception as exc:
-            self._error = exc
+            self._error = JournalWriteError(f"writing the journal {self._segment} failed: {exc}")
             log.critical(
                 "storage: writing the journal %s failed: %s; the store is failed", self._segment, exc
             )
+            if self._seg_state is state:
+                self._cut_fd(start_size)
             raise JournalWriteError(f"{self._segment}: write failed: {exc}") from exc
         self._last_hash = prev
         self._durable_n = self._sent_n = upto
@@ -912,11 +1165,37 @@ class Store:
             self._tpool.execute(os.fsync, fd)
 
     def _write(self, data: bytes) -> None:
-        self._counters["bytes"] += len(data)
         view = memoryview(data)
         fd = self._fd
         while view:
             view = view[os.write(fd, view) :]
+        self._counters["bytes"] += len(data)  # after: check_journal never expects more than the file has
+
+    def _check_fd(self) -> None:
+        """(The inline leader, before advancing the durable record.) The
+        segment is still linked and exactly as long as what was written to
+        it: a journal deleted, replaced or truncated under the server fails
+        the store before anything more is acknowledged. One ``fstat``."""
+        st = os.fstat(self._fd)
+        if st.st_nlink == 0:
+            raise OSError("the journal segment was deleted or replaced under the server")
+        _state, size = self._segment_size()
+        if st.st_size != size:
+            raise OSError(
+                f"the journal segment is {st.st_size} bytes, {size} were written: truncated or "
+                f"written by another process"
+            )
+
+    def _cut_fd(self, size: int) -> None:
+        """After a failed inline write: cut the segment back to ``size`` (what
+        it held before the failed group), only ever shorter."""
+        try:
+            st = os.fstat(self._fd)
+            if st.st_nlink and st.st_size > size:
+                os.ftruncate(self._fd, size)
+                os.fsync(self._fd)
+        except OSError as exc:
+            log.error("storage: cannot cut the failed group from %s: %s", self._segment, exc)
 
     def _roll(self, first_n: int) -> None:
         """Close the current segment durably and start ``journal-<first_n>``."""
@@ -927,6 +1206,8 @@ class Store:
         path = os.path.join(self.data_dir, segment_name(first_n))
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._segment = path
+        st = os.fstat(self._fd)
+        self._seg_state = (path, (st.st_dev, st.st_ino), st.st_size, self._counters["bytes"])
         fsync_dir(self.data_dir)
 
     # -- snapshots ---------------------------------------------------------------------------
@@ -1051,6 +1332,7 @@ class Store:
             last_record=self._last_n,
             durable_record=self._durable_n,
             snapshot_record=self._snap_n,
+            failed=self.failure,
             last_snapshot_seconds=round(self.last_snapshot_seconds, 3),
         )
         return stats
@@ -1083,6 +1365,20 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's process
     return True
+
+
+def _remaining(deadline: float | None, ticket: int) -> float | None:
+    """Seconds left until ``deadline`` (None: no limit).
+
+    Raises:
+        DurabilityTimeout: none left.
+    """
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DurabilityTimeout(f"record {ticket} is not durable yet (the journal writer is slow or stopped)")
+    return left
 
 
 class _SnapshotOffChain(StoreError):

@@ -31,15 +31,22 @@ Protocol (both pipes carry little-endian binary frames)
     number field is the length of a UTF-8 message that follows it.
 
 Failure
-    The child fails (a write or fsync fails, a frame out of sequence, it is
-    killed): it acknowledges nothing more. On an error it sends ``E`` with
-    the reason, reports it on stderr (``CRITICAL storage.writer``) and exits
-    with status 1; killed, it just closes the ack pipe. Either way the
+    Before every ack the child checks its file (``check_file``: one
+    ``fstat``): still linked and exactly as long as what it wrote. A journal
+    deleted, replaced or truncated under the server thus never receives one
+    more acknowledged record.
+
+    The child fails (a write or fsync fails, the check fails, a frame out of
+    sequence, it is killed): it acknowledges nothing more. On an error it
+    cuts the segment back to its size at the last ack (``cut_unacknowledged``:
+    the records it wrote since were never acknowledged, and their requests
+    are answered 503, so they must not come back after a restart), sends
+    ``E`` with the reason, reports it on stderr (``CRITICAL storage.writer``)
+    and exits with status 1; killed, it just closes the ack pipe, and the
+    parent cuts the same way (``Store._cut_unacknowledged``). Either way the
     parent's ack reader fails the store (logged ``CRITICAL``): every waiting
     and later ``wait`` raises ``JournalWriteError``, as when an inline write
-    fails, and the process must restart. Records the child had written but
-    not acknowledged stay in the file; recovery keeps them (they were never
-    acknowledged, like a request in flight) and drops at most a torn last line.
+    fails; the service halts trading (HTTP 503) and must be restarted.
 
     The parent dies (SIGKILL, a crash): the child reads end of file, writes
     every whole frame it had received, fsyncs, exits and so releases the data
@@ -130,6 +137,10 @@ class _Child:
         self.data_dir = data_dir
         self.segment = segment
         self.fd = os.open(segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # What the segment must hold: its size at open plus what was written
+        # (checked before every ack), and its size at the last ack (what a
+        # failure cuts back to).
+        self.size = self.acked_size = os.fstat(self.fd).st_size
         self.next_n = next_n
         self.prev = prev
         self.policy = policy
@@ -205,6 +216,30 @@ class _Child:
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]
+        self.size += len(data)
+
+    def check_file(self) -> None:
+        """Before an acknowledgement: the segment is still linked and exactly
+        as long as what was written to it. A journal deleted, replaced
+        (renamed over) or truncated under the server must not receive one
+        more acknowledged record. One ``fstat`` per ack."""
+        st = os.fstat(self.fd)
+        if st.st_nlink == 0:
+            raise RuntimeError(f"the journal segment {self.segment} was deleted or replaced under the server")
+        if st.st_size != self.size:
+            raise RuntimeError(
+                f"the journal segment {self.segment} is {st.st_size} bytes, {self.size} were written: "
+                f"truncated or written by another process"
+            )
+
+    def cut_unacknowledged(self) -> None:
+        """After a failure: cut the segment back to its size at the last ack,
+        so that records written but never acknowledged (their requests fail)
+        are not replayed after a restart. Only ever shorter, only a linked file."""
+        st = os.fstat(self.fd)
+        if st.st_nlink and st.st_size > self.acked_size:
+            os.ftruncate(self.fd, self.acked_size)
+            os.fsync(self.fd)
 
     def _fsync(self) -> None:
         os.fsync(self.fd)
@@ -217,6 +252,7 @@ class _Child:
         os.close(self.fd)
         self.segment = segment_path(self.data_dir, first_n)
         self.fd = os.open(self.segment, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.size = self.acked_size = os.fstat(self.fd).st_size
         dir_fd = os.open(self.data_dir, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
@@ -226,6 +262,8 @@ class _Child:
     def _ack(self, out: int, kind: bytes) -> None:
         if self.parent_gone:
             return
+        self.check_file()
+        self.acked_size = self.size
         try:
             os.write(out, ACK.pack(kind, self.next_n - 1, self.fsyncs, self.bytes, self.prev))
         except BrokenPipeError:
@@ -425,6 +463,11 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:  # noqa: BLE001 -- anything: report it and stop acknowledging
         where = child.segment if child is not None else args.segment
         message = f"writing the journal {where} failed: {exc!r}"
+        if child is not None and not child.parent_gone:
+            try:
+                child.cut_unacknowledged()
+            except OSError as cut:
+                message += f" (cutting the unacknowledged records failed too: {cut!r})"
         if child is None or not child.parent_gone:
             try:
                 data = message.encode()

@@ -4,6 +4,7 @@
     --record-fsyncs FILE     after every fsync, the segment's size then (what is
                              durable) is written at the start of FILE (20 digits)
     --fail-writes-after N    writes to the journal after the first N raise ENOSPC
+    --fail-fsyncs-after N    fsyncs after the first N raise EIO (the data was written)
 """
 
 import errno
@@ -35,6 +36,17 @@ elif option == "--fail-writes-after":
         real_write_all(self, data)
 
     writer._Child._write_all = _write_all
+elif option == "--fail-fsyncs-after":
+    budget = [int(value)]
+    real_fsync = writer._Child._fsync
+
+    def _fsync(self):
+        if budget[0] <= 0:
+            raise OSError(errno.EIO, "Input/output error")
+        budget[0] -= 1
+        real_fsync(self)
+
+    writer._Child._fsync = _fsync
 else:
     sys.exit(f"writer_shim: unknown option {option}")
 sys.exit(writer.main(rest))
