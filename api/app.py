@@ -6,10 +6,18 @@
                       [--fsync batch|always|off] [--journal-writer process|inline]
                       [--symbols-config FILE]
                       [--cors-origins '*'] [--demo]
+                      [--message-queue redis://HOST:PORT/DB [--queue-channel NAME]]
+                      [--role engine|edge]
 
 One port serves REST (``api/rest.py``), Socket.IO (``api/market.py``: the
 ``/market`` data namespace and the ``/trade`` order-entry namespace) and the
 browser page at ``/`` (``api/frontend.py``).
+
+Scaling out (``Documentation/SCALING.md``): with ``--message-queue`` this
+process (the engine role, the default) also publishes everything it publishes
+on ``/market`` to the queue (``api/mq.py``); ``--role edge`` runs a market-data
+edge instead (``api/edge.py``: no engine, no journal, a mirror fed by the
+queue). Without ``--message-queue`` nothing changes and no Redis is needed.
 
 ``create_app(config) -> (app, socketio)``; the same objects are reachable as
 ``app.extensions["socketio"]`` and ``app.extensions["exchange"]``. Config keys
@@ -34,6 +42,8 @@ cors_origins       ``*``           CORS origins for REST and Socket.IO (str or l
 engine             None            a ``MatchingEngine`` to use instead of a new one (its
                                    locks are the caller's choice; see
                                    ``symbol_lock_factory``)
+message_queue      None            ``redis://HOST:PORT/DB``: publish the feed for edges
+queue_channel      ``matchbook``   the Redis pub/sub channel (the same on every process)
 FRONTEND_DIR       -               passed to the frontend blueprint (tests)
 =================  ==============  ==================================================
 
@@ -113,6 +123,8 @@ DEFAULTS = {
     "symbols_config": None,
     "cors_origins": "*",
     "engine": None,
+    "message_queue": None,
+    "queue_channel": "matchbook",
 }
 
 
@@ -312,6 +324,11 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         app.config["FRONTEND_DIR"] = cfg["FRONTEND_DIR"]
     app.json.sort_keys = False
     origins = cfg["cors_origins"]
+    queue_options = {}
+    if cfg["message_queue"]:
+        from api.mq import engine_manager
+
+        queue_options["client_manager"] = engine_manager(cfg["message_queue"], cfg["queue_channel"])
     socketio = SocketIO(
         app,
         async_mode=cfg["async_mode"],
@@ -319,6 +336,7 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         json=SOCKET_JSON,
         logger=False,
         engineio_logger=False,
+        **queue_options,
     )
 
     group_commit_yield = _GroupCommitYield(socketio.sleep)
@@ -342,6 +360,12 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
     app.register_blueprint(frontend.bp)
 
     exchange.publisher = init_socketio(socketio, exchange)
+    if queue_options:
+        from api.mq import attach_engine
+
+        exchange.publisher = attach_engine(
+            socketio, exchange, exchange.publisher, queue_options["client_manager"]
+        )
     app.wsgi_app = _LastResort(app.wsgi_app)
     if audit is not None:
         audit.start(socketio.start_background_task, socketio.sleep)
@@ -397,9 +421,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--symbols-config", default=None, help="JSON file of symbols")
     p.add_argument("--cors-origins", default="*", help="'*' or a comma-separated list of origins")
     p.add_argument("--demo", action="store_true", help="also run tools/demo_market.py against this server")
+    p.add_argument(
+        "--role",
+        choices=("engine", "edge"),
+        default="engine",
+        help="edge: serve market data and public reads from the message queue (no engine, no journal)",
+    )
+    p.add_argument(
+        "--message-queue",
+        default=None,
+        metavar="redis://HOST:PORT/DB",
+        help="share market data with edge processes through this Redis (never on a public interface)",
+    )
+    p.add_argument(
+        "--queue-channel", default="matchbook", help="the Redis channel (the same on every process)"
+    )
     args = p.parse_args(argv)
     if args.rate_limit < 0:
         p.error("--rate-limit must be >= 0")
+    if args.role == "edge" and not args.message_queue:
+        p.error("--role edge needs --message-queue redis://HOST:PORT/DB")
+    if args.role == "edge" and args.demo:
+        p.error("--demo runs against the engine, not an edge")
     return args
 
 
@@ -539,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.debug)
     configure_gc()
+    if args.role == "edge":
+        return _main_edge(args)
     app, socketio = create_app(
         {
             "data_dir": args.data_dir,
@@ -548,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
             "fsync": args.fsync,
             "journal_writer": args.journal_writer,
             "symbols_config": args.symbols_config,
+            "message_queue": args.message_queue,
+            "queue_channel": args.queue_channel,
             "cors_origins": "*"
             if args.cors_origins.strip() == "*"
             else [o.strip() for o in args.cors_origins.split(",") if o.strip()],
@@ -590,6 +637,50 @@ def main(argv: list[str] | None = None) -> int:
             demo.stop()
         close_app(app)
         log.info("stopped")
+    return status
+
+
+def _main_edge(args: argparse.Namespace) -> int:
+    """``--role edge``: serve until SIGTERM/SIGINT (``api/edge.py``)."""
+    from api.edge import close_edge_app, create_edge_app
+
+    app, socketio = create_edge_app(
+        {
+            "message_queue": args.message_queue,
+            "queue_channel": args.queue_channel,
+            "async_mode": args.async_mode,
+            "symbols_config": args.symbols_config,
+            "rate_limit": args.rate_limit,
+            "rate_limiter": args.rate_limiter,
+            "cors_origins": "*"
+            if args.cors_origins.strip() == "*"
+            else [o.strip() for o in args.cors_origins.split(",") if o.strip()],
+        }
+    )
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "edge serving on http://%s:%d (queue %s, channel %s)",
+        args.host,
+        args.port,
+        args.message_queue,
+        args.queue_channel,
+    )
+    status = 0
+    try:
+        serve(app, socketio, args.host, args.port, log_output=args.debug)
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        log.error("cannot serve on %s:%d: %s", args.host, args.port, e.strerror or e)
+        status = 1
+    finally:
+        close_edge_app(app)
+        log.info("edge stopped")
     return status
 
 
