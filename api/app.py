@@ -44,6 +44,8 @@ engine             None            a ``MatchingEngine`` to use instead of a new 
                                    ``symbol_lock_factory``)
 message_queue      None            ``redis://HOST:PORT/DB``: publish the feed for edges
 queue_channel      ``matchbook``   the Redis pub/sub channel (the same on every process)
+proxy_hops         0               trusted proxies in front (nginx: 1): the client address
+                                   (rate limits) is then read from ``X-Forwarded-For``
 FRONTEND_DIR       -               passed to the frontend blueprint (tests)
 =================  ==============  ==================================================
 
@@ -125,6 +127,7 @@ DEFAULTS = {
     "engine": None,
     "message_queue": None,
     "queue_channel": "matchbook",
+    "proxy_hops": 0,
 }
 
 
@@ -270,6 +273,18 @@ def _rate_limiter(app: Flask, per_minute: int, kind: str):
     return limiter
 
 
+def trust_proxies(app: Flask, hops: int) -> None:
+    """Behind ``hops`` trusted reverse proxies (the cluster's nginx: 1), take the
+    client's address from the last ``hops`` entries of ``X-Forwarded-For``, so
+    that rate limits count per client, not per proxy. Outside the Socket.IO
+    middleware, so handshakes see it too. Never without a proxy that sets the
+    header: a client could then name any address."""
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0, x_port=0, x_prefix=0)
+
+
 class _LastResort:
     """WSGI guard outside Flask and the Socket.IO middleware: anything that still
     escapes becomes the contract's 500 envelope instead of a server's traceback page
@@ -366,6 +381,7 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         exchange.publisher = attach_engine(
             socketio, exchange, exchange.publisher, queue_options["client_manager"]
         )
+    trust_proxies(app, int(cfg["proxy_hops"]))
     app.wsgi_app = _LastResort(app.wsgi_app)
     if audit is not None:
         audit.start(socketio.start_background_task, socketio.sleep)
@@ -436,9 +452,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--queue-channel", default="matchbook", help="the Redis channel (the same on every process)"
     )
+    p.add_argument(
+        "--proxy-hops",
+        type=int,
+        default=0,
+        help="trusted reverse proxies in front (nginx: 1): client addresses from X-Forwarded-For",
+    )
     args = p.parse_args(argv)
     if args.rate_limit < 0:
         p.error("--rate-limit must be >= 0")
+    if args.proxy_hops < 0:
+        p.error("--proxy-hops must be >= 0")
     if args.role == "edge" and not args.message_queue:
         p.error("--role edge needs --message-queue redis://HOST:PORT/DB")
     if args.role == "edge" and args.demo:
@@ -595,6 +619,7 @@ def main(argv: list[str] | None = None) -> int:
             "symbols_config": args.symbols_config,
             "message_queue": args.message_queue,
             "queue_channel": args.queue_channel,
+            "proxy_hops": args.proxy_hops,
             "cors_origins": "*"
             if args.cors_origins.strip() == "*"
             else [o.strip() for o in args.cors_origins.split(",") if o.strip()],
@@ -652,6 +677,7 @@ def _main_edge(args: argparse.Namespace) -> int:
             "symbols_config": args.symbols_config,
             "rate_limit": args.rate_limit,
             "rate_limiter": args.rate_limiter,
+            "proxy_hops": args.proxy_hops,
             "cors_origins": "*"
             if args.cors_origins.strip() == "*"
             else [o.strip() for o in args.cors_origins.split(",") if o.strip()],

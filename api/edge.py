@@ -472,13 +472,14 @@ EDGE_DEFAULTS = {
     "rate_limiter": "builtin",
     "stale_after": 2.0,
     "sync_wait": 3.0,
+    "proxy_hops": 0,
     "client_manager": None,  # tests: a manager object instead of one built from message_queue
 }
 
 
 def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
     """Build an edge: Flask app, Socket.IO server on the queue, mirror, feed."""
-    from api.app import _cors, _LastResort, _rate_limiter  # the engine's own setup helpers
+    from api.app import _cors, _LastResort, _rate_limiter, trust_proxies  # the engine's own setup helpers
 
     cfg = dict(EDGE_DEFAULTS)
     cfg.update(config or {})
@@ -537,6 +538,7 @@ def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         log.debug("WebSocket frame coalescing installed")
     socketio.on_namespace(MarketNamespace(publisher))
     socketio.server.register_namespace(ReadOnlyTradeNamespace())
+    trust_proxies(app, int(cfg["proxy_hops"]))
     app.wsgi_app = _LastResort(app.wsgi_app)
 
     def watch() -> None:

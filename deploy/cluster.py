@@ -286,7 +286,7 @@ class Cluster:
         self.run_dir = os.path.abspath(run_dir)
         self.data_dir = os.path.abspath(data_dir)
         self.redis = Redis(self.run_dir, redis_port or free_port())
-        queue = ["--message-queue", self.redis.url]
+        queue = ["--message-queue", self.redis.url, "--proxy-hops", "1"]
         self.engine = App(
             self.run_dir,
             "engine",
