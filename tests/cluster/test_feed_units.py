@@ -171,3 +171,85 @@ def test_publishing_to_a_dead_redis_drops_quickly_and_never_raises():
     assert manager._publish({"method": "emit"}) is None
     assert manager._publish({"method": "emit"}) is None  # dropped without trying again
     assert (manager.publish_failures, manager.dropped) == (1, 2)
+
+
+# -- the engine's side: QueueFeed ---------------------------------------------------
+class FakeSocketIO:
+    """What QueueFeed needs of Flask-SocketIO, recording the feed messages."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def emit(self, event, data, namespace=None, to=None):
+        assert (event, namespace, to) == ("feed", "/market", FEED_ROOM)
+        self.sent.append(data)
+
+
+@pytest.fixture
+def feed():
+    import threading
+
+    from api.mq import QueueFeed
+    from engine.matcher import MatchingEngine
+
+    engine = MatchingEngine()
+    sio = FakeSocketIO()
+    f = QueueFeed(sio, engine)
+    f._wake = threading.Event()
+    f._task = object()  # the test runs the passes itself
+    f._init_baselines()
+    return engine, sio, f
+
+
+def _submit(engine, f, side, order_type, qty, price=None):
+    from engine.order import OrderType, Side
+
+    result = engine.submit("BTC-USDT", Side(side), OrderType(order_type), qty, price)
+    f.on_submit(result)
+    return result
+
+
+def test_the_feed_carries_events_in_publisher_order_and_one_book_state_per_pass(feed):
+    engine, sio, f = feed
+    f._pass()  # the first message: the startup sync
+    assert "sync" in sio.sent[-1] and sio.sent[-1]["n"] == 1
+    _submit(engine, f, "sell", "limit", 5, 3_000_000)
+    taker = _submit(engine, f, "buy", "limit", 2, 3_000_000)
+    f._pass()
+    message = sio.sent[-1]
+    assert message["n"] == 2 and "sync" not in message
+    kinds = [(e[0], e[3].get("event")) for e in message["events"]]
+    assert kinds == [
+        ("order_event", "accepted"),  # the maker rests: no final event
+        ("order_event", "accepted"),
+        ("trade", None),
+        ("order_event", "partially_filled"),
+        ("order_event", "filled"),
+    ]
+    assert message["events"][2][2] == taker.trades[0].trade_id
+    assert message["books"] == [["BTC-USDT", taker.sequence, [], [[3_000_000, 3]]]]  # conflated: one state
+
+
+def test_a_requested_sync_carries_books_and_the_published_trades(feed):
+    engine, sio, f = feed
+    f._pass()
+    _submit(engine, f, "sell", "limit", 5, 3_000_000)
+    taker = _submit(engine, f, "buy", "market", 1)
+    f._pass()
+    f._last_sync_ns = 0
+    f.request_sync()
+    f._pass()
+    sync = sio.sent[-1]["sync"]
+    assert [t["trade_id"] for t in sync["trades"]["BTC-USDT"]] == [str(taker.trades[0].trade_id)]
+    assert {b[0]: b[1] for b in sync["books"]}["BTC-USDT"] == engine.markets["BTC-USDT"].sequence
+    assert [s["symbol"] for s in sync["symbols"]] == list(engine.markets)
+
+
+def test_a_quiet_feed_still_sends_heartbeats(feed):
+    _, sio, f = feed
+    f._pass()
+    f._pass()
+    assert len(sio.sent) == 1  # nothing new, heartbeat not due
+    f._last_message_ns -= f.heartbeat_ns
+    f._pass()
+    assert len(sio.sent) == 2 and sio.sent[-1]["events"] == [] and sio.sent[-1]["n"] == 2
