@@ -28,6 +28,9 @@ trade latency from the order's scheduled send time to its arrival (p50/p99/max),
 edges' CPU per delivery. The verdict compares with the issue's targets: nothing
 lost, trade p99 < 100 ms, engine CPU per order within 10% of the baseline.
 
+``--single`` runs the same scenarios against one server process without Redis
+(``make run``'s shape), for comparison: there the engine process does the fan-out.
+
 Loopback only; every process it starts is stopped before it exits.
 """
 
@@ -207,7 +210,8 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
         sender = HttpWorker(scfg, 0)
         if sender.connect_all() == 0:
             raise RuntimeError("the sender could not connect to the engine")
-        samplers = {c.name: ProcSampler(c.pid) for c in [cluster.engine, *edges, cluster.redis]}
+        procs_to_sample = [cluster.engine, *edges, cluster.redis] if cluster.redis else [cluster.engine]
+        samplers = {c.name: ProcSampler(c.pid) for c in procs_to_sample}
         machine = SystemSampler()
         for s in samplers.values():
             s.start()
@@ -293,7 +297,27 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
             for name in after
             if cpu.get(name)
         }
+        if cluster.redis is None:  # one process does everything: its CPU is not the fan-out's alone
+            res["edge_cpu_us_per_delivery"] = {}
     return res
+
+
+class Single:
+    """``make run``'s shape: one process, no Redis; it is its own "edge"."""
+
+    def __init__(self, run_dir: str, data_dir: str) -> None:
+        from deploy.cluster import App, free_port
+
+        self.engine = App(run_dir, "engine", free_port(), ["--data-dir", data_dir, "--rate-limit", "0"])
+        self.edges = [self.engine]
+        self.redis = None
+
+    def __enter__(self) -> Single:
+        self.engine.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.engine.stop()
 
 
 def _symbols_by_order(keep) -> dict:
@@ -355,18 +379,26 @@ def main(argv=None) -> int:
     ap.add_argument("--connections", type=int, default=8, help="sender HTTP connections")
     ap.add_argument("--sub-processes", type=int, default=4)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument(
+        "--single",
+        action="store_true",
+        help="for comparison: one server process without Redis; the subscribers connect to it",
+    )
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args(argv)
     specs, _notes = build_specs(list(SYMBOLS), None, {s: None for s in SYMBOLS})
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
-        cluster = Cluster(
-            os.path.join(tmp, "run"),
-            os.path.join(tmp, "data"),
-            edges=args.edges,
-            engine_args=["--rate-limit", "0"],
-            edge_args=["--rate-limit", "0"],
-        )
+        if args.single:
+            cluster = Single(os.path.join(tmp, "run"), os.path.join(tmp, "data"))
+        else:
+            cluster = Cluster(
+                os.path.join(tmp, "run"),
+                os.path.join(tmp, "data"),
+                edges=args.edges,
+                engine_args=["--rate-limit", "0"],
+                edge_args=["--rate-limit", "0"],
+            )
         with cluster:
             scenarios = ([] if args.no_baseline else [0]) + [args.subscribers]
             for n in scenarios:
