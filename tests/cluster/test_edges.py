@@ -173,3 +173,25 @@ def test_page_and_vendor_files_through_nginx(cluster):
     assert requests.get(cluster.url + "/vendor/socket.io.min.js", timeout=5).status_code == 200
     health = requests.get(cluster.url + "/health", timeout=5).json()
     assert health["status"] == "ok" and health["role"] == "edge"
+
+
+def test_an_edge_started_late_serves_the_engines_state_and_history(cluster):
+    from deploy.cluster import App, free_port
+
+    for body in crossing_orders(6, base=32000):
+        post_order(cluster.engine.url, body)
+    late = App(
+        cluster.run_dir, "edge-late", free_port(), ["--role", "edge", "--message-queue", cluster.redis.url]
+    )
+    late.start()
+    try:
+        sub = Subscriber(late.url, BOOK_SUBS, transports=["websocket"]).start()
+        try:
+            engine_bbo = requests.get(cluster.engine.url + "/bbo/BTC-USDT", timeout=5).json()
+            assert sub.sequences("bbo")[0] == engine_bbo["sequence"]  # the snapshot is the engine's state
+        finally:
+            sub.stop()
+        for path in ("/trades/BTC-USDT?limit=1000", "/book/BTC-USDT?levels=100", "/bbo/BTC-USDT", "/symbols"):
+            assert _rest(late.url, path) == _rest(cluster.engine.url, path), path
+    finally:
+        late.stop()
