@@ -463,6 +463,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--rate-limit must be >= 0")
     if args.proxy_hops < 0:
         p.error("--proxy-hops must be >= 0")
+    if args.message_queue and not args.message_queue.startswith(("redis://", "rediss://", "unix://")):
+        p.error("--message-queue must be a redis://HOST:PORT/DB, rediss:// or unix:// URL")
     if args.role == "edge" and not args.message_queue:
         p.error("--role edge needs --message-queue redis://HOST:PORT/DB")
     if args.role == "edge" and args.demo:

@@ -204,6 +204,7 @@ class QueueManager(RedisManager):
     # -- listening ------------------------------------------------------------
     def _redis_listen_with_retries(self):
         retry = 0.1
+        warned = False
         while True:
             pubsub = None
             try:
@@ -213,6 +214,7 @@ class QueueManager(RedisManager):
                 self.listening = True
                 self.subscriptions += 1
                 retry = 0.1
+                warned = False
                 log.info("message queue: subscribed to %r", self.channel)
                 if self.on_subscribed is not None:
                     try:
@@ -221,8 +223,10 @@ class QueueManager(RedisManager):
                         log.exception("message queue: on_subscribed failed")
                 yield from pubsub.listen()
             except Exception as exc:
-                if self.listening:
-                    log.warning("message queue: lost the subscription (%s); retrying", exc)
+                if not warned:
+                    what = "lost the subscription" if self.listening else "cannot subscribe"
+                    log.warning("message queue: %s (%s); retrying", what, exc)
+                    warned = True
                 self.listening = False
                 if pubsub is not None:
                     try:

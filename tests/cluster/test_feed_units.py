@@ -253,3 +253,31 @@ def test_a_quiet_feed_still_sends_heartbeats(feed):
     f._last_message_ns -= f.heartbeat_ns
     f._pass()
     assert len(sio.sent) == 2 and sio.sent[-1]["events"] == [] and sio.sent[-1]["n"] == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--role", "edge"],
+        ["--message-queue", "foo://x"],
+        ["--role", "edge", "--message-queue", "redis://h/0", "--demo"],
+    ],
+)
+def test_command_line_refuses_an_edge_without_a_queue_and_a_queue_that_is_not_redis(argv, capsys):
+    from api.app import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert "message-queue" in capsys.readouterr().err or "demo" in capsys.readouterr().err
+
+
+def test_command_line_takes_the_queue_options():
+    from api.app import parse_args
+
+    args = parse_args(["--role", "edge", "--message-queue", "redis://10.0.0.2:6379/0", "--proxy-hops", "1"])
+    assert (args.role, args.message_queue, args.queue_channel, args.proxy_hops) == (
+        "edge",
+        "redis://10.0.0.2:6379/0",
+        "matchbook",
+        1,
+    )
