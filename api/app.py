@@ -7,7 +7,7 @@
                       [--symbols-config FILE]
                       [--cors-origins '*'] [--demo]
                       [--message-queue redis://HOST:PORT/DB [--queue-channel NAME]]
-                      [--role engine|edge]
+                      [--role engine|edge] [--proxy-hops N]
 
 One port serves REST (``api/rest.py``), Socket.IO (``api/market.py``: the
 ``/market`` data namespace and the ``/trade`` order-entry namespace) and the
@@ -667,6 +667,17 @@ def main(argv: list[str] | None = None) -> int:
     return status
 
 
+def redact_url(url: str | None) -> str | None:
+    """``redis://:secret@host:6379/0`` -> ``redis://:***@host:6379/0``: a queue
+    password never goes to a log."""
+    if not url or "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
 def _main_edge(args: argparse.Namespace) -> int:
     """``--role edge``: serve until SIGTERM/SIGINT (``api/edge.py``)."""
     from api.edge import close_edge_app, create_edge_app
@@ -695,7 +706,7 @@ def _main_edge(args: argparse.Namespace) -> int:
         "edge serving on http://%s:%d (queue %s, channel %s)",
         args.host,
         args.port,
-        args.message_queue,
+        redact_url(args.message_queue),
         args.queue_channel,
     )
     status = 0

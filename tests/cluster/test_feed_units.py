@@ -281,3 +281,17 @@ def test_command_line_takes_the_queue_options():
         "matchbook",
         1,
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "logged"),
+    [
+        ("redis://:s3cret@10.0.0.2:6379/0", "redis://:***@10.0.0.2:6379/0"),
+        ("rediss://user:p@ss@host:6380/1", "rediss://user:***@host:6380/1"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ],
+)
+def test_a_queue_password_never_reaches_the_log(url, logged):
+    from api.app import redact_url
+
+    assert redact_url(url) == logged
