@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 ARGS   ?=
 
-.PHONY: run demo test test-fast lint format bench bench-compare load verify clean
+.PHONY: run demo cluster cluster-stop test test-fast lint format bench bench-compare load verify clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ run: $(VENV)/.runtime frontend/node_modules/.installed  ## run the service on 12
 
 demo: $(VENV)/.runtime frontend/node_modules/.installed  ## the service plus a simulated market
 	$(PY) api/app.py --demo $(ARGS)
+
+cluster: $(VENV)/.runtime frontend/node_modules/.installed  ## Redis, the engine, two edges, nginx on 127.0.0.1:8080
+	$(PY) deploy/cluster.py run $(ARGS)
+
+cluster-stop:  ## stop what `make cluster` started (by PID)
+	$(PY) deploy/cluster.py stop $(ARGS)
 
 test: $(VENV)/.dev frontend/node_modules/.installed  ## every test: engine, API, durability, browser
 	$(PY) -m pytest $(ARGS)

@@ -11,11 +11,19 @@
                       [--idle-timeout 30] [--header-timeout 10] [--body-timeout 30]
                       [--send-queue-bytes N] [--send-queue-bytes-per-ip N] [--handshake-limit N]
                       [--sessions-per-ip N] [--ping-interval S] [--ping-timeout S]
+                      [--message-queue redis://HOST:PORT/DB [--queue-channel NAME]]
+                      [--role engine|edge] [--proxy-hops N]
 
 One port serves REST (``api/rest.py``), Socket.IO (``api/market.py``: the
 ``/market`` data namespace and the ``/trade`` order-entry namespace) and the
 browser page at ``/`` (``api/frontend.py``). The HTTP server's connection
 caps, deadlines and refusals are ``api/httpserver.py``'s.
+
+Scaling out (``Documentation/SCALING.md``): with ``--message-queue`` this
+process (the engine role, the default) also publishes everything it publishes
+on ``/market`` to the queue (``api/mq.py``); ``--role edge`` runs a market-data
+edge instead (``api/edge.py``: no engine, no journal, a mirror fed by the
+queue). Without ``--message-queue`` nothing changes and no Redis is needed.
 
 ``create_app(config) -> (app, socketio)``; the same objects are reachable as
 ``app.extensions["socketio"]`` and ``app.extensions["exchange"]``. Config keys
@@ -57,6 +65,10 @@ ping_timeout       20              answering is closed ``ping_timeout`` s after 
 engine             None            a ``MatchingEngine`` to use instead of a new one (its
                                    locks are the caller's choice; see
                                    ``symbol_lock_factory``)
+message_queue      None            ``redis://HOST:PORT/DB``: publish the feed for edges
+queue_channel      ``matchbook``   the Redis pub/sub channel (the same on every process)
+proxy_hops         0               trusted proxies in front (nginx: 1): the client address
+                                   (rate limits) is then read from ``X-Forwarded-For``
 FRONTEND_DIR       -               passed to the frontend blueprint (tests)
 =================  ==============  ==================================================
 
@@ -152,6 +164,9 @@ DEFAULTS = {
     "sessions_per_ip": DEFAULT_MAX_SESSIONS_PER_IP,
     "ping_interval": 25,
     "ping_timeout": 20,
+    "message_queue": None,
+    "queue_channel": "matchbook",
+    "proxy_hops": 0,
 }
 
 
@@ -318,6 +333,18 @@ def _rate_limiter(app: Flask, per_minute: int, kind: str):
     return limiter
 
 
+def trust_proxies(app: Flask, hops: int) -> None:
+    """Behind ``hops`` trusted reverse proxies (the cluster's nginx: 1), take the
+    client's address from the last ``hops`` entries of ``X-Forwarded-For``, so
+    that rate limits count per client, not per proxy. Outside the Socket.IO
+    middleware, so handshakes see it too. Never without a proxy that sets the
+    header: a client could then name any address."""
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=0, x_host=0, x_port=0, x_prefix=0)
+
+
 class _LastResort:
     """WSGI guard outside Flask and the Socket.IO middleware: anything that still
     escapes becomes the contract's 500 envelope instead of a server's traceback page
@@ -372,6 +399,11 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         app.config["FRONTEND_DIR"] = cfg["FRONTEND_DIR"]
     app.json.sort_keys = False
     origins = cfg["cors_origins"]
+    queue_options = {}
+    if cfg["message_queue"]:
+        from api.mq import engine_manager
+
+        queue_options["client_manager"] = engine_manager(cfg["message_queue"], cfg["queue_channel"])
     socketio = SocketIO(
         app,
         async_mode=cfg["async_mode"],
@@ -381,6 +413,7 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         engineio_logger=False,
         ping_interval=cfg["ping_interval"],
         ping_timeout=cfg["ping_timeout"],
+        **queue_options,
     )
     sessions = SessionGuard(
         socketio,
@@ -414,13 +447,22 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
 
     exchange.publisher = init_socketio(socketio, exchange, sessions=sessions)
     app.extensions["sessions"] = sessions
+    if queue_options:
+        from api.mq import attach_engine
+
+        exchange.publisher = attach_engine(
+            socketio, exchange, exchange.publisher, queue_options["client_manager"]
+        )
     if limiter is not None:
         # /trade commands share the REST budget of their client address (api/trade_ws.py);
         # with flask-limiter (kept for a cost comparison only) they get a builtin one
         trade_ws.limit_commands(
             socketio, limiter if isinstance(limiter, RateLimiter) else RateLimiter(int(cfg["rate_limit"]))
         )
-    app.wsgi_app = _LastResort(sessions.wsgi(app.wsgi_app))
+    app.wsgi_app = sessions.wsgi(app.wsgi_app)
+    # outside the session guard, so that its per-address limits see the client behind the proxy
+    trust_proxies(app, int(cfg["proxy_hops"]))
+    app.wsgi_app = _LastResort(app.wsgi_app)
     if audit is not None:
         audit.start(socketio.start_background_task, socketio.sleep)
     interval = float(cfg["journal_check_interval"])
@@ -528,6 +570,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=20.0,
         help="s after a ping before an unresponsive (or abandoned) session is closed",
     )
+    p.add_argument(
+        "--role",
+        choices=("engine", "edge"),
+        default="engine",
+        help="edge: serve market data and public reads from the message queue (no engine, no journal)",
+    )
+    p.add_argument(
+        "--message-queue",
+        default=None,
+        metavar="redis://HOST:PORT/DB",
+        help="share market data with edge processes through this Redis (never on a public interface)",
+    )
+    p.add_argument(
+        "--queue-channel", default="matchbook", help="the Redis channel (the same on every process)"
+    )
+    p.add_argument(
+        "--proxy-hops",
+        type=int,
+        default=0,
+        help="trusted reverse proxies in front (nginx: 1): client addresses from X-Forwarded-For",
+    )
     httpserver.add_arguments(p)
     args = p.parse_args(argv)
     if args.rate_limit < 0:
@@ -537,6 +600,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} must be >= 0")
     if args.ping_interval < 1 or args.ping_timeout <= 0:
         p.error("--ping-interval must be >= 1 (Engine.IO announces whole seconds), --ping-timeout > 0")
+    if args.proxy_hops < 0:
+        p.error("--proxy-hops must be >= 0")
+    if args.message_queue and not args.message_queue.startswith(("redis://", "rediss://", "unix://")):
+        p.error("--message-queue must be a redis://HOST:PORT/DB, rediss:// or unix:// URL")
+    if args.role == "edge" and not args.message_queue:
+        p.error("--role edge needs --message-queue redis://HOST:PORT/DB")
+    if args.role == "edge" and args.demo:
+        p.error("--demo runs against the engine, not an edge")
     args.limits = httpserver.limits_from_args(p, args)
     return args
 
@@ -686,6 +757,8 @@ def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     configure_logging(args.debug)
     configure_gc()
+    if args.role == "edge":
+        return _main_edge(args)
     app, socketio = create_app(
         {
             "data_dir": args.data_dir,
@@ -704,6 +777,9 @@ def _main(argv: list[str] | None) -> int:
             "sessions_per_ip": args.sessions_per_ip,
             "ping_interval": args.ping_interval,
             "ping_timeout": args.ping_timeout,
+            "message_queue": args.message_queue,
+            "queue_channel": args.queue_channel,
+            "proxy_hops": args.proxy_hops,
             "cors_origins": "*"
             if args.cors_origins.strip() == "*"
             else [o.strip() for o in args.cors_origins.split(",") if o.strip()],
@@ -746,6 +822,62 @@ def _main(argv: list[str] | None) -> int:
             demo.stop()
         close_app(app)
         log.info("stopped")
+    return status
+
+
+def redact_url(url: str | None) -> str | None:
+    """``redis://:secret@host:6379/0`` -> ``redis://:***@host:6379/0``: a queue
+    password never goes to a log."""
+    if not url or "@" not in url:
+        return url
+    scheme, sep, rest = url.partition("://")
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
+def _main_edge(args: argparse.Namespace) -> int:
+    """``--role edge``: serve until SIGTERM/SIGINT (``api/edge.py``)."""
+    from api.edge import close_edge_app, create_edge_app
+
+    app, socketio = create_edge_app(
+        {
+            "message_queue": args.message_queue,
+            "queue_channel": args.queue_channel,
+            "async_mode": args.async_mode,
+            "symbols_config": args.symbols_config,
+            "rate_limit": args.rate_limit,
+            "rate_limiter": args.rate_limiter,
+            "proxy_hops": args.proxy_hops,
+            "cors_origins": "*"
+            if args.cors_origins.strip() == "*"
+            else [o.strip() for o in args.cors_origins.split(",") if o.strip()],
+        }
+    )
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "edge serving on http://%s:%d (queue %s, channel %s)",
+        args.host,
+        args.port,
+        redact_url(args.message_queue),
+        args.queue_channel,
+    )
+    status = 0
+    try:
+        serve(app, socketio, args.host, args.port, log_output=args.debug)
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        log.error("cannot serve on %s:%d: %s", args.host, args.port, e.strerror or e)
+        status = 1
+    finally:
+        close_edge_app(app)
+        log.info("edge stopped")
     return status
 
 

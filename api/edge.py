@@ -1,0 +1,561 @@
+"""The edge role: a market-data server fed by the message queue.
+
+    python api/app.py --role edge --message-queue redis://127.0.0.1:6379/0 --port 5001
+
+An edge has no engine and no journal. It keeps a *mirror* of every symbol --
+the top ``MIRROR_DEPTH`` (100) levels a side with their ``sequence``, and the
+last ``MIRROR_TRADES`` (1000) trades -- from the engine's feed (``api/mq.py``),
+and serves from it, with the same answers and sequences as the engine:
+
+* ``/market``: ``l2_updates`` (depth 1..100), ``bbo``, ``trades`` and
+  ``order_events``, by the engine's ``Publisher`` code itself (``EdgePublisher``
+  subclasses it with the mirror in place of the engine): the same rooms,
+  validation, snapshot-on-subscribe and conflation rules (with the room and
+  pass interval capped at ``EDGE_MIN_INTERVAL``, 50 ms, instead of 5 ms: an edge
+  is there for thousands of watchers); trades and order events go out in the
+  feed's order, never conflated, in the next pass, together with the due book
+  states (one write per client per pass);
+* REST: ``GET /health``, ``/symbols``, ``/book/<symbol>`` (up to 100 levels:
+  nginx sends deeper reads to the engine), ``/bbo/<symbol>``,
+  ``/trades/<symbol>``, by ``api/rest.py``'s own views over ``EdgeService``
+  (so errors and limits are the engine's), and ``/statistics`` (the edge's).
+
+Order entry and private reads (``/order``, ``/orders``, ``/cancel``, ``/amend``,
+``/cancel_all``, ``/account``, ``/fills``, ``/admin/...``, ``/assets``) answer
+``421 EDGE_READ_ONLY``, and ``/trade`` (Socket.IO order entry) refuses the
+connection with the same words: the cluster's nginx routes all of them to the
+engine, so only a client that bypasses nginx sees this.
+
+Consistency (``FeedReceiver``)
+    A feed message whose ``n`` does not follow the last one, or from another
+    engine ``run``, means messages were lost (a Redis restart, the engine
+    restarted, this edge just started): the edge marks itself unsynced and asks
+    the engine for a ``sync`` (every ``sync_retry`` until one arrives). While
+    unsynced, books are still applied (a higher ``sequence`` only) but trades
+    and order events are held; the sync's trade list then replays, in order,
+    the trades this edge's subscribers missed (those above the last delivered
+    ``trade_id`` of the symbol, within the last 1000), then the held events
+    follow, each trade at most once. The first sync after start replays
+    nothing (nobody here has seen anything yet). A book subscription on an
+    edge that has never synced waits up to ``sync_wait`` for it, so its
+    snapshot is the engine's state, not an empty book. The sequence a room
+    sees never decreases: the mirror only moves forward and
+    ``Publisher``'s room rule applies.
+
+Staleness
+    The engine sends a message at least every 0.5 s. With none for
+    ``stale_after`` (2 s), or while unsynced, ``/health`` answers
+    ``"status": "stale"`` (HTTP 200: the edge still serves the last state it
+    has) and names what it knows in ``"feed"``; it turns back to ``"ok"`` with
+    the next sync.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from flask import Flask, request
+from flask_socketio import SocketIO
+from socketio import Namespace as _SioNamespace
+from socketio.exceptions import ConnectionRefusedError as _Refused
+
+from api import errors, formatting, rest
+from api.errors import ApiError
+from api.market import MARKET_NAMESPACE, TRADE_NAMESPACE, MarketNamespace, Publisher, install_frame_coalescing
+from api.mq import (
+    DEFAULT_CHANNEL,
+    ENGINE_ROOM,
+    FEED_EVENT,
+    MIRROR_DEPTH,
+    MIRROR_TRADES,
+    SYNC_EVENT,
+    QueueManager,
+    start_listening,
+)
+from api.parsing import MAX_BULK_BODY, SOCKET_JSON
+from engine.errors import UnknownSymbol
+from engine.symbols import default_symbols, load_symbols
+
+log = logging.getLogger(__name__)
+
+_perf_ns = time.perf_counter_ns
+# First path segments the engine serves and an edge never does.
+ENGINE_ONLY = frozenset(
+    ("order", "orders", "cancel", "cancel_all", "amend", "account", "fills", "admin", "assets")
+)
+READ_ONLY_MESSAGE = (
+    "this is a market-data edge: it serves public reads and /market only; "
+    "orders and private requests go to the engine process (the cluster's nginx routes them there)"
+)
+# The book rooms' and passes' interval grows with the clients (0.1 ms each, as on the
+# engine) up to this: 50 ms from 500 clients on, so that an edge with thousands of
+# watchers writes to each at most 20 times a second (trades and book states of a pass
+# in one write), still well within the contract's 100 ms.
+EDGE_MIN_INTERVAL = 0.05
+HELD_EVENTS = 200_000  # events held while unsynced; beyond this the oldest go (the sync replays trades)
+
+
+class EdgeReadOnly(ApiError):
+    code = "EDGE_READ_ONLY"
+    status_code = 421  # Misdirected Request: this server does not produce that answer
+
+
+# -- the mirror -------------------------------------------------------------------
+class MirrorMarket:
+    """One symbol's mirrored state: ``state`` is ``(sequence, bids, asks)``,
+    replaced whole (readers take it once), levels ``[price_ticks, lots]`` best
+    first; ``trades`` the last trades, formatted, oldest first."""
+
+    __slots__ = ("spec", "state", "trades", "last_trade_id")
+
+    def __init__(self, spec, trades: int = MIRROR_TRADES) -> None:
+        self.spec = spec
+        self.state: tuple = (0, [], [])
+        self.trades: deque = deque(maxlen=trades)
+        self.last_trade_id = 0
+
+    @property
+    def sequence(self) -> int:
+        return self.state[0]
+
+
+class Mirror:
+    """The read interface of ``engine.MatchingEngine`` that ``Publisher``
+    uses (``markets[s].sequence``, ``spec``, ``depth``, ``bbo``), over the
+    mirrored state. Each read is O(levels)."""
+
+    def __init__(self, specs, trades: int = MIRROR_TRADES) -> None:
+        self.markets = {spec.symbol: MirrorMarket(spec, trades) for spec in specs}
+
+    def spec(self, symbol: str):
+        return self.markets[symbol].spec
+
+    def depth(self, symbol: str, levels: int = 10):
+        seq, bids, asks = self.markets[symbol].state
+        return seq, bids[:levels], asks[:levels]
+
+    def bbo(self, symbol: str):
+        seq, bids, asks = self.markets[symbol].state
+        return seq, bids[0] if bids else None, asks[0] if asks else None
+
+    def apply_book(self, symbol: str, sequence: int, bids: list, asks: list) -> bool:
+        """Take a book state if it is newer than the mirror's. O(1)."""
+        market = self.markets.get(symbol)
+        if market is None or sequence <= market.state[0]:
+            return False
+        market.state = (sequence, bids, asks)
+        return True
+
+    def add_trade(self, symbol: str, trade_id: int, trade: dict) -> bool:
+        """Append a trade newer than the last one kept. O(1)."""
+        market = self.markets.get(symbol)
+        if market is None or trade_id <= market.last_trade_id:
+            return False
+        market.trades.append(trade)
+        market.last_trade_id = trade_id
+        return True
+
+    def replace_trades(self, symbol: str, trades: list[dict]) -> None:
+        """The engine's last trades (a sync), oldest first."""
+        market = self.markets.get(symbol)
+        if market is None:
+            return
+        market.trades.clear()
+        market.trades.extend(trades)
+        if trades:
+            market.last_trade_id = max(market.last_trade_id, int(trades[-1]["trade_id"]))
+
+
+# -- delivery -----------------------------------------------------------------------
+class EdgePublisher(Publisher):
+    """``Publisher`` over the mirror: subscriptions, snapshots and book-room
+    conflation are the engine's code; trades and order events come from the
+    feed in order (``deliver``) instead of the sequencer.
+
+    ``ready()`` -> bool: the mirror holds the engine's state (a book
+    subscription waits up to ``sync_wait`` for it)."""
+
+    def __init__(
+        self,
+        socketio,
+        mirror: Mirror,
+        *,
+        ready=None,
+        sync_wait: float = 3.0,
+        min_interval: float = EDGE_MIN_INTERVAL,
+        **options,
+    ) -> None:
+        super().__init__(socketio, mirror, min_interval=min_interval, **options)
+        self.ready = ready or (lambda: True)
+        self.sync_wait = sync_wait
+        self._stream: deque = deque()
+
+    def _init_baselines(self) -> None:
+        return None  # no sequencer here: the feed is already in order
+
+    def deliver(self, event: str, symbol: str, payload: dict) -> None:
+        """Queue a trade or order event for the next pass (which emits it to the
+        rooms that want it, in arrival order, together with the due book states:
+        one write per client per pass). O(1)."""
+        if not self.members:
+            return
+        self._stream.append((event, symbol, payload, _perf_ns()))
+        wake = self._wake
+        if wake is not None and not wake.is_set():
+            wake.set()
+
+    def _pass(self) -> float:
+        stream = self._stream
+        members = self.members
+        while stream:
+            event, symbol, payload, received = stream.popleft()
+            kind = "trades" if event == "trade" else "order_events"
+            rooms = [r for r in (f"{kind}:{symbol}", f"{kind}:*") if members.get(r)]
+            if rooms:
+                self._emit_stream(event, payload, rooms, received)
+        return super()._pass()
+
+    def books_changed(self) -> None:
+        """The mirror moved: wake the task that sends the due book rooms."""
+        wake = self._wake
+        if wake is not None and not wake.is_set():
+            wake.set()
+
+    def subscribe(self, sid: str, data) -> dict:
+        if not self.ready() and isinstance(data, dict) and data.get("type") in ("l2_updates", "bbo"):
+            deadline = time.monotonic() + self.sync_wait
+            while not self.ready() and time.monotonic() < deadline:
+                self.socketio.sleep(0.05)
+        return super().subscribe(sid, data)
+
+
+class FeedReceiver:
+    """Applies the engine's feed to the mirror and delivers it (see the module
+    docstring, *Consistency* and *Staleness*). ``on_feed`` runs in the queue
+    listener's task, one message at a time."""
+
+    def __init__(
+        self,
+        mirror: Mirror,
+        publisher: EdgePublisher,
+        request_sync,
+        *,
+        stale_after: float = 2.0,
+        sync_retry: float = 1.0,
+    ) -> None:
+        self.mirror = mirror
+        self.publisher = publisher
+        self.request_sync = request_sync
+        self.stale_after = stale_after
+        self.sync_retry = sync_retry
+        self.run: str | None = None
+        self.n = 0
+        self.synced = False
+        self.ever_synced = False
+        self.last_message: float | None = None
+        self.last_request = 0.0
+        self.delivered = dict.fromkeys(mirror.markets, 0)  # last trade_id delivered, per symbol
+        self.held: deque = deque(maxlen=HELD_EVENTS)
+        self.messages = 0
+        self.gaps = 0
+        self.syncs = 0
+        self.replayed = 0
+        self.lag_ns = 0
+        self._lock = threading.Lock()
+
+    def on_feed(self, message) -> None:
+        try:
+            with self._lock:
+                self._on_feed(message)
+        except Exception:  # one bad message must not end the listener
+            log.exception("feed message failed")
+
+    def _on_feed(self, message: dict) -> None:
+        now = time.monotonic()
+        self.last_message = now
+        self.messages += 1
+        sent = message.get("time_ns")
+        if isinstance(sent, int):
+            self.lag_ns = time.time_ns() - sent
+        run, n = message.get("run"), message.get("n")
+        if run != self.run or n != self.n + 1:
+            if self.run is not None:
+                self.gaps += 1
+                log.info(
+                    "feed: %s (n %s after %s); asking for a sync",
+                    "engine restarted" if run != self.run else "gap",
+                    n,
+                    self.n,
+                )
+            self.synced = False
+        self.run, self.n = run, n
+        mirror = self.mirror
+        moved = False
+        for symbol, seq, bids, asks in message.get("books") or ():
+            moved |= mirror.apply_book(symbol, seq, bids, asks)
+        sync = message.get("sync")
+        if sync is not None:
+            self._apply_sync(sync)
+            moved = True
+        events = message.get("events") or ()
+        if self.synced:
+            self._deliver(events)
+        else:
+            self.held.extend(events)
+            self.maybe_request_sync(now)
+        if moved:
+            self.publisher.books_changed()
+
+    def _apply_sync(self, sync: dict) -> None:
+        mirror = self.mirror
+        for symbol, seq, bids, asks in sync.get("books") or ():
+            mirror.apply_book(symbol, seq, bids, asks)
+        first = not self.ever_synced
+        for symbol, trades in (sync.get("trades") or {}).items():
+            if symbol not in mirror.markets:
+                continue
+            mirror.replace_trades(symbol, trades)
+            last = self.delivered[symbol]
+            for trade in trades:
+                tid = int(trade["trade_id"])
+                if tid <= last:
+                    continue
+                last = tid
+                if not first:
+                    self.replayed += 1
+                    self.publisher.deliver("trade", symbol, trade)
+            self.delivered[symbol] = last
+        self._check_symbols(sync.get("symbols"))
+        self.synced = self.ever_synced = True
+        self.syncs += 1
+        held, self.held = list(self.held), deque(maxlen=HELD_EVENTS)
+        self._deliver(held)
+
+    def _check_symbols(self, symbols) -> None:
+        if not symbols:
+            return
+        mine = [m.spec.to_dict() for m in self.mirror.markets.values()]
+        if symbols != mine:
+            log.error("feed: the engine's symbols differ from this edge's (--symbols-config): %s", symbols)
+
+    def _deliver(self, events) -> None:
+        mirror, delivered, deliver = self.mirror, self.delivered, self.publisher.deliver
+        for event, symbol, tid, payload in events:
+            if symbol not in delivered:
+                continue
+            if event == "trade":
+                if tid <= delivered[symbol]:
+                    continue  # replayed by a sync already
+                delivered[symbol] = tid
+                mirror.add_trade(symbol, tid, payload)
+            deliver(event, symbol, payload)
+
+    def maybe_request_sync(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if now - self.last_request >= self.sync_retry:
+            self.last_request = now
+            try:
+                self.request_sync()
+            except Exception:
+                log.exception("feed: asking for a sync failed")
+
+    def resubscribed(self) -> None:
+        """The queue listener (re)subscribed: messages may have been missed."""
+        self.synced = False
+        self.last_request = 0.0
+        self.maybe_request_sync()
+
+    def stale(self) -> bool:
+        last = self.last_message
+        return not self.synced or last is None or time.monotonic() - last > self.stale_after
+
+    def stats(self) -> dict:
+        last = self.last_message
+        return {
+            "synced": self.synced,
+            "engine_run": self.run,
+            "last_n": self.n,
+            "last_message_age_seconds": None if last is None else round(time.monotonic() - last, 3),
+            "messages": self.messages,
+            "gaps": self.gaps,
+            "syncs": self.syncs,
+            "trades_replayed": self.replayed,
+            "held_events": len(self.held),
+            "last_lag_ms": round(self.lag_ns / 1e6, 3),
+        }
+
+
+class EdgeService:
+    """What ``api/rest.py``'s views call on ``app.extensions["exchange"]``, over
+    the mirror: the same answers, errors and limits as ``api.service.Exchange``."""
+
+    def __init__(self, mirror: Mirror, receiver: FeedReceiver, publisher: EdgePublisher, manager) -> None:
+        self.mirror = mirror
+        self.receiver = receiver
+        self.publisher = publisher
+        self.manager = manager
+        self._started = time.monotonic()
+
+    def check_symbol(self, symbol: str):
+        market = self.mirror.markets.get(symbol)
+        if market is None:
+            raise UnknownSymbol(symbol, None)  # a path: 404
+        return market
+
+    def symbols(self) -> dict:
+        return {"symbols": [m.spec.to_dict() for m in self.mirror.markets.values()]}
+
+    def book(self, symbol: str, levels: int = 10) -> dict:
+        market = self.check_symbol(symbol)
+        sequence, bids, asks = self.mirror.depth(symbol, min(levels, MIRROR_DEPTH))
+        return formatting.book_dict(market.spec, sequence, bids, asks, time.time_ns())
+
+    def bbo(self, symbol: str) -> dict:
+        market = self.check_symbol(symbol)
+        sequence, bid, ask = self.mirror.bbo(symbol)
+        return formatting.bbo_dict(market.spec, sequence, bid, ask, time.time_ns())
+
+    def trades(self, symbol: str, limit: int = 50) -> dict:
+        market = self.check_symbol(symbol)
+        trades = list(market.trades)
+        return {"symbol": symbol, "trades": trades[-limit:] if limit > 0 else []}
+
+    def uptime(self) -> float:
+        return round(time.monotonic() - self._started, 3)
+
+    def health(self) -> dict:
+        return {
+            "status": "stale" if self.receiver.stale() else "ok",
+            "uptime_seconds": self.uptime(),
+            "role": "edge",
+            "feed": self.receiver.stats(),
+        }
+
+    def statistics(self) -> dict:
+        return {
+            "timestamp": formatting.iso(time.time_ns()),
+            "uptime_seconds": self.uptime(),
+            "role": "edge",
+            "symbols": {s: {"sequence": m.sequence} for s, m in self.mirror.markets.items()},
+            "feed": self.receiver.stats(),
+            "message_queue": self.manager.stats() if self.manager is not None else None,
+            "streaming": self.publisher.stats(),
+            "connected_clients": self.publisher.stats()["connected_clients"],
+        }
+
+
+class ReadOnlyTradeNamespace(_SioNamespace):
+    """``/trade`` on an edge: every connection is refused, saying where to go."""
+
+    def __init__(self) -> None:
+        super().__init__(TRADE_NAMESPACE)
+
+    def on_connect(self, sid, environ=None, auth=None):
+        raise _Refused(
+            f"EDGE_READ_ONLY: {READ_ONLY_MESSAGE}",
+            {"error": {"code": "EDGE_READ_ONLY", "message": READ_ONLY_MESSAGE}},
+        )
+
+
+# -- the application ---------------------------------------------------------------
+EDGE_DEFAULTS = {
+    "message_queue": None,
+    "queue_channel": DEFAULT_CHANNEL,
+    "async_mode": "threading",
+    "symbols": None,
+    "symbols_config": None,
+    "cors_origins": "*",
+    "rate_limit": 10_000,
+    "rate_limiter": "builtin",
+    "stale_after": 2.0,
+    "sync_wait": 3.0,
+    "proxy_hops": 0,
+    "client_manager": None,  # tests: a manager object instead of one built from message_queue
+}
+
+
+def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
+    """Build an edge: Flask app, Socket.IO server on the queue, mirror, feed."""
+    from api.app import _cors, _LastResort, _rate_limiter, trust_proxies  # the engine's own setup helpers
+
+    cfg = dict(EDGE_DEFAULTS)
+    cfg.update(config or {})
+    manager = cfg["client_manager"]
+    if manager is None:
+        if not cfg["message_queue"]:
+            raise ValueError("an edge needs a message queue (--message-queue redis://HOST:PORT/DB)")
+        manager = QueueManager(cfg["message_queue"], cfg["queue_channel"])
+    symbols = cfg["symbols"]
+    if symbols is None:
+        symbols = load_symbols(cfg["symbols_config"]) if cfg["symbols_config"] else default_symbols()
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BULK_BODY
+    app.json.sort_keys = False
+    origins = cfg["cors_origins"]
+    socketio = SocketIO(
+        app,
+        async_mode=cfg["async_mode"],
+        cors_allowed_origins=origins,
+        json=SOCKET_JSON,
+        client_manager=manager,
+        logger=False,
+        engineio_logger=False,
+    )
+    mirror = Mirror(symbols)
+    receiver_box: list[FeedReceiver] = []
+    publisher = EdgePublisher(
+        socketio, mirror, ready=lambda: receiver_box[0].ever_synced, sync_wait=float(cfg["sync_wait"])
+    )
+
+    def request_sync() -> None:
+        socketio.emit(SYNC_EVENT, {"host": manager.host_id}, namespace=MARKET_NAMESPACE, to=ENGINE_ROOM)
+
+    receiver = FeedReceiver(mirror, publisher, request_sync, stale_after=float(cfg["stale_after"]))
+    receiver_box.append(receiver)
+    manager.handlers[FEED_EVENT] = receiver.on_feed
+    manager.on_subscribed = receiver.resubscribed
+    service = EdgeService(mirror, receiver, publisher, manager)
+    app.extensions["exchange"] = service
+    app.extensions["edge"] = {"mirror": mirror, "receiver": receiver, "publisher": publisher}
+
+    errors.register(app)
+    _cors(app, origins)
+    if cfg["rate_limit"]:
+        _rate_limiter(app, int(cfg["rate_limit"]), cfg["rate_limiter"])
+
+    @app.before_request
+    def _engine_only():
+        first = request.path.split("/", 2)[1] if request.path.count("/") else ""
+        if first in ENGINE_ONLY:
+            raise EdgeReadOnly(READ_ONLY_MESSAGE)
+
+    rest.register(app)
+    if install_frame_coalescing(socketio):
+        log.debug("WebSocket frame coalescing installed")
+    socketio.on_namespace(MarketNamespace(publisher))
+    socketio.server.register_namespace(ReadOnlyTradeNamespace())
+    trust_proxies(app, int(cfg["proxy_hops"]))
+    app.wsgi_app = _LastResort(app.wsgi_app)
+
+    def watch() -> None:
+        # Ask again while unsynced (the engine may be down, or the request lost).
+        while not app.extensions.get("closed"):
+            if not receiver.synced:
+                receiver.maybe_request_sync()
+            socketio.sleep(0.25)
+
+    start_listening(socketio)
+    socketio.start_background_task(watch)
+    publisher._start()  # book rooms are served as soon as the mirror moves
+    return app, socketio
+
+
+def close_edge_app(app: Flask) -> None:
+    if app.extensions.get("closed"):
+        return
+    app.extensions["closed"] = True
+    app.extensions["edge"]["publisher"].close()

@@ -1,0 +1,480 @@
+"""The message queue between the engine process and the market-data edges.
+
+Flask-SocketIO's documented way to run more than one Socket.IO server: every
+process gets ``message_queue=`` (python-socketio's ``RedisManager``), nginx
+keeps each client on one process (``ip_hash``), and an ``emit`` in any process
+reaches the clients of all of them through Redis pub/sub. Here the processes
+are not alike (one engine, the single writer of the books and the journal;
+edges that only serve market data), so the queue carries one thing the engine
+publishes and every edge needs: the *feed*.
+
+::
+
+    engine process                         Redis (channel)          edge process (xN)
+    Exchange -> PublisherTee                                         QueueManager listener
+                 +- Publisher (local /market clients, as before)       -> FeedReceiver
+                 +- QueueFeed --emit("feed", to="_feed")-->  PUBLISH  -->   Mirror (books, trades)
+                                                                            EdgePublisher -> its clients
+    QueueManager listener <-- emit("sync", to="_engine") <-- PUBLISH <--  (after a gap)
+
+Why a feed and not the client events themselves: rooms are local to a process
+(``l2_updates:<symbol>:<N>`` exists only where a client asked for depth N), so
+the engine cannot know which book rooms the edges have, and emitting every
+depth 1..100 of every symbol to the queue would cost the engine what the
+edges are there to take off it. The feed carries, per publisher pass (at most
+every ``interval``, 5 ms):
+
+* ``events``: every trade and order event, in the order the local publisher
+  would send them (the same sequencer: book order per symbol, trade ids in
+  order), already formatted: ``[event, symbol, trade_id or 0, payload]``;
+* ``books``: for each symbol whose ``sequence`` moved, its state read once
+  (conflated), top ``MIRROR_DEPTH`` (100) levels a side, integer ticks and lots;
+* ``sync`` (on request): every symbol's state and its last ``MIRROR_TRADES``
+  (1000) trades, for an edge that starts, missed messages or saw the engine
+  restart;
+* ``run`` (a random id per engine start) and ``n`` (1, 2, ... per run): an edge
+  that sees ``n`` jump or ``run`` change asks for a ``sync``.
+
+A message goes out at least every ``heartbeat`` (0.5 s), so an edge knows the
+engine is alive (``/health``) and notices lost messages within a heartbeat.
+
+``QueueManager`` is a ``RedisManager`` with four changes:
+
+* ``emit`` goes through the queue only to the feed's rooms (``_feed``,
+  ``_engine``); every other emit -- a process's own ``/market`` and ``/trade``
+  deliveries -- stays local (``ignore_queue``), because each process serves its
+  own clients from its own state (the engine from its books, an edge from its
+  mirror) and must not reach the other processes' clients a second time;
+* emits to the feed rooms are handed to ``handlers[event]`` in the processes
+  that receive them, never delivered to clients;
+* publishing never blocks or fails its caller for long: one attempt with short
+  timeouts and no retries; after a failure, messages are dropped (counted)
+  for ``retry_max`` before the next attempt, and an outage is logged once. It is
+  only ever called from the feed's background task, never from the order path;
+* the listener reconnects and resubscribes every ``retry_max`` at most (the
+  stock one backs off to 60 s), then calls ``on_subscribed``.
+
+The codec on the queue is msgspec JSON (the server's exact-decimal codec is
+for client input; the feed carries only strings and integers).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import deque
+
+import msgspec
+from socketio import RedisManager
+
+from api import formatting
+from api.market import MARKET_NAMESPACE, MAX_DEPTH, Publisher
+from api.service import MAX_TRADES
+from engine.order import NEW
+
+log = logging.getLogger(__name__)
+
+FEED_EVENT = "feed"
+FEED_ROOM = "_feed"
+SYNC_EVENT = "sync"
+ENGINE_ROOM = "_engine"
+QUEUE_ROOMS = (FEED_ROOM, ENGINE_ROOM)
+MIRROR_DEPTH = MAX_DEPTH
+MIRROR_TRADES = MAX_TRADES
+DEFAULT_CHANNEL = "matchbook"
+# How a feed message starts on the wire (PubSubManager.emit builds the dict in
+# this key order): the engine's listener skips its own feed without parsing it.
+FEED_PREFIX = b'{"method":"emit","event":"feed"'
+
+
+class QueueJSON:
+    """msgspec JSON for the queue's messages (``RedisManager``'s ``json``)."""
+
+    _decode = msgspec.json.Decoder().decode
+    _encode = msgspec.json.Encoder().encode
+
+    @classmethod
+    def loads(cls, text, *args, **kwargs):
+        return cls._decode(text)
+
+    @classmethod
+    def dumps(cls, obj, *args, **kwargs):
+        return cls._encode(obj)
+
+
+class QueueManager(RedisManager):
+    """python-socketio's ``RedisManager`` for the engine and the edges (see the
+    module docstring for what differs and why).
+
+    ``handlers``: event name -> ``callable(data)`` for emits to the feed rooms
+    received from the queue. ``on_subscribed``: called (in the listener's
+    task) each time the listener has (re)subscribed. ``skip_prefix``: raw
+    messages that start with it are dropped unparsed (the engine's own feed).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        channel: str = DEFAULT_CHANNEL,
+        *,
+        retry_max: float = 1.0,
+        timeout: float = 1.0,
+        skip_prefix: bytes | None = None,
+    ) -> None:
+        super().__init__(url, channel=channel)
+        self.handlers: dict = {}
+        self.on_subscribed = None
+        self.retry_max = retry_max
+        self.timeout = timeout
+        self.skip_prefix = skip_prefix
+        self.published = 0
+        self.publish_failures = 0
+        self.dropped = 0
+        self.subscriptions = 0
+        self.listening = False
+        self._pub = None
+        self._publish_after = 0.0
+        self._publish_ok = True
+
+    def set_server(self, server) -> None:
+        super().set_server(server)
+        self.json = QueueJSON
+
+    # -- emitting -----------------------------------------------------------
+    def emit(self, event, data, namespace=None, room=None, skip_sid=None, callback=None, to=None, **kwargs):
+        target = to or room
+        if not isinstance(target, str) or target not in QUEUE_ROOMS:
+            kwargs["ignore_queue"] = True
+        return super().emit(
+            event, data, namespace=namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs
+        )
+
+    def _handle_emit(self, message) -> None:
+        if message.get("room") in QUEUE_ROOMS:
+            handler = self.handlers.get(message.get("event"))
+            if handler is not None and message.get("host_id") != self.host_id:
+                data = message.get("data")
+                handler(data[0] if isinstance(data, list) and len(data) == 1 else data)
+            return
+        super()._handle_emit(message)
+
+    def _client(self, **options):
+        module = self._get_redis_module()
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        return module.Redis.from_url(
+            self.redis_url,
+            socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0),
+            **options,
+        )
+
+    def _publish(self, data):
+        """One attempt, short timeouts; drop (and count) for ``retry_max`` after a failure."""
+        now = time.monotonic()
+        if now < self._publish_after:
+            self.dropped += 1
+            return None
+        try:
+            if self._pub is None:
+                self._pub = self._client(socket_timeout=self.timeout)
+            receivers = self._pub.publish(self.channel, self.json.dumps(data))
+        except Exception as exc:
+            self.publish_failures += 1
+            self.dropped += 1
+            self._publish_after = now + self.retry_max
+            pub, self._pub = self._pub, None
+            if pub is not None:
+                try:
+                    pub.close()
+                except Exception:
+                    pass
+            if self._publish_ok:
+                log.warning("message queue: cannot publish (%s); dropping messages until it is back", exc)
+                self._publish_ok = False
+            return None
+        self.published += 1
+        if not self._publish_ok:
+            log.info("message queue: publishing again")
+            self._publish_ok = True
+        return receivers
+
+    # -- listening ------------------------------------------------------------
+    def _redis_listen_with_retries(self):
+        retry = 0.1
+        warned = False
+        while True:
+            pubsub = None
+            try:
+                pubsub = self._client().pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.channel)
+                self.pubsub = pubsub
+                self.listening = True
+                self.subscriptions += 1
+                retry = 0.1
+                warned = False
+                log.info("message queue: subscribed to %r", self.channel)
+                if self.on_subscribed is not None:
+                    try:
+                        self.on_subscribed()
+                    except Exception:
+                        log.exception("message queue: on_subscribed failed")
+                yield from pubsub.listen()
+            except Exception as exc:
+                if not warned:
+                    what = "lost the subscription" if self.listening else "cannot subscribe"
+                    log.warning("message queue: %s (%s); retrying", what, exc)
+                    warned = True
+                self.listening = False
+                if pubsub is not None:
+                    try:
+                        pubsub.close()
+                    except Exception:
+                        pass
+                self.server.sleep(retry)
+                retry = min(retry * 2, self.retry_max)
+
+    def _listen(self):
+        skip = self.skip_prefix
+        for data in super()._listen():
+            if skip is not None and data[: len(skip)] == skip:
+                continue
+            yield data
+
+    def stats(self) -> dict:
+        return {
+            "channel": self.channel,
+            "listening": self.listening,
+            "subscriptions": self.subscriptions,
+            "published": self.published,
+            "publish_failures": self.publish_failures,
+            "dropped": self.dropped,
+        }
+
+
+class QueueFeed(Publisher):
+    """The engine's side of the queue: a ``Publisher`` whose only "client" is
+    the feed. It inherits the sequencer (book order per symbol, trade ids in
+    order, ``hold``) and the background task; instead of emitting to rooms it
+    collects each pass's events and changed book states and publishes them as
+    one feed message (see the module docstring).
+
+    ``request_sync`` (an edge asked, through the queue) adds every symbol's
+    full state and last trades to the next message, at most once per
+    ``sync_interval``.
+    """
+
+    def __init__(
+        self,
+        socketio,
+        engine,
+        *,
+        interval: float = 0.005,
+        heartbeat: float = 0.5,
+        sync_interval: float = 0.5,
+        depth: int = MIRROR_DEPTH,
+        trades: int = MIRROR_TRADES,
+        **options,
+    ) -> None:
+        super().__init__(socketio, engine, min_interval=interval, **options)
+        # Somebody (the edges) always listens: nothing is skipped unformatted.
+        self.members = {FEED_ROOM: {"queue"}}
+        self.run_id = uuid.uuid4().hex
+        self.n = 0
+        self.depth = depth
+        self.trade_limit = trades
+        self.heartbeat_ns = int(heartbeat * 1e9)
+        self.sync_interval_ns = int(sync_interval * 1e9)
+        self._events: list = []
+        self._books: list = []
+        self._book_seq = {symbol: -1 for symbol in engine.markets}
+        self._sync_requested = True  # edges already up get the state of a (re)started engine
+        self._last_sync_ns = 0
+        self._last_message_ns = 0
+        self.messages = 0
+        self.syncs = 0
+        # The last ``trades`` trades per symbol as published, formatted: a sync is then
+        # a copy, not 4,000 trades to format (~100 ms the order path would wait for).
+        self._trades = {}
+        for symbol in engine.markets:
+            spec = engine.spec(symbol)
+            recent = engine.recent_trades(symbol, trades)
+            self._trades[symbol] = deque((formatting.trade_dict(spec, t) for t in recent), maxlen=trades)
+
+    def start(self) -> None:
+        """Start the background task now (heartbeats flow before the first order)."""
+        if self._task is None:
+            self._start()
+
+    def request_sync(self, data=None) -> None:
+        """An edge asks for the full state (queue handler; cheap, never blocks)."""
+        self._sync_requested = True
+        wake = self._wake
+        if wake is not None:
+            wake.set()
+
+    def _pace_ns(self) -> int:
+        return self.min_interval_ns
+
+    def _send(self, result, received: int, is_cancel: bool) -> None:
+        """Collect the trades and order events of one result, in the order
+        ``Publisher._send`` emits them."""
+        order = result.order
+        symbol = order.symbol
+        spec = self.engine.spec(symbol)
+        events = self._events
+        if is_cancel:
+            events.append(
+                [
+                    "order_event",
+                    symbol,
+                    0,
+                    {"event": "cancelled", "order": formatting.cancel_report(spec, result)},
+                ]
+            )
+            return
+        accepted = formatting.order_report(spec, order, NEW, 0, 0)
+        events.append(["order_event", symbol, 0, {"event": "accepted", "order": accepted}])
+        published = self._trades[symbol]
+        for trade in result.trades:
+            payload = formatting.trade_dict(spec, trade)
+            published.append(payload)
+            events.append(["trade", symbol, trade.trade_id, payload])
+            report = formatting.maker_report(spec, trade)
+            events.append(["order_event", symbol, 0, {"event": report["status"], "order": report}])
+        if result.status is not NEW:
+            report = formatting.submit_report(spec, result)
+            events.append(["order_event", symbol, 0, {"event": report["status"], "order": report}])
+        self.events["trade"] += len(result.trades)
+
+    def _note_book_change(self, symbol: str, seq: int, received: int) -> None:
+        return None
+
+    def _book_state(self, symbol: str) -> list:
+        seq, bids, asks = self.engine.depth(symbol, self.depth)
+        return [symbol, seq, [list(level) for level in bids], [list(level) for level in asks]]
+
+    def _publish_books(self, now: int) -> int | None:
+        """Each symbol whose sequence moved since the last message: its state, read once."""
+        book_seq = self._book_seq
+        for symbol, market in self.engine.markets.items():
+            if market.sequence != book_seq[symbol]:
+                state = self._book_state(symbol)
+                book_seq[symbol] = state[1]
+                self._books.append(state)
+        return None
+
+    def _pass(self) -> float:
+        wait = super()._pass()
+        now = time.perf_counter_ns()
+        self._flush(now)
+        return min(wait, max(0.0, (self._last_message_ns + self.heartbeat_ns - now) / 1e9))
+
+    def _full_state(self) -> dict:
+        engine = self.engine
+        books = []
+        for symbol in engine.markets:
+            state = self._book_state(symbol)
+            self._book_seq[symbol] = state[1]
+            books.append(state)
+        trades = {symbol: list(published) for symbol, published in self._trades.items()}
+        return {
+            "books": books,
+            "trades": trades,
+            "symbols": [m.spec.to_dict() for m in engine.markets.values()],
+        }
+
+    def _flush(self, now: int) -> None:
+        events, books = self._events, self._books
+        sync = None
+        if self._sync_requested and now - self._last_sync_ns >= self.sync_interval_ns:
+            self._sync_requested = False
+            self._last_sync_ns = now
+            sync = self._full_state()
+            books = []  # the sync has every book, read after these
+            self.syncs += 1
+        if not events and not books and sync is None and now - self._last_message_ns < self.heartbeat_ns:
+            return
+        self._events, self._books = [], []
+        self.n += 1
+        message = {
+            "run": self.run_id,
+            "n": self.n,
+            "time_ns": time.time_ns(),
+            "events": events,
+            "books": books,
+        }
+        if sync is not None:
+            message["sync"] = sync
+        self._last_message_ns = now
+        self.messages += 1
+        self.deliveries += len(events) + len(books)
+        self.socketio.emit(FEED_EVENT, message, namespace=MARKET_NAMESPACE, to=FEED_ROOM)
+
+    def feed_stats(self) -> dict:
+        return {
+            "run": self.run_id,
+            "messages": self.messages,
+            "last_n": self.n,
+            "syncs": self.syncs,
+            "queue_depth": len(self._queue),
+            "trades": self.events["trade"],
+        }
+
+
+class PublisherTee:
+    """The exchange's publisher in queue mode: every result goes to the local
+    ``Publisher`` (clients connected to the engine itself) and to the
+    ``QueueFeed``. Anything else is the local publisher's."""
+
+    def __init__(self, local: Publisher, feed: QueueFeed, manager: QueueManager) -> None:
+        self.local = local
+        self.feed = feed
+        self.manager = manager
+
+    def on_submit(self, result, received_ns: int | None = None) -> None:
+        self.local.on_submit(result, received_ns)
+        self.feed.on_submit(result, received_ns)
+
+    def on_cancel(self, result, received_ns: int | None = None) -> None:
+        self.local.on_cancel(result, received_ns)
+        self.feed.on_cancel(result, received_ns)
+
+    def stats(self) -> dict:
+        out = self.local.stats()
+        out["message_queue"] = {**self.feed.feed_stats(), **self.manager.stats()}
+        return out
+
+    def close(self) -> None:
+        self.local.close()
+        self.feed.close()
+
+    def __getattr__(self, name):
+        return getattr(self.local, name)
+
+
+def start_listening(socketio) -> None:
+    """Initialize the server's client manager now: python-socketio does it at
+    the first client connection, but a process on the queue must listen (and
+    an edge must ask for its first sync) before anyone connects."""
+    server = socketio.server
+    if not server.manager_initialized:
+        server.manager_initialized = True
+        server.manager.initialize()
+
+
+def engine_manager(url: str, channel: str = DEFAULT_CHANNEL) -> QueueManager:
+    """The engine's client manager: skips its own feed when listening."""
+    return QueueManager(url, channel, skip_prefix=FEED_PREFIX)
+
+
+def attach_engine(socketio, exchange, local: Publisher, manager: QueueManager, **options) -> PublisherTee:
+    """Start publishing ``exchange``'s results on the queue; returns the
+    publisher to install as ``exchange.publisher``."""
+    feed = QueueFeed(socketio, exchange.engine, **options)
+    manager.handlers[SYNC_EVENT] = feed.request_sync
+    start_listening(socketio)
+    feed.start()
+    return PublisherTee(local, feed, manager)

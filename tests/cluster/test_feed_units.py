@@ -1,0 +1,297 @@
+"""The edge's feed handling without Redis: gaps, syncs, replay, the mirror's
+monotony, and which emits the queue manager sends through Redis."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.edge import EdgeService, FeedReceiver, Mirror
+from api.mq import ENGINE_ROOM, FEED_ROOM, QueueManager
+from engine.symbols import default_symbols
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.delivered: list[tuple[str, str, dict]] = []
+        self.woken = 0
+
+    def deliver(self, event, symbol, payload) -> None:
+        self.delivered.append((event, symbol, payload))
+
+    def books_changed(self) -> None:
+        self.woken += 1
+
+    def trade_ids(self) -> list[int]:
+        return [int(p["trade_id"]) for e, _, p in self.delivered if e == "trade"]
+
+
+def trade(tid: int, symbol: str = "BTC-USDT") -> dict:
+    return {"symbol": symbol, "trade_id": str(tid), "price": "1.00", "quantity": "1.00000"}
+
+
+def tev(tid: int, symbol: str = "BTC-USDT") -> list:
+    return ["trade", symbol, tid, trade(tid, symbol)]
+
+
+def msg(n: int, events=(), books=(), sync=None, run: str = "r1") -> dict:
+    m = {"run": run, "n": n, "time_ns": 0, "events": list(events), "books": list(books)}
+    if sync is not None:
+        m["sync"] = sync
+    return m
+
+
+def sync_of(tids, seq: int = 1) -> dict:
+    return {
+        "books": [["BTC-USDT", seq, [[100, 1]], [[101, 2]]]],
+        "trades": {"BTC-USDT": [trade(t) for t in tids]},
+    }
+
+
+@pytest.fixture
+def edge():
+    mirror = Mirror(default_symbols())
+    publisher = FakePublisher()
+    requests = []
+    receiver = FeedReceiver(mirror, publisher, lambda: requests.append(1), sync_retry=0.0)
+    return mirror, publisher, receiver, requests
+
+
+def test_events_before_the_first_sync_are_held_and_the_first_sync_replays_nothing(edge):
+    mirror, publisher, receiver, requests = edge
+    receiver.on_feed(msg(5, [tev(3)]))
+    assert publisher.delivered == [] and requests and not receiver.synced
+    receiver.on_feed(msg(6, sync=sync_of([1, 2, 3])))
+    assert receiver.synced
+    assert publisher.trade_ids() == []  # history is not news; trade 3 was in the sync already
+    receiver.on_feed(msg(7, [tev(4)]))
+    assert publisher.trade_ids() == [4]
+    assert [t["trade_id"] for t in mirror.markets["BTC-USDT"].trades] == ["1", "2", "3", "4"]
+
+
+def test_a_gap_holds_events_until_the_sync_which_replays_the_missed_trades_in_order_once(edge):
+    mirror, publisher, receiver, requests = edge
+    receiver.on_feed(msg(1, sync=sync_of([1])))
+    receiver.on_feed(msg(2, [tev(2)]))
+    requests.clear()
+    receiver.on_feed(msg(5, [tev(5), ["order_event", "BTC-USDT", 0, {"event": "accepted"}]]))  # 3, 4 lost
+    assert not receiver.synced and requests
+    assert publisher.trade_ids() == [2]
+    receiver.on_feed(msg(6, [tev(6)], sync=sync_of([1, 2, 3, 4, 5, 6], seq=9)))
+    assert publisher.trade_ids() == [2, 3, 4, 5, 6]
+    assert [e for e, _, _ in publisher.delivered].count("order_event") == 1
+    receiver.on_feed(msg(7, [tev(7)]))
+    assert publisher.trade_ids() == [2, 3, 4, 5, 6, 7]
+    assert mirror.markets["BTC-USDT"].sequence == 9
+
+
+def test_a_new_engine_run_asks_for_a_sync(edge):
+    _, _, receiver, requests = edge
+    receiver.on_feed(msg(1, sync=sync_of([1])))
+    requests.clear()
+    receiver.on_feed(msg(2, run="r2"))  # n would follow, but another run
+    assert not receiver.synced and requests
+
+
+def test_the_mirror_never_goes_back_to_an_older_book(edge):
+    mirror, publisher, receiver, _ = edge
+    receiver.on_feed(msg(1, sync=sync_of([], seq=5)))
+    receiver.on_feed(msg(2, books=[["BTC-USDT", 4, [[1, 1]], []]]))
+    assert mirror.depth("BTC-USDT", 10) == (5, [[100, 1]], [[101, 2]])
+    receiver.on_feed(msg(3, books=[["BTC-USDT", 6, [[99, 3]], []]]))
+    assert mirror.bbo("BTC-USDT") == (6, [99, 3], None)
+    assert publisher.woken >= 2
+
+
+def test_staleness_follows_the_last_message(edge, monkeypatch):
+    _, _, receiver, _ = edge
+    assert receiver.stale()  # never heard from the engine
+    receiver.on_feed(msg(1, sync=sync_of([])))
+    assert not receiver.stale()
+    receiver.last_message -= receiver.stale_after + 1
+    assert receiver.stale()
+
+
+def test_edge_service_answers_like_the_exchange(edge):
+    mirror, publisher, receiver, _ = edge
+    receiver.on_feed(msg(1, sync=sync_of([1, 2, 3], seq=7)))
+    service = EdgeService(mirror, receiver, publisher, None)
+    assert [t["trade_id"] for t in service.trades("BTC-USDT", 2)["trades"]] == ["2", "3"]
+    book = service.book("BTC-USDT", 1000)
+    assert (book["sequence"], book["bids"], book["asks"]) == (7, [["1.00", "0.00001"]], [["1.01", "0.00002"]])
+    assert service.bbo("BTC-USDT")["spread"] == "0.01"
+    with pytest.raises(Exception) as unknown:
+        service.book("NOPE", 10)
+    assert unknown.value.code == "UNKNOWN_SYMBOL"
+
+
+class RecordingManager(QueueManager):
+    """A QueueManager whose Redis is a list."""
+
+    def __init__(self) -> None:
+        super().__init__("redis://127.0.0.1:1/0")
+        self.sent: list[dict] = []
+        self.local: list[tuple] = []
+
+    def _publish(self, data):
+        self.sent.append(data)
+
+    def _handle_emit(self, message):
+        if message.get("room") in (FEED_ROOM, ENGINE_ROOM):
+            return super()._handle_emit(message)
+        self.local.append(message)
+
+
+def test_only_the_feed_rooms_go_through_the_queue(monkeypatch):
+    manager = RecordingManager()
+    base_emits = []
+    monkeypatch.setattr(
+        "socketio.manager.Manager.emit",
+        lambda self, event, data, namespace, room=None, **kw: base_emits.append(room),
+    )
+    manager.emit("bbo", {}, namespace="/market", room="bbo:BTC-USDT")
+    manager.emit("trade", {}, namespace="/market", to=["trades:BTC-USDT", "trades:*"])
+    assert manager.sent == [] and base_emits == ["bbo:BTC-USDT", ["trades:BTC-USDT", "trades:*"]]
+    manager.emit("feed", {"n": 1}, namespace="/market", to=FEED_ROOM)
+    manager.emit("sync", {}, namespace="/market", to=ENGINE_ROOM)
+    assert [m["event"] for m in manager.sent] == ["feed", "sync"]
+
+
+def test_feed_messages_are_handled_not_delivered():
+    manager = QueueManager("redis://127.0.0.1:1/0")
+    got = []
+    manager.handlers["feed"] = got.append
+    manager._handle_emit({"event": "feed", "room": FEED_ROOM, "data": [{"n": 1}], "host_id": "other"})
+    manager._handle_emit({"event": "feed", "room": FEED_ROOM, "data": [{"n": 2}], "host_id": manager.host_id})
+    assert got == [{"n": 1}]  # a process never handles its own message
+
+
+def test_publishing_to_a_dead_redis_drops_quickly_and_never_raises():
+    manager = QueueManager("redis://127.0.0.1:1/0", timeout=0.5, retry_max=60)
+    manager.set_server(type("S", (), {"packet_class": type("P", (), {"json": None})})())
+    assert manager._publish({"method": "emit"}) is None
+    assert manager._publish({"method": "emit"}) is None  # dropped without trying again
+    assert (manager.publish_failures, manager.dropped) == (1, 2)
+
+
+# -- the engine's side: QueueFeed ---------------------------------------------------
+class FakeSocketIO:
+    """What QueueFeed needs of Flask-SocketIO, recording the feed messages."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    def emit(self, event, data, namespace=None, to=None):
+        assert (event, namespace, to) == ("feed", "/market", FEED_ROOM)
+        self.sent.append(data)
+
+
+@pytest.fixture
+def feed():
+    import threading
+
+    from api.mq import QueueFeed
+    from engine.matcher import MatchingEngine
+
+    engine = MatchingEngine()
+    sio = FakeSocketIO()
+    f = QueueFeed(sio, engine)
+    f._wake = threading.Event()
+    f._task = object()  # the test runs the passes itself
+    f._init_baselines()
+    return engine, sio, f
+
+
+def _submit(engine, f, side, order_type, qty, price=None):
+    from engine.order import OrderType, Side
+
+    result = engine.submit("BTC-USDT", Side(side), OrderType(order_type), qty, price)
+    f.on_submit(result)
+    return result
+
+
+def test_the_feed_carries_events_in_publisher_order_and_one_book_state_per_pass(feed):
+    engine, sio, f = feed
+    f._pass()  # the first message: the startup sync
+    assert "sync" in sio.sent[-1] and sio.sent[-1]["n"] == 1
+    _submit(engine, f, "sell", "limit", 5, 3_000_000)
+    taker = _submit(engine, f, "buy", "limit", 2, 3_000_000)
+    f._pass()
+    message = sio.sent[-1]
+    assert message["n"] == 2 and "sync" not in message
+    kinds = [(e[0], e[3].get("event")) for e in message["events"]]
+    assert kinds == [
+        ("order_event", "accepted"),  # the maker rests: no final event
+        ("order_event", "accepted"),
+        ("trade", None),
+        ("order_event", "partially_filled"),
+        ("order_event", "filled"),
+    ]
+    assert message["events"][2][2] == taker.trades[0].trade_id
+    assert message["books"] == [["BTC-USDT", taker.sequence, [], [[3_000_000, 3]]]]  # conflated: one state
+
+
+def test_a_requested_sync_carries_books_and_the_published_trades(feed):
+    engine, sio, f = feed
+    f._pass()
+    _submit(engine, f, "sell", "limit", 5, 3_000_000)
+    taker = _submit(engine, f, "buy", "market", 1)
+    f._pass()
+    f._last_sync_ns = 0
+    f.request_sync()
+    f._pass()
+    sync = sio.sent[-1]["sync"]
+    assert [t["trade_id"] for t in sync["trades"]["BTC-USDT"]] == [str(taker.trades[0].trade_id)]
+    assert {b[0]: b[1] for b in sync["books"]}["BTC-USDT"] == engine.markets["BTC-USDT"].sequence
+    assert [s["symbol"] for s in sync["symbols"]] == list(engine.markets)
+
+
+def test_a_quiet_feed_still_sends_heartbeats(feed):
+    _, sio, f = feed
+    f._pass()
+    f._pass()
+    assert len(sio.sent) == 1  # nothing new, heartbeat not due
+    f._last_message_ns -= f.heartbeat_ns
+    f._pass()
+    assert len(sio.sent) == 2 and sio.sent[-1]["events"] == [] and sio.sent[-1]["n"] == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--role", "edge"], "--role edge needs --message-queue"),
+        (["--message-queue", "foo://x"], "--message-queue must be a redis://"),
+        (["--role", "edge", "--message-queue", "redis://h/0", "--demo"], "--demo runs against the engine"),
+    ],
+)
+def test_command_line_refuses_an_edge_without_a_queue_and_a_queue_that_is_not_redis(argv, says, capsys):
+    from api.app import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert says in capsys.readouterr().err
+
+
+def test_command_line_takes_the_queue_options():
+    from api.app import parse_args
+
+    args = parse_args(["--role", "edge", "--message-queue", "redis://10.0.0.2:6379/0", "--proxy-hops", "1"])
+    assert (args.role, args.message_queue, args.queue_channel, args.proxy_hops) == (
+        "edge",
+        "redis://10.0.0.2:6379/0",
+        "matchbook",
+        1,
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "logged"),
+    [
+        ("redis://:s3cret@10.0.0.2:6379/0", "redis://:***@10.0.0.2:6379/0"),
+        ("rediss://user:p@ss@host:6380/1", "rediss://user:***@host:6380/1"),
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+    ],
+)
+def test_a_queue_password_never_reaches_the_log(url, logged):
+    from api.app import redact_url
+
+    assert redact_url(url) == logged
