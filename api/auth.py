@@ -255,7 +255,7 @@ class Auth:
             account = self.registry.create(name, ts)
             self.registry.add_key(account.account_id, digest, ts)
             if self.store is not None:
-                self.store.log_command("a", account.account_id, name, ts)
+                self.store.log_command("o", account.account_id, name, ts)
                 ticket = self.store.log_command("k", account.account_id, digest, ts)
         self._durable(ticket)
         self._audit("account_created", account_id=str(account.account_id), name=name, key_id=digest[:16])

@@ -672,6 +672,11 @@ _ORDER_FIELDS = (
     "filled",
     "notional",
     "status",
+    "stop_price",
+    "display_quantity",
+    "post_only",
+    "expire_time",
+    "quote_quantity",
     "cancel_reason",
     "account_id",
     "stp",
@@ -691,6 +696,14 @@ def _order_to_row(order: Order) -> list:
         order.filled,
         order.notional,
         VALUE[order.status],
+        # 11-15: the fields of the order types beyond the four (stop_price,
+        # display_quantity, post_only, expire_time, quote_quantity), which
+        # another branch adds; written empty here so that both layouts agree
+        None,
+        None,
+        False,
+        None,
+        None,
         order.cancel_reason,
         order.account_id,
         VALUE[order.stp],
@@ -714,9 +727,11 @@ def _order_from_row(row: list) -> Order:
         notional,
         OrderStatus(status),
     )
-    if len(row) >= 14:
-        order.cancel_reason, order.account_id = row[11], row[12]
-        order.stp = SelfTradePrevention(row[13])
+    if len(row) > 16:
+        order.cancel_reason = row[16]
+    if len(row) > 18:
+        order.account_id = row[17]
+        order.stp = SelfTradePrevention(row[18])
     return order
 
 

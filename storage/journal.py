@@ -9,11 +9,13 @@ Format v2 (see ``Documentation/DURABILITY.md`` for the full description)
         [[8,"c","BTC-USDT",1732467092123999999,7,6],"<prev>","<hash>"]
 
     submit: ``[n, "s", symbol, side, order_type, timestamp, quantity, price,
-    client_order_id, order_id, [trade ids], sequence]``, followed by
-    ``account_id, stp`` when the order has an owner (optional trailing
-    fields: a record without them replays as before, without owner);
+    client_order_id, order_id, [trade ids], sequence]``, followed, when
+    the order has an owner, by ``extras, account_id, stp`` (optional trailing
+    fields: a record without them replays as before, without owner;
+    ``extras`` is the 13th field the order types beyond the four use, null
+    here);
     cancel: ``[n, "c", symbol, timestamp, order_id, sequence]``;
-    account opened: ``[n, "a", account_id, name, timestamp]``;
+    account opened: ``[n, "o", account_id, name, timestamp]``;
     key issued: ``[n, "k", account_id, key_hash, timestamp]``;
     key revoked: ``[n, "r", key_hash, timestamp]``.
     Keys appear only as their SHA-256 (``api/auth.py``), never in clear.
@@ -135,6 +137,7 @@ def submit_row(n: int, result) -> tuple:
             order.order_id,
             [t.trade_id for t in trades] if trades else (),
             result.sequence,
+            None,  # extras (order types beyond the four)
             order.account_id,
             order.stp,
         )
@@ -207,6 +210,7 @@ class SubmitRecord(msgspec.Struct, array_like=True, gc=False):
     order_id: int
     trade_ids: list[int]
     sequence: int
+    extras: list | None = None  # the order types beyond the four (another branch); null here
     account_id: int | None = None
     stp: SelfTradePrevention = SelfTradePrevention.CANCEL_TAKER
 
@@ -226,7 +230,7 @@ class AccountRecord(msgspec.Struct, array_like=True, gc=False):
     """An account opened (``engine.accounts.AccountRegistry.create``)."""
 
     n: int
-    op: Literal["a"]
+    op: Literal["o"]
     account_id: int
     name: str
     timestamp: int
@@ -256,7 +260,7 @@ class RevokeRecord(msgspec.Struct, array_like=True, gc=False):
 _submit_decoder = msgspec.json.Decoder(tuple[SubmitRecord, str, str])
 _cancel_decoder = msgspec.json.Decoder(tuple[CancelRecord, str, str])
 _other_decoders = {
-    b"a": msgspec.json.Decoder(tuple[AccountRecord, str, str]),
+    b"o": msgspec.json.Decoder(tuple[AccountRecord, str, str]),
     b"k": msgspec.json.Decoder(tuple[KeyRecord, str, str]),
     b"r": msgspec.json.Decoder(tuple[RevokeRecord, str, str]),
 }
@@ -267,7 +271,7 @@ CANCEL_FIELDS = tuple(CancelRecord.__struct_fields__)
 _FIELDS = {
     "s": SUBMIT_FIELDS,
     "c": CANCEL_FIELDS,
-    "a": tuple(AccountRecord.__struct_fields__),
+    "o": tuple(AccountRecord.__struct_fields__),
     "k": tuple(KeyRecord.__struct_fields__),
     "r": tuple(RevokeRecord.__struct_fields__),
 }
@@ -281,8 +285,8 @@ def as_dict(line: list) -> dict:
     names = _FIELDS.get(command[1])
     if names is None:
         raise ValueError(f"unknown command {command[1]!r}")
-    if command[1] == "s" and len(command) == len(names) - 2:  # no owner (optional fields)
-        names = names[:-2]
+    if command[1] == "s" and len(command) < len(names):  # no owner (optional fields)
+        names = names[: len(command)]
     if len(command) != len(names):
         raise ValueError(f"a {command[1]!r} command has {len(names)} fields, not {len(command)}")
     record = dict(zip(names, command, strict=True))
@@ -411,7 +415,7 @@ def _bad_line(line: bytes, n: int, prev: bytes) -> str | None:
 
 
 # inside a JSON string a quote is escaped, so these only match record syntax
-_RECORD_START = re.compile(rb'\[\d+,"[sckar]"')
+_RECORD_START = re.compile(rb'\[\d+,"[sckor]"')
 _RECORD_END = re.compile(rb'[0-9a-f]{32}"\]')
 
 

@@ -570,6 +570,7 @@ class Store:
                     order.order_id,
                     [t.trade_id for t in trades] if trades else (),
                     result.sequence,
+                    None,  # extras: the order types beyond the four (storage.journal)
                     order.account_id,
                     order.stp,
                 )
@@ -605,8 +606,8 @@ class Store:
 
     def log_command(self, *command) -> int:
         """Journal a command that is not about one symbol's book (an account
-        opened, a key issued or revoked: ``storage.journal``'s ``a``, ``k``,
-        ``r`` records, e.g. ``log_command("a", account_id, name, timestamp)``);
+        opened, a key issued or revoked: ``storage.journal``'s ``o``, ``k``,
+        ``r`` records, e.g. ``log_command("o", account_id, name, timestamp)``);
         return its ticket. Call holding every symbol lock
         (``engine.all_locks()``), together with the change it records, so that
         a snapshot never falls between the two. No IO. O(1)."""

@@ -61,7 +61,7 @@ def test_a_restart_keeps_accounts_keys_revocations_and_owners(tmp_path, snapshot
     close_app(app)
 
     records = _records(data)
-    assert [r["op"] for r in records[:5]] == ["a", "k", "a", "k", "k"]
+    assert [r["op"] for r in records[:5]] == ["o", "k", "o", "k", "k"]
     assert records[5]["op"] == "r"
     assert all(alice not in json.dumps(r) and alice2 not in json.dumps(r) for r in records)
     submits = [r for r in records if r["op"] == "s"]
