@@ -289,7 +289,8 @@ class MatchingEngine:
         elif type(price) is not int or price <= 0 or price > MAX_UNITS:
             raise ValidationError(f"a {order_type.value} order needs a positive price", "price")
         if account_id is not None:
-            if stp not in _STP_MODES:
+            # (the default first: an enum's hash is a Python-level call)
+            if stp is not STP_CANCEL_TAKER and stp not in _STP_MODES:
                 raise ValidationError("stp must be cancel_taker, cancel_maker, cancel_both or none", "stp")
             if type(account_id) is not int:
                 raise ValidationError("account_id must be an integer", "account_id")
