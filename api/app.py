@@ -469,9 +469,12 @@ def configure_logging(debug: bool) -> None:
 
 class _Demo:
     """``tools/demo_market.py --url URL`` as a child process, started once the
-    server answers and stopped (by its pid) with the server."""
+    server answers and stopped (by its pid) with the server. ``extra``: more
+    arguments (with ``--auth on``, the admin token's file, from which the demo
+    opens the accounts it trades as)."""
 
-    def __init__(self, socketio: SocketIO, host: str, port: int) -> None:
+    def __init__(self, socketio: SocketIO, host: str, port: int, extra: list[str] | None = None) -> None:
+        self.extra = list(extra or [])
         self.socketio = socketio
         self.connect_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
         self.port = port
@@ -496,7 +499,7 @@ class _Demo:
         if self.stopped:
             return
         url = f"http://{self.connect_host}:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, script, "--url", url], cwd=ROOT)
+        self.proc = subprocess.Popen([sys.executable, script, "--url", url, *self.extra], cwd=ROOT)
         log.info("--demo: started %s (pid %d)", script, self.proc.pid)
 
     def running(self) -> bool:
@@ -603,7 +606,9 @@ def main(argv: list[str] | None = None) -> int:
             else [o.strip() for o in args.cors_origins.split(",") if o.strip()],
         }
     )
-    demo = _Demo(socketio, args.host, args.port) if args.demo else None
+    auth = app.extensions["auth"]
+    demo_args = ["--admin-token-file", auth.token_path] if auth.on else []
+    demo = _Demo(socketio, args.host, args.port, demo_args) if args.demo else None
     _first_run(app, args)
 
     def on_signal(signum, frame):
