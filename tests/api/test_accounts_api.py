@@ -483,3 +483,21 @@ def test_first_run_does_nothing_with_auth_off_or_existing_accounts(make_app, tmp
     on.extensions["auth"].create_account("alice")
     assert on.extensions["auth"].first_run(on.config["DATA_DIR"]) is None
     assert not os.path.exists(os.path.join(on.config["DATA_DIR"], "demo.key"))
+
+
+def test_the_order_index_forgets_what_the_engine_forgot(make_app):
+    from api import account_index
+
+    app = make_app(auth="on")
+    exchange = app.extensions["exchange"]
+    exchange.engine._order_history = 100  # closed orders the engine remembers
+    _account, key = app.extensions["auth"].create_account("alice")
+    t = Trader(app.test_client(), key)
+    body = {"symbol": BTC, "side": "buy", "order_type": "ioc", "quantity": "1", "price": "1.00"}
+    for _ in range(account_index.PRUNE_AT + 50):  # each closes at once (nothing to take)
+        t.post("/order", body)
+    mine = exchange.index.orders[1]
+    # pruned to the 100 the engine remembered then, plus the 50 added since
+    assert len(mine) <= 100 + 50
+    listed = t.get("/orders?status=all&limit=1000")["orders"]
+    assert 100 <= len(listed) <= 101 and all(o["cancel_reason"] == "unfilled" for o in listed)
