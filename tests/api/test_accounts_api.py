@@ -5,6 +5,7 @@ unchanged."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -417,6 +418,9 @@ def test_stp_cancellations_reach_the_audit_log(on_app, alice):
     audit.flush()
     text = open(audit.path).read()
     assert '"event":"cancel"' in text and '"cancel_reason":"self_trade"' in text
+    lines = [line for line in text.splitlines() if '"event":"order"' in line or '"event":"cancel"' in line]
+    assert lines and all('"account_id":"1"' in line for line in lines)  # the owner of each
+    assert all(json.loads(line)["account_id"] == "1" for line in lines)
 
 
 # -- rate limit per key -----------------------------------------------------------------------------
