@@ -55,10 +55,10 @@ Accounts and self-trade prevention
     (``engine.accounts``) is ``self.accounts``, snapshotted with the books.
 
 Known limits
-    Closed orders are kept
-    in memory up to ``order_history`` (the oldest closed are forgotten first);
-    trades up to ``trade_history`` per symbol. Durable history lives in the
-    storage layer.
+    Closed orders are kept in memory up to ``order_history`` (the oldest
+    closed are forgotten first); trades up to ``trade_history`` per symbol.
+    Durable history lives in the storage layer. Accounts have no balances
+    yet: nothing checks an order against funds.
 """
 
 from __future__ import annotations
