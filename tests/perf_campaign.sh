@@ -7,7 +7,7 @@
 #   TESTS="ceiling batch" bash tests/perf_campaign.sh  # a subset
 #
 # Servers run --auth off (the figures recorded before accounts, comparable);
-# AUTH=on serves with keys (the load tools then make accounts from the data dir).
+# AUTH=on serves with keys (the scenarios do not pass keys to the load tools yet).
 #
 # Scenarios: rest500 rest1000 ceiling sweep batch ws md nofsync
 # (sweep: the REST ceiling and its baselines at 8 to 128 connections)
