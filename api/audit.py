@@ -11,10 +11,15 @@ shutdown). The reports are never mutated after they are built.
 
 Line shapes (``ts`` is the event's time, ISO 8601 UTC; amounts are decimal strings)::
 
-    {"event":"order","ts","sequence", <the order report without "trades">}
+    {"event":"order","ts","sequence"[,"account_id"], <the order report without "trades">}
     {"event":"trade","ts", <the trade as in the contract>}           one per fill
-    {"event":"cancel","ts","sequence", <the cancelled order's report without "trades">}
+    {"event":"cancel","ts","sequence"[,"account_id"], <the cancelled order's report without "trades">}
     {"event":"rejection","ts","request":"order"|"cancel","code","message","field","body"}
+    {"event":"admin","ts","action":"account_created"|"key_issued"|"key_revoked","account_id",...}
+
+``account_id`` (the owner, a decimal string) is there with ``--auth on``.
+Admin lines name a key by its ``key_id`` (the first 16 hex digits of its
+SHA-256), never in clear; the admin token never appears.
 
 ``body`` of a rejection holds the known request fields only, each cut to 80 characters.
 
@@ -80,18 +85,24 @@ class Audit:
         self.last_error: str | None = None
 
     # -- recording (hot path: O(1), no IO) ------------------------------------
-    def submit(self, report: dict, sequence: int, encoded: bytes | None = None) -> None:
+    def submit(
+        self, report: dict, sequence: int, encoded: bytes | None = None, owner: int | None = None
+    ) -> None:
         """An order as ``POST /order`` reported it (its trades become trade lines).
         ``encoded``: the report's msgspec encoding, when the caller has made it
         already for its answer (spares encoding it again)."""
-        self._pending.append((0, report, (sequence, encoded)))
+        self._pending.append((0, report, (sequence, encoded, owner)))
 
-    def cancel(self, report: dict, sequence: int, timestamp_ns: int) -> None:
+    def cancel(self, report: dict, sequence: int, timestamp_ns: int, owner: int | None = None) -> None:
         """A cancel as ``POST /cancel`` reported it."""
-        self._pending.append((1, report, (sequence, timestamp_ns)))
+        self._pending.append((1, report, (sequence, timestamp_ns, owner)))
 
     def rejection(self, request: str, body, error) -> None:
         self._pending.append((2, request, (body, error, time.time_ns())))
+
+    def admin(self, action: str, fields: dict) -> None:
+        """An admin change (``fields``: its public fields, never a secret)."""
+        self._pending.append((3, action, (fields, time.time_ns())))
 
     # -- writing ----------------------------------------------------------------
     def start(self, start_task, sleep) -> None:
@@ -139,8 +150,10 @@ class Audit:
                         _submit_lines(lines, a, *b)
                     elif kind == 1:
                         lines.append(_cancel_line(a, *b))
-                    else:
+                    elif kind == 2:
                         lines.append(_rejection_line(a, *b))
+                    else:
+                        lines.append(_encode(_admin_dict(a, *b)))
                 except Exception as e:  # this item only: never the other lines of the batch
                     del lines[start:]
                     self._fallback_lines(lines, item, e)
@@ -167,11 +180,13 @@ class Audit:
         kind, a, b = item
         try:
             if kind == 0:
-                dicts = _submit_dicts(a, b[0])
+                dicts = _submit_dicts(a, b[0], b[2])
             elif kind == 1:
                 dicts = [_cancel_dict(a, *b)]
-            else:
+            elif kind == 2:
                 dicts = [_rejection_dict(a, *b)]
+            else:
+                dicts = [_admin_dict(a, *b)]
             lines.extend(_escaped(d) for d in dicts)
             self.escaped_lines += 1
         except Exception as e:
@@ -211,7 +226,9 @@ _encode = msgspec.json.encode  # every line is built as bytes; the block is deco
 _TRADES_KEY = b',"trades":['
 
 
-def _submit_lines(lines: list, report: dict, sequence: int, body: bytes | None = None) -> None:
+def _submit_lines(
+    lines: list, report: dict, sequence: int, body: bytes | None = None, owner: int | None = None
+) -> None:
     # Spliced from the report's own encoding (its last key is "trades"; a quote
     # inside a string value is escaped, so the last ',"trades":[' is that key):
     # the same bytes as encoding {"event", "ts", "sequence", **report minus
@@ -219,30 +236,43 @@ def _submit_lines(lines: list, report: dict, sequence: int, body: bytes | None =
     if body is None:
         body = _encode(report)
     cut = body.rindex(_TRADES_KEY)
-    lines.append(
-        b'{"event":"order","ts":%b,"sequence":%d,%b}' % (_encode(report["timestamp"]), sequence, body[1:cut])
-    )
+    ts = _encode(report["timestamp"])
+    if owner is None:
+        lines.append(b'{"event":"order","ts":%b,"sequence":%d,%b}' % (ts, sequence, body[1:cut]))
+    else:
+        lines.append(
+            b'{"event":"order","ts":%b,"sequence":%d,"account_id":"%d",%b}'
+            % (ts, sequence, owner, body[1:cut])
+        )
     for trade in report["trades"]:
         lines.append(b'{"event":"trade","ts":%b,%b' % (_encode(trade["timestamp"]), _encode(trade)[1:]))
 
 
-def _submit_dicts(report: dict, sequence: int) -> list[dict]:
+def _submit_dicts(report: dict, sequence: int, owner: int | None = None) -> list[dict]:
     """The lines of ``_submit_lines`` as dicts (the slow path)."""
     line = {"event": "order", "ts": report["timestamp"], "sequence": sequence}
+    if owner is not None:
+        line["account_id"] = str(owner)
     line.update(report)
     trades = line.pop("trades")
     return [line] + [{"event": "trade", "ts": t["timestamp"], **t} for t in trades]
 
 
-def _cancel_dict(report: dict, sequence: int, timestamp_ns: int) -> dict:
+def _admin_dict(action: str, fields: dict, ts: int) -> dict:
+    return {"event": "admin", "ts": iso(ts), "action": action, **fields}
+
+
+def _cancel_dict(report: dict, sequence: int, timestamp_ns: int, owner: int | None = None) -> dict:
     line = {"event": "cancel", "ts": iso(timestamp_ns), "sequence": sequence}
+    if owner is not None:
+        line["account_id"] = str(owner)
     line.update(report)
     del line["trades"]
     return line
 
 
-def _cancel_line(report: dict, sequence: int, timestamp_ns: int) -> bytes:
-    return _encode(_cancel_dict(report, sequence, timestamp_ns))
+def _cancel_line(report: dict, sequence: int, timestamp_ns: int, owner: int | None = None) -> bytes:
+    return _encode(_cancel_dict(report, sequence, timestamp_ns, owner))
 
 
 def _rejection_dict(request: str, body, error, ts: int) -> dict:
@@ -266,7 +296,7 @@ def _rejection_line(request: str, body, error, ts: int) -> bytes:
     return _encode(_rejection_dict(request, body, error, ts))
 
 
-_KINDS = ("order", "cancel", "rejection")
+_KINDS = ("order", "cancel", "rejection", "admin")
 
 
 def _escaped(line: dict) -> bytes:

@@ -14,6 +14,13 @@ event       payload                          acknowledgement
                                              or ``{"error": {...}}`` for the whole
 ==========  ===============================  =====================================
 
+Accounts (``--auth on``): the connection brings its key at connect,
+``auth={"api_key": KEY}`` (or an ``X-API-Key`` header on the handshake);
+without a valid one the connection is refused (``connect_error`` with the
+``UNAUTHENTICATED`` envelope's ``code`` and ``message``). Every event acts for
+that key's account, and is answered ``UNAUTHENTICATED`` once the key is
+revoked (checked per event: one attribute read).
+
 The handlers call the same ``Exchange`` methods as REST, so validation, the
 journal, the audit log, statistics and market-data publication are identical.
 A handler never raises: an ``EngineError`` becomes its envelope; anything else
@@ -30,11 +37,12 @@ Where the payload itself is at fault, the answer is also REST's:
   1 MiB for ``orders``, measured on the arguments' JSON text):
   ``PAYLOAD_TOO_LARGE``, unparsed.
 
-Rate limit: every command counts against the client address's budget of
-``--rate-limit`` requests per minute, the same ``api.ratelimit.RateLimiter``
-(and the same count) as its REST requests; over it the acknowledgement is
-REST's ``RATE_LIMITED`` envelope and nothing else is done. The address is the
-one the Socket.IO connection came from (``REMOTE_ADDR`` of its handshake).
+Rate limit: every command counts against the budget of ``--rate-limit``
+requests per minute of the connection's API key (``--auth on``) or else its
+client address (``REMOTE_ADDR`` of its handshake): the same
+``api.ratelimit.RateLimiter`` and the same count as the REST requests with that
+key or from that address; over it the acknowledgement is REST's
+``RATE_LIMITED`` envelope and nothing else is done.
 
 Why a plain python-socketio ``Namespace`` (registered on ``socketio.server``)
 rather than Flask-SocketIO's: Flask-SocketIO runs every event inside a Flask
@@ -49,6 +57,7 @@ import logging
 
 import socketio as _socketio
 
+from api.auth import UNAUTHENTICATED_KEY
 from api.errors import call_or_envelope, envelope
 from api.parsing import BadPayload
 
@@ -60,64 +69,98 @@ TRADE_NAMESPACE = "/trade"
 class TradeNamespace(_socketio.Namespace):
     """``/trade``: ``order``, ``cancel`` and ``orders`` with acknowledgements."""
 
-    def __init__(self, exchange, publisher=None, limiter=None) -> None:
+    def __init__(self, exchange, publisher=None, auth=None, limiter=None) -> None:
         super().__init__(TRADE_NAMESPACE)
         self.exchange = exchange
         self.publisher = publisher
+        self.auth = auth if auth is not None and auth.on else None
+        self.sessions: dict = {}  # sid -> (account, key), --auth on
         # ``api.ratelimit.RateLimiter`` or None (no limit); see ``limit_commands``.
         self.limiter = limiter
-        self._addresses: dict[str, str] = {}  # sid -> client address, the limiter's key
+        # sid -> what the limiter counts against: the key (as REST's ``Auth.rate_key``), else the address
+        self._rate_keys: dict[str, str] = {}
 
     def on_connect(self, sid, environ=None, auth=None):
-        self._addresses[sid] = (environ or {}).get("REMOTE_ADDR") or "-"
+        rate_key = (environ or {}).get("REMOTE_ADDR") or "-"
+        if self.auth is not None:
+            try:
+                found = self.auth.session(auth, environ)  # counts a refused key itself
+            except Exception:
+                found = False
+            if not found:
+                if found is None:  # no key at all
+                    self.auth.failures += 1
+                raise _socketio.exceptions.ConnectionRefusedError(
+                    {"code": "UNAUTHENTICATED", "message": UNAUTHENTICATED_KEY}
+                )
+            self.sessions[sid] = found
+            rate_key = "k:" + found[1].key_hash
+        self._rate_keys[sid] = rate_key
         if self.publisher is not None:
             self.publisher.client_connected(TRADE_NAMESPACE, 1)
 
     def on_disconnect(self, sid, reason=None):
-        self._addresses.pop(sid, None)
+        self.sessions.pop(sid, None)
+        self._rate_keys.pop(sid, None)
         if self.publisher is not None:
             self.publisher.client_connected(TRADE_NAMESPACE, -1)
 
     def on_order(self, sid, data=None, *extra):
-        refusal = self._refusal(sid, data, "order")
+        account, refusal = self._admit(sid, data, "order")
         if refusal is not None:
             return refusal
-        return call_or_envelope(self.exchange.place_order, data, "in /trade order")
+        place_order = self.exchange.place_order
+        if account is not None:
+            return call_or_envelope(lambda body: place_order(body, account), data, "in /trade order")
+        return call_or_envelope(place_order, data, "in /trade order")
 
     def on_cancel(self, sid, data=None, *extra):
-        refusal = self._refusal(sid, data, "cancel")
+        account, refusal = self._admit(sid, data, "cancel")
         if refusal is not None:
             return refusal
-        return call_or_envelope(self.exchange.cancel_order, data, "in /trade cancel")
+        cancel_order = self.exchange.cancel_order
+        if account is not None:
+            return call_or_envelope(lambda body: cancel_order(body, account), data, "in /trade cancel")
+        return call_or_envelope(cancel_order, data, "in /trade cancel")
 
     def on_orders(self, sid, data=None, *extra):
-        refusal = self._refusal(sid, data, "order")
+        account, refusal = self._admit(sid, data, "order")
         if refusal is not None:
             return refusal
         place_orders = getattr(self.exchange, "place_orders", None)
         if place_orders is None:
             return envelope("NOT_SUPPORTED", "bulk order entry is not available")
+        if account is not None:
+            return call_or_envelope(lambda body: place_orders(body, account), data, "in /trade orders")
         return call_or_envelope(place_orders, data, "in /trade orders")
 
-    def _refusal(self, sid, data, request: str) -> dict | None:
-        """What REST would answer before reading the body: ``RATE_LIMITED``, or
-        the body's framing error (``INVALID_JSON``, ``PAYLOAD_TOO_LARGE``), which
-        is counted and audited as a rejection like REST's. None: go ahead."""
+    def _admit(self, sid, data, request: str) -> tuple:
+        """``(account, refusal)``: what REST would answer before reading the body,
+        in REST's order: ``RATE_LIMITED``; ``UNAUTHENTICATED`` once the session's
+        key is revoked; the body's framing error (``INVALID_JSON``,
+        ``PAYLOAD_TOO_LARGE``), counted and audited as a rejection like REST's.
+        ``refusal`` None: go ahead, for ``account`` (None with ``--auth off``)."""
         limiter = self.limiter
-        if limiter is not None and not limiter.hit(self._addresses.get(sid, "-"))[0]:
-            return limiter.refusal_envelope()
+        if limiter is not None and not limiter.hit(self._rate_keys.get(sid, "-"))[0]:
+            return None, limiter.refusal_envelope()
+        account = None
+        if self.auth is not None:
+            found = self.sessions.get(sid)
+            if found is None or found[1].revoked is not None:
+                return None, envelope("UNAUTHENTICATED", UNAUTHENTICATED_KEY)
+            account = found[0]
         if type(data) is BadPayload:
             try:
                 self.exchange.reject(request, None, data.error)
             except Exception:  # the answer matters more than the count
                 log.exception("counting a /trade rejection failed")
-            return data.error.to_dict()
-        return None
+            return None, data.error.to_dict()
+        return account, None
 
 
 def limit_commands(socketio, limiter) -> None:
     """Count ``/trade`` commands against ``limiter`` (the REST one: one budget
-    per client address). ``socketio``: the Flask-SocketIO object whose server
+    per API key, or per client address without one). ``socketio``: the Flask-SocketIO object whose server
     has the namespace (``api.market.init_socketio``)."""
     namespace = socketio.server.namespace_handlers.get(TRADE_NAMESPACE)
     if namespace is not None:

@@ -6,6 +6,9 @@
 #   bash tests/perf_campaign.sh [OUTDIR]              # all scenarios (~11 minutes)
 #   TESTS="ceiling batch" bash tests/perf_campaign.sh  # a subset
 #
+# Servers run --auth off (the figures recorded before accounts, comparable);
+# AUTH=on serves with keys (the scenarios do not pass keys to the load tools yet).
+#
 # Scenarios: rest500 rest1000 ceiling sweep batch ws md nofsync
 # (sweep: the REST ceiling and its baselines at 8 to 128 connections)
 set -u
@@ -22,7 +25,7 @@ run() { # name [server args] -- command
   local name=$1; shift
   local srv=(); while [ "$1" != "--" ]; do srv+=("$1"); shift; done; shift
   local data="$out/data-$name"; rm -rf "$data"
-  $PY api/app.py --host 127.0.0.1 --port "$port" --data-dir "$data" --rate-limit 0 "${srv[@]}" \
+  $PY api/app.py --host 127.0.0.1 --port "$port" --data-dir "$data" --rate-limit 0 --auth "${AUTH:-off}" "${srv[@]}" \
       > "$out/server-$name.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do curl -sf "$U/health" >/dev/null && break; sleep 0.1; done
