@@ -27,7 +27,7 @@ if HERE not in sys.path:
 import advanced_load_test  # noqa: E402
 import md_latency  # noqa: E402
 import monitoring_suite  # noqa: E402
-from loadlib import report  # noqa: E402
+from loadlib import accounts, report  # noqa: E402
 from loadlib.http11 import ProtocolError, build_request, parse_response, parse_response_eof  # noqa: E402
 from loadlib.httpengine import ERROR, KIND_INDEX, OK, REJECT, Recorder  # noqa: E402
 from loadlib.orders import (  # noqa: E402
@@ -272,6 +272,13 @@ def test_build_request():
     assert b'Content-Length: 7\r\n\r\n{"a":1}' in req
 
 
+def test_build_request_carries_the_api_key_header_before_the_body():
+    req = build_request("POST", "/order", "127.0.0.1", 5000, b"{}", extra="X-API-Key: k1\r\n")
+    head, _, body = req.partition(b"\r\n\r\n")
+    assert b"\r\nX-API-Key: k1\r\n" in head + b"\r\n" and body == b"{}"
+    assert b"X-API-Key" not in build_request("GET", "/health", "127.0.0.1", 5000)
+
+
 def test_parse_response_content_length_and_partial():
     raw = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
     for cut in range(len(raw)):
@@ -390,6 +397,53 @@ def test_cancels_target_remembered_orders_only():
     f.remember("42")
     assert f.next() == ("C", ("42",))
     assert f.next()[0] == "L"
+
+
+def test_orders_go_to_the_accounts_in_turn_and_cancels_to_the_orders_account():
+    specs, _ = build_specs(["BTC-USDT"], None, {})
+    f = OrderFactory(specs, parse_mix("limit=1"), 1, worker=1, accounts=3)
+    seen = []
+    for _ in range(6):
+        code, fields = f.next()
+        seen.append(f.account)
+        f.remember(fields[5], f.account)  # the client_order_id stands in for an order_id
+    assert seen == [1, 2, 0, 1, 2, 0]  # worker 1 starts on account 1
+    owners = dict(f.resting)
+    cancels = OrderFactory(specs, parse_mix("cancel=1"), 1, accounts=3)
+    cancels.resting = list(f.resting)
+    for _ in range(6):
+        code, (order_id,) = cancels.next()
+        assert code == "C" and cancels.account == owners[order_id]
+
+
+def test_crossing_factory_puts_makers_and_takers_on_two_accounts():
+    specs, _ = build_specs(["BTC-USDT"], None, {})
+    f = CrossingFactory(specs[0], accounts=2)
+    roles = []
+    for _ in range(8):
+        code, fields = f.next()
+        roles.append((fields[2], f.account))
+    assert {r for r in roles if r[0] == "limit"} == {("limit", 0)}
+    assert {r for r in roles if r[0] == "ioc"} == {("ioc", 1)}
+
+
+def test_api_keys_never_reach_the_json_summary():
+    argv = ["--rate", "5", "--api-key", "secret1", "--api-key=secret2", "--accounts", "2"]
+    assert accounts.redact_argv(argv) == [
+        "--rate",
+        "5",
+        "--api-key",
+        "***",
+        "--api-key=***",
+        "--accounts",
+        "2",
+    ]
+
+
+def test_key_file_is_private_and_holds_one_key_a_line(tmp_path):
+    path = accounts.write_key_file(["k1", "k2"], str(tmp_path))
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert open(path).read().splitlines() == ["k1", "k2"]
 
 
 def test_crossing_factory_cycles_maker_and_taker():
