@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import ipaddress
 import json
 import logging
@@ -51,10 +52,22 @@ from decimal import Decimal
 from urllib.parse import urlsplit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:  # run as a script: make the ``api`` package importable
-    sys.path.insert(0, ROOT)
 
-from api.admin import AdminClient, AdminError, read_admin_token  # noqa: E402
+
+def _load_admin():
+    """``api/admin.py`` (stdlib only) by its path, whatever ``api`` means on ``sys.path``
+    (under pytest ``tests/api`` may come first)."""
+    name = "matchbook_api_admin"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "api", "admin.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+_admin = _load_admin()
+AdminClient, AdminError, read_admin_token = _admin.AdminClient, _admin.AdminError, _admin.read_admin_token
 
 log = logging.getLogger("demo_market")
 
