@@ -88,6 +88,8 @@ DECIMAL_CASES = [
     ("fixed", ["25", 2], "25.00"),
     ("fixed", ["25.1200", 2], "25.12"),
     ("fixed", ["25.123", 2], "25.123"),  # never rounds digits away silently
+    ("fixed", ["2900.0000000", 2], "2900.00"),  # a whole total (order form) once threw
+    ("fixed", ["2900.5000000", 2], "2900.50"),
     ("multiply", ["30000.00", "0.25000", 7], "7500.0000000"),
     ("multiply", ["0.1", "0.2", 2], "0.02"),  # 0.1 * 0.2 exactly, not 0.020000000000000004
     ("compare", ["1.10", "1.1"], "0"),
