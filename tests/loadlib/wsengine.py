@@ -11,8 +11,9 @@ two threads at once).
 
 Latency = acknowledgement time - scheduled time, as for HTTP.
 
-With API keys (``cfg["keys"]``, ``--auth on``) client ``i`` connects with
-``auth={"api_key": keys[i % len(keys)]}``; the orders go to the accounts in turn,
+With API keys (``cfg["keys"]``, ``--auth on``) client ``i`` of worker ``w`` connects
+with ``auth={"api_key": keys[(w + i * workers) % len(keys)]}`` (so the workers
+together use every key they can); the orders go to the worker's accounts in turn,
 each emitted by one of its account's clients, and a cancel by a client of the
 account that placed the order.
 """
@@ -57,9 +58,12 @@ class WsWorker:
         self.url = base_url(cfg["host"], cfg["port"])
         self.clients = []
         self.rec = Recorder()
-        self.keys = cfg.get("keys") or [None]
-        # Accounts in use: one client at least each.
-        self.n_accounts = max(1, min(len(self.keys), cfg["connections"]))
+        keys = cfg.get("keys") or [None]
+        workers = cfg.get("workers", 1)
+        # The key of each of this worker's clients, and the worker's accounts (distinct keys).
+        self.slot_keys = [keys[(worker + i * workers) % len(keys)] for i in range(cfg["connections"])]
+        self.keys = list(dict.fromkeys(self.slot_keys)) or [None]
+        self.n_accounts = len(self.keys)
         self.client_account: list[int] = []  # per connected client
         self.factory = OrderFactory(
             cfg["specs"], cfg["mix"], cfg["seed"], worker, cfg["tag"], accounts=self.n_accounts
@@ -79,9 +83,8 @@ class WsWorker:
         sys.setswitchinterval(0.0002)
 
         ok = 0
-        for i in range(self.cfg["connections"]):
-            account = i % self.n_accounts
-            key = self.keys[account]
+        for key in self.slot_keys:
+            account = self.keys.index(key)
             c = socketio.Client(reconnection=False, request_timeout=10)
             try:
                 c.connect(
@@ -279,9 +282,8 @@ class RawWsWorker(WsWorker):
 
         self.sel = selectors.SelectSelector()
         ok = 0
-        for i in range(self.cfg["connections"]):
-            account = i % self.n_accounts
-            key = self.keys[account]
+        for key in self.slot_keys:
+            account = self.keys.index(key)
             c = RawSio(self.cfg["host"], self.cfg["port"], self.ns, auth={"api_key": key} if key else None)
             try:
                 c.connect()
