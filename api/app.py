@@ -1,6 +1,7 @@
 """The service: application factory and command line.
 
     python api/app.py [--host 127.0.0.1] [--port 5000] [--debug] [--data-dir ./data]
+                      [--auth on|off] [--admin-token-file FILE]
                       [--rate-limit 10000] [--rate-limiter builtin|flask-limiter]
                       [--async-mode eventlet|threading]
                       [--fsync batch|always|off] [--journal-writer process|inline]
@@ -19,7 +20,12 @@ browser page at ``/`` (``api/frontend.py``).
 key                default         meaning
 =================  ==============  ==================================================
 data_dir           ``./data``      state that survives restarts; ``audit.log`` lives here
-rate_limit         10000           requests per minute per client IP; 0 = off
+auth               ``off``         ``on``: private requests need an API key (``api/auth.py``).
+                                   The factory's default is ``off`` (tests, embedding);
+                                   the command line's is ``on``
+admin_token_file   None            the admin token's file; None: ``DATA_DIR/admin.token``
+                                   (created 0600 at the first start)
+rate_limit         10000           requests per minute per client (API key or IP); 0 = off
 rate_limiter       ``builtin``     ``builtin`` (api/ratelimit.py) or ``flask-limiter``
 async_mode         ``threading``   Socket.IO async mode (``main`` defaults to eventlet,
                                    after monkey-patching)
@@ -86,8 +92,9 @@ from flask import Flask, request  # noqa: E402
 from flask_cors import CORS  # noqa: E402
 from flask_socketio import SocketIO  # noqa: E402
 
-from api import errors, frontend, rest  # noqa: E402
+from api import accounts_rest, errors, frontend, rest  # noqa: E402
 from api.audit import Audit  # noqa: E402
+from api.auth import ADMIN_TOKEN_FILE, Auth, first_run_text, load_or_create_token  # noqa: E402
 from api.market import init_socketio  # noqa: E402
 from api.parsing import MAX_BULK_BODY, SOCKET_JSON  # noqa: E402
 from api.ratelimit import RateLimiter  # noqa: E402
@@ -102,6 +109,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ASYNC_MODES = ("eventlet", "threading")
 DEFAULTS = {
     "data_dir": "./data",
+    "auth": "off",  # the command line's default is "on" (parse_args)
+    "admin_token_file": None,
     "rate_limit": 10_000,
     "rate_limiter": "builtin",
     "async_mode": "threading",
@@ -233,8 +242,8 @@ def _cors(app: Flask, origins) -> None:
             hooks[i] = cors_if_origin
 
 
-def _rate_limiter(app: Flask, per_minute: int, kind: str):
-    """The per-client-IP limit: ``builtin`` (``api/ratelimit.py``, the default) or
+def _rate_limiter(app: Flask, per_minute: int, kind: str, key_fn=None):
+    """The per-client limit: ``builtin`` (``api/ratelimit.py``, the default) or
     ``flask-limiter`` (kept selectable to reproduce the cost measurement that made
     us replace it; see ``api/ratelimit.py``)."""
     if kind == "flask-limiter":
@@ -242,7 +251,7 @@ def _rate_limiter(app: Flask, per_minute: int, kind: str):
         from flask_limiter.util import get_remote_address
 
         limiter = Limiter(
-            get_remote_address,
+            (lambda: key_fn(request)) if key_fn is not None else get_remote_address,
             app=app,
             default_limits=[f"{per_minute} per minute"],
             storage_uri="memory://",
@@ -253,7 +262,7 @@ def _rate_limiter(app: Flask, per_minute: int, kind: str):
         return limiter
     if kind != "builtin":
         raise ValueError(f"unknown rate limiter {kind!r}")
-    limiter = RateLimiter(per_minute)
+    limiter = RateLimiter(per_minute, key_fn=key_fn)
     limiter.init_app(app)
     return limiter
 
@@ -329,19 +338,28 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
 
     audit = Audit(os.path.join(data_dir, "audit.log")) if cfg["audit"] else None
     exchange = Exchange(engine, store=store, audit=audit)
+    exchange.index.rebuild(engine)
+    token_path = cfg["admin_token_file"] or os.path.join(data_dir, ADMIN_TOKEN_FILE)
+    auth = Auth(
+        engine, mode=cfg["auth"], admin_token_hash=load_or_create_token(token_path), store=store, audit=audit
+    )
+    auth.token_path = os.path.abspath(token_path)
+    exchange.auth = auth
     group_commit_yield.exchange = exchange
     app.extensions["exchange"] = exchange
     app.extensions["store"] = store
     app.extensions["audit"] = audit
+    app.extensions["auth"] = auth
 
     errors.register(app)
     _cors(app, origins)
     if cfg["rate_limit"]:
-        _rate_limiter(app, int(cfg["rate_limit"]), cfg["rate_limiter"])
+        _rate_limiter(app, int(cfg["rate_limit"]), cfg["rate_limiter"], auth.rate_key)
     rest.register(app)
+    accounts_rest.register(app)
     app.register_blueprint(frontend.bp)
 
-    exchange.publisher = init_socketio(socketio, exchange)
+    exchange.publisher = init_socketio(socketio, exchange, auth=auth)
     app.wsgi_app = _LastResort(app.wsgi_app)
     if audit is not None:
         audit.start(socketio.start_background_task, socketio.sleep)
@@ -379,7 +397,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--debug", action="store_true", help="verbose logs (never tracebacks in responses)")
     p.add_argument("--data-dir", default="./data")
-    p.add_argument("--rate-limit", type=int, default=10_000, help="requests/minute per client IP; 0 = off")
+    p.add_argument(
+        "--auth",
+        choices=("on", "off"),
+        default="on",
+        help="on: trading needs an API key (X-API-Key); off: no keys, one shared account",
+    )
+    p.add_argument(
+        "--admin-token-file",
+        default=None,
+        help="the admin token's file (default DATA_DIR/admin.token; created 0600 if missing)",
+    )
+    p.add_argument(
+        "--rate-limit", type=int, default=10_000, help="requests/minute per client (API key or IP); 0 = off"
+    )
     p.add_argument(
         "--rate-limiter",
         choices=("builtin", "flask-limiter"),
@@ -438,9 +469,12 @@ def configure_logging(debug: bool) -> None:
 
 class _Demo:
     """``tools/demo_market.py --url URL`` as a child process, started once the
-    server answers and stopped (by its pid) with the server."""
+    server answers and stopped (by its pid) with the server. ``extra``: more
+    arguments (with ``--auth on``, the admin token's file, from which the demo
+    opens the accounts it trades as)."""
 
-    def __init__(self, socketio: SocketIO, host: str, port: int) -> None:
+    def __init__(self, socketio: SocketIO, host: str, port: int, extra: list[str] | None = None) -> None:
+        self.extra = list(extra or [])
         self.socketio = socketio
         self.connect_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
         self.port = port
@@ -465,7 +499,7 @@ class _Demo:
         if self.stopped:
             return
         url = f"http://{self.connect_host}:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, script, "--url", url], cwd=ROOT)
+        self.proc = subprocess.Popen([sys.executable, script, "--url", url, *self.extra], cwd=ROOT)
         log.info("--demo: started %s (pid %d)", script, self.proc.pid)
 
     def running(self) -> bool:
@@ -482,6 +516,23 @@ class _Demo:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def _first_run(app: Flask, args: argparse.Namespace) -> None:
+    """With ``--auth on``: on a data dir without accounts, open the demo account
+    (its key goes to ``DATA_DIR/demo.key``, 0600), and print to the terminal --
+    not to the log -- how to trade with a key. Neither key nor token is printed."""
+    auth = app.extensions["auth"]
+    if not auth.on:
+        return
+    data_dir = app.config["DATA_DIR"]
+    fresh = len(auth.registry) == 0
+    key_path = auth.first_run(data_dir)
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "", "::") else args.host
+    text = first_run_text(
+        f"http://{host}:{args.port}", key_path, auth.token_path, fresh and key_path is not None
+    )
+    print(text, flush=True)
 
 
 def _stop_then_resignal(demo: _Demo, signum: int) -> None:
@@ -542,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     app, socketio = create_app(
         {
             "data_dir": args.data_dir,
+            "auth": args.auth,
+            "admin_token_file": args.admin_token_file,
             "rate_limit": args.rate_limit,
             "rate_limiter": args.rate_limiter,
             "async_mode": args.async_mode,
@@ -553,7 +606,10 @@ def main(argv: list[str] | None = None) -> int:
             else [o.strip() for o in args.cors_origins.split(",") if o.strip()],
         }
     )
-    demo = _Demo(socketio, args.host, args.port) if args.demo else None
+    auth = app.extensions["auth"]
+    demo_args = ["--admin-token-file", auth.token_path] if auth.on else []
+    demo = _Demo(socketio, args.host, args.port, demo_args) if args.demo else None
+    _first_run(app, args)
 
     def on_signal(signum, frame):
         if demo is not None and demo.running():
@@ -569,12 +625,13 @@ def main(argv: list[str] | None = None) -> int:
     if demo is not None:
         demo.start()
     log.info(
-        "serving on http://%s:%d (async_mode=%s, data_dir=%s, rate_limit=%s/min)",
+        "serving on http://%s:%d (async_mode=%s, data_dir=%s, rate_limit=%s/min, auth=%s)",
         args.host,
         args.port,
         args.async_mode,
         os.path.abspath(args.data_dir),
         args.rate_limit or "off",
+        args.auth,
     )
     status = 0
     try:

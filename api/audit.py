@@ -15,6 +15,10 @@ Line shapes (``ts`` is the event's time, ISO 8601 UTC; amounts are decimal strin
     {"event":"trade","ts", <the trade as in the contract>}           one per fill
     {"event":"cancel","ts","sequence", <the cancelled order's report without "trades">}
     {"event":"rejection","ts","request":"order"|"cancel","code","message","field","body"}
+    {"event":"admin","ts","action":"account_created"|"key_issued"|"key_revoked","account_id",...}
+
+Admin lines name a key by its ``key_id`` (the first 16 hex digits of its
+SHA-256), never in clear; the admin token never appears.
 
 ``body`` of a rejection holds the known request fields only, each cut to 80 characters.
 """
@@ -75,6 +79,10 @@ class Audit:
     def rejection(self, request: str, body, error) -> None:
         self._pending.append((2, request, (body, error, time.time_ns())))
 
+    def admin(self, action: str, fields: dict) -> None:
+        """An admin change (``fields``: its public fields, never a secret)."""
+        self._pending.append((3, action, (fields, time.time_ns())))
+
     # -- writing ----------------------------------------------------------------
     def start(self, start_task, sleep) -> None:
         """Run the writer as a background task (``socketio.start_background_task``)."""
@@ -105,8 +113,10 @@ class Audit:
                     _submit_lines(lines, a, *b)
                 elif kind == 1:
                     lines.append(_cancel_line(a, *b))
-                else:
+                elif kind == 2:
                     lines.append(_rejection_line(a, *b))
+                else:
+                    lines.append(_encode({"event": "admin", "ts": iso(b[1]), "action": a, **b[0]}))
             # One record per batch: one write and one flush, one rollover check.
             text = b"\n".join(lines).decode()
             record = logging.LogRecord("audit", logging.INFO, __file__, 0, text, None, None)

@@ -7,10 +7,14 @@
      |    |                                                          404 on a path (field None)
      |    +-- OrderNotFound                 ORDER_NOT_FOUND          404
      |    +-- OrderNotOpen                  ORDER_NOT_OPEN           409
+     |    +-- AccountExists                 ACCOUNT_EXISTS           409
+     |    +-- AccountNotFound               ACCOUNT_NOT_FOUND        404
+     |    +-- KeyNotFound                   KEY_NOT_FOUND            404
      |    +-- ApiError (here: HTTP-level)   its own ``status_code``
      |         +-- InvalidJson              INVALID_JSON             400
      |         +-- PayloadTooLarge          PAYLOAD_TOO_LARGE        413
      |         +-- UnsupportedMediaType     UNSUPPORTED_MEDIA_TYPE   415
+     |         +-- Unauthenticated          UNAUTHENTICATED          401
      +-- werkzeug HTTPException             NOT_FOUND 404, METHOD_NOT_ALLOWED 405,
      |                                      PAYLOAD_TOO_LARGE 413, UNSUPPORTED_MEDIA_TYPE 415,
      |                                      INVALID_JSON 400, RATE_LIMITED 429, ...
@@ -30,7 +34,16 @@ import msgspec
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
-from engine.errors import EngineError, OrderNotFound, OrderNotOpen, UnknownSymbol, ValidationError
+from engine.errors import (
+    AccountExists,
+    AccountNotFound,
+    EngineError,
+    KeyNotFound,
+    OrderNotFound,
+    OrderNotOpen,
+    UnknownSymbol,
+    ValidationError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +70,25 @@ class UnsupportedMediaType(ApiError):
     status_code = 415
 
 
+class Unauthenticated(ApiError):
+    """No valid API key (private endpoints) or admin token (admin endpoints).
+    One message for missing, malformed, unknown and revoked credentials: the
+    answer does not tell a guesser which it was."""
+
+    code = "UNAUTHENTICATED"
+    status_code = 401
+
+    def __init__(self, message: str = "a valid X-API-Key header is required") -> None:
+        super().__init__(message)
+
+
 _STATUS = {
     ValidationError: 400,
     OrderNotFound: 404,
     OrderNotOpen: 409,
+    AccountExists: 409,
+    AccountNotFound: 404,
+    KeyNotFound: 404,
 }
 
 # werkzeug's HTTP errors -> our codes; unlisted ones use their own name in UPPER_SNAKE.

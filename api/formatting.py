@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from engine.events import CancelResult, SubmitResult, Trade
-from engine.order import FILLED, PARTIALLY_FILLED, VALUE, Order, OrderStatus
+from engine.order import CANCELLED, FILLED, PARTIALLY_FILLED, VALUE, Order, OrderStatus
 from engine.symbols import FEE_DECIMALS, SymbolSpec
 
 # (second, "YYYY-MM-DDTHH:MM:SS.") of the last call: ``strftime`` costs ~4 us and
@@ -217,6 +217,9 @@ def order_report(
         "average_price": f.average_price(notional, filled),
         "status": VALUE[status],
         "timestamp": timestamp,
+        # None while open or filled; a report of an earlier state (an order
+        # event of a fill) never shows the reason of a later cancel
+        "cancel_reason": order.cancel_reason if status is CANCELLED else None,
         "trades": _taker_trades(f, order, timestamp, trades) if trades else [],
     }
 

@@ -18,6 +18,16 @@ Subscriptions (``/market``)
     ``order_events``    ``order_events:<symbol>``      missing/null: ``order_events:*``
     ==================  =============================  ===========================
 
+    Private order events (``--auth on``): a client that connected with
+    ``auth={"api_key": KEY}`` subscribes to its own account's order events,
+    in ``order_events:<account_id>:<symbol>`` (or ``:*``); each order's events
+    go to its owner's rooms only (a trade's maker and taker may be two
+    accounts). Without a key -- or once its key is revoked -- subscribing to
+    ``order_events`` is answered ``UNAUTHENTICATED``; revoking a key also
+    takes its connections out of their private rooms at once. A connection
+    with a key that is not valid is refused. ``--auth off``: the rooms above,
+    as before (one shared account).
+
     Subscribing to ``l2_updates`` or ``bbo`` sends the current state to the client
     before the acknowledgement (see *Snapshots* below).
 
@@ -95,7 +105,7 @@ import time
 from collections import deque
 
 from flask import request
-from flask_socketio import Namespace, join_room, leave_room
+from flask_socketio import ConnectionRefusedError, Namespace, join_room, leave_room
 
 from api import formatting
 from api.errors import envelope, internal_error_envelope
@@ -161,9 +171,11 @@ class BookRoom:
         self.waiting: list[int] = []
 
 
-def room_name(kind: str, symbol: str | None, depth: int = 0) -> str:
+def room_name(kind: str, symbol: str | None, depth: int = 0, owner: int | None = None) -> str:
     if kind == "l2_updates":
         return f"l2_updates:{symbol}:{depth}"
+    if owner is not None and kind == "order_events":
+        return f"order_events:{owner}:{symbol if symbol is not None else ALL}"
     return f"{kind}:{symbol if symbol is not None else ALL}"
 
 
@@ -439,7 +451,8 @@ class Publisher:
             return
         order = result.order
         symbol = order.symbol
-        oe_rooms = [r for r in (f"order_events:{symbol}", "order_events:*") if members.get(r)]
+        owner = order.account_id
+        oe_rooms = self._oe_rooms(owner, symbol)
         if is_cancel:
             if oe_rooms:
                 spec = self.engine.spec(symbol)
@@ -451,23 +464,48 @@ class Publisher:
                 )
             return
         tr_rooms = [r for r in (f"trades:{symbol}", "trades:*") if members.get(r)]
-        if not oe_rooms and not tr_rooms:
+        trades = result.trades
+        cancelled = result.cancelled
+        # Order events go to each order's owner: a maker's may be another's rooms.
+        rooms_of = {owner: oe_rooms}
+        for maker in [t.maker for t in trades] + list(cancelled):
+            if maker.account_id not in rooms_of:
+                rooms_of[maker.account_id] = self._oe_rooms(maker.account_id, symbol)
+        if not tr_rooms and not any(rooms_of.values()):
             return
         spec = self.engine.spec(symbol)
         if oe_rooms:
             accepted = formatting.order_report(spec, order, NEW, 0, 0)
             self._emit_stream("order_event", {"event": "accepted", "order": accepted}, oe_rooms, received)
-        for trade in result.trades:
+        for trade in trades:
             if tr_rooms:
                 self._emit_stream("trade", formatting.trade_dict(spec, trade), tr_rooms, received)
-            if oe_rooms:
+            maker_rooms = rooms_of[trade.maker.account_id]
+            if maker_rooms:
                 report = formatting.maker_report(spec, trade)
                 self._emit_stream(
-                    "order_event", {"event": report["status"], "order": report}, oe_rooms, received
+                    "order_event", {"event": report["status"], "order": report}, maker_rooms, received
+                )
+        for maker in cancelled:  # resting orders self-trade prevention cancelled
+            maker_rooms = rooms_of[maker.account_id]
+            if maker_rooms:
+                report = formatting.order_report(spec, maker)
+                self._emit_stream(
+                    "order_event", {"event": "cancelled", "order": report}, maker_rooms, received
                 )
         if oe_rooms and result.status is not NEW:
             report = formatting.submit_report(spec, result)
             self._emit_stream("order_event", {"event": report["status"], "order": report}, oe_rooms, received)
+
+    def _oe_rooms(self, owner: int | None, symbol: str) -> list[str]:
+        """The order-event rooms with members that an order of ``owner`` in
+        ``symbol`` goes to."""
+        members = self.members
+        if owner is None:
+            names = (f"order_events:{symbol}", "order_events:*")
+        else:
+            names = (f"order_events:{owner}:{symbol}", f"order_events:{owner}:*")
+        return [r for r in names if members.get(r)]
 
     def _emit_stream(self, event: str, payload: dict, rooms: list[str], received: int) -> None:
         self.socketio.emit(
@@ -555,14 +593,15 @@ class Publisher:
                 room.waiting.clear()
 
     # -- subscriptions ---------------------------------------------------------
-    def subscribe(self, sid: str, data) -> dict:
+    def subscribe(self, sid: str, data, owner: int | None = None) -> dict:
         """Validate ``data``, join the room, send the snapshot of a book room.
-        Returns the acknowledgement."""
+        ``owner``: the account whose order events the client may receive (None:
+        the shared rooms of ``--auth off``). Returns the acknowledgement."""
         parsed = self._parse(data, subscribing=True)
         if "error" in parsed:
             return parsed
         kind, symbol, depth = parsed["type"], parsed["symbol"], parsed["depth"]
-        name = room_name(kind, symbol, depth)
+        name = room_name(kind, symbol, depth, owner)
         with self._seq_lock, self._lock:
             if not self.members:
                 self.results += self._skip()
@@ -586,7 +625,7 @@ class Publisher:
             self._start()
         return _OK
 
-    def unsubscribe(self, sid: str, data) -> dict:
+    def unsubscribe(self, sid: str, data, owner: int | None = None) -> dict:
         """Leave the room(s) ``data`` names; ``l2_updates`` without ``depth``
         leaves every depth of the symbol. Unsubscribing from a room one is not
         in is not an error."""
@@ -600,12 +639,20 @@ class Publisher:
                 prefix = f"l2_updates:{symbol}:"
                 names = [n for n in mine if n.startswith(prefix)]
             else:
-                names = [room_name(kind, symbol, depth)]
+                names = [room_name(kind, symbol, depth, owner)]
             for name in names:
                 if name in mine:
                     leave_room(name, sid=sid, namespace=MARKET_NAMESPACE)
                     self._drop(sid, name)
         return _OK
+
+    def leave_private(self, sid: str, owner: int) -> None:
+        """Take a client out of ``owner``'s order-event rooms (its key was revoked)."""
+        prefix = f"order_events:{owner}:"
+        with self._lock:
+            for name in [n for n in self.by_sid.get(sid, ()) if n.startswith(prefix)]:
+                self.socketio.server.leave_room(sid, name, namespace=MARKET_NAMESPACE)
+                self._drop(sid, name)
 
     def forget(self, sid: str) -> None:
         """A client disconnected: drop its memberships (Socket.IO drops the rooms)."""
@@ -691,24 +738,73 @@ _EVENT = {"bbo": "bbo", "l2_updates": "l2_update"}
 
 
 class MarketNamespace(Namespace):
-    """``/market``: ``subscribe`` and ``unsubscribe``, answered through the ack."""
+    """``/market``: ``subscribe`` and ``unsubscribe``, answered through the ack.
 
-    def __init__(self, publisher: Publisher) -> None:
+    ``auth`` (``api.auth.Auth``, optional): with ``--auth on`` a connection may
+    bring a key (``auth={"api_key": ...}``); ``sessions`` maps its sid to
+    ``(account, key)``. A key that is not valid refuses the connection."""
+
+    def __init__(self, publisher: Publisher, auth=None) -> None:
         super().__init__(MARKET_NAMESPACE)
         self.publisher = publisher
+        self.auth = auth
+        self.sessions: dict = {}
+        if auth is not None:
+            auth.revoke_listeners.append(self._revoked)
 
     def on_connect(self, auth=None):
+        if self.auth is not None and self.auth.on:
+            try:
+                found = self.auth.session(auth, request.environ)
+            except Exception as e:  # Unauthenticated: refuse, with the contract's envelope
+                raise ConnectionRefusedError(_refusal(e)) from None
+            if found is not None:
+                self.sessions[request.sid] = found
         self.publisher.client_connected(MARKET_NAMESPACE, 1)
 
     def on_disconnect(self, reason=None):
+        self.sessions.pop(request.sid, None)
         self.publisher.client_connected(MARKET_NAMESPACE, -1)
         self.publisher.forget(request.sid)
 
+    def _owner(self, sid: str, data):
+        """``(owner, None)`` for a subscription, or ``(None, error envelope)``:
+        ``order_events`` with ``--auth on`` needs a connection with a live key."""
+        if self.auth is None or not self.auth.on:
+            return None, None
+        if not (isinstance(data, dict) and data.get("type") == "order_events"):
+            return None, None
+        found = self.sessions.get(sid)
+        if found is None or found[1].revoked is not None:
+            return None, envelope(
+                "UNAUTHENTICATED", 'order_events needs a valid API key at connect: auth={"api_key": KEY}'
+            )
+        return found[0].account_id, None
+
     def on_subscribe(self, data=None, *extra):
-        return _guard("subscribe", self.publisher.subscribe, request.sid, data)
+        sid = request.sid
+        owner, error = self._owner(sid, data)
+        if error is not None:
+            return error
+        return _guard("subscribe", self.publisher.subscribe, sid, data, owner)
 
     def on_unsubscribe(self, data=None, *extra):
-        return _guard("unsubscribe", self.publisher.unsubscribe, request.sid, data)
+        sid = request.sid
+        owner, error = self._owner(sid, data)
+        if error is not None:
+            return error
+        return _guard("unsubscribe", self.publisher.unsubscribe, sid, data, owner)
+
+    def _revoked(self, key) -> None:
+        """A key was revoked: its connections leave their private rooms now."""
+        for sid, (account, held) in list(self.sessions.items()):
+            if held is key:
+                self.publisher.leave_private(sid, account.account_id)
+
+
+def _refusal(error) -> dict:
+    to_dict = getattr(error, "to_dict", None)
+    return to_dict()["error"] if to_dict is not None else {"code": "UNAUTHENTICATED", "message": str(error)}
 
 
 def _guard(name: str, fn, *args) -> dict:
@@ -815,9 +911,10 @@ def install_frame_coalescing(socketio) -> bool:
     return True
 
 
-def init_socketio(socketio, exchange, *, coalesce_frames: bool = True, **options) -> Publisher:
+def init_socketio(socketio, exchange, *, coalesce_frames: bool = True, auth=None, **options) -> Publisher:
     """Register ``/market`` and ``/trade`` on ``socketio`` for ``exchange`` and
-    return the publisher the exchange reports its results to.
+    return the publisher the exchange reports its results to. ``auth``
+    (``api.auth.Auth``): keys at connect, private order events.
 
     ``options`` go to ``Publisher`` (``min_interval``, ``interval_per_member``, ``hold``, ``tick``,
     ``pass_budget``, ``chunk``, ``latency_window``); ``coalesce_frames`` installs
@@ -828,7 +925,7 @@ def init_socketio(socketio, exchange, *, coalesce_frames: bool = True, **options
     if coalesce_frames and install_frame_coalescing(socketio):
         log.debug("WebSocket frame coalescing installed")
     publisher = Publisher(socketio, exchange.engine, **options)
-    socketio.on_namespace(MarketNamespace(publisher))
+    socketio.on_namespace(MarketNamespace(publisher, auth))
     # a plain python-socketio namespace: no Flask request context per order (see api/trade_ws.py)
-    socketio.server.register_namespace(TradeNamespace(exchange, publisher))
+    socketio.server.register_namespace(TradeNamespace(exchange, publisher, auth))
     return publisher

@@ -26,6 +26,9 @@ quantity           required, decimal string or JSON number, positive multiple of
 price              required for limit/ioc/fok, positive multiple of tick_size;
                    must be absent or null for market
 client_order_id    optional string, at most 64 printable characters, or null
+stp                optional self-trade prevention: ``"cancel_taker"`` (default),
+                   ``"cancel_maker"``, ``"cancel_both"`` or ``"none"``; applies only
+                   to orders with an account (``--auth on``)
 =================  ===================================================================
 Unknown extra fields are ignored.
 """
@@ -41,7 +44,18 @@ import msgspec
 from api.errors import InvalidJson, PayloadTooLarge, UnsupportedMediaType
 from engine.errors import OrderNotFound, UnknownSymbol, ValidationError
 from engine.matcher import MatchingEngine
-from engine.order import BUY, FOK, IOC, LIMIT, MARKET, SELL, OrderType, Side
+from engine.order import (
+    BUY,
+    FOK,
+    IOC,
+    LIMIT,
+    MARKET,
+    SELL,
+    STP_CANCEL_TAKER,
+    OrderType,
+    SelfTradePrevention,
+    Side,
+)
 from engine.symbols import MAX_UNITS, SymbolSpec
 
 MAX_ORDER_BODY = 64 * 1024  # bytes, POST /order and POST /cancel
@@ -52,6 +66,7 @@ _MAX_ID_DIGITS = 19  # ids are < 2**63
 
 _SIDES = {"buy": BUY, "sell": SELL}
 _ORDER_TYPES = {"market": MARKET, "limit": LIMIT, "ioc": IOC, "fok": FOK}
+_STP = {m.value: m for m in SelfTradePrevention}
 
 
 # -- JSON --------------------------------------------------------------------
@@ -166,6 +181,7 @@ class OrderCommand(NamedTuple):
     quantity: int
     price: int | None
     client_order_id: str | None
+    stp: SelfTradePrevention = STP_CANCEL_TAKER
 
 
 class _Grid(NamedTuple):
@@ -322,7 +338,17 @@ def parse_order(engine: MatchingEngine, body) -> OrderCommand:
         if not client_order_id.isprintable():
             raise ValidationError("client_order_id must be printable text", "client_order_id")
 
-    return OrderCommand(symbol, spec, side, order_type, lots, ticks, client_order_id)
+    stp = get("stp")
+    if stp is None:
+        stp = STP_CANCEL_TAKER
+    else:
+        stp = _STP.get(stp) if type(stp) is str else None
+        if stp is None:
+            raise ValidationError(
+                "stp must be 'cancel_taker', 'cancel_maker', 'cancel_both' or 'none'", "stp"
+            )
+
+    return OrderCommand(symbol, spec, side, order_type, lots, ticks, client_order_id, stp)
 
 
 def parse_order_id(value, field: str = "order_id") -> int:

@@ -1,4 +1,9 @@
-"""Per-client request rate limit: a fixed one-minute window per client IP.
+"""Per-client request rate limit: a fixed one-minute window per client.
+
+The client is what ``key_fn(request)`` names: by default its IP address; the
+app factory passes ``api.auth.Auth.rate_key``, which counts a request with a
+valid API key against that key and any other against its address (an invalid
+key is not a way out of the address's limit).
 
 Why not Flask-Limiter: measured through real eventlet servers side by side
 (``tests/api/bench_rest.py``: limit off / this limiter / Flask-Limiter 4.1 with
@@ -33,14 +38,15 @@ _ENVIRON_KEY = "matching.ratelimit"
 
 
 class RateLimiter:
-    """``limit`` requests per ``window`` seconds per client IP."""
+    """``limit`` requests per ``window`` seconds per client (``key_fn``)."""
 
-    def __init__(self, limit: int, window: int = 60, clock=time.time) -> None:
+    def __init__(self, limit: int, window: int = 60, clock=time.time, key_fn=None) -> None:
         if limit <= 0:
             raise ValueError("limit must be positive (0 means: do not install a limiter)")
         self.limit = limit
         self.window = window
         self._clock = clock
+        self._key_fn = key_fn or _remote_addr
         self._lock = threading.Lock()
         self._current = -1
         self._counts: dict[str, int] = {}
@@ -68,7 +74,7 @@ class RateLimiter:
         app.extensions["rate_limiter"] = self
 
     def _before(self) -> None:
-        allowed, remaining, reset = self.hit(request.remote_addr or "-")
+        allowed, remaining, reset = self.hit(self._key_fn(request))
         request.environ[_ENVIRON_KEY] = (remaining, reset)
         if not allowed:
             retry = max(1, math.ceil(reset - self._clock()))
@@ -82,3 +88,7 @@ class RateLimiter:
             headers["X-RateLimit-Remaining"] = str(state[0])
             headers["X-RateLimit-Reset"] = str(state[1])
         return response
+
+
+def _remote_addr(request) -> str:
+    return request.remote_addr or "-"

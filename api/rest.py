@@ -17,6 +17,12 @@ market     GET  /book/<symbol>   ``?levels=N`` (default 10, capped at 1000)
 market     GET  /bbo/<symbol>
 market     GET  /trades/<symbol> ``?limit=N`` (default 50, capped at 1000)
 =========  ====================  ==========================================
+
+The ``orders`` routes are private: with ``--auth on`` each needs the caller's
+``X-API-Key`` (``_caller``, checked before the body is read) and acts on that
+account's orders only. ``api/accounts_rest.py`` has the account routes
+(``GET /account``, ``GET /orders``, ``GET /fills``, ``POST /cancel_all``) and
+the admin routes.
 """
 
 from __future__ import annotations
@@ -35,6 +41,11 @@ market = Blueprint("market", __name__)
 
 def _exchange() -> Exchange:
     return current_app.extensions["exchange"]
+
+
+def _caller():
+    """The calling account (None with ``--auth off``). Raises Unauthenticated."""
+    return current_app.extensions["auth"].caller(request)
 
 
 def _body(request_kind: str, max_bytes: int):
@@ -72,22 +83,26 @@ def statistics():
 # -- orders ------------------------------------------------------------------
 @orders.post("/order")
 def place_order():
-    return json_bytes_response(_exchange().place_order_json(_body("order", MAX_ORDER_BODY)))
+    account = _caller()
+    return json_bytes_response(_exchange().place_order_json(_body("order", MAX_ORDER_BODY), account))
 
 
 @orders.post("/orders")
 def place_orders():
-    return json_bytes_response(_exchange().place_orders_json(_body("order", MAX_BULK_BODY)))
+    account = _caller()
+    return json_bytes_response(_exchange().place_orders_json(_body("order", MAX_BULK_BODY), account))
 
 
 @orders.post("/cancel")
 def cancel_order():
-    return json_response(_exchange().cancel_order(_body("cancel", MAX_ORDER_BODY)))
+    account = _caller()
+    return json_response(_exchange().cancel_order(_body("cancel", MAX_ORDER_BODY), account))
 
 
 @orders.get("/order/<order_id>")
 def get_order(order_id: str):
-    return json_response(_exchange().get_order(order_id))
+    account = _caller()
+    return json_response(_exchange().get_order(order_id, account))
 
 
 # -- market data ---------------------------------------------------------------

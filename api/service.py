@@ -25,6 +25,13 @@ Collaborators are duck-typed and optional (``None`` = absent):
   exchange, for the order-in -> event-out latency), optionally ``stats() -> dict``.
 - ``audit``: ``api.audit.Audit``.
 
+Accounts: every command and query takes the caller's ``account``
+(``engine.accounts.Account``; None for the shared account of ``--auth off``,
+the default for callers that do not pass one). The order gets the account as
+its owner (and the body's ``stp``); another account's order is
+``OrderNotFound``, exactly as if it did not exist. ``self.index``
+(``api.account_index``) answers "my orders" and "my fills".
+
 Errors are ``EngineError`` values (see ``api/errors.py`` for their HTTP codes);
 ``place_order_or_error`` / ``cancel_order_or_error`` return the error envelope
 instead, for callers without HTTP (Socket.IO acknowledgements, bulk elements).
@@ -41,6 +48,7 @@ from time import perf_counter_ns
 import msgspec
 
 from api import formatting
+from api.account_index import AccountIndex
 from api.errors import call_or_envelope, internal_error_envelope
 from api.parsing import OrderCommand, parse_cancel, parse_order, parse_order_id
 from engine.errors import EngineError, OrderNotFound, OrderNotOpen, UnknownSymbol, ValidationError
@@ -52,6 +60,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 1000  # orders per POST /orders
 MAX_BOOK_LEVELS = 1000  # ?levels above this are capped
 MAX_TRADES = 1000  # ?limit above this is capped
+MAX_LIST = 1000  # GET /orders and GET /fills: ?limit above this is capped
+DEFAULT_LIST = 100
 LATENCY_WINDOW = 10_000  # samples kept per latency figure
 
 _encode = msgspec.json.encode  # compact, key order as built: what errors.json_response sends
@@ -109,6 +119,8 @@ class Exchange:
         self.store = store
         self.publisher = publisher
         self.audit = audit
+        self.auth = None  # api.auth.Auth, set by the app factory (statistics only)
+        self.index = AccountIndex(engine)
         self.started_at = time.time()
         self._started = time.monotonic()
         # Optional store hook: a snapshot when one is due, after acknowledging work.
@@ -124,25 +136,25 @@ class Exchange:
         }
 
     # -- orders -----------------------------------------------------------------
-    def place_order(self, body) -> dict:
-        """Validate, match and report one order.
+    def place_order(self, body, account=None) -> dict:
+        """Validate, match and report one order of ``account``.
 
         Runtime complexity: O(fields) + the engine's O(log L + fills).
 
         Raises:
             ValidationError, UnknownSymbol: the order is refused; nothing changed.
         """
-        return self._place_order(body, False)
+        return self._place_order(body, False, account)
 
-    def place_order_json(self, body) -> bytes:
+    def place_order_json(self, body, account=None) -> bytes:
         """``place_order``, its report as compact JSON (msgspec): encoded once, for
         the answer and for the audit log. Same errors."""
-        return self._place_order(body, True)
+        return self._place_order(body, True, account)
 
-    def _place_order(self, body, encode: bool):
+    def _place_order(self, body, encode: bool, account=None):
         t0 = perf_counter_ns()
         cmd = self._parse(body)
-        result, ticket = self._submit(cmd)
+        result, ticket = self._submit(cmd, None if account is None else account.account_id)
         if ticket is not None:
             self._durable(ticket)
         latency = self.latency
@@ -157,7 +169,7 @@ class Exchange:
         latency["order_processing"].add(perf_counter_ns() - t0)
         return encoded if encode else report
 
-    def place_orders(self, orders) -> list:
+    def place_orders(self, orders, account=None) -> list:
         """Bulk entry: each element is processed in order as by ``place_order``;
         the answer has one element per order, its report or its error envelope.
         Durability is awaited once for the batch, before anything is published.
@@ -165,14 +177,14 @@ class Exchange:
         Raises:
             ValidationError (field ``orders``): not a list, or more than ``MAX_BATCH``.
         """
-        return self._place_orders(orders, False)
+        return self._place_orders(orders, False, account)
 
-    def place_orders_json(self, orders) -> bytes:
+    def place_orders_json(self, orders, account=None) -> bytes:
         """``place_orders``, the answer array as compact JSON (msgspec); each report
         is encoded once, for the answer and for the audit log. Same errors."""
-        return self._place_orders(orders, True)
+        return self._place_orders(orders, True, account)
 
-    def _place_orders(self, orders, encode: bool):
+    def _place_orders(self, orders, encode: bool, account=None):
         if isinstance(orders, dict) and "orders" in orders:
             orders = orders["orders"]
         if not isinstance(orders, list):
@@ -180,13 +192,14 @@ class Exchange:
         if len(orders) > MAX_BATCH:
             raise ValidationError(f"at most {MAX_BATCH} orders per request, got {len(orders)}", "orders")
         t0 = perf_counter_ns()
+        owner = None if account is None else account.account_id
         out: list = [None] * len(orders)
         accepted = []
         ticket = None
         for i, body in enumerate(orders):
             try:
                 cmd = self._parse(body)
-                result, logged = self._submit(cmd)
+                result, logged = self._submit(cmd, owner)
             except EngineError as e:
                 out[i] = e.to_dict()
                 continue
@@ -204,8 +217,10 @@ class Exchange:
         publisher = self.publisher
         on_submit = publisher.on_submit if publisher is not None else None
         audit_submit = self.audit.submit if self.audit is not None else None
+        index_add = self.index.add
         encoded = None
         for i, spec, result in accepted:
+            index_add(result)
             out[i] = report = submit_report(spec, result)
             if encode:
                 out[i] = encoded = _encode(report)
@@ -216,62 +231,111 @@ class Exchange:
                     log.exception("publisher.on_submit failed")
             if audit_submit is not None:
                 audit_submit(report, result.sequence, encoded)
+                if result.cancelled:
+                    self._audit_stp(spec, result)
         if encode:
             # msgspec encodes a list as "[" + ",".join(items) + "]": the same bytes
             out = b"[" + b",".join([o if type(o) is bytes else _encode(o) for o in out]) + b"]"
         self.latency["bulk_request"].add(perf_counter_ns() - t0)
         return out
 
-    def cancel_order(self, body) -> dict:
-        """Cancel a resting order; the report has status ``cancelled``.
+    def cancel_order(self, body, account=None) -> dict:
+        """Cancel a resting order of ``account``; the report has status ``cancelled``.
 
         Raises:
             ValidationError: no or a malformed ``order_id``.
-            OrderNotFound: no order has this id.
+            OrderNotFound: no order has this id (or another account's has).
             OrderNotOpen: it is already filled or cancelled.
         """
         t0 = perf_counter_ns()
         try:
             order_id = parse_cancel(body)
             order = self.engine.orders.get(order_id)
-            if order is None:
-                stored = self._stored_report(order_id)
+            if order is None or (account is not None and order.account_id != account.account_id):
+                stored = self._stored_report(order_id, account) if order is None else None
                 if stored is None:
                     raise OrderNotFound(order_id)
                 raise OrderNotOpen(order_id, stored.get("status", "closed"))
-            engine = self.engine
-            store = self.store
-            with engine.lock(order.symbol):
-                result = engine.cancel(order_id)
-                if store is not None:
-                    ticket = store.log_cancel(result)
-                    self.journaled += 1
-                else:
-                    ticket = None
+            result, ticket = self._cancel_locked(order)
         except EngineError as e:
             self._reject("cancel", body, e)
             raise
         if ticket is not None:
             self._durable(ticket)
-        report = formatting.cancel_report(engine.markets[order.symbol].spec, result)
+        report = self._after_cancel(result, t0)
+        self.latency["cancel_processing"].add(perf_counter_ns() - t0)
+        return report
+
+    def cancel_all(self, body, account=None) -> dict:
+        """``POST /cancel_all``: cancel every open order of ``account`` (in
+        ``body["symbol"]`` if given); ``{"cancelled": [report, ...]}``, oldest
+        first. Orders that fill or close meanwhile are left out. Each cancel is
+        journaled as one; durability is awaited once, for the last.
+
+        Runtime complexity: O(account's remembered orders + cancels).
+
+        Raises:
+            ValidationError: not an object, or a symbol that is not a string.
+            UnknownSymbol: the symbol is not traded here (HTTP 400).
+        """
+        t0 = perf_counter_ns()
+        if not isinstance(body, dict):
+            raise ValidationError('the body must be {"symbol": "..."} or {}')
+        symbol = body.get("symbol")
+        if symbol is not None:
+            if type(symbol) is not str:
+                raise ValidationError("symbol must be a string", "symbol")
+            if symbol not in self.engine.markets:
+                raise UnknownSymbol(symbol, "symbol")
+        owner = None if account is None else account.account_id
+        results = []
+        ticket = None
+        for order in self.index.open_orders(owner, symbol):
+            try:
+                result, logged = self._cancel_locked(order)
+            except OrderNotOpen:  # filled or cancelled since it was listed
+                continue
+            results.append(result)
+            if logged is not None:
+                ticket = logged
+        if ticket is not None:
+            self._durable(ticket)
+        return {"cancelled": [self._after_cancel(result, t0) for result in results]}
+
+    def _cancel_locked(self, order: Order):
+        """Cancel ``order`` and journal it in its symbol's critical section:
+        ``(CancelResult, ticket or None)``. Raises OrderNotOpen."""
+        engine = self.engine
+        store = self.store
+        with engine.lock(order.symbol):
+            result = engine.cancel(order.order_id)
+            if store is not None:
+                ticket = store.log_cancel(result)
+                self.journaled += 1
+            else:
+                ticket = None
+        return result, ticket
+
+    def _after_cancel(self, result, received_ns: int) -> dict:
+        """Report, publish and audit a durable cancel."""
+        report = formatting.cancel_report(self.engine.markets[result.order.symbol].spec, result)
         publisher = self.publisher
         if publisher is not None:
             try:
-                publisher.on_cancel(result, received_ns=t0)
+                publisher.on_cancel(result, received_ns=received_ns)
             except Exception:
                 log.exception("publisher.on_cancel failed")
         if self.audit is not None:
             self.audit.cancel(report, result.sequence, result.timestamp)
-        self.latency["cancel_processing"].add(perf_counter_ns() - t0)
         return report
 
-    def place_order_or_error(self, body) -> dict:
+    def place_order_or_error(self, body, account=None) -> dict:
         """``place_order``, with any failure as an error envelope (never raises)."""
-        return call_or_envelope(self.place_order, body, "placing an order")
+        return call_or_envelope(lambda b: self.place_order(b, account), body, "placing an order")
 
-    def cancel_order_or_error(self, body) -> dict:
+    def cancel_order_or_error(self, body, account=None) -> dict:
         """``cancel_order``, with any failure as an error envelope (never raises)."""
-        return call_or_envelope(self.cancel_order, body, "cancelling an order")
+        return call_or_envelope(lambda b: self.cancel_order(b, account), body, "cancelling an order")
 
     def reject(self, request: str, body, error: EngineError) -> None:
         """Count and audit a request refused before it reached ``place_order``
@@ -286,13 +350,20 @@ class Exchange:
             self._reject("order", body, e)
             raise
 
-    def _submit(self, cmd: OrderCommand):
+    def _submit(self, cmd: OrderCommand, owner: int | None = None):
         engine = self.engine
         store = self.store
         t0 = perf_counter_ns()
         with engine.markets[cmd.symbol].lock:  # engine.lock(symbol); parsing checked the symbol
             result = engine.submit(
-                cmd.symbol, cmd.side, cmd.order_type, cmd.quantity, cmd.price, cmd.client_order_id
+                cmd.symbol,
+                cmd.side,
+                cmd.order_type,
+                cmd.quantity,
+                cmd.price,
+                cmd.client_order_id,
+                account_id=owner,
+                stp=cmd.stp,
             )
             if store is not None:
                 ticket = store.log_submit(result)
@@ -308,6 +379,7 @@ class Exchange:
             self._maybe_snapshot(self.engine)
 
     def _after_submit(self, result, report: dict, received_ns: int, encoded: bytes | None = None) -> None:
+        self.index.add(result)
         publisher = self.publisher
         if publisher is not None:
             try:
@@ -316,6 +388,14 @@ class Exchange:
                 log.exception("publisher.on_submit failed")
         if self.audit is not None:
             self.audit.submit(report, result.sequence, encoded)
+            if result.cancelled:
+                self._audit_stp(self.engine.markets[result.order.symbol].spec, result)
+
+    def _audit_stp(self, spec, result) -> None:
+        """A cancel line for each resting order self-trade prevention cancelled."""
+        cancel = self.audit.cancel
+        for order in result.cancelled:
+            cancel(formatting.order_report(spec, order), result.sequence, result.order.timestamp)
 
     def _reject(self, request: str, body, error: EngineError) -> None:
         self.rejections += 1
@@ -324,8 +404,9 @@ class Exchange:
         if self.audit is not None:
             self.audit.rejection(request, body, error)
 
-    def _stored_report(self, order_id: int) -> dict | None:
-        """The report of an order the engine has forgotten, from the store."""
+    def _stored_report(self, order_id: int, account=None) -> dict | None:
+        """The report of an order the engine has forgotten, from the store
+        (only an ``Order`` of ``account`` when there is an account)."""
         find = getattr(self.store, "find_order", None)
         if find is None:
             return None
@@ -334,10 +415,10 @@ class Exchange:
             return None
         if isinstance(found, Order):
             market = self.engine.markets.get(found.symbol)
-            if market is None:
+            if market is None or (account is not None and found.account_id != account.account_id):
                 return None
             return formatting.order_report(market.spec, found)
-        if isinstance(found, dict):
+        if isinstance(found, dict) and account is None:
             return found
         return None
 
@@ -353,25 +434,53 @@ class Exchange:
             raise UnknownSymbol(symbol, None)  # a path: 404
         return market
 
-    def get_order(self, order_id: str) -> dict:
+    def get_order(self, order_id: str, account=None) -> dict:
         """The order report as it stands now (``trades`` is empty).
 
         Raises:
-            OrderNotFound: not an id, or no such order (in memory or in the store).
+            OrderNotFound: not an id, or no such order of ``account`` (in memory
+            or in the store).
         """
         try:
             oid = parse_order_id(order_id)
         except ValidationError:
             raise OrderNotFound(order_id) from None
         order = self.engine.orders.get(oid)
+        if order is not None and account is not None and order.account_id != account.account_id:
+            raise OrderNotFound(order_id)
         if order is None:
-            stored = self._stored_report(oid)
+            stored = self._stored_report(oid, account)
             if stored is None:
                 raise OrderNotFound(order_id)
             return stored
         market = self.engine.markets[order.symbol]
         with market.lock:  # a consistent status/filled/notional triple
             return formatting.order_report(market.spec, order)
+
+    def list_orders(self, account, symbol: str | None, status: str | None, limit: int) -> dict:
+        """``GET /orders``: the account's orders, newest first.
+
+        Raises:
+            UnknownSymbol: (field ``symbol``, 400). ValidationError: a status
+            other than ``open`` or ``all`` (field ``status``).
+        """
+        self._query_symbol(symbol)
+        if status is None:
+            status = "open"
+        if status not in ("open", "all"):
+            raise ValidationError("status must be 'open' or 'all'", "status")
+        owner = None if account is None else account.account_id
+        return {"orders": self.index.order_reports(owner, symbol, status == "open", limit)}
+
+    def list_fills(self, account, symbol: str | None, limit: int) -> dict:
+        """``GET /fills``: the account's fills, newest first. Raises UnknownSymbol."""
+        self._query_symbol(symbol)
+        owner = None if account is None else account.account_id
+        return {"fills": self.index.fill_reports(owner, symbol, limit)}
+
+    def _query_symbol(self, symbol) -> None:
+        if symbol is not None and symbol not in self.engine.markets:
+            raise UnknownSymbol(symbol, "symbol")
 
     def symbols(self) -> dict:
         return {"symbols": [m.spec.to_dict() for m in self.engine.markets.values()]}
@@ -432,6 +541,9 @@ class Exchange:
         connected = 0
         if isinstance(streaming, dict):
             connected = streaming.get("connected_clients", 0)
+        accounts = None
+        if self.auth is not None:
+            accounts = self.auth.statistics()
         audit = None
         if self.audit is not None:
             audit = {"lines_written": self.audit.lines_written, "pending": len(self.audit._pending)}
@@ -445,4 +557,5 @@ class Exchange:
             "streaming": streaming,
             "storage": storage,
             "audit": audit,
+            "accounts": accounts,
         }

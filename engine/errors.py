@@ -5,6 +5,9 @@
      +-- UnknownSymbol          UNKNOWN_SYMBOL     404 on paths, 400 in bodies
      +-- OrderNotFound          ORDER_NOT_FOUND    404
      +-- OrderNotOpen           ORDER_NOT_OPEN     409
+     +-- AccountExists          ACCOUNT_EXISTS     409
+     +-- AccountNotFound        ACCOUNT_NOT_FOUND  404
+     +-- KeyNotFound            KEY_NOT_FOUND      404
 
 A caller's mistake is one of these values; broken internal state is an
 ``AssertionError`` (see ``OrderBook.check``), never an ``EngineError``.
@@ -62,3 +65,30 @@ class OrderNotOpen(EngineError):
 
     def __init__(self, order_id: object, status: str) -> None:
         super().__init__(f"order {order_id} is {status}, not open", "order_id")
+
+
+class AccountExists(EngineError):
+    """An account of this name exists already."""
+
+    code = "ACCOUNT_EXISTS"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"an account named {name!r} exists already", "name")
+
+
+class AccountNotFound(EngineError):
+    """No account has this id."""
+
+    code = "ACCOUNT_NOT_FOUND"
+
+    def __init__(self, account_id: object) -> None:
+        super().__init__(f"account {str(account_id)[:40]!r} not found", "account_id")
+
+
+class KeyNotFound(EngineError):
+    """No API key matches (admin revocation of a key that was never issued)."""
+
+    code = "KEY_NOT_FOUND"
+
+    def __init__(self, field: str = "api_key") -> None:
+        super().__init__("no such API key", field)

@@ -5,7 +5,8 @@ Prices are ticks, quantities lots, fees integer *fee units* (see
 
 Which records each command returns
     submit  -> ``SubmitResult``: the taker's state after processing, its
-               trades (one per maker fill, in execution order), the symbol's
+               trades (one per maker fill, in execution order), the resting
+               orders self-trade prevention cancelled, the symbol's
                sequence and whether the book changed (only then did the
                sequence advance).
     cancel  -> ``CancelResult``: the cancelled order and the new sequence.
@@ -63,7 +64,9 @@ class Trade(msgspec.Struct, gc=False, eq=False):
 class SubmitResult(msgspec.Struct, gc=False, eq=False):
     """Outcome of ``MatchingEngine.submit``; ``status``/``filled``/``notional``
     are the order's state when the command finished (the live ``order`` may
-    change later, when it is hit as a maker)."""
+    change later, when it is hit as a maker). ``cancelled``: the resting
+    orders self-trade prevention cancelled (``cancel_reason`` ``self_trade``),
+    in the order it met them."""
 
     order: Order
     status: OrderStatus
@@ -72,6 +75,7 @@ class SubmitResult(msgspec.Struct, gc=False, eq=False):
     trades: list[Trade]
     sequence: int
     book_changed: bool
+    cancelled: list[Order] | tuple = ()
 
 
 class CancelResult(msgspec.Struct, gc=False, eq=False):

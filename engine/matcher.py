@@ -39,8 +39,23 @@ Determinism
 The engine never does IO, never logs on the hot path and never calls out: it
 returns plain records (``engine.events``) for the caller to publish.
 
+Accounts and self-trade prevention
+    An order may carry an ``account_id`` (its owner; None without accounts)
+    and an ``stp`` mode. When the taker meets a resting order of its own
+    account in the matching loop, the taker's mode decides: ``cancel_taker``
+    cancels the taker's remainder there (fills before it stand),
+    ``cancel_maker`` cancels that resting order and matching goes on,
+    ``cancel_both`` does both, ``none`` lets them trade. Cancelled orders
+    carry ``cancel_reason`` ``self_trade``; the makers cancelled so are in
+    ``SubmitResult.cancelled``. A FOK counts only the liquidity it could take
+    without a self-trade (``_stp_available``) and, if short, changes nothing.
+    Cost for everyone else: one identity compare per fill (owners are
+    interned ints; an order without an owner, or with ``none``, compares
+    against a sentinel nothing equals). The registry of accounts and keys
+    (``engine.accounts``) is ``self.accounts``, snapshotted with the books.
+
 Known limits
-    No self-trade prevention (there are no accounts). Closed orders are kept
+    Closed orders are kept
     in memory up to ``order_history`` (the oldest closed are forgotten first);
     trades up to ``trade_history`` per symbol. Durable history lives in the
     storage layer.
@@ -54,6 +69,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
+from engine.accounts import AccountRegistry
 from engine.book import OrderBook
 from engine.errors import OrderNotFound, OrderNotOpen, UnknownSymbol, ValidationError
 from engine.events import CancelResult, SubmitResult, Trade
@@ -67,16 +83,72 @@ from engine.order import (
     MARKET,
     NEW,
     PARTIALLY_FILLED,
+    REASON_SELF_TRADE,
+    REASON_UNFILLED,
+    REASON_USER,
     SELL,
+    STP_CANCEL_MAKER,
+    STP_CANCEL_TAKER,
+    STP_NONE,
     VALUE,
     Order,
     OrderStatus,
     OrderType,
+    SelfTradePrevention,
     Side,
 )
 from engine.symbols import MAX_UNITS, SymbolSpec, default_symbols
 
 _NO_TRADES: list = []  # shared, never mutated: callers only read result.trades
+_NO_ORDERS: tuple = ()  # SubmitResult.cancelled when self-trade prevention cancelled no maker
+_NOBODY = object()  # the owner an order without account (or with stp "none") compares against
+_STP_MODES = frozenset(SelfTradePrevention)
+
+
+class _AllLocks:
+    """Every symbol lock, acquired in order and released in reverse."""
+
+    __slots__ = ("locks",)
+
+    def __init__(self, locks: list) -> None:
+        self.locks = locks
+
+    def __enter__(self) -> None:
+        for lock in self.locks:
+            lock.acquire()
+
+    def __exit__(self, *exc) -> None:
+        for lock in reversed(self.locks):
+            lock.release()
+
+
+def _stp_available(book: OrderBook, side: Side, limit: int | None, wanted: int, owner: int, stp) -> int:
+    """A FOK's fillability test under self-trade prevention: the lots resting on
+    ``side`` at ``limit`` or better that it could take without a self-trade,
+    counted until ``wanted`` is reached. With ``cancel_maker`` that is every
+    other account's liquidity; with ``cancel_taker``/``cancel_both``, what rests
+    ahead of ``owner``'s first order (matching stops there). Read-only.
+
+    Runtime complexity: O(orders visited + log L).
+    """
+    book_side = book.bids if side is BUY else book.asks
+    n = len(book_side)
+    prices = book_side.islice(0, n, reverse=True) if side is BUY else book_side.islice(0, n)
+    total = 0
+    for price in prices:
+        if limit is not None and (price < limit if side is BUY else price > limit):
+            break
+        for order in book_side[price].orders:
+            if order.status is CANCELLED:
+                continue
+            if order.account_id is owner:
+                if stp is STP_CANCEL_MAKER:
+                    continue
+                return total
+            total += order.quantity - order.filled
+            if total >= wanted:
+                return total
+    return total
 
 
 def _after(counter: itertools.count, issued: int) -> itertools.count:
@@ -135,6 +207,10 @@ class MatchingEngine:
         self._order_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
         self._clock = clock
+        self.accounts = AccountRegistry()
+        # account id -> the one int object every order of that account holds
+        # (the matching loop compares owners by identity)
+        self._interned: dict[int, int] = {}
 
     # -- lookups ------------------------------------------------------------
     def market(self, symbol: str) -> Market:
@@ -151,6 +227,12 @@ class MatchingEngine:
         """The symbol's re-entrant lock, for callers that extend a command's
         critical section (e.g. to journal it in book order)."""
         return self.market(symbol).lock
+
+    def all_locks(self):
+        """A context manager holding every symbol's lock (in the one order
+        ``snapshot`` takes them): for commands that are not about one symbol
+        (account and key changes) and must not interleave with a snapshot."""
+        return _AllLocks([m.lock for m in self.markets.values()])
 
     def get_order(self, order_id: int) -> Order:
         """The order as it stands now. O(1). Raises OrderNotFound."""
@@ -172,12 +254,16 @@ class MatchingEngine:
         timestamp: int | None = None,
         order_id: int | None = None,
         trade_ids: list[int] | None = None,
+        account_id: int | None = None,
+        stp: SelfTradePrevention = STP_CANCEL_TAKER,
     ) -> SubmitResult:
         """Accept one order, match it, rest or cancel its remainder.
 
         ``quantity`` is in lots and ``price`` in ticks (``None`` for market).
         ``timestamp``, ``order_id`` and ``trade_ids`` are for replaying a
-        journal; live callers leave them out.
+        journal; live callers leave them out. ``account_id`` owns the order
+        and ``stp`` is its self-trade prevention mode (see the module
+        docstring); without an account there is no prevention.
 
         Runtime complexity: O(log L) + O(fills) (+ O(levels inspected) for FOK).
 
@@ -202,6 +288,13 @@ class MatchingEngine:
             raise ValidationError("order_type must be market, limit, ioc or fok", "order_type")
         elif type(price) is not int or price <= 0 or price > MAX_UNITS:
             raise ValidationError(f"a {order_type.value} order needs a positive price", "price")
+        if account_id is not None:
+            # (the default first: an enum's hash is a Python-level call)
+            if stp is not STP_CANCEL_TAKER and stp not in _STP_MODES:
+                raise ValidationError("stp must be cancel_taker, cancel_maker, cancel_both or none", "stp")
+            if type(account_id) is not int:
+                raise ValidationError("account_id must be an integer", "account_id")
+            account_id = self._intern(account_id)
         if timestamp is None:
             timestamp = self._clock()
 
@@ -211,6 +304,9 @@ class MatchingEngine:
             else:  # replay: later ids continue after the journal's
                 self._order_ids = _after(self._order_ids, order_id)
             order = Order(order_id, client_order_id, symbol, side, order_type, price, quantity, timestamp)
+            if account_id is not None:
+                order.account_id = account_id
+                order.stp = stp
             self.orders[order_id] = order
             market.stats.orders += 1
             book = market.book
@@ -221,37 +317,56 @@ class MatchingEngine:
             if (
                 best is None
                 or (price is not None and (best > price if is_buy else best < price))
-                or (order_type is FOK and book.available(side.opposite, price, quantity) < quantity)
+                or (
+                    order_type is FOK
+                    and (
+                        book.available(side.opposite, price, quantity)
+                        if account_id is None or stp is STP_NONE
+                        else _stp_available(book, side.opposite, price, quantity, account_id, stp)
+                    )
+                    < quantity
+                )
             ):
                 if order_type is LIMIT:  # rests as it came (status NEW)
                     book.add(order)
                     market.sequence += 1
                     return SubmitResult(order, NEW, 0, 0, _NO_TRADES, market.sequence, True)
                 order.status = CANCELLED  # market / IOC / FOK that cannot trade: nothing changed
+                order.cancel_reason = REASON_UNFILLED
                 closed = self._closed  # remember the closed order (inlined: the hot path)
                 closed.append(order_id)
                 if len(closed) > self._order_history:
                     self.orders.pop(closed.popleft(), None)
                 return SubmitResult(order, CANCELLED, 0, 0, _NO_TRADES, market.sequence, False)
 
-            trades = self._match(market, order, price, trade_ids)
-            market.sequence += 1
+            trades, cancelled = self._match(market, order, price, trade_ids)
+            # Only self-trade prevention can end the loop with nothing done
+            # (the taker's first maker was its own, cancel_taker): then the
+            # book did not change.
+            changed = bool(trades) or bool(cancelled)
             filled = order.filled
             if filled == quantity:
                 order.status = FILLED
-            elif order_type is LIMIT:
-                order.status = PARTIALLY_FILLED
+            elif order_type is LIMIT and order.cancel_reason is None:
+                status = order.status = PARTIALLY_FILLED if filled else NEW
                 book.add(order)
+                market.sequence += 1
                 return SubmitResult(
-                    order, PARTIALLY_FILLED, filled, order.notional, trades, market.sequence, True
+                    order, status, filled, order.notional, trades, market.sequence, True, cancelled
                 )
             else:
                 order.status = CANCELLED
+                if order.cancel_reason is None:
+                    order.cancel_reason = REASON_UNFILLED
+            if changed:
+                market.sequence += 1
             closed = self._closed  # remember the closed order (inlined: the hot path)
             closed.append(order_id)
             if len(closed) > self._order_history:
                 self.orders.pop(closed.popleft(), None)
-            return SubmitResult(order, order.status, filled, order.notional, trades, market.sequence, True)
+            return SubmitResult(
+                order, order.status, filled, order.notional, trades, market.sequence, changed, cancelled
+            )
 
     def cancel(self, order_id: int, *, timestamp: int | None = None) -> CancelResult:
         """Cancel a resting order. O(1) (O(log L) if its level empties).
@@ -269,6 +384,7 @@ class MatchingEngine:
             if status is not NEW and status is not PARTIALLY_FILLED:
                 raise OrderNotOpen(order_id, status.value)
             market.book.remove(order)
+            order.cancel_reason = REASON_USER
             closed = self._closed  # remember the closed order (inlined: a quarter of all commands)
             closed.append(order_id)
             if len(closed) > self._order_history:
@@ -286,9 +402,12 @@ class MatchingEngine:
     # -- the matching loop ----------------------------------------------------
     def _match(
         self, market: Market, taker: Order, limit: int | None, trade_ids: list[int] | None
-    ) -> list[Trade]:
+    ) -> tuple[list[Trade], list[Order] | tuple]:
         """Execute ``taker`` against the opposite side, best level first, FIFO
-        within a level, at the makers' prices, stopping at ``limit``.
+        within a level, at the makers' prices, stopping at ``limit`` -- or
+        where self-trade prevention cancels the taker (then its
+        ``cancel_reason`` is set). Returns the trades and the resting orders
+        self-trade prevention cancelled.
 
         Runtime complexity: O(fills + cancelled entries skipped + log L per
         emptied level).
@@ -307,6 +426,13 @@ class MatchingEngine:
         append = trades.append
         remaining = taker.quantity
         notional = 0
+        # The owner makers are compared with, by identity (one compare per
+        # fill): nobody's for an order without account or with stp "none".
+        owner = taker.account_id
+        if owner is None or taker.stp is STP_NONE:
+            owner = _NOBODY
+        cancelled = _NO_ORDERS
+        stop = False
         while remaining:
             best = book.best_ask if is_buy else book.best_bid
             if best is None or (limit is not None and (best > limit if is_buy else best < limit)):
@@ -318,6 +444,24 @@ class MatchingEngine:
                 maker = queue[0]
                 if maker.status is CANCELLED:
                     queue.popleft()
+                    continue
+                if maker.account_id is owner:  # a self-trade: the taker's stp decides
+                    stp = taker.stp
+                    if stp is not STP_CANCEL_TAKER:  # cancel_maker, cancel_both: the maker goes
+                        queue.popleft()
+                        level.count -= 1
+                        level.total -= maker.quantity - maker.filled
+                        del resting[maker.order_id]
+                        closed.append(maker.order_id)
+                        maker.status = CANCELLED
+                        maker.cancel_reason = REASON_SELF_TRADE
+                        if cancelled is _NO_ORDERS:
+                            cancelled = []
+                        cancelled.append(maker)
+                    if stp is not STP_CANCEL_MAKER:  # cancel_taker, cancel_both: the taker stops
+                        taker.cancel_reason = REASON_SELF_TRADE
+                        stop = True
+                        break
                     continue
                 filled = maker.filled
                 available = maker.quantity - filled
@@ -357,6 +501,8 @@ class MatchingEngine:
             level.total -= taken
             if level.count == 0:
                 book.drop_level(maker_side, best)
+            if stop:
+                break
         orders = self.orders
         while len(closed) > self._order_history:
             orders.pop(closed.popleft(), None)
@@ -371,7 +517,13 @@ class MatchingEngine:
             stats.volume += volume
             stats.notional += notional
             market.trades.extend(trades)
-        return trades
+        if cancelled:
+            market.stats.cancels += len(cancelled)
+        return trades, cancelled
+
+    def _intern(self, account_id: int) -> int:
+        """The one int object of this account id (see ``Order``). O(1)."""
+        return self._interned.setdefault(account_id, account_id)
 
     # -- queries ------------------------------------------------------------
     def depth(self, symbol: str, levels: int = 10):
@@ -423,6 +575,12 @@ class MatchingEngine:
             if order.is_open:
                 assert order.order_type is LIMIT
                 assert self.markets[order.symbol].book.orders.get(order.order_id) is order
+                assert order.cancel_reason is None
+            elif order.status is CANCELLED:
+                assert order.cancel_reason is not None, order.order_id
+            if order.account_id is not None:
+                assert self._interned.get(order.account_id) is order.account_id, "owner not interned"
+        self.accounts.check()
 
     # -- state transfer (snapshots) -------------------------------------------
     def snapshot(self) -> dict:
@@ -456,6 +614,7 @@ class MatchingEngine:
                 "orders": [_order_to_row(o) for o in self.orders.values()],
                 "closed": list(self._closed),
                 "markets": markets,
+                "accounts": self.accounts.snapshot(),
             }
         finally:
             for lock in reversed(locks):
@@ -473,9 +632,12 @@ class MatchingEngine:
         unknown = set(state["markets"]) - set(self.markets)
         if unknown:
             raise ValueError(f"snapshot has symbols not configured here: {sorted(unknown)}")
+        self._interned = {}
         orders = {}
         for row in state["orders"]:
             order = _order_from_row(row)
+            if order.account_id is not None:
+                order.account_id = self._intern(order.account_id)
             orders[order.order_id] = order
         self.orders = orders
         self._closed = deque(state["closed"])
@@ -495,7 +657,8 @@ class MatchingEngine:
             for order_id in data["resting"]:
                 market.book.add(orders[order_id])
             for row in data["trades"]:
-                market.trades.append(_trade_from_row(row, orders))
+                market.trades.append(_trade_from_row(row, orders, self._intern))
+        self.accounts.restore(state.get("accounts"))
 
 
 _ORDER_FIELDS = (
@@ -510,6 +673,14 @@ _ORDER_FIELDS = (
     "filled",
     "notional",
     "status",
+    "stop_price",
+    "display_quantity",
+    "post_only",
+    "expire_time",
+    "quote_quantity",
+    "cancel_reason",
+    "account_id",
+    "stp",
 )
 
 
@@ -526,12 +697,25 @@ def _order_to_row(order: Order) -> list:
         order.filled,
         order.notional,
         VALUE[order.status],
+        # 11-15: the fields of the order types beyond the four (stop_price,
+        # display_quantity, post_only, expire_time, quote_quantity), which
+        # another branch adds; written empty here so that both layouts agree
+        None,
+        None,
+        False,
+        None,
+        None,
+        order.cancel_reason,
+        order.account_id,
+        VALUE[order.stp],
     ]
 
 
 def _order_from_row(row: list) -> Order:
-    oid, coid, symbol, side, otype, price, qty, ts, filled, notional, status = row
-    return Order(
+    """An order from ``_order_to_row``; rows written before accounts existed
+    (11 fields) restore without owner and cancel reason."""
+    oid, coid, symbol, side, otype, price, qty, ts, filled, notional, status = row[:11]
+    order = Order(
         oid,
         coid,
         symbol,
@@ -544,6 +728,12 @@ def _order_from_row(row: list) -> Order:
         notional,
         OrderStatus(status),
     )
+    if len(row) > 16:
+        order.cancel_reason = row[16]
+    if len(row) > 18:
+        order.account_id = row[17]
+        order.stp = SelfTradePrevention(row[18])
+    return order
 
 
 def _trade_to_row(t: Trade) -> list:
@@ -560,17 +750,26 @@ def _trade_to_row(t: Trade) -> list:
         t.timestamp,
         t.maker_filled,
         t.maker_notional,
+        t.maker.account_id,
+        t.taker.account_id,
     ]
 
 
-def _trade_from_row(row: list, orders: dict[int, Order]) -> Trade:
-    tid, symbol, price, qty, side, maker_id, taker_id, mfee, tfee, ts, mfilled, mnotional = row
-    maker = orders.get(maker_id) or _placeholder(maker_id, symbol, Side(side).opposite, ts)
-    taker = orders.get(taker_id) or _placeholder(taker_id, symbol, Side(side), ts)
+def _trade_from_row(row: list, orders: dict[int, Order], intern) -> Trade:
+    tid, symbol, price, qty, side, maker_id, taker_id, mfee, tfee, ts, mfilled, mnotional = row[:12]
+    maker_account, taker_account = row[12:14] if len(row) >= 14 else (None, None)
+    maker = orders.get(maker_id) or _placeholder(
+        maker_id, symbol, Side(side).opposite, ts, maker_account, intern
+    )
+    taker = orders.get(taker_id) or _placeholder(taker_id, symbol, Side(side), ts, taker_account, intern)
     return Trade(tid, price, qty, maker, taker, mfee, tfee, mfilled, mnotional)
 
 
-def _placeholder(order_id: int, symbol: str, side: Side, timestamp: int) -> Order:
+def _placeholder(order_id: int, symbol: str, side: Side, timestamp: int, account_id, intern) -> Order:
     """A stand-in for an order forgotten from memory that a kept trade names
-    (a trade reads its symbol, aggressor side and time from its orders)."""
-    return Order(order_id, None, symbol, side, LIMIT, None, 1, timestamp, 1, 0, FILLED)
+    (a trade reads its symbol, aggressor side and time -- and its owners, for
+    an account's fills -- from its orders)."""
+    order = Order(order_id, None, symbol, side, LIMIT, None, 1, timestamp, 1, 0, FILLED)
+    if account_id is not None:
+        order.account_id = intern(account_id)
+    return order

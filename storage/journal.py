@@ -9,8 +9,16 @@ Format v2 (see ``Documentation/DURABILITY.md`` for the full description)
         [[8,"c","BTC-USDT",1732467092123999999,7,6],"<prev>","<hash>"]
 
     submit: ``[n, "s", symbol, side, order_type, timestamp, quantity, price,
-    client_order_id, order_id, [trade ids], sequence]``;
-    cancel: ``[n, "c", symbol, timestamp, order_id, sequence]``.
+    client_order_id, order_id, [trade ids], sequence]``, followed, when
+    the order has an owner, by ``extras, account_id, stp`` (optional trailing
+    fields: a record without them replays as before, without owner;
+    ``extras`` is the 13th field the order types beyond the four use, null
+    here);
+    cancel: ``[n, "c", symbol, timestamp, order_id, sequence]``;
+    account opened: ``[n, "o", account_id, name, timestamp]``;
+    key issued: ``[n, "k", account_id, key_hash, timestamp]``;
+    key revoked: ``[n, "r", key_hash, timestamp]``.
+    Keys appear only as their SHA-256 (``api/auth.py``), never in clear.
     ``n`` counts records from 1 over the data dir's lifetime, without gaps.
     ``hash`` is BLAKE2b-128 (32 hex digits, ``b2sum -l 128``) over ``prev``'s
     32 hex digits followed by the command's bytes as they stand in the line,
@@ -29,8 +37,8 @@ Invariants checked by ``JournalReader``
       equals the previous line's ``hash`` and its ``hash`` matches its bytes;
     * only the very last line of the last segment may fail these checks (a
       torn write: the process or machine died while appending), and only if
-      it could be one record (at most one command start ``[<digits>,"s"`` /
-      ``"c"`` and one line end ``<hash>"]``). It is dropped -- truncated away when ``repair_tail`` is set --
+      it could be one record (at most one command start ``[<digits>,"s"``
+      (or another op code) and one line end ``<hash>"]``). It is dropped -- truncated away when ``repair_tail`` is set --
       and reported. A failure anywhere else raises ``CorruptJournal`` naming
       the file, the byte offset and the record number.
 
@@ -58,7 +66,7 @@ from typing import Literal
 
 import msgspec
 
-from engine.order import OrderType, Side
+from engine.order import OrderType, SelfTradePrevention, Side
 from storage.errors import CorruptJournal, ReplayMismatch, UnsupportedFormat
 from storage.writer import chain
 
@@ -115,6 +123,24 @@ def submit_row(n: int, result) -> tuple:
     writes. ``Store.log_submit`` inlines it (it runs under the symbol lock)."""
     order = result.order
     trades = result.trades
+    if order.account_id is not None:
+        return (
+            n,
+            "s",
+            order.symbol,
+            order.side,
+            order.order_type,
+            order.timestamp,
+            order.quantity,
+            order.price,
+            order.client_order_id,
+            order.order_id,
+            [t.trade_id for t in trades] if trades else (),
+            result.sequence,
+            None,  # extras (order types beyond the four)
+            order.account_id,
+            order.stp,
+        )
     return (
         n,
         "s",
@@ -184,6 +210,9 @@ class SubmitRecord(msgspec.Struct, array_like=True, gc=False):
     order_id: int
     trade_ids: list[int]
     sequence: int
+    extras: list | None = None  # the order types beyond the four (another branch); null here
+    account_id: int | None = None
+    stp: SelfTradePrevention = SelfTradePrevention.CANCEL_TAKER
 
 
 class CancelRecord(msgspec.Struct, array_like=True, gc=False):
@@ -197,14 +226,55 @@ class CancelRecord(msgspec.Struct, array_like=True, gc=False):
     sequence: int
 
 
+class AccountRecord(msgspec.Struct, array_like=True, gc=False):
+    """An account opened (``engine.accounts.AccountRegistry.create``)."""
+
+    n: int
+    op: Literal["o"]
+    account_id: int
+    name: str
+    timestamp: int
+
+
+class KeyRecord(msgspec.Struct, array_like=True, gc=False):
+    """An API key issued to an account: its hash only."""
+
+    n: int
+    op: Literal["k"]
+    account_id: int
+    key_hash: str
+    timestamp: int
+
+
+class RevokeRecord(msgspec.Struct, array_like=True, gc=False):
+    """An API key revoked (by its hash)."""
+
+    n: int
+    op: Literal["r"]
+    key_hash: str
+    timestamp: int
+
+
 # msgspec decodes (and type-checks) a line in well under a microsecond, a
 # small part of the replay budget of a 1M-record restart.
 _submit_decoder = msgspec.json.Decoder(tuple[SubmitRecord, str, str])
 _cancel_decoder = msgspec.json.Decoder(tuple[CancelRecord, str, str])
+_other_decoders = {
+    b"o": msgspec.json.Decoder(tuple[AccountRecord, str, str]),
+    b"k": msgspec.json.Decoder(tuple[KeyRecord, str, str]),
+    b"r": msgspec.json.Decoder(tuple[RevokeRecord, str, str]),
+}
 
 
 SUBMIT_FIELDS = tuple(SubmitRecord.__struct_fields__)
 CANCEL_FIELDS = tuple(CancelRecord.__struct_fields__)
+_FIELDS = {
+    "s": SUBMIT_FIELDS,
+    "c": CANCEL_FIELDS,
+    "o": tuple(AccountRecord.__struct_fields__),
+    "k": tuple(KeyRecord.__struct_fields__),
+    "r": tuple(RevokeRecord.__struct_fields__),
+}
 
 
 def as_dict(line: list) -> dict:
@@ -212,7 +282,11 @@ def as_dict(line: list) -> dict:
     ``{field name: value}`` with the command's fields named as in
     ``SUBMIT_FIELDS`` / ``CANCEL_FIELDS``, plus ``prev`` and ``hash``."""
     command, prev, digest = line
-    names = SUBMIT_FIELDS if command[1] == "s" else CANCEL_FIELDS
+    names = _FIELDS.get(command[1])
+    if names is None:
+        raise ValueError(f"unknown command {command[1]!r}")
+    if command[1] == "s" and len(command) < len(names):  # no owner (optional fields)
+        names = names[: len(command)]
     if len(command) != len(names):
         raise ValueError(f"a {command[1]!r} command has {len(names)} fields, not {len(command)}")
     record = dict(zip(names, command, strict=True))
@@ -220,7 +294,7 @@ def as_dict(line: list) -> dict:
     return record
 
 
-def decode(line: bytes) -> SubmitRecord | CancelRecord:
+def decode(line: bytes) -> SubmitRecord | CancelRecord | AccountRecord | KeyRecord | RevokeRecord:
     """One verified line -> its record.
 
     Raises:
@@ -230,12 +304,20 @@ def decode(line: bytes) -> SubmitRecord | CancelRecord:
     try:
         # the op code follows n: '[[<n>,"s",' or '[[<n>,"c",'
         at = line.index(b",") + 2
-        return (_cancel_decoder if line[at : at + 1] == b"c" else _submit_decoder).decode(line)[0]
+        op = line[at : at + 1]
+        if op == b"s":
+            return _submit_decoder.decode(line)[0]
+        if op == b"c":
+            return _cancel_decoder.decode(line)[0]
+        decoder = _other_decoders.get(op)
+        if decoder is None:
+            raise ValueError(f"unknown op code {op!r}")
+        return decoder.decode(line)[0]
     except (msgspec.DecodeError, ValueError) as exc:
         raise ReplayMismatch(f"not a valid journal record: {exc}: {line[:200]!r}") from None
 
 
-def apply_record(engine, record: SubmitRecord | CancelRecord) -> None:
+def apply_record(engine, record) -> None:
     """Replay one decoded record into ``engine`` with its journaled timestamp
     and ids, and check that the engine reproduces its sequence and trade count.
 
@@ -257,19 +339,29 @@ def apply_record(engine, record: SubmitRecord | CancelRecord) -> None:
                 timestamp=record.timestamp,
                 order_id=record.order_id,
                 trade_ids=trade_ids,
+                account_id=record.account_id,
+                stp=record.stp,
             )
             if result.sequence != record.sequence or len(result.trades) != len(trade_ids):
                 raise ReplayMismatch(
                     f"record {record.n}: submit replayed to {len(result.trades)} trades and sequence "
                     f"{result.sequence}, the journal has {len(trade_ids)} and {record.sequence}"
                 )
-        else:
+        elif type(record) is CancelRecord:
             result = engine.cancel(record.order_id, timestamp=record.timestamp)
             if result.sequence != record.sequence:
                 raise ReplayMismatch(
                     f"record {record.n}: cancel replayed to sequence {result.sequence}, "
                     f"the journal has {record.sequence}"
                 )
+        elif type(record) is AccountRecord:
+            engine.accounts.create(record.name, record.timestamp, record.account_id)
+        elif type(record) is KeyRecord:
+            engine.accounts.add_key(record.account_id, record.key_hash, record.timestamp)
+        else:
+            _key, changed = engine.accounts.revoke(record.key_hash, record.timestamp)
+            if not changed:
+                raise ReplayMismatch(f"record {record.n}: revokes a key that was revoked already")
     except ReplayMismatch:
         raise
     except StopIteration:  # the engine wanted more trade ids than were journaled
@@ -323,7 +415,7 @@ def _bad_line(line: bytes, n: int, prev: bytes) -> str | None:
 
 
 # inside a JSON string a quote is escaped, so these only match record syntax
-_RECORD_START = re.compile(rb'\[\d+,"[sc]"')
+_RECORD_START = re.compile(rb'\[\d+,"[sckor]"')
 _RECORD_END = re.compile(rb'[0-9a-f]{32}"\]')
 
 

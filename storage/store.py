@@ -555,6 +555,27 @@ class Store:
         order = result.order
         trades = result.trades
         n = next(self._tickets)
+        if order.account_id is not None:  # the owner and its stp: optional trailing fields
+            self._pending.append(
+                (
+                    n,
+                    "s",
+                    order.symbol,
+                    order.side,
+                    order.order_type,
+                    order.timestamp,
+                    order.quantity,
+                    order.price,
+                    order.client_order_id,
+                    order.order_id,
+                    [t.trade_id for t in trades] if trades else (),
+                    result.sequence,
+                    None,  # extras: the order types beyond the four (storage.journal)
+                    order.account_id,
+                    order.stp,
+                )
+            )
+            return n
         self._pending.append(
             (
                 n,
@@ -581,6 +602,17 @@ class Store:
         self._pending.append(
             (n, "c", result.order.symbol, result.timestamp, result.order.order_id, result.sequence)
         )
+        return n
+
+    def log_command(self, *command) -> int:
+        """Journal a command that is not about one symbol's book (an account
+        opened, a key issued or revoked: ``storage.journal``'s ``o``, ``k``,
+        ``r`` records, e.g. ``log_command("o", account_id, name, timestamp)``);
+        return its ticket. Call holding every symbol lock
+        (``engine.all_locks()``), together with the change it records, so that
+        a snapshot never falls between the two. No IO. O(1)."""
+        n = next(self._tickets)
+        self._pending.append((n, *command))
         return n
 
     def wait(self, ticket: int) -> None:

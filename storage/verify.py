@@ -233,6 +233,12 @@ def verify(data_dir: str, *, out=print, symbols: list[SymbolSpec] | None = None)
             for symbol, m in full.markets.items()
         }
         state = full.snapshot()
+        registry = full.accounts
+        report["accounts"] = {
+            "accounts": len(registry),
+            "keys": len(registry.keys),
+            "revoked": sum(1 for k in registry.keys.values() if k.revoked is not None),
+        }
         report["next_order_id"] = state["next_order_id"]
         report["next_trade_id"] = state["next_trade_id"]
     report["ok"] = not problems
@@ -314,6 +320,9 @@ def _print(report: dict, out) -> None:
         )
     for symbol, st in report.get("final_state", {}).items():
         out(f"  {symbol:10} sequence {st['sequence']}, {st['resting_orders']} resting orders")
+    if "accounts" in report:
+        a = report["accounts"]
+        out(f"accounts      {a['accounts']} account(s), {a['keys']} key(s) of which {a['revoked']} revoked")
     if "next_order_id" in report:
         out(f"ids           next order id {report['next_order_id']}, next trade id {report['next_trade_id']}")
     for note in report["notes"]:

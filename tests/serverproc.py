@@ -41,7 +41,10 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python api/app.py`` (or ``script``) in a subprocess; ``start()`` waits for /health."""
+    """``python api/app.py`` (or ``script``) in a subprocess; ``start()`` waits for /health.
+
+    Started with ``--auth off`` (the original, keyless contract) unless ``args``
+    name ``--auth`` themselves: the command line's default is ``on``."""
 
     def __init__(
         self,
@@ -73,6 +76,7 @@ class ServerProcess:
             self.data_dir,
             "--rate-limit",
             "0",
+            *([] if any(a == "--auth" or a.startswith("--auth=") for a in self.args) else ["--auth", "off"]),
             *self.args,
         ]
         self._log = open(self.log_path, "ab")
