@@ -554,16 +554,85 @@ def live_server(tmp_path):
         yield server.url
 
 
-def run_load_test(*args: str) -> subprocess.CompletedProcess:
-    """``advanced_load_test.py --no-progress args...`` in a subprocess; it must PASS (exit 0)."""
+def run_load_test(*args: str, expect: int = 0) -> subprocess.CompletedProcess:
+    """``advanced_load_test.py --no-progress args...`` in a subprocess; it must exit
+    ``expect`` (0: PASS)."""
     proc = subprocess.run(
         [sys.executable, os.path.join(HERE, "advanced_load_test.py"), "--no-progress", *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == expect, proc.stdout + proc.stderr
     return proc
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    """One ``--auth on`` server for the module's account tests."""
+    with ServerProcess(tmp_path_factory.mktemp("auth") / "data", "--auth", "on") as server:
+        yield server
+
+
+def own_orders(url: str, key: str) -> list:
+    import requests
+
+    r = requests.get(url + "/orders?status=all&limit=1000", headers={"X-API-Key": key}, timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()["orders"]
+
+
+@pytest.mark.server
+def test_with_auth_on_the_load_runner_makes_its_own_accounts(auth_server, tmp_path):
+    out = tmp_path / "run.json"
+    proc = run_load_test(
+        *("--url", auth_server.url, "--rate", "100", "--duration", "2", "--drain", "3"),
+        *("--processes", "2", "--connections", "4", "--json", str(out)),
+        *("--data-dir", auth_server.data_dir, "--accounts", "3"),
+    )
+    assert "orders sent as 3 account(s), made with the admin token" in proc.stderr
+    s = json.loads(out.read_text())["phases"][-1]
+    assert s["errors"] == 0 and s["ok"] + s["rejected"] == 200
+    assert s["ok"] >= 180 and s["trades_seen"] > 0  # the accounts trade with each other
+    admin = accounts.AdminClient(auth_server.url, accounts.read_admin_token(auth_server.data_dir))
+    names = [a["name"] for a in admin.list_accounts()["accounts"] if a["name"].startswith("load-")]
+    assert len(names) == 3
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("mode", ["rest", "ws"])
+def test_with_auth_on_the_load_runner_sends_the_given_keys(auth_server, tmp_path, mode):
+    admin = accounts.AdminClient(auth_server.url, accounts.read_admin_token(auth_server.data_dir))
+    keys = [admin.create_account(f"given-{mode}-{i}")["api_key"] for i in range(2)]
+    key_file = accounts.write_key_file(keys, str(tmp_path))
+    out = tmp_path / "run.json"
+    run_load_test(
+        *("--url", auth_server.url, "--rate", "100", "--duration", "2", "--drain", "3"),
+        *("--connections", "4", "--mode", mode, "--json", str(out)),
+        *("--api-key-file", key_file, "--api-key", keys[0]),
+    )
+    s = json.loads(out.read_text())["phases"][-1]
+    assert s["errors"] == 0 and s["ok"] >= 180
+    assert all(own_orders(auth_server.url, k) for k in keys)  # both accounts traded
+    assert keys[0] not in out.read_text()  # --api-key is redacted from the JSON's argv
+
+
+@pytest.mark.server
+def test_with_auth_on_and_no_way_to_keys_the_tools_stop_with_a_hint(auth_server, tmp_path, capsys):
+    proc = run_load_test(
+        *("--url", auth_server.url, "--rate", "10", "--duration", "1"),
+        *("--data-dir", str(tmp_path / "not-the-servers")),
+        expect=2,
+    )
+    assert "--api-key" in proc.stderr and "admin token" in proc.stderr
+    run = run_load_test(
+        *("--url", auth_server.url, "--rate", "10", "--duration", "1", "--api-key", "wrong"), expect=2
+    )
+    assert "not accepted" in run.stderr
+    code = md_latency.main(
+        ["--url", auth_server.url, "--rate", "10", "--duration", "1", "--data-dir", str(tmp_path)]
+    )
+    assert code == 2 and "--api-key" in capsys.readouterr().err
 
 
 @pytest.mark.server
@@ -709,3 +778,15 @@ def test_md_latency_smoke_run_against_a_real_server(live_server, tmp_path, capsy
     result = json.loads(out.read_text())["results"][0]
     assert result["orders_answered"] == 50 and result["lost_trades"] == 0
     assert result["send_delay_ms"]["count"] == 50
+
+
+@pytest.mark.server
+def test_md_latency_with_auth_on_trades_between_its_two_accounts(auth_server, tmp_path, capsys):
+    out = tmp_path / "md.json"
+    argv = ["--url", auth_server.url, "--rate", "40", "--duration", "1", "--subscribers", "1"]
+    code = md_latency.main([*argv, "--json", str(out), "--data-dir", auth_server.data_dir])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    result = json.loads(out.read_text())["results"][0]
+    assert result["orders_answered"] == 40 and result["lost_trades"] == 0
+    assert result["trades_expected_per_subscriber"] > 0  # two accounts: no self-trade prevention
