@@ -9,8 +9,10 @@ out forgets the key. With ``--auth off`` the page needs no login.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
 from urllib.parse import urlsplit
 
 import pytest
@@ -192,3 +194,43 @@ def test_with_auth_off_the_page_trades_without_a_login(page, server):
     expect(ui.my_order(report["order_id"])).to_have_attribute("data-status", "new")
     assert not [h for _, _, h in page.watch.sent if "x-api-key" in h]
     assert page.watch.console_errors == []
+
+
+def first_run_commands(output: str) -> tuple[str, list[str]]:
+    """From what the server printed at start: the demo key's file (from the "Page:"
+    line) and each printed curl command (continuation lines joined)."""
+    key_file = re.search(r"Page: .*\(cat (\S+)\)", output).group(1)
+    commands, current = [], None
+    for line in output.splitlines():
+        text = line.strip()
+        if text.startswith("curl "):
+            current = [text]
+        elif current is not None:
+            current.append(text)
+        if current is not None and not text.endswith("\\"):
+            commands.append(" ".join(part.rstrip("\\").strip() for part in current))
+            current = None
+    return key_file, commands
+
+
+def test_a_newcomer_trades_by_following_what_the_server_printed(auth_page, auth_server):
+    """Issue 12, first run: the key file and the curl line the server prints on a
+    fresh data dir work as printed, and the page logs in with that key."""
+    page, server = auth_page, auth_server
+    key_file, commands = first_run_commands(server.output())
+    order_line = next(c for c in commands if "/order " in c and "X-API-Key" in c)
+    run = subprocess.run(["bash", "-c", order_line], capture_output=True, text=True, timeout=30)
+    report = json.loads(run.stdout)
+    assert report["status"] == "new", run.stdout + run.stderr
+
+    ui = TradingPage(page, server.url).open_logged_out("BTC-USDT")
+    with open(key_file) as f:
+        ui.login(f.read())  # pasted as `cat` shows it, newline included
+    ui.wait_logged_in("demo")
+    expect(ui.my_order(report["order_id"])).to_have_attribute("data-status", "new")
+    expect(ui.level("bids", report["price"])).to_have_count(1)
+
+    # The printed admin line makes a second trader.
+    admin_line = next(c for c in commands if "/admin/accounts" in c)
+    created = json.loads(subprocess.run(["bash", "-c", admin_line], capture_output=True, text=True).stdout)
+    assert created["name"] == "alice" and created["api_key"]
