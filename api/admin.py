@@ -4,6 +4,7 @@
     python -m api.admin list-accounts
     python -m api.admin new-key ACCOUNT_ID              # another key for the account, once
     python -m api.admin revoke-key < key.txt            # the key from stdin (or --key-file)
+    python -m api.admin revoke-key --key-id KEY_ID      # a lost key, by the id list-accounts shows
 
 Options before the command: ``--url`` (default http://127.0.0.1:5000), ``--data-dir``
 (default ``./data``, where the server keeps ``admin.token``) or ``--admin-token-file``
@@ -168,6 +169,10 @@ class AdminClient:
         """POST /admin/keys/revoke: ``{"revoked": true}``."""
         return self.request("POST", "/admin/keys/revoke", {"api_key": api_key})
 
+    def revoke_key_id(self, key_id: str) -> dict:
+        """POST /admin/keys/revoke by the key's public id (as listed): ``{"revoked": true}``."""
+        return self.request("POST", "/admin/keys/revoke", {"key_id": key_id})
+
 
 def write_secret(path: str, secret: str) -> None:
     """Write ``secret`` to a new file only its owner can read (never over an existing one)."""
@@ -252,16 +257,23 @@ def cmd_list_accounts(client: AdminClient, args) -> None:
         return
     accounts = answer.get("accounts") or []
     width = max([len(str(a.get("account_id", ""))) for a in accounts] + [len("account_id")])
-    print(f"{'account_id':<{width}}  {'name':<24}  balances (available+locked)")
+    print(f"{'account_id':<{width}}  {'name':<24}  {'active keys':<36}  balances (available+locked)")
     for a in accounts:
-        print(f"{a.get('account_id')!s:<{width}}  {a.get('name')!s:<24}  {_balances_text(a.get('balances'))}")
+        keys = a.get("keys") or []
+        active = ",".join(str(k.get("key_id")) for k in keys if not k.get("revoked")) or "-"
+        print(
+            f"{a.get('account_id')!s:<{width}}  {a.get('name')!s:<24}  {active:<36}  "
+            f"{_balances_text(a.get('balances'))}"
+        )
     print(f"{len(accounts)} account(s)")
     if answer.get("fees"):
         print(f"fees: {_balances_text(answer['fees'])}")
 
 
 def cmd_revoke_key(client: AdminClient, args) -> None:
-    answer = client.revoke_key(read_key(args.key_file))
+    if args.key_id and args.key_file:
+        raise AdminError("give --key-id or --key-file, not both")
+    answer = client.revoke_key_id(args.key_id) if args.key_id else client.revoke_key(read_key(args.key_file))
     if args.json:
         _print_json(answer)
     else:
@@ -320,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
         "revoke-key", help="revoke a key, read from stdin or --key-file (never from the command line)"
     )
     p.add_argument("--key-file", metavar="FILE", help="a file holding the key ('-' or none: stdin)")
+    p.add_argument("--key-id", metavar="KEY_ID", help="revoke by the key's id (list-accounts shows them)")
     p.set_defaults(func=cmd_revoke_key)
     for p in sub.choices.values():
         _common_options(p, defaults=False)

@@ -100,6 +100,19 @@ def test_revoke_key_from_a_file(server, tmp_path):
     assert account_of(server, created["api_key"]).status_code == 401
 
 
+def test_revoke_a_lost_key_by_the_id_list_accounts_shows(server):
+    created = json.loads(admin(server, "--json", "create-account", "gina").stdout)
+    listing = admin(server, "list-accounts")
+    row = next(line for line in listing.stdout.splitlines() if " gina " in f" {line} ")
+    key_id = row.split()[2]
+    assert key_id != "-" and created["api_key"] not in listing.stdout
+    run = admin(server, "revoke-key", "--key-id", key_id)
+    assert run.returncode == 0, run.stderr
+    assert account_of(server, created["api_key"]).status_code == 401
+    after = admin(server, "list-accounts").stdout
+    assert next(line for line in after.splitlines() if " gina " in f" {line} ").split()[2] == "-"
+
+
 def test_revoke_key_never_takes_the_key_on_the_command_line(server):
     created = json.loads(admin(server, "--json", "create-account", "erin").stdout)
     run = admin(server, "revoke-key", created["api_key"])
