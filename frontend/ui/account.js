@@ -72,6 +72,11 @@ export class Session {
     return this.mode === "off" || (this.mode === "on" && this.account !== null);
   }
 
+  /** Orders can be sent: a session, or a server that keeps no accounts at all. */
+  canTrade() {
+    return this.active() || this.mode === "none";
+  }
+
   /** Find out the server's mode, and resume a login kept by this tab. */
   async detect() {
     for (;;) {
@@ -113,8 +118,15 @@ export class Session {
     this.render();
     const result = await api.accountWith(key);
     button.disabled = false;
+    if (!result.ok && result.status !== 401 && resuming) {
+      // The server is down or restarting: keep the tab's key and try again.
+      this.message = `Cannot reach the server (${result.error.message}), retrying…`;
+      this.render();
+      await new Promise((r) => setTimeout(r, 2000));
+      return storedKey() === key ? this.login(key, true) : false;
+    }
     if (!result.ok) {
-      storeKey(null);
+      if (result.status === 401) storeKey(null);
       this.message =
         result.status === 401
           ? resuming

@@ -412,8 +412,8 @@ let orderSeq = 0;
 const browserTag = Math.random().toString(36).slice(2, 8);
 
 async function submitOrder(order) {
-  if (!session.active()) {
-    const message = session.mode === "on" ? "Log in with an API key to trade" : "Trading is not available";
+  if (!session.canTrade()) {
+    const message = session.mode === "on" ? "Log in with an API key to trade" : "Connecting to the server…";
     return { ok: false, status: 401, data: null, error: { code: "UNAUTHENTICATED", message } };
   }
   const clientOrderId = `web-${browserTag}-${Date.now().toString(36)}-${++orderSeq}`;

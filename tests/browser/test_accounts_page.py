@@ -234,3 +234,29 @@ def test_a_newcomer_trades_by_following_what_the_server_printed(auth_page, auth_
     admin_line = next(c for c in commands if "/admin/accounts" in c)
     created = json.loads(subprocess.run(["bash", "-c", admin_line], capture_output=True, text=True).stdout)
     assert created["name"] == "alice" and created["api_key"]
+
+
+def test_the_session_survives_a_server_restart(auth_page, auth_server):
+    """Keys are journaled: after a restart the tab is still logged in, its private
+    socket reconnects with the key, and the account's events stream again."""
+    page, server = auth_page, auth_server
+    admin = admin_client(server)
+    alice = admin.create_account("alice")["api_key"]
+    bob = admin.create_account("bob")["api_key"]
+    ui = TradingPage(page, server.url).open_logged_out("BTC-USDT")
+    ui.login(alice)
+    ui.wait_logged_in("alice")
+    report = ui.place("buy", "limit", "0.30000", price="29000.00")
+
+    server.stop()
+    expect(page.locator("#account")).to_have_attribute("data-socket", "disconnected")
+    server.start()
+    ui.wait_live(timeout=20_000)
+    expect(page.locator("#account")).to_have_attribute("data-socket", "connected", timeout=20_000)
+    expect(page.locator("#account")).to_have_attribute("data-state", "logged-in")
+
+    Api(server.url, bob).order("BTC-USDT", "sell", "market", "0.10000")
+    row = ui.my_order(report["order_id"])
+    expect(row).to_have_attribute("data-status", "partially_filled")
+    expect(row.locator(".filled")).to_have_text("0.10000")
+    assert ui.session_key() == alice
