@@ -21,8 +21,11 @@ Where it comes from
     the audit log.
 
 Cost: ``add`` is a dict store per order and two deque appends per fill (no
-lock: each is atomic under the GIL); every ``PRUNE_EVERY`` additions to an
-account its forgotten orders are dropped (amortised O(1)). Queries copy the
+lock: each is atomic under the GIL). When an account's dict has doubled since
+its last pruning (and holds at least ``PRUNE_AT`` orders), the orders the
+engine has forgotten are dropped: a scan of n entries every n/2 additions at
+the least, amortised O(1) per order, and the dict stays within twice what the
+engine remembers. Queries copy the
 account's entries first (atomic), so they never see a dict changing size.
 """
 
@@ -34,7 +37,7 @@ from api import formatting
 from engine.order import VALUE, Order
 
 FILLS_KEPT = 10_000  # per account
-PRUNE_EVERY = 4096  # additions to an account between two prunings of forgotten orders
+PRUNE_AT = 4096  # an account's dict is pruned when it reaches max(this, twice its size after the last)
 
 
 class AccountIndex:
@@ -44,7 +47,7 @@ class AccountIndex:
         self.engine = engine
         self.orders: dict[int | None, dict[int, Order]] = {}
         self.fills: dict[int | None, deque] = {}
-        self._added: dict[int | None, int] = {}
+        self._prune_at: dict[int | None, int] = {}
 
     def add(self, result) -> None:
         """Index a ``SubmitResult``: its order and the fills of both sides. O(trades)."""
@@ -54,10 +57,9 @@ class AccountIndex:
         if mine is None:
             mine = self.orders.setdefault(owner, {})
         mine[order.order_id] = order
-        added = self._added.get(owner, 0) + 1
-        self._added[owner] = added
-        if added % PRUNE_EVERY == 0:
+        if len(mine) >= self._prune_at.get(owner, PRUNE_AT):
             self._prune(mine)
+            self._prune_at[owner] = max(PRUNE_AT, 2 * len(mine))
         trades = result.trades
         if trades:
             fills = self.fills
@@ -82,7 +84,7 @@ class AccountIndex:
         """Index what a recovered engine remembers. O(orders + trades)."""
         self.orders = {}
         self.fills = {}
-        self._added = {}
+        self._prune_at = {}
         for order in sorted(engine.orders.values(), key=lambda o: o.order_id):
             self.orders.setdefault(order.account_id, {})[order.order_id] = order
         trades = [t for market in engine.markets.values() for t in market.trades]

@@ -11,12 +11,13 @@ shutdown). The reports are never mutated after they are built.
 
 Line shapes (``ts`` is the event's time, ISO 8601 UTC; amounts are decimal strings)::
 
-    {"event":"order","ts","sequence", <the order report without "trades">}
+    {"event":"order","ts","sequence"[,"account_id"], <the order report without "trades">}
     {"event":"trade","ts", <the trade as in the contract>}           one per fill
-    {"event":"cancel","ts","sequence", <the cancelled order's report without "trades">}
+    {"event":"cancel","ts","sequence"[,"account_id"], <the cancelled order's report without "trades">}
     {"event":"rejection","ts","request":"order"|"cancel","code","message","field","body"}
     {"event":"admin","ts","action":"account_created"|"key_issued"|"key_revoked","account_id",...}
 
+``account_id`` (the owner, a decimal string) is there with ``--auth on``.
 Admin lines name a key by its ``key_id`` (the first 16 hex digits of its
 SHA-256), never in clear; the admin token never appears.
 
@@ -66,15 +67,17 @@ class Audit:
         self.lines_written = 0
 
     # -- recording (hot path: O(1), no IO) ------------------------------------
-    def submit(self, report: dict, sequence: int, encoded: bytes | None = None) -> None:
+    def submit(
+        self, report: dict, sequence: int, encoded: bytes | None = None, owner: int | None = None
+    ) -> None:
         """An order as ``POST /order`` reported it (its trades become trade lines).
         ``encoded``: the report's msgspec encoding, when the caller has made it
         already for its answer (spares encoding it again)."""
-        self._pending.append((0, report, (sequence, encoded)))
+        self._pending.append((0, report, (sequence, encoded, owner)))
 
-    def cancel(self, report: dict, sequence: int, timestamp_ns: int) -> None:
+    def cancel(self, report: dict, sequence: int, timestamp_ns: int, owner: int | None = None) -> None:
         """A cancel as ``POST /cancel`` reported it."""
-        self._pending.append((1, report, (sequence, timestamp_ns)))
+        self._pending.append((1, report, (sequence, timestamp_ns, owner)))
 
     def rejection(self, request: str, body, error) -> None:
         self._pending.append((2, request, (body, error, time.time_ns())))
@@ -138,7 +141,9 @@ _encode = msgspec.json.encode  # every line is built as bytes; the block is deco
 _TRADES_KEY = b',"trades":['
 
 
-def _submit_lines(lines: list, report: dict, sequence: int, body: bytes | None = None) -> None:
+def _submit_lines(
+    lines: list, report: dict, sequence: int, body: bytes | None = None, owner: int | None = None
+) -> None:
     # Spliced from the report's own encoding (its last key is "trades"; a quote
     # inside a string value is escaped, so the last ',"trades":[' is that key):
     # the same bytes as encoding {"event", "ts", "sequence", **report minus
@@ -146,15 +151,22 @@ def _submit_lines(lines: list, report: dict, sequence: int, body: bytes | None =
     if body is None:
         body = _encode(report)
     cut = body.rindex(_TRADES_KEY)
-    lines.append(
-        b'{"event":"order","ts":%b,"sequence":%d,%b}' % (_encode(report["timestamp"]), sequence, body[1:cut])
-    )
+    ts = _encode(report["timestamp"])
+    if owner is None:
+        lines.append(b'{"event":"order","ts":%b,"sequence":%d,%b}' % (ts, sequence, body[1:cut]))
+    else:
+        lines.append(
+            b'{"event":"order","ts":%b,"sequence":%d,"account_id":"%d",%b}'
+            % (ts, sequence, owner, body[1:cut])
+        )
     for trade in report["trades"]:
         lines.append(b'{"event":"trade","ts":%b,%b' % (_encode(trade["timestamp"]), _encode(trade)[1:]))
 
 
-def _cancel_line(report: dict, sequence: int, timestamp_ns: int) -> bytes:
+def _cancel_line(report: dict, sequence: int, timestamp_ns: int, owner: int | None = None) -> bytes:
     line = {"event": "cancel", "ts": iso(timestamp_ns), "sequence": sequence}
+    if owner is not None:
+        line["account_id"] = str(owner)
     line.update(report)
     del line["trades"]
     return _encode(line)

@@ -230,7 +230,7 @@ class Exchange:
                 except Exception:
                     log.exception("publisher.on_submit failed")
             if audit_submit is not None:
-                audit_submit(report, result.sequence, encoded)
+                audit_submit(report, result.sequence, encoded, result.order.account_id)
                 if result.cancelled:
                     self._audit_stp(spec, result)
         if encode:
@@ -326,7 +326,7 @@ class Exchange:
             except Exception:
                 log.exception("publisher.on_cancel failed")
         if self.audit is not None:
-            self.audit.cancel(report, result.sequence, result.timestamp)
+            self.audit.cancel(report, result.sequence, result.timestamp, result.order.account_id)
         return report
 
     def place_order_or_error(self, body, account=None) -> dict:
@@ -387,7 +387,7 @@ class Exchange:
             except Exception:
                 log.exception("publisher.on_submit failed")
         if self.audit is not None:
-            self.audit.submit(report, result.sequence, encoded)
+            self.audit.submit(report, result.sequence, encoded, result.order.account_id)
             if result.cancelled:
                 self._audit_stp(self.engine.markets[result.order.symbol].spec, result)
 
@@ -395,7 +395,12 @@ class Exchange:
         """A cancel line for each resting order self-trade prevention cancelled."""
         cancel = self.audit.cancel
         for order in result.cancelled:
-            cancel(formatting.order_report(spec, order), result.sequence, result.order.timestamp)
+            cancel(
+                formatting.order_report(spec, order),
+                result.sequence,
+                result.order.timestamp,
+                order.account_id,
+            )
 
     def _reject(self, request: str, body, error: EngineError) -> None:
         self.rejections += 1

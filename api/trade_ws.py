@@ -56,11 +56,12 @@ class TradeNamespace(_socketio.Namespace):
     def on_connect(self, sid, environ=None, auth=None):
         if self.auth is not None:
             try:
-                found = self.auth.session(auth, environ)
+                found = self.auth.session(auth, environ)  # counts a refused key itself
             except Exception:
-                found = None
-            if found is None:
-                self.auth.failures += 1
+                found = False
+            if not found:
+                if found is None:  # no key at all
+                    self.auth.failures += 1
                 raise _socketio.exceptions.ConnectionRefusedError(
                     {"code": "UNAUTHENTICATED", "message": UNAUTHENTICATED_KEY}
                 )

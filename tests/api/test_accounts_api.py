@@ -5,6 +5,7 @@ unchanged."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -417,6 +418,9 @@ def test_stp_cancellations_reach_the_audit_log(on_app, alice):
     audit.flush()
     text = open(audit.path).read()
     assert '"event":"cancel"' in text and '"cancel_reason":"self_trade"' in text
+    lines = [line for line in text.splitlines() if '"event":"order"' in line or '"event":"cancel"' in line]
+    assert lines and all('"account_id":"1"' in line for line in lines)  # the owner of each
+    assert all(json.loads(line)["account_id"] == "1" for line in lines)
 
 
 # -- rate limit per key -----------------------------------------------------------------------------
@@ -454,3 +458,50 @@ def test_auth_off_is_the_keyless_contract(api, app):
     assert [f["liquidity"] for f in api.get("/fills")["fills"]] == ["taker", "maker"]
     assert api.post("/cancel_all", {})["cancelled"] == []
     assert app.extensions["auth"].mode == "off"
+
+
+# -- first run ----------------------------------------------------------------------------------
+def test_first_run_opens_the_demo_account_once_and_prints_no_secret(make_app):
+    from api.auth import first_run_text
+
+    app = make_app(auth="on")
+    auth = app.extensions["auth"]
+    data_dir = app.config["DATA_DIR"]
+    path = auth.first_run(data_dir)
+    assert path == os.path.join(data_dir, "demo.key")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    key = open(path).read().strip()
+    client = app.test_client()
+    assert client.get("/account", headers={"X-API-Key": key}).get_json()["name"] == "demo"
+    assert auth.first_run(data_dir) == path and len(auth.registry) == 1  # not again
+    text = first_run_text("http://127.0.0.1:5000", path, auth.token_path, True)
+    assert f'-H "X-API-Key: $(cat {path})"' in text
+    assert "curl -s -X POST http://127.0.0.1:5000/order" in text and "http://127.0.0.1:5000/" in text
+    assert key not in text and open(auth.token_path).read().strip() not in text
+
+
+def test_first_run_does_nothing_with_auth_off_or_existing_accounts(make_app, tmp_path):
+    off = make_app()
+    assert off.extensions["auth"].first_run(off.config["DATA_DIR"]) is None
+    on = make_app(auth="on")
+    on.extensions["auth"].create_account("alice")
+    assert on.extensions["auth"].first_run(on.config["DATA_DIR"]) is None
+    assert not os.path.exists(os.path.join(on.config["DATA_DIR"], "demo.key"))
+
+
+def test_the_order_index_forgets_what_the_engine_forgot(make_app):
+    from api import account_index
+
+    app = make_app(auth="on")
+    exchange = app.extensions["exchange"]
+    exchange.engine._order_history = 100  # closed orders the engine remembers
+    _account, key = app.extensions["auth"].create_account("alice")
+    t = Trader(app.test_client(), key)
+    body = {"symbol": BTC, "side": "buy", "order_type": "ioc", "quantity": "1", "price": "1.00"}
+    for _ in range(account_index.PRUNE_AT + 50):  # each closes at once (nothing to take)
+        t.post("/order", body)
+    mine = exchange.index.orders[1]
+    # pruned to the 100 the engine remembered then, plus the 50 added since
+    assert len(mine) <= 100 + 50
+    listed = t.get("/orders?status=all&limit=1000")["orders"]
+    assert 100 <= len(listed) <= 101 and all(o["cancel_reason"] == "unfilled" for o in listed)

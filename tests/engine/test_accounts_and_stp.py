@@ -373,3 +373,84 @@ def test_no_self_trade_ever_prints_unless_the_taker_said_none(stream):
         if r.status is NEW or r.status is PARTIALLY_FILLED:
             resting.append(r.order.order_id)
         engine.check()
+
+
+# -- against a naive reference with owners -------------------------------------------------------
+class NaiveStpBook:
+    """A flat list of resting orders with owners, scanned on every command:
+    self-trade prevention as the contract words it, obviously."""
+
+    def __init__(self) -> None:
+        self.resting: list[list] = []  # [order_id, side, price, remaining, owner]
+
+    def submit(self, order_id, side, kind, quantity, price, owner, stp):
+        """``(trades [(maker, price, qty)], cancelled maker ids, taker stopped by STP)``."""
+        opposite = SELL if side is BUY else BUY
+        eligible = [o for o in self.resting if o[1] is opposite]
+        if price is not None:
+            eligible = [o for o in eligible if (o[2] <= price if side is BUY else o[2] >= price)]
+        eligible.sort(key=lambda o: (o[2] if side is BUY else -o[2], o[0]))
+        prevent = stp is not STP_NONE
+        if kind is FOK:
+            available = 0
+            for o in eligible:
+                if prevent and o[4] == owner:
+                    if stp is STP_CANCEL_MAKER:
+                        continue
+                    break
+                available += o[3]
+            if available < quantity:
+                return [], [], False
+        remaining, trades, cancelled, stopped = quantity, [], [], False
+        for maker in eligible:
+            if not remaining:
+                break
+            if prevent and maker[4] == owner:
+                if stp is not STP_CANCEL_TAKER:
+                    maker[3] = 0
+                    cancelled.append(maker[0])
+                if stp is not STP_CANCEL_MAKER:
+                    stopped = True
+                    break
+                continue
+            fill = min(maker[3], remaining)
+            maker[3] -= fill
+            remaining -= fill
+            trades.append((maker[0], maker[2], fill))
+        self.resting = [o for o in self.resting if o[3] > 0]
+        if remaining and kind is LIMIT and not stopped:
+            self.resting.append([order_id, side, price, remaining, owner])
+        return trades, cancelled, stopped
+
+    def depth(self):
+        levels: dict = {}
+        for _, side, price, remaining, _owner in self.resting:
+            levels[(side, price)] = levels.get((side, price), 0) + remaining
+        bids = sorted(((p, q) for (s, p), q in levels.items() if s is BUY), reverse=True)
+        asks = sorted((p, q) for (s, p), q in levels.items() if s is SELL)
+        return bids, asks
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops)
+def test_stp_matches_the_naive_reference(stream):
+    engine = make_engine()
+    naive = NaiveStpBook()
+    ids = []
+    for account, side, kind, qty, price, stp, cancel in stream:
+        if cancel == 0 and ids:
+            order_id = ids.pop(0)
+            try:
+                engine.cancel(order_id)
+            except OrderNotOpen:
+                pass
+            naive.resting = [o for o in naive.resting if o[0] != order_id]
+        limit = None if kind is MARKET else price
+        r = engine.submit(SYM, side, kind, qty, limit, account_id=account, stp=stp)
+        trades, cancelled, stopped = naive.submit(r.order.order_id, side, kind, qty, limit, account, stp)
+        assert [(t.maker.order_id, t.price, t.quantity) for t in r.trades] == trades
+        assert [o.order_id for o in r.cancelled] == cancelled
+        assert (r.order.cancel_reason == "self_trade") == stopped
+        assert depth(engine) == naive.depth()
+        ids.append(r.order.order_id)
+    engine.check()

@@ -151,3 +151,65 @@ def test_sigkill_keeps_every_acknowledged_account_and_key(tmp_path):
         assert [a["name"] for a in listed["accounts"]] == ["demo", "alice"]
     report = verify(str(data), out=lambda *a: None)
     assert report["ok"], report["problems"]
+
+
+def test_admin_changes_racing_orders_and_snapshots_replay_exactly(tmp_path):
+    """Account records are taken under every symbol lock: a snapshot never falls
+    between a change and its record, whatever runs beside it (real threads)."""
+    import threading
+
+    from storage import Store
+
+    data = tmp_path / "data"
+    store = Store(str(data), fsync="off", snapshot_every=25)
+    app = _app(data, store=store)
+    auth = app.extensions["auth"]
+    exchange = app.extensions["exchange"]
+    alice, bob = auth.create_account("alice")[0], auth.create_account("bob")[0]
+    errors = []
+
+    def trade(account, symbol):
+        try:
+            for i in range(200):
+                body = {
+                    "symbol": symbol,
+                    "side": "buy" if i % 2 else "sell",
+                    "order_type": "limit",
+                    "price": "100.00",
+                    "quantity": "1",
+                    "stp": "cancel_maker" if i % 3 else "cancel_taker",
+                }
+                exchange.place_order(body, account)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    def administer():
+        try:
+            for i in range(30):
+                _account, key = auth.create_account(f"user{i}")
+                if i % 2:
+                    auth.revoke({"api_key": key})
+        except Exception as e:  # pragma: no cover
+            errors.append(e)
+
+    threads = [
+        threading.Thread(target=trade, args=(alice, BTC)),
+        threading.Thread(target=trade, args=(bob, "ETH-USDT")),
+        threading.Thread(target=administer),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    before = exchange.engine.snapshot()
+    assert store.stats()["snapshots"] >= 10
+    close_app(app)
+    report = verify(str(data), out=lambda *a: None)
+    assert report["ok"], report["problems"]
+    assert report["accounts"] == {"accounts": 32, "keys": 32, "revoked": 15}
+    again = _app(data)
+    after = again.extensions["exchange"].engine.snapshot()
+    assert after["accounts"] == before["accounts"]
+    assert sorted(after["orders"]) == sorted(before["orders"])
+    close_app(again)
