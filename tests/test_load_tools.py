@@ -790,3 +790,73 @@ def test_md_latency_with_auth_on_trades_between_its_two_accounts(auth_server, tm
     result = json.loads(out.read_text())["results"][0]
     assert result["orders_answered"] == 40 and result["lost_trades"] == 0
     assert result["trades_expected_per_subscriber"] > 0  # two accounts: no self-trade prevention
+
+
+@pytest.mark.server
+def test_monitoring_suite_comprehensive_with_auth_on_makes_accounts_once(auth_server, tmp_path, capsys):
+    out_dir = tmp_path / "report"
+    code = monitoring_suite.main(
+        [
+            *("--test", "comprehensive", "--url", auth_server.url, "--levels", "50"),
+            *("--level-duration", "1", "--no-ceilings", "--out-dir", str(out_dir)),
+            *("--data-dir", auth_server.data_dir, "--accounts", "2"),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "orders sent as 2 account(s)" in printed and "--api-key-file" in printed
+    assert (out_dir / "report.md").exists()
+    assert not [p for p in os.listdir(out_dir) if p.startswith(".keys-")]  # the key file is gone
+    level = json.loads((out_dir / "level_50.json").read_text())["phases"][-1]
+    assert level["errors"] == 0 and level["ok"] >= 45
+
+
+def watch(url: str, *args: str, seconds: float = 4.0, during=None) -> str:
+    """examples/market_watch.py for ``seconds`` (``during()`` runs meanwhile); its output."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "examples", "market_watch.py"), "--url", url, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)
+        if during:
+            during()
+        time.sleep(seconds - 1.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    return out
+
+
+@pytest.mark.server
+def test_market_watch_shows_the_keyed_accounts_order_events_only(auth_server, tmp_path):
+    import requests
+
+    admin = accounts.AdminClient(auth_server.url, accounts.read_admin_token(auth_server.data_dir))
+    mine, other = (admin.create_account(n)["api_key"] for n in ("watcher", "stranger"))
+    key_file = tmp_path / "key"
+    key_file.write_text(mine + "\n")
+
+    def place():
+        for key, price in ((mine, "100.00"), (other, "101.00")):
+            body = {
+                "symbol": "BTC-USDT",
+                "side": "buy",
+                "order_type": "limit",
+                "price": price,
+                "quantity": "0.01",
+            }
+            r = requests.post(auth_server.url + "/order", json=body, headers={"X-API-Key": key}, timeout=5)
+            assert r.status_code == 200, r.text
+
+    out = watch(auth_server.url, "--order-events", "--no-book", "--api-key-file", str(key_file), during=place)
+    orders = [line for line in out.splitlines() if " ORDER " in line]
+    assert len(orders) == 1 and "@ 100.00" in orders[0], out
+    assert mine not in out
+    keyless = watch(auth_server.url, "--order-events", "--no-book", seconds=2.5)
+    assert "UNAUTHENTICATED" in keyless and "--api-key-file" in keyless
