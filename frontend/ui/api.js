@@ -64,7 +64,8 @@ const query = (params) => {
 
 export const api = {
   get: (path) => request("GET", path),
-  post: (path, body) => request("POST", path, body),
+  // Every POST but /ping acts for an account (orders, cancels, amends): it carries the key.
+  post: (path, body) => request("POST", path, body, { auth: true }),
   symbols: () => request("GET", "/symbols"),
   book: (symbol, levels) => request("GET", `/book/${encodeURIComponent(symbol)}?levels=${levels}`),
   bbo: (symbol) => request("GET", `/bbo/${encodeURIComponent(symbol)}`),
