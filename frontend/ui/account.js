@@ -178,9 +178,8 @@ export class Session {
     this.refreshTimer = null;
     this.readAgain = false;
     if (this.socket) {
-      this.socket.removeAllListeners();
-      this.socket.io.removeAllListeners?.();
-      this.socket.disconnect();
+      this.socket.removeAllListeners(); // no "disconnect" handler runs for a socket we close
+      this.socket.disconnect(); // its own connection (forceNew): closed with it
       this.socket = null;
     }
     this.orders.reset();
