@@ -156,6 +156,9 @@ def symbol_lock_factory(async_mode: str):
       engine and takes its own ``_mu``, which no green thread holds across a
       yield (``Condition.wait`` releases it), so it never waits there; the
       files are written after the locks are released.
+    * ``api.auth.Auth``'s admin commands hold every symbol lock
+      (``engine.all_locks()``) around the registry change and the store's
+      ``log_command`` (a ticket and a list append); ``wait`` comes after.
     * ``api.market``'s publisher reads books through ``engine.depth``/``bbo``
       (under its own green lock, which is taken outside any symbol lock).
 

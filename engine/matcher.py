@@ -55,10 +55,10 @@ Accounts and self-trade prevention
     (``engine.accounts``) is ``self.accounts``, snapshotted with the books.
 
 Known limits
-    Closed orders are kept
-    in memory up to ``order_history`` (the oldest closed are forgotten first);
-    trades up to ``trade_history`` per symbol. Durable history lives in the
-    storage layer.
+    Closed orders are kept in memory up to ``order_history`` (the oldest
+    closed are forgotten first); trades up to ``trade_history`` per symbol.
+    Durable history lives in the storage layer. Accounts have no balances
+    yet: nothing checks an order against funds.
 """
 
 from __future__ import annotations
@@ -294,7 +294,7 @@ class MatchingEngine:
                 raise ValidationError("stp must be cancel_taker, cancel_maker, cancel_both or none", "stp")
             if type(account_id) is not int:
                 raise ValidationError("account_id must be an integer", "account_id")
-            account_id = self._intern(account_id)
+            account_id = self._interned.setdefault(account_id, account_id)  # _intern, inlined
         if timestamp is None:
             timestamp = self._clock()
 
@@ -303,10 +303,21 @@ class MatchingEngine:
                 order_id = next(self._order_ids)
             else:  # replay: later ids continue after the journal's
                 self._order_ids = _after(self._order_ids, order_id)
-            order = Order(order_id, client_order_id, symbol, side, order_type, price, quantity, timestamp)
-            if account_id is not None:
-                order.account_id = account_id
-                order.stp = stp
+            if account_id is None:
+                order = Order(order_id, client_order_id, symbol, side, order_type, price, quantity, timestamp)
+            else:
+                order = Order(
+                    order_id,
+                    client_order_id,
+                    symbol,
+                    side,
+                    order_type,
+                    price,
+                    quantity,
+                    timestamp,
+                    account_id=account_id,
+                    stp=stp,
+                )
             self.orders[order_id] = order
             market.stats.orders += 1
             book = market.book

@@ -111,14 +111,23 @@ def order(rng):
     return body
 
 
+auth = app.extensions["auth"]
+
+
 def client(seed):
     rng = random.Random(seed)
+    # admin commands hold every symbol lock around the registry change and its record
+    account, _key = auth.create_account(f"trader{seed}")
     for i in range(40):
-        report = json.loads(exchange.place_order_json(order(rng)))
-        exchange.place_orders_json([order(rng) for _ in range(5)])
+        owner = account if i % 2 else None  # orders with and without an owner (STP in the loop)
+        report = json.loads(exchange.place_order_json(order(rng), owner))
+        exchange.place_orders_json([order(rng) for _ in range(5)], owner)
         if report["status"] in ("new", "partially_filled"):
-            exchange.cancel_order_or_error({"order_id": report["order_id"]})
-        exchange.get_order(report["order_id"])
+            exchange.cancel_order_or_error({"order_id": report["order_id"]}, owner)
+        exchange.get_order(report["order_id"], owner)
+        if i % 10 == 5:
+            _account, key = auth.issue_key(account.account_id)
+            auth.revoke({"api_key": key})
         exchange.book("BTC-USDT", 5)
         exchange.bbo("ETH-USDT")
         exchange.trades("BTC-USDT", 5)
@@ -135,6 +144,7 @@ watcher.get_received("/market")
 out["entered_while_held"] = len(entered_while_held)
 out["snapshots"] = store.statistics()["snapshots"]
 out["orders"] = engine.statistics()["engine"]["orders"]
+out["keys"] = len(engine.accounts.keys)
 engine.check()
 close_app(app)
 print(json.dumps(out))
@@ -148,5 +158,6 @@ def test_eventlet_critical_sections_never_yield(tmp_path):
     assert out["app_lock_type"] == "RLock"
     assert out["detector"] == 1
     assert out["orders"] == 12 * 40 * 6
+    assert out["keys"] == 12 * 5  # each trader's first key and four issued (and revoked) more
     assert out["snapshots"], out  # snapshots were taken while green threads traded
     assert out["entered_while_held"] == 0

@@ -4,6 +4,8 @@ only), and a key revoked during an open session."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from api.app import close_app, create_app
@@ -161,3 +163,80 @@ def test_a_revoked_key_loses_its_order_events_at_once(on):
     assert inbox.of("order_event") == []
     assert subscribe(client, type="order_events")["error"]["code"] == "UNAUTHENTICATED"
     assert unsubscribe(client, type="trades") == {"ok": True}
+
+
+# -- a real eventlet server and real python-socketio clients ----------------------------------
+@pytest.mark.server
+def test_real_server_keys_at_connect_and_private_order_events(tmp_path):
+    import threading
+
+    import requests
+    import socketio
+
+    from tests.serverproc import ServerProcess
+
+    with ServerProcess(tmp_path / "data", "--auth", "on") as server:
+        token = (tmp_path / "data" / "admin.token").read_text().strip()
+        keys = {}
+        for name in ("alice", "bob"):
+            r = requests.post(
+                server.url + "/admin/accounts", json={"name": name}, headers={"X-Admin-Token": token}
+            )
+            keys[name] = r.json()["api_key"]
+        clients = []
+        received = {"alice": [], "bob": []}
+        arrived = threading.Event()
+        try:
+            for name in ("alice", "bob"):
+                sio = socketio.Client(reconnection=False)
+
+                def on_event(data, name=name):
+                    received[name].append((data["event"], data["order"]["order_id"]))
+                    arrived.set()
+
+                sio.on("order_event", on_event, namespace="/market")
+                sio.connect(
+                    server.url,
+                    namespaces=["/market", "/trade"],
+                    transports=["websocket"],
+                    auth={"api_key": keys[name]},
+                )
+                clients.append(sio)
+                assert sio.call("subscribe", {"type": "order_events"}, namespace="/market", timeout=5) == {
+                    "ok": True
+                }
+            alice, bob = clients
+            body = {
+                "symbol": "BTC-USDT",
+                "side": "sell",
+                "order_type": "limit",
+                "price": "100.00",
+                "quantity": "1",
+            }
+            ask = alice.call("order", body, namespace="/trade", timeout=5)
+            assert ask["status"] == "new"
+            bid = bob.call("order", dict(body, side="buy"), namespace="/trade", timeout=5)
+            assert bid["status"] == "filled"
+            mine = alice.call("cancel", {"order_id": bid["order_id"]}, namespace="/trade", timeout=5)
+            assert mine["error"]["code"] == "ORDER_NOT_FOUND"
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and (len(received["alice"]) < 2 or len(received["bob"]) < 2):
+                arrived.wait(0.1)
+                arrived.clear()
+            assert received["alice"] == [("accepted", ask["order_id"]), ("filled", ask["order_id"])]
+            assert received["bob"] == [("accepted", bid["order_id"]), ("filled", bid["order_id"])]
+
+            anonymous = socketio.Client(reconnection=False)
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                anonymous.connect(server.url, namespaces=["/trade"], transports=["websocket"], wait_timeout=5)
+            public = socketio.Client(reconnection=False)
+            public.connect(server.url, namespaces=["/market"], transports=["websocket"], wait_timeout=5)
+            clients.append(public)
+            answer = public.call("subscribe", {"type": "order_events"}, namespace="/market", timeout=5)
+            assert answer["error"]["code"] == "UNAUTHENTICATED"
+            assert public.call("subscribe", {"type": "trades"}, namespace="/market", timeout=5) == {
+                "ok": True
+            }
+        finally:
+            for sio in clients:
+                sio.disconnect()
