@@ -43,10 +43,14 @@ function storeKey(key) {
 }
 
 export class Session {
-  /** `orders` is the AccountOrders to fill; `onChange()` asks the page to re-render. */
+  /**
+   * `orders` is the AccountOrders to fill; `onChange()` asks the page to re-render;
+   * `onEvent(msg)`, when set, sees every `order_event` of the account as it arrives.
+   */
   constructor(orders, onChange) {
     this.orders = orders;
     this.onChange = onChange;
+    this.onEvent = null;
     this.mode = "unknown";
     this.account = null;
     this.key = null;
@@ -217,6 +221,7 @@ export class Session {
     socket.on("order_event", (msg) => {
       if (gen !== this.gen || !msg || !msg.order) return;
       if (this.orders.apply(msg.order)) this.onChange();
+      if (this.onEvent) this.onEvent(msg);
       this.scheduleRefresh();
     });
     socket.on("disconnect", (reason) => {

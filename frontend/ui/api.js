@@ -75,6 +75,7 @@ export const api = {
   order: (orderId) => request("GET", `/order/${encodeURIComponent(orderId)}`, undefined, { auth: true }),
   submit: (order) => request("POST", "/order", order, { auth: true }),
   cancel: (orderId) => request("POST", "/cancel", { order_id: orderId }, { auth: true }),
+  amend: (body) => request("POST", "/amend", body, { auth: true }),
   cancelAll: (symbol) => request("POST", "/cancel_all", symbol ? { symbol } : {}, { auth: true }),
   orders: (status, limit) => request("GET", `/orders${query({ status, limit })}`, undefined, { auth: true }),
   fills: (limit) => request("GET", `/fills${query({ limit })}`, undefined, { auth: true }),

@@ -55,6 +55,7 @@ export class AccountOrders {
     this.loaded = false;
     this.fresh = new Set();
     this.sinceRead = null; // reports merged while a read is in flight
+    this.amendable = this.amendable ?? false; // an "Edit" button on open orders (an amend form handles it)
     // The table is rebuilt only when something in it changed: rebuilding it on
     // every market-data frame would swallow clicks on its Cancel buttons.
     this.dirty = true;
@@ -108,6 +109,16 @@ export class AccountOrders {
     return this.openOrders;
   }
 
+  /** The account's order `orderId` as last read or merged (open ones first), or undefined. */
+  find(orderId) {
+    return this.openOrders.find((o) => o.order_id === orderId) || this.history.find((o) => o.order_id === orderId);
+  }
+
+  /** True for an order of the account that the lists hold. */
+  isMine(orderId) {
+    return this.find(orderId) !== undefined;
+  }
+
   /**
    * Render the chosen tab ("open" | "history" | "fills") into the table.
    * `notice`, when given, replaces the table (logged out, loading, an error).
@@ -147,9 +158,13 @@ export class AccountOrders {
         "<th>Avg price</th><th>Status</th><th>Order id</th><th></th></tr>";
       const list = tab === "open" ? this.openOrders : this.history;
       rows = list.map((o) => {
-        const cancel = isOpen(o)
-          ? `<button type="button" class="cancel-btn" data-action="cancel" data-order-id="${esc(o.order_id)}" data-testid="cancel-${esc(o.order_id)}">Cancel</button>`
+        const edit = this.amendable
+          ? `<button type="button" class="cancel-btn" data-action="amend" data-order-id="${esc(o.order_id)}" data-testid="amend-${esc(o.order_id)}">Edit</button> `
           : "";
+        const cancel = isOpen(o)
+          ? `${edit}<button type="button" class="cancel-btn" data-action="cancel" data-order-id="${esc(o.order_id)}" data-testid="cancel-${esc(o.order_id)}">Cancel</button>`
+          : "";
+        const stop = o.stop_price ? `stop ${fmt(o.symbol, "price", o.stop_price)} · ` : "";
         const fresh = this.fresh.has(o.order_id) ? " fresh" : "";
         const status = String(o.status || "");
         const reason = o.cancel_reason && o.cancel_reason !== "user" ? ` (${String(o.cancel_reason).replace("_", " ")})` : "";
@@ -157,7 +172,7 @@ export class AccountOrders {
           `<tr class="order-row${fresh}" data-order-id="${esc(o.order_id)}" data-status="${esc(status)}" data-symbol="${esc(o.symbol)}">` +
           `<td>${time(o.timestamp)}</td><td>${esc(o.symbol)}</td>` +
           `<td class="${o.side === "buy" ? "up" : "down"}">${esc(o.side)}</td><td>${esc(o.order_type)}</td>` +
-          `<td>${esc(o.price === null || o.price === undefined ? "market" : fmt(o.symbol, "price", o.price))}</td>` +
+          `<td>${esc(stop + (o.price === null || o.price === undefined ? "market" : fmt(o.symbol, "price", o.price)))}</td>` +
           `<td>${esc(fmt(o.symbol, "qty", o.quantity))}</td>` +
           `<td class="filled">${esc(fmt(o.symbol, "qty", o.filled_quantity))}</td>` +
           `<td>${esc(fmt(o.symbol, "price", o.average_price))}</td>` +
