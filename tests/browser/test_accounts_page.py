@@ -119,7 +119,12 @@ def test_log_in_trade_cancel_and_log_out(auth_page, auth_server):
         assert "x-api-key" not in headers, url
     assert not [u for u in page.watch.requests if alice["api_key"] in u]
 
-    # Log out: the key is forgotten, the lists are gone, the private socket closed.
+    # Log out: the key is forgotten, the lists are gone, the private socket closed
+    # (the server counts one /market client fewer: the public one stays).
+    def market_clients():
+        return Api(server.url).get("/statistics")["streaming"]["clients"].get("/market", 0)
+
+    assert market_clients() == 2
     ui.logout()
     expect(page.locator("#account")).to_have_attribute("data-state", "logged-out")
     expect(page.locator("#account")).to_have_attribute("data-socket", "off")
@@ -127,6 +132,11 @@ def test_log_in_trade_cancel_and_log_out(auth_page, auth_server):
     expect(page.locator("#my-orders tr.order-row")).to_have_count(0)
     expect(page.locator("#my-orders-empty")).to_contain_text("Log in with an API key")
     assert ui.session_key() is None
+    for _ in range(50):
+        if market_clients() == 1:
+            break
+        page.wait_for_timeout(100)
+    assert market_clients() == 1
     page.reload()
     ui.wait_live()
     expect(page.locator("#account")).to_have_attribute("data-state", "logged-out")
