@@ -8,6 +8,8 @@
 #
 # Scenarios: rest500 rest1000 ceiling sweep batch ws md nofsync
 # (sweep: the REST ceiling and its baselines at 8 to 128 connections)
+# AUTH=on runs the servers with accounts (default off: the figures of PERFORMANCE.md
+# sections 3-5); the tools get the scenario's data dir and make their own accounts.
 set -u
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -22,13 +24,13 @@ run() { # name [server args] -- command
   local name=$1; shift
   local srv=(); while [ "$1" != "--" ]; do srv+=("$1"); shift; done; shift
   local data="$out/data-$name"; rm -rf "$data"
-  $PY api/app.py --host 127.0.0.1 --port "$port" --data-dir "$data" --rate-limit 0 "${srv[@]}" \
+  $PY api/app.py --host 127.0.0.1 --port "$port" --data-dir "$data" --rate-limit 0 --auth "${AUTH:-off}" "${srv[@]}" \
       > "$out/server-$name.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do curl -sf "$U/health" >/dev/null && break; sleep 0.1; done
   echo "=== $name: $*" | tee -a "$out/all.txt"
   head -1 /proc/pressure/cpu >> "$out/all.txt" 2>/dev/null
-  timeout 400 "$@" >> "$out/all.txt" 2>&1; echo "exit $?" >> "$out/all.txt"
+  timeout 400 "$@" --data-dir "$data" >> "$out/all.txt" 2>&1; echo "exit $?" >> "$out/all.txt"
   kill "$pid"; wait "$pid" 2>/dev/null
 }
 
