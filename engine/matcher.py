@@ -724,7 +724,8 @@ def _order_to_row(order: Order) -> list:
 
 def _order_from_row(row: list) -> Order:
     """An order from ``_order_to_row``; rows written before accounts existed
-    (11 fields) restore without owner and cancel reason."""
+    (11 fields) restore without owner, and with the cancel reason that was
+    the only possible one then."""
     oid, coid, symbol, side, otype, price, qty, ts, filled, notional, status = row[:11]
     order = Order(
         oid,
@@ -741,6 +742,10 @@ def _order_from_row(row: list) -> Order:
     )
     if len(row) > 16:
         order.cancel_reason = row[16]
+    elif order.status is CANCELLED:
+        # A row from before cancel reasons: then only the user cancelled a
+        # limit order, and the engine the rest of the others -- exactly.
+        order.cancel_reason = REASON_USER if order.order_type is LIMIT else REASON_UNFILLED
     if len(row) > 18:
         order.account_id = row[17]
         order.stp = SelfTradePrevention(row[18])

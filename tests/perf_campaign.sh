@@ -6,6 +6,9 @@
 #   bash tests/perf_campaign.sh [OUTDIR]              # all scenarios (~11 minutes)
 #   TESTS="ceiling batch" bash tests/perf_campaign.sh  # a subset
 #
+# Servers run --auth off (the figures recorded before accounts, comparable);
+# AUTH=on serves with keys (the scenarios do not pass keys to the load tools yet).
+#
 # Scenarios: rest500 rest1000 ceiling sweep batch ws md nofsync
 # (sweep: the REST ceiling and its baselines at 8 to 128 connections)
 # AUTH=on runs the servers with accounts (default off: the figures of PERFORMANCE.md

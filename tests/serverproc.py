@@ -44,7 +44,8 @@ class ServerProcess:
     """``python api/app.py`` (or ``script``) in a subprocess; ``start()`` waits for /health.
 
     Started with ``--auth off`` (the original, keyless contract) unless ``args``
-    name ``--auth`` themselves: the command line's default is ``on``."""
+    name ``--auth`` themselves (the command line's default is ``on``), or the
+    script predates the option (a benchmark running an older tree's server)."""
 
     def __init__(
         self,
@@ -76,7 +77,7 @@ class ServerProcess:
             self.data_dir,
             "--rate-limit",
             "0",
-            *([] if any(a == "--auth" or a.startswith("--auth=") for a in self.args) else ["--auth", "off"]),
+            *self._auth_args(),
             *self.args,
         ]
         self._log = open(self.log_path, "ab")
@@ -93,6 +94,18 @@ class ServerProcess:
                 time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"server did not answer /health in {self.timeout}s: {self.output()[-2000:]}")
+
+    def _auth_args(self) -> list[str]:
+        """``--auth off`` unless the test names ``--auth`` or the script (an older
+        tree's ``api/app.py``, for before/after benchmarks) has no such option."""
+        if any(a == "--auth" or a.startswith("--auth=") for a in self.args):
+            return []
+        try:
+            with open(self.script, encoding="utf-8") as f:
+                knows_auth = '"--auth"' in f.read()
+        except OSError:
+            knows_auth = False
+        return ["--auth", "off"] if knows_auth else []
 
     def output(self) -> str:
         try:

@@ -454,3 +454,19 @@ def test_stp_matches_the_naive_reference(stream):
         assert depth(engine) == naive.depth()
         ids.append(r.order.order_id)
     engine.check()
+
+
+def test_a_snapshot_from_before_accounts_restores_with_the_only_possible_reasons():
+    engine = make_engine()
+    user = engine.submit(SYM, SELL, LIMIT, 2, 100).order
+    engine.cancel(user.order_id)
+    ioc = engine.submit(SYM, BUY, IOC, 2, 90).order
+    state = engine.snapshot()
+    state["orders"] = [row[:11] for row in state["orders"]]  # the rows written before accounts
+    state.pop("accounts")
+    old = make_engine()
+    old.restore(state)
+    assert old.orders[user.order_id].cancel_reason == "user"
+    assert old.orders[ioc.order_id].cancel_reason == "unfilled"
+    assert old.orders[ioc.order_id].account_id is None and len(old.accounts) == 0
+    old.check()
