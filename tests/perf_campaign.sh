@@ -7,12 +7,11 @@
 #   TESTS="ceiling batch" bash tests/perf_campaign.sh  # a subset
 #
 # Servers run --auth off (the figures recorded before accounts, comparable);
-# AUTH=on serves with keys (the scenarios do not pass keys to the load tools yet).
+# AUTH=on serves with keys: the tools get the scenario's data dir and make their own
+# accounts with its admin token (advanced_load_test.py --data-dir, LOAD_TESTING.md).
 #
 # Scenarios: rest500 rest1000 ceiling sweep batch ws md nofsync
 # (sweep: the REST ceiling and its baselines at 8 to 128 connections)
-# AUTH=on runs the servers with accounts (default off: the figures of PERFORMANCE.md
-# sections 3-5); the tools get the scenario's data dir and make their own accounts.
 set -u
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
