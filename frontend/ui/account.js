@@ -13,14 +13,19 @@
 // The private socket is a second connection to `/market`, made with
 // auth={"api_key": key} (none in "off"); it subscribes to `order_events` only, so
 // that the public market-data connection never depends on a key and survives
-// logins and logouts. Any 401 to a private call, a refused subscription or a
-// refused reconnection that GET /account confirms ends the session with a message.
+// logins and logouts. Any 401 to a private call, a refused subscription, a
+// refused reconnection that GET /account confirms, or the GET /account asked every
+// 10 s while logged in (a revoked key's socket just stops receiving) ends the
+// session with a message.
 
 import { api, onUnauthorized, setApiKey } from "./api.js";
 import { FILLS_LIMIT, HISTORY_LIMIT, OPEN_LIMIT } from "./orders.js";
 
 const KEY_STORAGE = "matchbook.apiKey";
 const REFRESH_GAP_MS = 400; // at most one read of the lists per gap, however many events
+// GET /account while logged in: a key revoked meanwhile only takes the private socket
+// out of its rooms (no event says so), so the page asks now and then.
+const ACCOUNT_CHECK_MS = 10_000;
 const KEY_PATTERN = /^[\x21-\x7e]{1,512}$/; // printable ASCII, no spaces: what can travel in a header
 
 const $ = (id) => document.getElementById(id);
@@ -60,6 +65,7 @@ export class Session {
     this.reading = false;
     this.readAgain = false;
     this.refreshTimer = null;
+    this.accountTimer = null;
     this.lastRead = 0;
     this.checking = false;
     this.listError = "";
@@ -174,12 +180,15 @@ export class Session {
     this.orders.reset();
     this.connect();
     this.refresh();
+    if (this.mode === "on") this.accountTimer = setInterval(() => this.check(() => {}), ACCOUNT_CHECK_MS);
   }
 
   stop() {
     this.gen += 1;
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     this.refreshTimer = null;
+    if (this.accountTimer) clearInterval(this.accountTimer);
+    this.accountTimer = null;
     this.readAgain = false;
     if (this.socket) {
       this.socket.removeAllListeners(); // no "disconnect" handler runs for a socket we close

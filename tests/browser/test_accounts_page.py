@@ -163,6 +163,21 @@ def test_a_revoked_key_returns_to_the_login_with_a_message(auth_page, auth_serve
     assert Api(server.url).book("ETH-USDT")["bids"] == []  # nothing was placed
 
 
+def test_a_key_revoked_while_idle_logs_the_page_out_by_itself(auth_page, auth_server):
+    """Revocation takes the private socket out of its rooms without a word; the page's
+    periodic GET /account (every 10 s) notices and returns to the login."""
+    page, server = auth_page, auth_server
+    admin = admin_client(server)
+    dana = admin.create_account("dana")
+    ui = TradingPage(page, server.url).open_logged_out("BTC-USDT")
+    ui.login(dana["api_key"])
+    ui.wait_logged_in("dana")
+    admin.revoke_key(dana["api_key"])
+    expect(page.locator("#login-error")).to_contain_text("no longer accepted", timeout=15_000)
+    expect(page.locator("#account")).to_have_attribute("data-state", "logged-out")
+    assert ui.session_key() is None
+
+
 def test_two_accounts_in_two_tabs_see_only_their_own_orders(browser, auth_server):
     server = auth_server
     admin = admin_client(server)
