@@ -24,7 +24,7 @@ frontend/node_modules/.installed: frontend/package.json frontend/package-lock.js
 run: $(VENV)/.runtime frontend/node_modules/.installed  ## run the service on 127.0.0.1:5000
 	$(PY) api/app.py $(ARGS)
 
-demo: $(VENV)/.runtime frontend/node_modules/.installed  ## the service plus a simulated market
+demo: $(VENV)/.runtime frontend/node_modules/.installed  ## the service plus a simulated market (maker and takers: own accounts)
 	$(PY) api/app.py --demo $(ARGS)
 
 cluster: $(VENV)/.runtime frontend/node_modules/.installed  ## Redis, the engine, two edges, nginx on 127.0.0.1:8080

@@ -4,10 +4,16 @@
     python examples/market_watch.py --url http://127.0.0.1:5000 --symbol BTC-USDT
     python examples/market_watch.py --symbol ETH-USDT --depth 3 --order-events
     python examples/market_watch.py --symbol BTC-USDT --no-book --trades-all
+    python examples/market_watch.py --order-events --api-key-file data/demo.key
 
 A python-socketio client of the ``/market`` namespace (see
 Documentation/STREAMING.md). It subscribes again after a reconnect. Ctrl-C exits
 cleanly.
+
+Market data is public. Order events are private with ``--auth on``: give the
+account's key (``--api-key-file FILE``, or ``--api-key KEY``, which ``ps`` can see);
+it travels in the Socket.IO connect packet (``auth={"api_key": key}``), and the
+events are then that account's orders only.
 
 Output, one line per event::
 
@@ -87,7 +93,10 @@ class Watcher:
                 self.say("INFO", f"subscribed to {name}")
             else:
                 error = (answer or {}).get("error", {}) if isinstance(answer, dict) else {}
-                self.say("ERROR", f"{name}: {error.get('code', '?')}: {error.get('message', answer)}")
+                hint = ""
+                if error.get("code") == "UNAUTHENTICATED" and not self.args.key:
+                    hint = " (this server wants an API key for order events: --api-key-file FILE)"
+                self.say("ERROR", f"{name}: {error.get('code', '?')}: {error.get('message', answer)}{hint}")
 
         return ack
 
@@ -133,6 +142,7 @@ class Watcher:
                 namespaces=[NAMESPACE],
                 transports=["websocket"],
                 wait_timeout=self.args.timeout,
+                auth={"api_key": self.args.key} if self.args.key else None,
             )
         except socketio.exceptions.ConnectionError as e:
             print(f"cannot connect to {self.args.url}: {e}", file=sys.stderr)
@@ -163,9 +173,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trades-all", action="store_true", help="trades of every symbol")
     p.add_argument("--order-events", action="store_true", help="also print order events of the symbol")
     p.add_argument("--timeout", type=float, default=5.0, help="connect timeout in seconds")
+    p.add_argument("--api-key", help="an account's API key, for its order events (visible in ps)")
+    p.add_argument("--api-key-file", metavar="FILE", help="a file holding the API key (first line)")
     args = p.parse_args(argv)
     if not 1 <= args.depth <= 100:
         p.error("--depth must be from 1 to 100")
+    if args.api_key and args.api_key_file:
+        p.error("give --api-key or --api-key-file, not both")
+    args.key = args.api_key
+    if args.api_key_file:
+        try:
+            with open(args.api_key_file, encoding="utf-8") as f:
+                args.key = f.readline().strip()
+        except OSError as exc:
+            p.error(f"cannot read {args.api_key_file}: {exc.strerror}")
+        if not args.key:
+            p.error(f"{args.api_key_file} holds no key")
     return args
 
 

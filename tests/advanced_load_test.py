@@ -16,6 +16,12 @@ not the bottleneck. The run stops by itself after ``--duration`` plus at most
 A server whose rate limit (``X-RateLimit-Limit``, on by default) is below the offered
 rate is refused with a hint (start it with ``--rate-limit 0``) unless ``--allow-rate-limit``.
 
+A server with ``--auth on`` wants an API key on every order: give ``--api-key KEY``
+(repeat it for several accounts) or let the tool make ``--accounts`` accounts of its
+own with the admin token of ``--data-dir`` / ``--admin-token-file`` (their keys are
+revoked at the end). Orders go to the accounts in turn (``loadlib/accounts.py``).
+With ``--auth off`` nothing changes.
+
 Exit status: 0 PASS, 1 FAIL (a check of the verdict line failed), 2 usage error or
 server unreachable. Documentation/LOAD_TESTING.md explains every figure.
 """
@@ -33,7 +39,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from loadlib import report  # noqa: E402
+from loadlib import accounts, report  # noqa: E402
 from loadlib.orders import DEFAULT_SPECS, build_specs  # noqa: E402
 from loadlib.procs import ProcSampler, SystemSampler, find_server_pid  # noqa: E402
 from loadlib.runner import cpu_count, run_phase  # noqa: E402
@@ -204,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", metavar="OUT", help="write the summary as JSON")
     ap.add_argument("--plot", metavar="OUT.png", help="write latency/rate plots (PNG)")
     ap.add_argument("--no-progress", action="store_true", help="no progress line")
+    accounts.add_options(ap)
     return ap
 
 
@@ -343,9 +350,28 @@ def main(argv=None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         notes += more
+    tag = f"lt{int(time.time()) % 100000:05d}"
+    keys = None
+    if not args.baseline_only:  # the baselines (GET /health, POST /ping) need no account
+        try:
+            keys = accounts.resolve_keys(args, host, port, url, tag)
+        except (accounts.KeysError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if keys.needed:
+            notes.append(f"orders sent as {keys.describe()}")
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
+    try:
+        return run(args, v, url, specs, notes, tag, keys.keys if keys else [None], argv)
+    finally:
+        if keys is not None:
+            keys.close()
 
+
+def run(args, v: dict, url: str, specs: list, notes: list, tag: str, keys: list, argv) -> int:
+    """The phases, the report, the verdict; returns the exit status."""
+    host, port = v["host"], v["port"]
     cfg = {
         "host": host,
         "port": port,
@@ -360,9 +386,10 @@ def main(argv=None) -> int:
         "mix": v["mix"],
         "batch_size": args.batch_size if args.mode == "batch" else 1,
         "batch_path": args.batch_path,
-        "tag": f"lt{int(time.time()) % 100000:05d}",
+        "tag": tag,
         "namespace": args.namespace,
         "ws_client": args.ws_client,
+        "keys": keys,
     }
     phases = []  # (label, engine, cfg)
     if args.baseline or args.baseline_only:
@@ -421,7 +448,7 @@ def main(argv=None) -> int:
             "tool": "advanced_load_test",
             "started": started,
             "url": url,
-            "argv": sys.argv[1:] if argv is None else list(argv),
+            "argv": accounts.redact_argv(sys.argv[1:] if argv is None else list(argv)),
             "machine": {
                 "cpus": cpu_count(),
                 "python": platform.python_version(),

@@ -44,6 +44,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from loadlib import accounts  # noqa: E402
 from loadlib.httpengine import ERROR, HttpWorker  # noqa: E402
 from loadlib.orders import CrossingFactory, build_specs  # noqa: E402
 from loadlib.procs import ProcSampler, SystemSampler, find_server_pid  # noqa: E402
@@ -405,7 +406,10 @@ def run_scenario(args, host: str, port: int, spec, n_subs: int, server_pid) -> d
                 f"only {connected} of {n_subs} subscribers connected: " + "; ".join(sorted(set(errors))[:3])
             )
         time.sleep(0.3)  # let the subscription snapshots arrive
-        factory = CrossingFactory(spec, args.seed, tag=f"md{int(time.time()) % 100000:05d}")
+        keys = getattr(args, "keys", None) or [None]
+        factory = CrossingFactory(
+            spec, args.seed, tag=f"md{int(time.time()) % 100000:05d}", accounts=len(keys)
+        )
         scfg = {
             "host": host,
             "port": port,
@@ -424,6 +428,7 @@ def run_scenario(args, host: str, port: int, spec, n_subs: int, server_pid) -> d
             "tag": "md",
             "factory_obj": factory,
             "keep_answers": True,
+            "keys": keys,
         }
         sender = HttpWorker(scfg, 0)
         if sender.connect_all() == 0:
@@ -699,6 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--json", metavar="OUT")
     ap.add_argument("--plot", metavar="OUT.png")
     ap.add_argument("--quiet", action="store_true")
+    accounts.add_options(ap, accounts_default=2)
     return ap
 
 
@@ -752,15 +758,29 @@ def main(argv=None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    try:
+        keys = accounts.resolve_keys(args, host, port, base_url(host, port), f"md{os.getpid()}")
+    except (accounts.KeysError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if keys.needed and len(keys.keys) < 2:
+        print(
+            "note: one account for makers and takers: self-trade prevention stops every trade",
+            file=sys.stderr,
+        )
+    args.keys = keys.keys
     server_pid = find_server_pid(port)
     results = []
-    for n in scenarios:
-        try:
-            results.append(run_scenario(args, host, port, specs[0], n, server_pid))
-        except RuntimeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        time.sleep(0.5)
+    try:
+        for n in scenarios:
+            try:
+                results.append(run_scenario(args, host, port, specs[0], n, server_pid))
+            except RuntimeError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            time.sleep(0.5)
+    finally:
+        keys.close()
     print(format_results(results))
     if any(r["method"] == "timestamp" for r in results):
         print(
@@ -784,7 +804,7 @@ def main(argv=None) -> int:
                     "tool": "md_latency",
                     "url": base_url(host, port),
                     "symbol": args.symbol,
-                    "argv": sys.argv[1:] if argv is None else list(argv),
+                    "argv": accounts.redact_argv(sys.argv[1:] if argv is None else list(argv)),
                     "results": [{k: v for k, v in r.items() if not k.startswith("_")} for r in results],
                     "verdict": {"passed": passed, "line": line},
                 },

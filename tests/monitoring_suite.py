@@ -23,7 +23,10 @@ comprehensive
     Runs ``tests/advanced_load_test.py`` at each of ``--levels`` orders/s (plus
     closed-loop ceilings of ``GET /health``, of ``POST /ping`` and of orders) against the
     URL and writes ``report.md``, ``levels.json``, a latency-vs-load plot and each
-    level's own plot into ``--out-dir``.
+    level's own plot into ``--out-dir``. With ``--auth on`` the orders need accounts:
+    ``--api-key`` / ``--api-key-file``, or the admin token (``--data-dir``,
+    ``--admin-token-file``) with which the suite makes ``--accounts`` accounts once for
+    all its runs (they get the keys in a 0600 file, never on their command line).
 
 Loopback targets only unless ``--allow-remote``; every run is bounded.
 """
@@ -44,6 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
+from loadlib import accounts  # noqa: E402
 from loadlib.procs import find_server_pid  # noqa: E402
 from loadlib.runner import cpu_count  # noqa: E402
 from loadlib.safety import base_url, check_url  # noqa: E402
@@ -352,6 +356,26 @@ def comprehensive(args, url: str) -> int:
     if args.processes:
         common += ["--processes", str(args.processes)]
     timeout = dur * 2 + 60
+    host, port = check_url(url, args.allow_remote)
+    try:
+        keys = accounts.resolve_keys(args, host, port, url, f"ms{os.getpid()}")
+    except (accounts.KeysError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    key_file = accounts.write_key_file(keys.keys, args.out_dir) if keys.needed else None
+    if key_file:
+        common += ["--api-key-file", key_file]
+        print(f"orders sent as {keys.describe()}", flush=True)
+    try:
+        return comprehensive_runs(args, url, levels, common, timeout)
+    finally:
+        if key_file:
+            os.unlink(key_file)
+        keys.close()
+
+
+def comprehensive_runs(args, url: str, levels: list[float], common: list[str], timeout: float) -> int:
+    """The ceilings and the levels, then the report (see ``comprehensive``)."""
 
     def load(slug: str, extra: list[str]):
         """One run of the load runner; its JSON and plot are ``<slug>.json`` / ``.png``."""
@@ -569,6 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-ceilings", action="store_true", help="comprehensive: skip the two closed-loop ceiling runs"
     )
     ap.add_argument("--out-dir", default="load-report", help="comprehensive: output directory")
+    accounts.add_options(ap)
     return ap
 
 

@@ -7,7 +7,8 @@
 #   TESTS="ceiling batch" bash tests/perf_campaign.sh  # a subset
 #
 # Servers run --auth off (the figures recorded before accounts, comparable);
-# AUTH=on serves with keys (the scenarios do not pass keys to the load tools yet).
+# AUTH=on serves with keys: the tools get the scenario's data dir and make their own
+# accounts with its admin token (advanced_load_test.py --data-dir, LOAD_TESTING.md).
 #
 # Scenarios: rest500 rest1000 ceiling sweep batch ws md nofsync
 # (sweep: the REST ceiling and its baselines at 8 to 128 connections)
@@ -31,7 +32,7 @@ run() { # name [server args] -- command
   for _ in $(seq 1 100); do curl -sf "$U/health" >/dev/null && break; sleep 0.1; done
   echo "=== $name: $*" | tee -a "$out/all.txt"
   head -1 /proc/pressure/cpu >> "$out/all.txt" 2>/dev/null
-  timeout 400 "$@" >> "$out/all.txt" 2>&1; echo "exit $?" >> "$out/all.txt"
+  timeout 400 "$@" --data-dir "$data" >> "$out/all.txt" 2>&1; echo "exit $?" >> "$out/all.txt"
   kill "$pid"; wait "$pid" 2>/dev/null
 }
 

@@ -13,7 +13,10 @@ RSS change beyond what the change in kept orders explains. RSS is a high-water
 mark (CPython keeps freed arenas for reuse), so a transient peak, such as writing
 a snapshot of the whole engine, shows as a step that later allocations reuse.
 
-    python tests/soak.py --duration 600 --rate 300 [--json OUT] [--plot OUT.png]
+    python tests/soak.py --duration 600 --rate 300 [--auth on] [--json OUT] [--plot OUT.png]
+
+``--auth on`` starts the server with accounts; the load runner then makes its own
+accounts with the admin token of the server's data dir (default ``--auth off``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=300)
     ap.add_argument("--every", type=float, default=10)
     ap.add_argument("--data-dir", default=None, help="default: a fresh temporary dir")
+    ap.add_argument("--auth", choices=("on", "off"), default="off", help="the server's --auth (default off)")
     ap.add_argument("--json")
     ap.add_argument("--plot")
     args = ap.parse_args()
@@ -70,7 +74,8 @@ def main() -> int:
 
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="soak-")
     samples = []
-    with ServerProcess(data_dir) as server:
+    server_args = ["--auth", "on"] if args.auth == "on" else []  # ServerProcess: off unless told
+    with ServerProcess(data_dir, *server_args) as server:
         load = subprocess.Popen(
             [
                 sys.executable,
@@ -84,6 +89,8 @@ def main() -> int:
                 "--no-progress",
                 "--mix",
                 "limit=60,market=10,ioc=10,fok=5,cancel=15",
+                "--data-dir",
+                data_dir,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -27,7 +27,7 @@ if HERE not in sys.path:
 import advanced_load_test  # noqa: E402
 import md_latency  # noqa: E402
 import monitoring_suite  # noqa: E402
-from loadlib import report  # noqa: E402
+from loadlib import accounts, report  # noqa: E402
 from loadlib.http11 import ProtocolError, build_request, parse_response, parse_response_eof  # noqa: E402
 from loadlib.httpengine import ERROR, KIND_INDEX, OK, REJECT, Recorder  # noqa: E402
 from loadlib.orders import (  # noqa: E402
@@ -272,6 +272,13 @@ def test_build_request():
     assert b'Content-Length: 7\r\n\r\n{"a":1}' in req
 
 
+def test_build_request_carries_the_api_key_header_before_the_body():
+    req = build_request("POST", "/order", "127.0.0.1", 5000, b"{}", extra="X-API-Key: k1\r\n")
+    head, _, body = req.partition(b"\r\n\r\n")
+    assert b"\r\nX-API-Key: k1\r\n" in head + b"\r\n" and body == b"{}"
+    assert b"X-API-Key" not in build_request("GET", "/health", "127.0.0.1", 5000)
+
+
 def test_parse_response_content_length_and_partial():
     raw = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
     for cut in range(len(raw)):
@@ -392,6 +399,53 @@ def test_cancels_target_remembered_orders_only():
     assert f.next()[0] == "L"
 
 
+def test_orders_go_to_the_accounts_in_turn_and_cancels_to_the_orders_account():
+    specs, _ = build_specs(["BTC-USDT"], None, {})
+    f = OrderFactory(specs, parse_mix("limit=1"), 1, worker=1, accounts=3)
+    seen = []
+    for _ in range(6):
+        code, fields = f.next()
+        seen.append(f.account)
+        f.remember(fields[5], f.account)  # the client_order_id stands in for an order_id
+    assert seen == [1, 2, 0, 1, 2, 0]  # worker 1 starts on account 1
+    owners = dict(f.resting)
+    cancels = OrderFactory(specs, parse_mix("cancel=1"), 1, accounts=3)
+    cancels.resting = list(f.resting)
+    for _ in range(6):
+        code, (order_id,) = cancels.next()
+        assert code == "C" and cancels.account == owners[order_id]
+
+
+def test_crossing_factory_puts_makers_and_takers_on_two_accounts():
+    specs, _ = build_specs(["BTC-USDT"], None, {})
+    f = CrossingFactory(specs[0], accounts=2)
+    roles = []
+    for _ in range(8):
+        code, fields = f.next()
+        roles.append((fields[2], f.account))
+    assert {r for r in roles if r[0] == "limit"} == {("limit", 0)}
+    assert {r for r in roles if r[0] == "ioc"} == {("ioc", 1)}
+
+
+def test_api_keys_never_reach_the_json_summary():
+    argv = ["--rate", "5", "--api-key", "secret1", "--api-key=secret2", "--accounts", "2"]
+    assert accounts.redact_argv(argv) == [
+        "--rate",
+        "5",
+        "--api-key",
+        "***",
+        "--api-key=***",
+        "--accounts",
+        "2",
+    ]
+
+
+def test_key_file_is_private_and_holds_one_key_a_line(tmp_path):
+    path = accounts.write_key_file(["k1", "k2"], str(tmp_path))
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert open(path).read().splitlines() == ["k1", "k2"]
+
+
 def test_crossing_factory_cycles_maker_and_taker():
     specs, _ = build_specs(["BTC-USDT"], None, {})
     f = CrossingFactory(specs[0])
@@ -500,16 +554,85 @@ def live_server(tmp_path):
         yield server.url
 
 
-def run_load_test(*args: str) -> subprocess.CompletedProcess:
-    """``advanced_load_test.py --no-progress args...`` in a subprocess; it must PASS (exit 0)."""
+def run_load_test(*args: str, expect: int = 0) -> subprocess.CompletedProcess:
+    """``advanced_load_test.py --no-progress args...`` in a subprocess; it must exit
+    ``expect`` (0: PASS)."""
     proc = subprocess.run(
         [sys.executable, os.path.join(HERE, "advanced_load_test.py"), "--no-progress", *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == expect, proc.stdout + proc.stderr
     return proc
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory):
+    """One ``--auth on`` server for the module's account tests."""
+    with ServerProcess(tmp_path_factory.mktemp("auth") / "data", "--auth", "on") as server:
+        yield server
+
+
+def own_orders(url: str, key: str) -> list:
+    import requests
+
+    r = requests.get(url + "/orders?status=all&limit=1000", headers={"X-API-Key": key}, timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()["orders"]
+
+
+@pytest.mark.server
+def test_with_auth_on_the_load_runner_makes_its_own_accounts(auth_server, tmp_path):
+    out = tmp_path / "run.json"
+    proc = run_load_test(
+        *("--url", auth_server.url, "--rate", "100", "--duration", "2", "--drain", "3"),
+        *("--processes", "2", "--connections", "4", "--json", str(out)),
+        *("--data-dir", auth_server.data_dir, "--accounts", "3"),
+    )
+    assert "orders sent as 3 account(s), made with the admin token" in proc.stderr
+    s = json.loads(out.read_text())["phases"][-1]
+    assert s["errors"] == 0 and s["ok"] + s["rejected"] == 200
+    assert s["ok"] >= 180 and s["trades_seen"] > 0  # the accounts trade with each other
+    admin = accounts.AdminClient(auth_server.url, accounts.read_admin_token(auth_server.data_dir))
+    names = [a["name"] for a in admin.list_accounts()["accounts"] if a["name"].startswith("load-")]
+    assert len(names) == 3
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("mode", ["rest", "ws"])
+def test_with_auth_on_the_load_runner_sends_the_given_keys(auth_server, tmp_path, mode):
+    admin = accounts.AdminClient(auth_server.url, accounts.read_admin_token(auth_server.data_dir))
+    keys = [admin.create_account(f"given-{mode}-{i}")["api_key"] for i in range(2)]
+    key_file = accounts.write_key_file(keys, str(tmp_path))
+    out = tmp_path / "run.json"
+    run_load_test(
+        *("--url", auth_server.url, "--rate", "100", "--duration", "2", "--drain", "3"),
+        *("--connections", "4", "--mode", mode, "--json", str(out)),
+        *("--api-key-file", key_file, "--api-key", keys[0]),
+    )
+    s = json.loads(out.read_text())["phases"][-1]
+    assert s["errors"] == 0 and s["ok"] >= 180
+    assert all(own_orders(auth_server.url, k) for k in keys)  # both accounts traded
+    assert keys[0] not in out.read_text()  # --api-key is redacted from the JSON's argv
+
+
+@pytest.mark.server
+def test_with_auth_on_and_no_way_to_keys_the_tools_stop_with_a_hint(auth_server, tmp_path, capsys):
+    proc = run_load_test(
+        *("--url", auth_server.url, "--rate", "10", "--duration", "1"),
+        *("--data-dir", str(tmp_path / "not-the-servers")),
+        expect=2,
+    )
+    assert "--api-key" in proc.stderr and "admin token" in proc.stderr
+    run = run_load_test(
+        *("--url", auth_server.url, "--rate", "10", "--duration", "1", "--api-key", "wrong"), expect=2
+    )
+    assert "not accepted" in run.stderr
+    code = md_latency.main(
+        ["--url", auth_server.url, "--rate", "10", "--duration", "1", "--data-dir", str(tmp_path)]
+    )
+    assert code == 2 and "--api-key" in capsys.readouterr().err
 
 
 @pytest.mark.server
@@ -655,3 +778,85 @@ def test_md_latency_smoke_run_against_a_real_server(live_server, tmp_path, capsy
     result = json.loads(out.read_text())["results"][0]
     assert result["orders_answered"] == 50 and result["lost_trades"] == 0
     assert result["send_delay_ms"]["count"] == 50
+
+
+@pytest.mark.server
+def test_md_latency_with_auth_on_trades_between_its_two_accounts(auth_server, tmp_path, capsys):
+    out = tmp_path / "md.json"
+    argv = ["--url", auth_server.url, "--rate", "40", "--duration", "1", "--subscribers", "1"]
+    code = md_latency.main([*argv, "--json", str(out), "--data-dir", auth_server.data_dir])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    result = json.loads(out.read_text())["results"][0]
+    assert result["orders_answered"] == 40 and result["lost_trades"] == 0
+    assert result["trades_expected_per_subscriber"] > 0  # two accounts: no self-trade prevention
+
+
+@pytest.mark.server
+def test_monitoring_suite_comprehensive_with_auth_on_makes_accounts_once(auth_server, tmp_path, capsys):
+    out_dir = tmp_path / "report"
+    code = monitoring_suite.main(
+        [
+            *("--test", "comprehensive", "--url", auth_server.url, "--levels", "50"),
+            *("--level-duration", "1", "--no-ceilings", "--out-dir", str(out_dir)),
+            *("--data-dir", auth_server.data_dir, "--accounts", "2"),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "orders sent as 2 account(s)" in printed and "--api-key-file" in printed
+    assert (out_dir / "report.md").exists()
+    assert not [p for p in os.listdir(out_dir) if p.startswith(".keys-")]  # the key file is gone
+    level = json.loads((out_dir / "level_50.json").read_text())["phases"][-1]
+    assert level["errors"] == 0 and level["ok"] >= 45
+
+
+def watch(url: str, *args: str, seconds: float = 4.0, during=None) -> str:
+    """examples/market_watch.py for ``seconds`` (``during()`` runs meanwhile); its output."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "examples", "market_watch.py"), "--url", url, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)
+        if during:
+            during()
+        time.sleep(seconds - 1.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    return out
+
+
+@pytest.mark.server
+def test_market_watch_shows_the_keyed_accounts_order_events_only(auth_server, tmp_path):
+    import requests
+
+    admin = accounts.AdminClient(auth_server.url, accounts.read_admin_token(auth_server.data_dir))
+    mine, other = (admin.create_account(n)["api_key"] for n in ("watcher", "stranger"))
+    key_file = tmp_path / "key"
+    key_file.write_text(mine + "\n")
+
+    def place():
+        for key, price in ((mine, "100.00"), (other, "101.00")):
+            body = {
+                "symbol": "BTC-USDT",
+                "side": "buy",
+                "order_type": "limit",
+                "price": price,
+                "quantity": "0.01",
+            }
+            r = requests.post(auth_server.url + "/order", json=body, headers={"X-API-Key": key}, timeout=5)
+            assert r.status_code == 200, r.text
+
+    out = watch(auth_server.url, "--order-events", "--no-book", "--api-key-file", str(key_file), during=place)
+    orders = [line for line in out.splitlines() if " ORDER " in line]
+    assert len(orders) == 1 and "@ 100.00" in orders[0], out
+    assert mine not in out
+    keyless = watch(auth_server.url, "--order-events", "--no-book", seconds=2.5)
+    assert "UNAUTHENTICATED" in keyless and "--api-key-file" in keyless

@@ -13,6 +13,16 @@ Everything goes through the public REST interface of the server at ``--url``
 market as it is) over one keep-alive ``http.client`` connection; nothing else is
 contacted. Non-loopback hosts are refused unless ``--allow-remote`` is given.
 
+Accounts: with ``--auth on`` (GET /account without a key answers 401) the market
+maker and each of the ``--takers`` trade as separate accounts, so that they trade
+with each other and never hit self-trade prevention. Their keys come from
+``--api-key`` (given once per account: the first is the maker's, the others the
+takers'), or else the demo makes them itself through the admin endpoints, with the
+admin token of ``--data-dir`` (default ``./data``) or ``--admin-token-file``: accounts
+``demo-maker`` and ``demo-taker-1``... (created at the first run, a new key for
+each at every later one; the keys it made are revoked on the way out). With
+``--auth off`` no key is needed and none is sent.
+
 Requests are paced at ``--rate`` per second in total. A 429 answer makes the demo
 wait for ``Retry-After``; a refused connection (server not up yet, or restarting)
 is retried with a back-off. ``--duration 0`` runs until Ctrl-C or SIGTERM; on the
@@ -26,10 +36,12 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import ipaddress
 import json
 import logging
 import math
+import os
 import random
 import signal
 import socket
@@ -38,6 +50,24 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import urlsplit
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_admin():
+    """``api/admin.py`` (stdlib only) by its path, whatever ``api`` means on ``sys.path``
+    (under pytest ``tests/api`` may come first)."""
+    name = "matchbook_api_admin"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "api", "admin.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+_admin = _load_admin()
+AdminClient, AdminError, read_admin_token = _admin.AdminClient, _admin.AdminError, _admin.read_admin_token
 
 log = logging.getLogger("demo_market")
 
@@ -81,14 +111,18 @@ class Client:
             self.conn.close()
             self.conn = None
 
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
-        """One request; returns (status, JSON body or None).
+    def request(
+        self, method: str, path: str, body: dict | None = None, key: str | None = None
+    ) -> tuple[int, dict | None]:
+        """One request, with ``X-API-Key: key`` when a key is given; returns (status, JSON body or None).
 
         Raises ServerUnavailable when the server cannot be reached and
         RateLimited on 429. Any other status is returned to the caller.
         """
         payload = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if payload is not None else {}
+        if key:
+            headers["X-API-Key"] = key
         for attempt in (1, 2):  # a kept-alive connection the server closed: retry once on a new one
             conn = self._connect()
             try:
@@ -162,6 +196,11 @@ class Demo:
     def __init__(self, client: Client, args: argparse.Namespace) -> None:
         self.client = client
         self.args = args
+        # API keys with --auth on (None: no key is sent, --auth off).
+        self.maker_key: str | None = None
+        self.taker_keys: list[str | None] = [None]
+        self.made_keys: list[str] = []  # made through the admin endpoints: revoked at the end
+        self.admin: AdminClient | None = None
         self.rng = random.Random(args.seed)
         self.markets: list[Market] = []
         self.counts = {
@@ -178,7 +217,9 @@ class Demo:
         self.deadline = time.monotonic() + args.duration if args.duration else None
 
     # -- plumbing -------------------------------------------------------------
-    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+    def call(
+        self, method: str, path: str, body: dict | None = None, key: str | None = None
+    ) -> tuple[int, dict | None]:
         """A request that waits out rate limits and unreachable servers.
 
         Returns (0, None) when it gave up because the demo is stopping or its
@@ -187,7 +228,7 @@ class Demo:
         backoff = 0.5
         while not self.done():
             try:
-                return self.client.request(method, path, body)
+                return self.client.request(method, path, body, key)
             except RateLimited as exc:
                 self.counts["rate_limited"] += 1
                 log.warning("rate limited by the server; waiting %.1f s", exc.retry_after)
@@ -241,6 +282,70 @@ class Demo:
             self.args.rate,
         )
         return True
+
+    def setup_accounts(self) -> bool:
+        """Keys for the maker and the takers when the server wants them; False when stopped.
+
+        Raises:
+            SystemExit: keys are needed and neither ``--api-key`` nor an admin token
+                gives working ones.
+        """
+        status, _ = self.call("GET", "/account")
+        if status == 0:
+            return False
+        if status != 401:  # 200: --auth off (one shared account); 404: a server without accounts
+            if self.args.api_key:
+                log.info("the server needs no API key (GET /account answered %s); trading without", status)
+            return True
+        if self.args.api_key:
+            keys = list(self.args.api_key)
+            self.maker_key, self.taker_keys = keys[0], keys[1:] or keys[:1]
+            if len(keys) == 1:
+                log.warning("one --api-key for maker and takers: self-trade prevention cancels their trades")
+        else:
+            try:
+                token = read_admin_token(self.args.data_dir, self.args.admin_token_file)
+                self.admin = AdminClient(self.args.url, token, allow_remote=self.args.allow_remote)
+                self.maker_key = self.account_key("demo-maker")
+                self.taker_keys = [self.account_key(f"demo-taker-{i + 1}") for i in range(self.args.takers)]
+            except AdminError as exc:
+                raise SystemExit(
+                    f"the server wants API keys (--auth on): give --api-key KEY per account, or the "
+                    f"admin token so that the demo makes its own accounts: {exc}"
+                ) from None
+        for role, key in [("maker", self.maker_key)] + [("taker", k) for k in self.taker_keys]:
+            status, body = self.call("GET", "/account", key=key)
+            if status == 0:
+                return False
+            if status != 200 or not body:
+                raise SystemExit(f"the {role}'s API key was refused by GET /account ({status}): {body}")
+            log.info("%s: account %s (%s)", role, body.get("name"), body.get("account_id"))
+        return True
+
+    def account_key(self, name: str) -> str:
+        """A new key of the account ``name``: the account is created at the first run."""
+        try:
+            answer = self.admin.create_account(name)
+        except AdminError as exc:
+            if exc.code != "ACCOUNT_EXISTS":
+                raise
+            accounts = self.admin.list_accounts().get("accounts") or []
+            ids = [a["account_id"] for a in accounts if a.get("name") == name]
+            if not ids:
+                raise
+            answer = self.admin.new_key(ids[0])
+        self.made_keys.append(answer["api_key"])
+        return answer["api_key"]
+
+    def revoke_made_keys(self) -> None:
+        """Revoke the keys this run made (the accounts and their orders' history stay)."""
+        for key in self.made_keys:
+            try:
+                self.admin.revoke_key(key)
+            except AdminError as exc:
+                log.warning("could not revoke a key the demo made: %s", exc)
+                break
+        self.made_keys.clear()
 
     def starting_price(self, symbol: str, base: str) -> Decimal:
         """Mid of the current book, else the last trade, else a default."""
@@ -297,6 +402,7 @@ class Demo:
             self.cancel(m, self.rng.choice(list(m.quotes.values())))
 
     def place(self, m: Market, side: str, order_type: str, lots: int, price: int | None, role: str) -> None:
+        key = self.maker_key if role == "mm" else self.rng.choice(self.taker_keys)
         body = {
             "symbol": m.symbol,
             "side": side,
@@ -306,7 +412,7 @@ class Demo:
         }
         if price is not None:
             body["price"] = m.price_text(price)
-        status, report = self.call("POST", "/order", body)
+        status, report = self.call("POST", "/order", body, key)
         if status == 0:
             return
         if status != 200 or not report:
@@ -332,7 +438,7 @@ class Demo:
             del m.quotes[quote.order_id]
 
     def cancel(self, m: Market, quote: Quote) -> None:
-        status, body = self.call("POST", "/cancel", {"order_id": quote.order_id})
+        status, body = self.call("POST", "/cancel", {"order_id": quote.order_id}, self.maker_key)
         if status == 0:
             return
         if status == 200:
@@ -358,7 +464,7 @@ class Demo:
 
     # -- run ----------------------------------------------------------------------------
     def run(self) -> None:
-        if not self.load_markets():
+        if not self.load_markets() or not self.setup_accounts():
             log.info("stopped before the server answered")
             return
         interval = 1.0 / self.args.rate
@@ -398,12 +504,16 @@ class Demo:
                     log.warning("gave up cancelling after %.0f s", self.args.cleanup_seconds)
                     break
                 try:
-                    status, _ = self.client.request("POST", "/cancel", {"order_id": q.order_id})
+                    status, _ = self.client.request(
+                        "POST", "/cancel", {"order_id": q.order_id}, self.maker_key
+                    )
                 except (ServerUnavailable, RateLimited):
                     break
                 if status in (200, 404, 409):
                     m.quotes.pop(q.order_id, None)
         self.client.close()
+        if self.made_keys:
+            self.revoke_made_keys()
         log.info("done: %s", self.summary())
 
 
@@ -436,12 +546,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-quotes", action="store_true", help="leave the quotes resting on exit")
     p.add_argument("--cleanup-seconds", type=float, default=5.0, help=argparse.SUPPRESS)
     p.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --url")
+    p.add_argument(
+        "--api-key",
+        action="append",
+        metavar="KEY",
+        help="with --auth on: an account's API key, once per account (the maker's first, then the takers')",
+    )
+    p.add_argument(
+        "--data-dir",
+        default="data",
+        help="the server's data dir, for its admin.token (default ./data): the demo makes its own accounts",
+    )
+    p.add_argument("--admin-token-file", help="the admin token's file, when the server was given one")
+    p.add_argument(
+        "--takers", type=int, default=2, help="taker accounts made with the admin token (default 2)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="warnings only")
     args = p.parse_args(argv)
     if args.rate <= 0:
         p.error("--rate must be positive")
     if args.levels < 1:
         p.error("--levels must be at least 1")
+    if args.takers < 1:
+        p.error("--takers must be at least 1")
     return args
 
 

@@ -9,13 +9,18 @@
 //   and re-fetches GET /book, /bbo and /trades; until then the book is greyed
 //   out as possibly stale.
 // - Only the serving host is ever contacted: relative REST paths and io("/market").
+// - Two Socket.IO connections: this file's public one (l2_updates, bbo, trades;
+//   never a key) and the session's private one (account.js: the account's
+//   order_events, with the API key). Open orders, history and fills come from the
+//   server (orders.js), never from the browser's memory.
 
 import { api } from "./api.js";
 import { cumulate, drawDepth, maxCumulative, renderSide } from "./book.js";
 import { PriceChart, parseTime } from "./chart.js";
 import { compare, decimalsOf, fixed, fromSteps, group, toSteps } from "./decimal.js";
+import { Session } from "./account.js";
 import { OrderEntry } from "./entry.js";
-import { MyOrders } from "./orders.js";
+import { AccountOrders } from "./orders.js";
 
 const DEPTH = 25; // levels subscribed and fetched per side (book ladder + depth chart)
 const TRADE_HISTORY = 500; // trades fetched to seed the tape, chart and statistics
@@ -58,7 +63,11 @@ const state = {
   serverStats: {},
 };
 
-const my = new MyOrders();
+const my = new AccountOrders();
+const session = new Session(my, () => {
+  my.dirty = true;
+  scheduleRender();
+});
 const chart = new PriceChart($("price-chart"), COLORS);
 const entry = new OrderEntry(submitOrder);
 let socket = null;
@@ -99,7 +108,7 @@ function render() {
   renderBook(spec);
   renderStats(spec);
   renderTape(spec);
-  if (my.dirty) my.render(state.tab, state.specs);
+  if (my.dirty) my.render(state.tab, state.specs, session.notice());
 }
 
 function renderBook(spec) {
@@ -240,7 +249,6 @@ function applyBbo(msg) {
 }
 
 function onTrade(trade) {
-  if (my.addFill(trade)) scheduleRender();
   const server = state.serverStats[trade.symbol];
   if (server) {
     server.liveTrades += 1;
@@ -255,10 +263,6 @@ function onTrade(trade) {
   }
   chart.addTrade(trade);
   scheduleRender();
-}
-
-function onOrderEvent(msg) {
-  if (msg && msg.order && my.apply(msg.order)) scheduleRender();
 }
 
 /** Fetch book, BBO and trade history for the current symbol (after connect or a switch). */
@@ -289,17 +293,6 @@ async function loadSnapshots() {
   if (book.ok && bbo.ok && trades.ok) {
     state.snapshots += 1;
     document.body.dataset.snapshots = String(state.snapshots);
-  }
-  scheduleRender();
-}
-
-/** GET /order for every order still open here: catches up on events missed while offline. */
-async function refreshOpenOrders() {
-  const open = my.open().filter((o) => o.status !== "sending");
-  for (const o of open) {
-    const result = await api.order(o.order_id);
-    if (result.ok && my.sameOrder(o, result.data)) my.apply(result.data);
-    else if (result.ok || result.status === 404) my.markUnknown(o.order_id);
   }
   scheduleRender();
 }
@@ -351,17 +344,16 @@ function connect() {
     // if a server that lost its state counts from a lower number again.
     state.book.sequence = -1;
     state.bbo.sequence = -1;
-    // All symbols' trades and order events: the tape filters the current
-    // symbol, "my fills" needs every symbol.
+    // All symbols' trades: the tape filters the current symbol, the volume
+    // counters need every symbol. The account's order events go over the
+    // session's own connection (account.js).
     const results = await Promise.all([
-      emitAck("subscribe", { type: "order_events" }),
       emitAck("subscribe", { type: "trades" }),
       subscribeSymbol(state.symbol).then(() => ({ ok: true })),
     ]);
     for (const r of results) if (!r.ok) console.warn("subscribe failed", r.error);
     await loadSnapshots();
     if (socket.connected) setConn("connected", `Live · ${socket.io.engine.transport.name}`);
-    refreshOpenOrders();
   });
   socket.on("disconnect", (reason) => {
     setConn("disconnected", reason === "io client disconnect" ? "Offline" : "Reconnecting…");
@@ -372,7 +364,6 @@ function connect() {
   socket.on("l2_update", applyBook);
   socket.on("bbo", applyBbo);
   socket.on("trade", onTrade);
-  socket.on("order_event", onOrderEvent);
 }
 
 /** Session volume and trade count per symbol from GET /statistics (free form: read defensively). */
@@ -421,16 +412,14 @@ let orderSeq = 0;
 const browserTag = Math.random().toString(36).slice(2, 8);
 
 async function submitOrder(order) {
-  const clientOrderId = `web-${browserTag}-${Date.now().toString(36)}-${++orderSeq}`;
-  my.addPending(order, clientOrderId);
-  scheduleRender();
-  const result = await api.submit({ ...order, client_order_id: clientOrderId });
-  if (result.ok) {
-    my.apply({ ...result.data, client_order_id: result.data.client_order_id ?? clientOrderId });
-    for (const t of result.data.trades || []) my.addFill(t);
-  } else {
-    my.dropPending(clientOrderId);
+  if (!session.canTrade()) {
+    const message = session.mode === "on" ? "Log in with an API key to trade" : "Connecting to the server…";
+    return { ok: false, status: 401, data: null, error: { code: "UNAUTHENTICATED", message } };
   }
+  const clientOrderId = `web-${browserTag}-${Date.now().toString(36)}-${++orderSeq}`;
+  const result = await api.submit({ ...order, client_order_id: clientOrderId });
+  if (result.ok) my.apply(result.data);
+  session.scheduleRefresh();
   scheduleRender();
   return result;
 }
@@ -438,11 +427,11 @@ async function submitOrder(order) {
 async function cancelOrder(orderId) {
   const result = await api.cancel(orderId);
   if (result.ok) my.apply(result.data);
-  else if (result.status === 404) my.markUnknown(orderId);
   else if (result.status === 409) {
     const fresh = await api.order(orderId);
     if (fresh.ok) my.apply(fresh.data);
   }
+  session.scheduleRefresh();
   scheduleRender();
   return result;
 }
@@ -480,8 +469,21 @@ function setupOrdersPanel() {
     msg.textContent = result.ok ? `cancelled ${id}` : result.error.message || result.error.code;
     if (result.ok) $("cancel-id-input").value = "";
   });
-  $("clear-history").addEventListener("click", () => {
-    my.clearFinished();
+  $("cancel-all").addEventListener("click", async () => {
+    const msg = $("cancel-id-result");
+    if (!session.active()) {
+      msg.className = "small error";
+      msg.textContent = "log in first";
+      return;
+    }
+    const result = await api.cancelAll();
+    const cancelled = (result.ok && result.data.cancelled) || [];
+    for (const report of cancelled) my.apply(report);
+    msg.className = `small ${result.ok ? "ok" : "error"}`;
+    msg.textContent = result.ok
+      ? `cancelled ${cancelled.length} order${cancelled.length === 1 ? "" : "s"}`
+      : result.error.message || result.error.code;
+    session.scheduleRefresh();
     scheduleRender();
   });
 }
@@ -559,12 +561,13 @@ async function init() {
   document.addEventListener("visibilitychange", () => !document.hidden && scheduleRender());
   setupOrdersPanel();
   connect();
+  session.detect();
   pingLoop();
   setTimeout(statisticsLoop, STATISTICS_EVERY_MS);
   document.body.dataset.ready = "true";
 }
 
 // For the browser tests and for poking around in the console.
-window.__matchbook = { state, my };
+window.__matchbook = { state, my, session };
 
 init();

@@ -73,8 +73,10 @@ export function fixed(text, decimals) {
   const v = parseDecimal(text);
   if (v === null) return String(text);
   if (v.scale <= decimals) return placeDot(rescale(v, decimals), decimals);
-  const trimmed = String(text).trim().replace(/0+$/, "");
-  const kept = trimmed.length - trimmed.indexOf(".") - 1;
+  // "2900.0000000" trims to "2900" (not "2900.", which is no decimal text).
+  const trimmed = String(text).trim().replace(/0+$/, "").replace(/\.$/, "");
+  const dot = trimmed.indexOf(".");
+  const kept = dot < 0 ? 0 : trimmed.length - dot - 1;
   return kept <= decimals ? placeDot(rescale(parseDecimal(trimmed), decimals), decimals) : trimmed;
 }
 

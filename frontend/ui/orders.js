@@ -1,169 +1,135 @@
-// "My orders": the orders placed from this browser, kept in localStorage, with
-// their live status (from `order_event`s and REST refreshes) and their fills.
+// The account's orders and fills, as the server knows them: "open orders"
+// (GET /orders?status=open), "order history" (GET /orders?status=all) and
+// "my fills" (GET /fills), re-read after the account's `order_event`s.
 //
-// An order is first stored under its client_order_id (status "sending") before
-// the POST goes out, because its `order_event`s can arrive before the POST's
-// answer; both are matched by client_order_id, then by order_id.
+// Nothing about orders is kept in the browser between visits: the server is the
+// truth, and what is shown belongs to the account of the session's API key (with
+// `--auth off`, to the one account everybody shares).
+//
+// Between two reads, an `order_event` (or the answer to a POST) is merged at once
+// so that the table follows the market without waiting for the next read. A read
+// that was in flight while such an update arrived must not undo it: updates never
+// move an order backwards (a finished order does not reopen, `filled_quantity`
+// never shrinks), and the updates seen during a read are applied again on top of it.
 
 import { compare, fixed } from "./decimal.js";
 
-const ORDERS_KEY = "matchbook.v1.orders";
-const FILLS_KEY = "matchbook.v1.fills";
-const MAX_ORDERS = 300;
-const MAX_FILLS = 500;
-const TERMINAL = new Set(["filled", "cancelled", "unknown"]);
+export const OPEN_LIMIT = 1000; // the contract's most per GET /orders
+export const HISTORY_LIMIT = 100;
+export const FILLS_LIMIT = 100;
+const FINISHED = new Set(["filled", "cancelled"]);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-export const isOpen = (o) => o.status === "new" || o.status === "partially_filled";
-
-function load(key) {
-  try {
-    const value = JSON.parse(localStorage.getItem(key) || "[]");
-    return Array.isArray(value) ? value : [];
-  } catch (err) {
-    return [];
-  }
-}
+/** Resting, or waiting for its trigger (stop orders): it can still be cancelled. */
+export const isOpen = (o) => o.status === "new" || o.status === "partially_filled" || o.status === "pending";
 
 /** True when `upd` is not older than `cur` (status never goes back, fills never shrink). */
 function isNewer(cur, upd) {
-  if (TERMINAL.has(cur.status) && !TERMINAL.has(upd.status)) return false;
+  if (FINISHED.has(cur.status) && !FINISHED.has(upd.status)) return false;
   if (cur.filled_quantity && upd.filled_quantity && compare(upd.filled_quantity, cur.filled_quantity) < 0) return false;
   return true;
 }
 
-export class MyOrders {
+function upsert(list, report, atFront) {
+  const i = list.findIndex((o) => o.order_id === report.order_id);
+  if (i < 0) {
+    if (atFront) list.unshift(report);
+    else list.push(report);
+    return true;
+  }
+  if (!isNewer(list[i], report)) return false;
+  list[i] = report;
+  return true;
+}
+
+export class AccountOrders {
   constructor() {
-    this.orders = load(ORDERS_KEY).filter((o) => o && o.order_id);
-    this.fills = load(FILLS_KEY);
+    this.reset();
+  }
+
+  /** Forget everything (log out, or another account logs in). */
+  reset() {
+    this.openOrders = [];
+    this.history = [];
+    this.fills = [];
+    this.loaded = false;
     this.fresh = new Set();
+    this.sinceRead = null; // reports merged while a read is in flight
+    this.amendable = this.amendable ?? false; // an "Edit" button on open orders (an amend form handles it)
     // The table is rebuilt only when something in it changed: rebuilding it on
     // every market-data frame would swallow clicks on its Cancel buttons.
     this.dirty = true;
   }
 
-  save() {
-    this.dirty = true;
-    // Keep every open order; trim the oldest finished ones beyond the cap.
-    if (this.orders.length > MAX_ORDERS) {
-      const excess = this.orders.length - MAX_ORDERS;
-      let dropped = 0;
-      this.orders = this.orders.filter((o) => isOpen(o) || o.status === "sending" || dropped++ >= excess);
-    }
-    if (this.fills.length > MAX_FILLS) this.fills = this.fills.slice(-MAX_FILLS);
-    try {
-      localStorage.setItem(ORDERS_KEY, JSON.stringify(this.orders.filter((o) => o.status !== "sending")));
-      localStorage.setItem(FILLS_KEY, JSON.stringify(this.fills));
-    } catch (err) {
-      // Storage full or disabled: the page still works for this visit.
-    }
+  /** A read of the three lists starts: remember the updates merged meanwhile. */
+  beginRead() {
+    this.sinceRead = [];
   }
 
-  find(orderId, clientOrderId) {
-    return this.orders.find(
-      (o) => (orderId && o.order_id === orderId) || (clientOrderId && o.client_order_id === clientOrderId),
-    );
-  }
-
-  isMine(orderId) {
-    return this.orders.some((o) => o.order_id === orderId);
-  }
-
-  addPending(order, clientOrderId) {
-    this.orders.push({
-      ...order,
-      order_id: `pending:${clientOrderId}`,
-      client_order_id: clientOrderId,
-      price: order.price ?? null,
-      filled_quantity: null,
-      remaining_quantity: order.quantity,
-      average_price: null,
-      status: "sending",
-      timestamp: new Date().toISOString(),
-    });
+  /** The lists as the server answered them (`null` for a list that failed). */
+  endRead({ open, history, fills }) {
+    const replay = this.sinceRead || [];
+    this.sinceRead = null;
+    if (open) this.openOrders = open.filter(isOpen);
+    if (history) this.history = history.slice();
+    if (fills) this.fills = fills.slice();
+    for (const report of replay) this.merge(report);
+    this.loaded = true;
     this.dirty = true;
   }
 
-  dropPending(clientOrderId) {
-    this.orders = this.orders.filter((o) => !(o.status === "sending" && o.client_order_id === clientOrderId));
-    this.dirty = true;
-  }
-
-  /** Merge an order report; returns true when something visible changed. */
+  /** Merge an order report (event or answer); returns true when something visible changed. */
   apply(report) {
     if (!report || !report.order_id) return false;
-    const cur = this.find(report.order_id, report.client_order_id);
-    if (!cur || !this.sameOrder(cur, report)) return false;
-    const { trades, ...fields } = report;
-    if (cur.status !== "sending" && !isNewer(cur, fields)) return false;
-    const changed = cur.status !== fields.status || cur.filled_quantity !== fields.filled_quantity;
-    Object.assign(cur, fields);
-    if (changed) this.fresh.add(cur.order_id);
-    for (const t of trades || []) this.addFill(t);
-    this.save();
-    return changed;
+    if (this.sinceRead) this.sinceRead.push(report);
+    return this.merge(report);
   }
 
-  /**
-   * Every order placed here carries our client_order_id; a report for the same
-   * order_id with another one is a different order (a server that lost its
-   * data and handed the id out again), not an update of ours.
-   */
-  sameOrder(cur, report) {
-    return !cur.client_order_id || cur.client_order_id === report.client_order_id || cur.status === "sending";
-  }
-
-  markUnknown(orderId) {
-    const cur = this.find(orderId);
-    if (cur && !TERMINAL.has(cur.status)) {
-      cur.status = "unknown";
-      this.save();
+  merge(report) {
+    const { trades, ...order } = report;
+    const before = this.history.find((o) => o.order_id === order.order_id);
+    const changed = upsert(this.history, order, true);
+    if (!changed) return false;
+    if (this.history.length > HISTORY_LIMIT) this.history.length = HISTORY_LIMIT;
+    const i = this.openOrders.findIndex((o) => o.order_id === order.order_id);
+    if (isOpen(order)) {
+      if (i < 0) this.openOrders.unshift(order);
+      else if (isNewer(this.openOrders[i], order)) this.openOrders[i] = order;
+    } else if (i >= 0) {
+      this.openOrders.splice(i, 1);
     }
-  }
-
-  /** Record `trade` if one of its orders is ours; returns true when added. */
-  addFill(trade) {
-    let added = false;
-    for (const role of ["taker", "maker"]) {
-      const orderId = role === "taker" ? trade.taker_order_id : trade.maker_order_id;
-      if (!this.isMine(orderId)) continue;
-      if (this.fills.some((f) => f.trade_id === trade.trade_id && f.role === role)) continue;
-      const takerSide = trade.aggressor_side;
-      this.fills.push({
-        trade_id: trade.trade_id,
-        order_id: orderId,
-        role,
-        symbol: trade.symbol,
-        side: role === "taker" ? takerSide : takerSide === "buy" ? "sell" : "buy",
-        price: trade.price,
-        quantity: trade.quantity,
-        fee: role === "taker" ? trade.taker_fee : trade.maker_fee,
-        timestamp: trade.timestamp,
-      });
-      added = true;
+    if (!before || before.status !== order.status || before.filled_quantity !== order.filled_quantity) {
+      this.fresh.add(order.order_id);
     }
-    if (added) this.save();
-    return added;
+    this.dirty = true;
+    return true;
   }
 
   open() {
-    return this.orders.filter((o) => isOpen(o) || o.status === "sending");
+    return this.openOrders;
   }
 
-  clearFinished() {
-    this.orders = this.orders.filter((o) => !TERMINAL.has(o.status));
-    const kept = new Set(this.orders.map((o) => o.order_id));
-    this.fills = this.fills.filter((f) => kept.has(f.order_id));
-    this.save();
+  /** The account's order `orderId` as last read or merged (open ones first), or undefined. */
+  find(orderId) {
+    return this.openOrders.find((o) => o.order_id === orderId) || this.history.find((o) => o.order_id === orderId);
   }
 
-  /** Render the chosen tab ("open" | "history" | "fills") into the table. */
-  render(tab, specs) {
+  /** True for an order of the account that the lists hold. */
+  isMine(orderId) {
+    return this.find(orderId) !== undefined;
+  }
+
+  /**
+   * Render the chosen tab ("open" | "history" | "fills") into the table.
+   * `notice`, when given, replaces the table (logged out, loading, an error).
+   */
+  render(tab, specs, notice) {
     const head = document.getElementById("my-orders-head");
     const body = document.getElementById("my-orders");
     const empty = document.getElementById("my-orders-empty");
-    document.getElementById("open-count").textContent = String(this.open().length);
-    document.getElementById("fills-count").textContent = String(this.fills.length);
+    const count = (n, limit) => (n >= limit ? `${limit}+` : String(n));
+    document.getElementById("open-count").textContent = notice ? "0" : count(this.openOrders.length, OPEN_LIMIT);
+    document.getElementById("fills-count").textContent = notice ? "0" : count(this.fills.length, FILLS_LIMIT);
     const fmt = (symbol, kind, value) => {
       const spec = specs[symbol];
       if (value === null || value === undefined || value === "") return "—";
@@ -174,39 +140,44 @@ export class MyOrders {
       return Number.isNaN(d.getTime()) ? "" : d.toLocaleTimeString([], { hour12: false });
     };
     let rows = [];
-    if (tab === "fills") {
+    if (notice) {
+      head.innerHTML = "";
+    } else if (tab === "fills") {
       head.innerHTML =
         "<tr><th>Time</th><th>Symbol</th><th>Side</th><th>Role</th><th>Price</th><th>Amount</th><th>Fee</th><th>Order id</th><th>Trade id</th></tr>";
-      rows = this.fills
-        .slice()
-        .reverse()
-        .map(
-          (f) =>
-            `<tr data-trade-id="${esc(f.trade_id)}"><td>${time(f.timestamp)}</td><td>${esc(f.symbol)}</td>` +
-            `<td class="${f.side === "buy" ? "up" : "down"}">${esc(f.side)}</td><td>${esc(f.role)}</td>` +
-            `<td>${esc(fmt(f.symbol, "price", f.price))}</td><td>${esc(fmt(f.symbol, "qty", f.quantity))}</td>` +
-            `<td>${esc(f.fee ?? "—")}</td><td class="id">${esc(f.order_id)}</td><td class="id">${esc(f.trade_id)}</td></tr>`,
-        );
+      rows = this.fills.map(
+        (f) =>
+          `<tr class="fill-row" data-trade-id="${esc(f.trade_id)}" data-order-id="${esc(f.order_id)}"><td>${time(f.timestamp)}</td><td>${esc(f.symbol)}</td>` +
+          `<td class="${f.side === "buy" ? "up" : "down"}">${esc(f.side)}</td><td>${esc(f.liquidity)}</td>` +
+          `<td>${esc(fmt(f.symbol, "price", f.price))}</td><td>${esc(fmt(f.symbol, "qty", f.quantity))}</td>` +
+          `<td>${esc(f.fee ?? "—")}</td><td class="id">${esc(f.order_id)}</td><td class="id">${esc(f.trade_id)}</td></tr>`,
+      );
     } else {
       head.innerHTML =
         "<tr><th>Time</th><th>Symbol</th><th>Side</th><th>Type</th><th>Price</th><th>Amount</th><th>Filled</th>" +
         "<th>Avg price</th><th>Status</th><th>Order id</th><th></th></tr>";
-      const list = (tab === "open" ? this.open() : this.orders).slice().reverse();
+      const list = tab === "open" ? this.openOrders : this.history;
       rows = list.map((o) => {
-        const cancel = isOpen(o)
-          ? `<button type="button" class="cancel-btn" data-action="cancel" data-order-id="${esc(o.order_id)}" data-testid="cancel-${esc(o.order_id)}">Cancel</button>`
+        const edit = this.amendable
+          ? `<button type="button" class="cancel-btn" data-action="amend" data-order-id="${esc(o.order_id)}" data-testid="amend-${esc(o.order_id)}">Edit</button> `
           : "";
+        const cancel = isOpen(o)
+          ? `${edit}<button type="button" class="cancel-btn" data-action="cancel" data-order-id="${esc(o.order_id)}" data-testid="cancel-${esc(o.order_id)}">Cancel</button>`
+          : "";
+        const stop = o.stop_price ? `stop ${fmt(o.symbol, "price", o.stop_price)} · ` : "";
         const fresh = this.fresh.has(o.order_id) ? " fresh" : "";
+        const status = String(o.status || "");
+        const reason = o.cancel_reason && o.cancel_reason !== "user" ? ` (${String(o.cancel_reason).replace("_", " ")})` : "";
         return (
-          `<tr class="order-row${fresh}" data-order-id="${esc(o.order_id)}" data-status="${esc(o.status)}" data-symbol="${esc(o.symbol)}">` +
+          `<tr class="order-row${fresh}" data-order-id="${esc(o.order_id)}" data-status="${esc(status)}" data-symbol="${esc(o.symbol)}">` +
           `<td>${time(o.timestamp)}</td><td>${esc(o.symbol)}</td>` +
           `<td class="${o.side === "buy" ? "up" : "down"}">${esc(o.side)}</td><td>${esc(o.order_type)}</td>` +
-          `<td>${esc(o.order_type === "market" ? "market" : fmt(o.symbol, "price", o.price))}</td>` +
+          `<td>${esc(stop + (o.price === null || o.price === undefined ? "market" : fmt(o.symbol, "price", o.price)))}</td>` +
           `<td>${esc(fmt(o.symbol, "qty", o.quantity))}</td>` +
           `<td class="filled">${esc(fmt(o.symbol, "qty", o.filled_quantity))}</td>` +
           `<td>${esc(fmt(o.symbol, "price", o.average_price))}</td>` +
-          `<td><span class="status ${esc(o.status)}">${esc(o.status.replace("_", " "))}</span></td>` +
-          `<td class="id">${esc(o.status === "sending" ? "…" : o.order_id)}</td><td>${cancel}</td></tr>`
+          `<td><span class="status ${esc(status)}">${esc(status.replace("_", " "))}${esc(reason)}</span></td>` +
+          `<td class="id">${esc(o.order_id)}</td><td>${cancel}</td></tr>`
         );
       });
     }
@@ -215,6 +186,13 @@ export class MyOrders {
     body.innerHTML = rows.join("");
     empty.hidden = rows.length > 0;
     empty.textContent =
-      tab === "fills" ? "No fills yet." : tab === "open" ? "No open orders from this browser." : "No orders placed from this browser yet.";
+      notice ||
+      (!this.loaded
+        ? "Loading…"
+        : tab === "fills"
+          ? "No fills yet."
+          : tab === "open"
+            ? "No open orders."
+            : "No orders yet.");
   }
 }

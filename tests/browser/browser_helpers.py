@@ -3,16 +3,41 @@ page object for the trading page (selectors live here, not in the tests)."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import sys
+
 import requests
+from browser_server import ROOT
 from playwright.sync_api import Page, expect
 
 
-class Api:
-    """The server's REST interface, for arranging and checking what the page shows."""
+def admin_module():
+    """``api/admin.py`` by its path (``api`` may mean ``tests/api`` on sys.path)."""
+    name = "matchbook_api_admin"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "api", "admin.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
-    def __init__(self, url: str) -> None:
+
+def admin_client(server):
+    """An ``api.admin.AdminClient`` of ``server`` with the token of its data dir."""
+    admin = admin_module()
+    return admin.AdminClient(server.url, admin.read_admin_token(server.data_dir))
+
+
+class Api:
+    """The server's REST interface, for arranging and checking what the page shows
+    (as the account of ``key`` when one is given)."""
+
+    def __init__(self, url: str, key: str | None = None) -> None:
         self.url = url
         self.http = requests.Session()
+        if key:
+            self.http.headers["X-API-Key"] = key
 
     def get(self, path: str) -> dict:
         r = self.http.get(self.url + path, timeout=5)
@@ -49,6 +74,32 @@ class TradingPage:
         expect(self.page.locator("body")).to_have_attribute("data-ready", "true")
         self.wait_live()
         return self
+
+    def open_logged_out(self, symbol: str = "BTC-USDT") -> TradingPage:
+        """Open the page of a ``--auth on`` server: market data live, login asked for."""
+        self.open(symbol)
+        expect(self.page.locator("#account")).to_have_attribute("data-state", "logged-out")
+        expect(self.page.locator("#login-panel")).to_be_visible()
+        return self
+
+    def login(self, key: str) -> None:
+        self.page.fill("#login-key", key)
+        self.page.click("#login-submit")
+
+    def wait_logged_in(self, name: str) -> None:
+        expect(self.page.locator("#account")).to_have_attribute("data-state", "logged-in")
+        expect(self.page.locator("#account-name")).to_have_text(name)
+        # The private socket subscribed to the account's order events.
+        expect(self.page.locator("#account")).to_have_attribute("data-socket", "connected")
+
+    def logout(self) -> None:
+        self.page.click("#logout")
+
+    def session_key(self) -> str | None:
+        return self.page.evaluate("sessionStorage.getItem('matchbook.apiKey')")
+
+    def local_storage(self) -> dict:
+        return self.page.evaluate("Object.fromEntries(Object.entries(localStorage))")
 
     def wait_live(self, timeout: float = 15_000) -> None:
         """Connected, subscribed and holding a fresh snapshot."""

@@ -25,5 +25,5 @@ __all__ = ["ROOT", "Server", "free_port"]
 class Server(ServerProcess):
     """One server for a browser test; ``start()`` returns once /health answers."""
 
-    def __init__(self, data_dir: str, port: int | None = None) -> None:
-        super().__init__(data_dir, port=port, timeout=30.0, script=SERVER_SCRIPT)
+    def __init__(self, data_dir: str, *args: str, port: int | None = None) -> None:
+        super().__init__(data_dir, *args, port=port, timeout=30.0, script=SERVER_SCRIPT)

@@ -64,26 +64,38 @@ def browser(playwright_driver):
 
 @pytest.fixture
 def server(tmp_path):
-    """A fresh server (own data dir, own port) for each test."""
+    """A fresh server (own data dir, own port) for each test; ``--auth off``."""
     srv = Server(str(tmp_path / "data"))
     srv.start()
     yield srv
     srv.stop()
 
 
+@pytest.fixture
+def auth_server(tmp_path):
+    """A fresh server with ``--auth on`` (its admin token in ``data/admin.token``)."""
+    srv = Server(str(tmp_path / "data"), "--auth", "on")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
 class PageWatch:
-    """What the page did: console errors, uncaught exceptions, every request's URL."""
+    """What the page did: console errors, uncaught exceptions, every request's URL
+    (and in ``sent``, its method, URL and headers)."""
 
     def __init__(self, page, server_url: str) -> None:
         self.console_errors: list[str] = []
         self.page_errors: list[str] = []
         self.requests: list[str] = []
+        self.sent: list[tuple[str, str, dict]] = []
         self.origin = urlsplit(server_url).netloc
         page.on(
             "console", lambda m: m.type == "error" and self.console_errors.append(f"{m.text} @ {m.location}")
         )
         page.on("pageerror", lambda e: self.page_errors.append(str(e)))
         page.on("request", lambda r: self.requests.append(r.url))
+        page.on("request", lambda r: self.sent.append((r.method, r.url, r.headers)))
 
     def foreign_requests(self) -> list[str]:
         """Requests to anything but the server (data: and blob: URLs never leave the page)."""
@@ -116,6 +128,14 @@ def context(browser):
 def page(context, server):
     page = context.new_page()
     page.watch = PageWatch(page, server.url)
+    yield page
+    page.close()
+
+
+@pytest.fixture
+def auth_page(context, auth_server):
+    page = context.new_page()
+    page.watch = PageWatch(page, auth_server.url)
     yield page
     page.close()
 

@@ -127,3 +127,66 @@ def test_short_run_against_a_real_server_trades_and_cleans_up(tmp_path):
             assert book["bids"] == [] and book["asks"] == [], symbol
     finally:
         server.stop()
+
+
+def admin_names(server) -> list[str]:
+    from browser_helpers import admin_client  # imports playwright: only where needed
+
+    return [a["name"] for a in admin_client(server).list_accounts()["accounts"]]
+
+
+@pytest.mark.server
+def test_with_auth_on_maker_and_takers_trade_as_separate_accounts(tmp_path):
+    server = Server(str(tmp_path / "data"), "--auth", "on").start()
+    try:
+        cmd = [sys.executable, SCRIPT, "--url", server.url, "--rate", "100", "--duration", "4", "--seed", "3",
+               "--data-dir", server.data_dir]  # fmt: skip
+        for _ in range(2):  # the second run finds the accounts and makes new keys for them
+            run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+            assert run.returncode == 0, run.stderr
+            assert "rejected=0" in run.stderr.splitlines()[-1], run.stderr[-2000:]
+            for role in (
+                "maker: account demo-maker",
+                "taker: account demo-taker-1",
+                "taker: account demo-taker-2",
+            ):
+                assert role in run.stderr
+        stats = requests.get(server.url + "/statistics", timeout=5).json()["symbols"]
+        assert sum(s["trades"] for s in stats.values()) > 0  # no self-trade prevention between them
+        names = admin_names(server)
+        assert sorted(n for n in names if n.startswith("demo-")) == [
+            "demo-maker",
+            "demo-taker-1",
+            "demo-taker-2",
+        ]
+    finally:
+        server.stop()
+
+
+@pytest.mark.server
+def test_with_auth_on_and_no_token_the_demo_says_what_it_needs(tmp_path):
+    server = Server(str(tmp_path / "data"), "--auth", "on").start()
+    try:
+        cmd = [sys.executable, SCRIPT, "--url", server.url, "--duration", "3", "--data-dir", str(tmp_path)]
+        run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert run.returncode != 0
+        assert "--api-key" in run.stderr and "admin token" in run.stderr
+    finally:
+        server.stop()
+
+
+@pytest.mark.server
+def test_make_demo_path_server_with_demo_flag_and_auth_on(tmp_path):
+    """``make demo`` is ``api/app.py --demo``: with --auth on its demo trades as its own accounts."""
+    server = Server(str(tmp_path / "data"), "--auth", "on", "--demo").start()
+    try:
+        deadline = time.monotonic() + 30
+        trades = 0
+        while time.monotonic() < deadline and trades == 0:
+            time.sleep(0.5)
+            stats = requests.get(server.url + "/statistics", timeout=5).json()["symbols"]
+            trades = sum(s["trades"] for s in stats.values())
+        assert trades > 0, server.output()[-3000:]
+        assert {"demo-maker", "demo-taker-1", "demo-taker-2"} <= set(admin_names(server))
+    finally:
+        server.stop()

@@ -1,7 +1,10 @@
 """The trading page at ``/`` in headless Chromium against a real server (issue 4).
 
-Every test gets its own server (fresh data dir and port) and a fresh browser
-context (empty localStorage), so "my orders" starts empty.
+Every test gets its own server (fresh data dir and port, ``--auth off``) and a fresh
+browser context. With ``--auth off`` the page needs no login and its order lists
+are those of the one account everybody shares, so the orders the tests place
+through REST are in them too. The page with ``--auth on`` (login, keys, two
+accounts) is tested in ``test_accounts_page.py``.
 """
 
 from __future__ import annotations
@@ -88,6 +91,8 @@ DECIMAL_CASES = [
     ("fixed", ["25", 2], "25.00"),
     ("fixed", ["25.1200", 2], "25.12"),
     ("fixed", ["25.123", 2], "25.123"),  # never rounds digits away silently
+    ("fixed", ["2900.0000000", 2], "2900.00"),  # a whole total (order form) once threw
+    ("fixed", ["2900.5000000", 2], "2900.50"),
     ("multiply", ["30000.00", "0.25000", 7], "7500.0000000"),
     ("multiply", ["0.1", "0.2", 2], "0.02"),  # 0.1 * 0.2 exactly, not 0.020000000000000004
     ("compare", ["1.10", "1.1"], "0"),
@@ -132,14 +137,15 @@ def test_order_placed_through_the_form_appears_in_book_and_my_orders(page, serve
     ui.level("bids", "29950.50").click()
     expect(page.locator("#order-price")).to_have_value("29950.50")
 
-    # A partial fill by someone else shows up live in "my orders" and "my fills".
+    # A partial fill by a market sell shows up live in the orders and the fills;
+    # with --auth off both sides are the shared account's: two fills, maker and taker.
     api.order("BTC-USDT", "sell", "market", "0.10000")
     expect(row).to_have_attribute("data-status", "partially_filled")
     expect(row.locator(".filled")).to_have_text("0.10000")
     expect(ui.level("bids", "29950.50")).to_have_attribute("data-qty", "0.15000")
-    expect(page.locator("#fills-count")).to_have_text("1")
+    expect(page.locator("#fills-count")).to_have_text("2")
 
-    # "My orders" lives in localStorage: still there after a reload.
+    # The lists come from the server (GET /orders): the same after a reload.
     page.reload()
     ui.wait_live()
     expect(ui.my_order(order_id)).to_have_attribute("data-status", "partially_filled")
@@ -200,7 +206,7 @@ def test_ioc_and_fok_from_the_form_report_what_happened(page, server):
     ui.show_tab("history")
     expect(ui.my_order(ioc["order_id"])).to_have_attribute("data-status", "cancelled")
     expect(ui.my_order(ioc["order_id"]).locator(".filled")).to_have_text("1.0000")
-    expect(page.locator("#fills-count")).to_have_text("1")
+    expect(page.locator("#fills-count")).to_have_text("2")  # taker and (shared account) maker
 
 
 def test_cancel_from_the_page_removes_the_order(page, server):
@@ -310,7 +316,7 @@ def test_page_recovers_after_the_server_restarts(page, server, tmp_path):
     expect(page.locator("#book")).to_have_attribute("data-sequence", str(rest["sequence"]))
     assert ui.levels("bids") == rest["bids"]
     assert ui.levels("asks") == rest["asks"]
-    # "My orders" caught up with what happened while the page was away.
+    # The account's open orders caught up with what happened while the page was away.
     expect(ui.my_order(mine["order_id"])).to_have_count(0)
 
     # And the subscriptions are live again: a new order streams in.

@@ -21,10 +21,12 @@ def build_request(
     port: int,
     body: bytes | None = None,
     content_type: str = "application/json",
+    extra: str = "",
 ) -> bytes:
-    """The bytes of one keep-alive HTTP/1.1 request."""
+    """The bytes of one keep-alive HTTP/1.1 request; ``extra`` is more header lines,
+    each ending in CRLF (``X-API-Key: ...\\r\\n``)."""
     hosthdr = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    head = f"{method} {path} HTTP/1.1\r\nHost: {hosthdr}\r\n"
+    head = f"{method} {path} HTTP/1.1\r\nHost: {hosthdr}\r\n{extra}"
     if body is None:
         return (head + "\r\n").encode("latin-1")
     return (head + f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode(

@@ -120,7 +120,7 @@ class Conn:
     def __init__(self):
         self.sock = None
         self.buf = bytearray()
-        self.req = None  # (sched, sent, kind_code, n_orders, meta) while busy
+        self.req = None  # (sched, sent, kind_code, n_orders, account of an order) while busy
         self.out = b""  # bytes not yet written
         self.retry_at = 0.0
         self.reg = 0  # registered selector events
@@ -131,7 +131,9 @@ class HttpWorker:
 
     ``cfg`` keys: host, port, mode (rest | batch | health | ping), rate (None = max), duration,
     connections, timeout, drain, arrival, seed, workers, specs, mix, batch_size, tag,
-    batch_path.
+    batch_path, keys (API keys: ``[None]`` or absent when the server wants none; orders
+    go to them in turn, a cancel with its order's key; GET /health and POST /ping
+    never carry one).
     """
 
     def __init__(self, cfg: dict, worker: int, progress=None):
@@ -150,8 +152,13 @@ class HttpWorker:
         self.rec = Recorder()
         self.factory = cfg.get("factory_obj")
         self.keep = [] if cfg.get("keep_answers") else None  # (sched, sent, answered, status, body)
+        keys = cfg.get("keys") or [None]
+        self.key_headers = [f"X-API-Key: {k}\r\n" if k else "" for k in keys]
+        self.batch_account = worker % len(keys)
         if self.factory is None and self.mode in ("rest", "batch", "ping"):
-            self.factory = OrderFactory(cfg["specs"], cfg["mix"], cfg["seed"], worker, cfg["tag"])
+            self.factory = OrderFactory(
+                cfg["specs"], cfg["mix"], cfg["seed"], worker, cfg["tag"], accounts=len(keys)
+            )
         self.health_req = build_request("GET", "/health", self.host, self.port)
         self.trades = 0
         self.connect_errors = 0
@@ -196,7 +203,8 @@ class HttpWorker:
 
     # ---- requests
     def _make(self):
-        """The next request: ``(bytes, kind_code, n_orders, meta)``."""
+        """The next request: ``(bytes, kind_code, n_orders, account)`` (account: the index
+        of the key an order went with, None for other requests)."""
         mode = self.mode
         if mode == "health":
             return self.health_req, "H", 1, None
@@ -208,18 +216,24 @@ class HttpWorker:
             return build_request("POST", "/ping", self.host, self.port, body), "P", 1, None
         if mode == "rest":
             code, fields = f.next()
+            account = f.account
+            key = self.key_headers[account]
             if code == "C":
                 body = cancel_json(fields).encode()
-                return build_request("POST", "/cancel", self.host, self.port, body), "C", 1, None
+                return build_request("POST", "/cancel", self.host, self.port, body, extra=key), "C", 1, None
             body = order_json(fields).encode()
-            return build_request("POST", "/order", self.host, self.port, body), code, 1, None
+            return build_request("POST", "/order", self.host, self.port, body, extra=key), code, 1, account
         n = self.cfg["batch_size"]
         parts = []
         for _ in range(n):
             code, fields = f.next()
             parts.append(order_json(fields))
         body = ("[" + ",".join(parts) + "]").encode()
-        return build_request("POST", self.cfg["batch_path"], self.host, self.port, body), "B", n, None
+        # One key per request: a batch belongs to one account, the batches go to them in turn.
+        key = self.key_headers[self.batch_account]
+        self.batch_account = (self.batch_account + 1) % len(self.key_headers)
+        path = self.cfg["batch_path"]
+        return build_request("POST", path, self.host, self.port, body, extra=key), "B", n, None
 
     def _send(self, conn: Conn, sched: float, now: float) -> None:
         data, code, n, meta = self._make()
@@ -311,7 +325,7 @@ class HttpWorker:
         self.idle.append(conn)  # reopened on its next use
 
     def _complete(self, conn: Conn, status: int, body: bytes, now: float) -> None:
-        sched, sent, code, n, _ = conn.req
+        sched, sent, code, n, account = conn.req
         conn.req = None
         self.busy.discard(conn)
         self.idle.append(conn)
@@ -337,7 +351,7 @@ class HttpWorker:
                         if m and m.group(1) in RESTING:
                             oid = _ORDER_ID.search(body)
                             if oid:
-                                self.factory.remember(oid.group(1).decode())
+                                self.factory.remember(oid.group(1).decode(), account)
                 counts["ok"] += n
                 rec.order_outcomes[OK] += n
                 self.counters[P_OK] += n

@@ -157,6 +157,10 @@ class OrderFactory:
     client_order_id)`` for orders and ``(order_id,)`` for cancels. A cancel is drawn
     only when an order of this worker is known to rest (``remember``); otherwise a
     limit order takes its place.
+
+    With ``accounts`` > 1 the orders go to the accounts in turn, and ``account`` tells
+    which one the order just returned belongs to (for a cancel: the account that
+    placed the order, as ``remember`` was told).
     """
 
     def __init__(
@@ -168,6 +172,7 @@ class OrderFactory:
         tag: str = "lt",
         cross_share: float = 0.15,
         max_resting: int = 100_000,
+        accounts: int = 1,
     ):
         if not specs:
             raise ValueError("need at least one symbol")
@@ -187,18 +192,21 @@ class OrderFactory:
         self.cross_share = cross_share
         self.prefix = f"{tag}-{worker}-"
         self.seq = 0
-        self.resting: list[str] = []
+        self.resting: list[tuple[str, int]] = []  # (order_id, account)
         self.max_resting = max_resting
+        self.accounts = max(1, accounts)
+        self.account = 0
+        self.next_account = worker % self.accounts  # workers start on different accounts
 
-    def remember(self, order_id: str) -> None:
-        """Note an order of this worker that rests (a later cancel may target it)."""
+    def remember(self, order_id: str, account: int = 0) -> None:
+        """Note an order of this worker (of ``account``) that rests (a later cancel may target it)."""
         r = self.resting
         if len(r) >= self.max_resting:
-            r[self.rng.randrange(len(r))] = order_id
+            r[self.rng.randrange(len(r))] = (order_id, account)
         else:
-            r.append(order_id)
+            r.append((order_id, account))
 
-    def _pop_resting(self) -> str | None:
+    def _pop_resting(self) -> tuple[str, int] | None:
         r = self.resting
         if not r:
             return None
@@ -215,10 +223,13 @@ class OrderFactory:
                 code = k
                 break
         if code == "C":
-            oid = self._pop_resting()
-            if oid is not None:
-                return "C", (oid,)
+            popped = self._pop_resting()
+            if popped is not None:
+                self.account = popped[1]
+                return "C", (popped[0],)
             code = "L"
+        self.account = self.next_account
+        self.next_account = (self.next_account + 1) % self.accounts
         i = rng.randrange(len(self.specs))
         spec = self.specs[i]
         mid = self.mids[i]
@@ -295,9 +306,12 @@ class CrossingFactory:
     the requests in flight on two connections a taker can overtake its maker; it then
     trades with whatever rests or is cancelled unfilled, and the probe simply measures
     the orders that did change the book.
+
+    With ``accounts`` > 1 the makers are account 0's and the takers account 1's
+    (``account`` after each ``next()``), so that they trade under self-trade prevention.
     """
 
-    def __init__(self, spec: SymbolSpec, seed: int = 1, tag: str = "md"):
+    def __init__(self, spec: SymbolSpec, seed: int = 1, tag: str = "md", accounts: int = 1):
         self.spec = spec
         self.rng = random.Random(seed)
         self.mid = spec.mid_ticks
@@ -305,13 +319,16 @@ class CrossingFactory:
         self.seq = 0
         self.lots = 1
         self.resting: list[str] = []
+        self.accounts = max(1, accounts)
+        self.account = 0
 
-    def remember(self, order_id: str) -> None:
+    def remember(self, order_id: str, account: int = 0) -> None:
         """Not used (no cancels); present for the engines' interface."""
 
     def next(self):
         phase = self.seq % 4
         self.seq += 1
+        self.account = (phase % 2) % self.accounts  # makers (0, 2) and takers (1, 3)
         if phase in (0, 2):
             self.lots = self.rng.randint(1, 5)
         spec, mid = self.spec, self.mid

@@ -95,8 +95,16 @@ class RawSio:
     and collecting acknowledgements in ``acks``.
     """
 
-    def __init__(self, host: str, port: int, namespace: str = "/market", timeout: float = 10.0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        namespace: str = "/market",
+        timeout: float = 10.0,
+        auth: dict | None = None,
+    ):
         self.host, self.port, self.ns = host, port, namespace
+        self.auth = auth  # the CONNECT packet's payload: {"api_key": ...} with --auth on
         self.timeout = timeout
         self.sock: socket.socket | None = None
         self.buf = bytearray()
@@ -141,7 +149,8 @@ class RawSio:
         self.buf += rest
         open_pkt = self._wait_packet(lambda p: p.startswith("0"))
         self.eio_open = json.loads(open_pkt[1:])
-        self.send_text(f"40{self.ns}," if self.ns != "/" else "40")
+        payload = json.dumps(self.auth, separators=(",", ":")) if self.auth else ""
+        self.send_text((f"40{self.ns}," if self.ns != "/" else "40") + payload)
         pkt = self._wait_packet(lambda p: p.startswith(("40", "44")))
         if pkt.startswith("44"):
             raise SioProtocolError(f"namespace {self.ns} refused: {pkt}")

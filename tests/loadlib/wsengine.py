@@ -10,6 +10,12 @@ and queue it, the main thread does the bookkeeping (so records are never written
 two threads at once).
 
 Latency = acknowledgement time - scheduled time, as for HTTP.
+
+With API keys (``cfg["keys"]``, ``--auth on``) client ``i`` of worker ``w`` connects
+with ``auth={"api_key": keys[(w + i * workers) % len(keys)]}`` (so the workers
+together use every key they can); the orders go to the worker's accounts in turn,
+each emitted by one of its account's clients, and a cancel by a client of the
+account that placed the order.
 """
 
 from __future__ import annotations
@@ -52,7 +58,16 @@ class WsWorker:
         self.url = base_url(cfg["host"], cfg["port"])
         self.clients = []
         self.rec = Recorder()
-        self.factory = OrderFactory(cfg["specs"], cfg["mix"], cfg["seed"], worker, cfg["tag"])
+        keys = cfg.get("keys") or [None]
+        workers = cfg.get("workers", 1)
+        # The key of each of this worker's clients, and the worker's accounts (distinct keys).
+        self.slot_keys = [keys[(worker + i * workers) % len(keys)] for i in range(cfg["connections"])]
+        self.keys = list(dict.fromkeys(self.slot_keys)) or [None]
+        self.n_accounts = len(self.keys)
+        self.client_account: list[int] = []  # per connected client
+        self.factory = OrderFactory(
+            cfg["specs"], cfg["mix"], cfg["seed"], worker, cfg["tag"], accounts=self.n_accounts
+        )
         self.done: deque = deque()  # (seq, answer_time, args) from the client threads
         self.inflight: dict[int, tuple] = {}  # seq -> (sched, sent, code, client_index)
         self.counters = [0] * N_PROGRESS
@@ -68,17 +83,34 @@ class WsWorker:
         sys.setswitchinterval(0.0002)
 
         ok = 0
-        for _ in range(self.cfg["connections"]):
+        for key in self.slot_keys:
+            account = self.keys.index(key)
             c = socketio.Client(reconnection=False, request_timeout=10)
             try:
-                c.connect(self.url, namespaces=[self.ns], transports=["websocket"], wait_timeout=10)
+                c.connect(
+                    self.url,
+                    namespaces=[self.ns],
+                    transports=["websocket"],
+                    wait_timeout=10,
+                    auth={"api_key": key} if key else None,
+                )
             except Exception as exc:  # socketio.exceptions.ConnectionError and friends
                 self.connect_errors += 1
                 self.connect_error_text = str(exc)
                 continue
             self.clients.append(c)
+            self.client_account.append(account)
             ok += 1
         return ok
+
+    def client_cycles(self) -> list:
+        """Per account, a round-robin over its clients (all clients for one left without any)."""
+        everyone = range(len(self.clients))
+        cycles = []
+        for a in range(self.n_accounts):
+            mine = [ci for ci in everyone if self.client_account[ci] == a]
+            cycles.append(itertools.cycle(mine or list(everyone)))
+        return cycles
 
     def _callback(self, seq: int):
         done = self.done
@@ -107,7 +139,7 @@ class WsWorker:
             label = "ok"
             trades = len(answer.get("trades") or ())
             if code == "L" and answer.get("status") in RESTING and answer.get("order_id"):
-                self.factory.remember(str(answer["order_id"]))
+                self.factory.remember(str(answer["order_id"]), self.client_account[req[3]])
             self.counters[P_OK] += 1
         else:
             outcome = ERROR
@@ -164,7 +196,7 @@ class WsWorker:
         window = len(self.clients) if closed_loop else None
         sched, next_t = worker_schedule(cfg, self.worker, cfg["rate"])
         seqs = itertools.count()
-        rr = itertools.cycle(range(len(self.clients)))
+        rrs = self.client_cycles()
         progress = self.progress
         last_pub = last_scan = t0
         lag_max = 0.0
@@ -188,7 +220,7 @@ class WsWorker:
                 lag_max = max(lag_max, rel - st)
                 code, fields = factory.next()
                 seq = next(seqs)
-                ci = next(rr)
+                ci = next(rrs[factory.account])
                 client = self.clients[ci]
                 sent = monotonic() - t0
                 self.inflight[seq] = (st, sent, code, ci)
@@ -250,8 +282,9 @@ class RawWsWorker(WsWorker):
 
         self.sel = selectors.SelectSelector()
         ok = 0
-        for _ in range(self.cfg["connections"]):
-            c = RawSio(self.cfg["host"], self.cfg["port"], self.ns)
+        for key in self.slot_keys:
+            account = self.keys.index(key)
+            c = RawSio(self.cfg["host"], self.cfg["port"], self.ns, auth={"api_key": key} if key else None)
             try:
                 c.connect()
             except Exception as exc:  # OSError, SioProtocolError
@@ -263,6 +296,7 @@ class RawWsWorker(WsWorker):
             self.sel.register(c.sock, selectors.EVENT_READ, c)
             c.pending = {}  # ack id -> our seq
             self.clients.append(c)
+            self.client_account.append(account)
             ok += 1
         return ok
 
@@ -292,7 +326,7 @@ class RawWsWorker(WsWorker):
         clients = self.clients
         window = len(clients)
         seqs = itertools.count()
-        rr = itertools.cycle(range(len(clients)))
+        rrs = self.client_cycles()
         progress = self.progress
         last_pub = last_scan = t0
         factory = self.factory
@@ -311,7 +345,7 @@ class RawWsWorker(WsWorker):
             for st in due:
                 code, fields = factory.next()
                 seq = next(seqs)
-                ci = next(rr)
+                ci = next(rrs[factory.account])
                 c = clients[ci]
                 ack = c.next_ack
                 c.next_ack += 1
