@@ -57,13 +57,14 @@ import threading
 import time
 from collections import deque
 
+import msgspec
 from flask import Flask, request
 from flask_socketio import SocketIO
 from socketio import Namespace as _SioNamespace
 from socketio.exceptions import ConnectionRefusedError as _Refused
 
 from api import errors, formatting, rest
-from api.errors import ApiError
+from api.errors import ApiError, envelope
 from api.market import MARKET_NAMESPACE, TRADE_NAMESPACE, MarketNamespace, Publisher, install_frame_coalescing
 from api.mq import (
     DEFAULT_CHANNEL,
@@ -85,6 +86,10 @@ _perf_ns = time.perf_counter_ns
 # First path segments the engine serves and an edge never does.
 ENGINE_ONLY = frozenset(
     ("order", "orders", "cancel", "cancel_all", "amend", "account", "fills", "admin", "assets")
+)
+PRIVATE_ON_ENGINE = (
+    "order events are private with --auth on and are not served by an edge: subscribe on the "
+    "engine process, with your API key (through nginx: path /engine/socket.io/, SCALING.md)"
 )
 READ_ONLY_MESSAGE = (
     "this is a market-data edge: it serves public reads and /market only; "
@@ -184,12 +189,16 @@ class EdgePublisher(Publisher):
         mirror: Mirror,
         *,
         ready=None,
+        private=None,
         sync_wait: float = 3.0,
         min_interval: float = EDGE_MIN_INTERVAL,
         **options,
     ) -> None:
         super().__init__(socketio, mirror, min_interval=min_interval, **options)
         self.ready = ready or (lambda: True)
+        # private() -> bool: the engine runs --auth on, so order events are private
+        # (an edge cannot check keys; the feed carries none of them)
+        self.private = private or (lambda: True)
         self.sync_wait = sync_wait
         self._stream: deque = deque()
 
@@ -224,12 +233,14 @@ class EdgePublisher(Publisher):
         if wake is not None and not wake.is_set():
             wake.set()
 
-    def subscribe(self, sid: str, data) -> dict:
+    def subscribe(self, sid: str, data, owner: int | None = None) -> dict:
+        if isinstance(data, dict) and data.get("type") == "order_events" and self.private():
+            return envelope("UNAUTHENTICATED", PRIVATE_ON_ENGINE)
         if not self.ready() and isinstance(data, dict) and data.get("type") in ("l2_updates", "bbo"):
             deadline = time.monotonic() + self.sync_wait
             while not self.ready() and time.monotonic() < deadline:
                 self.socketio.sleep(0.05)
-        return super().subscribe(sid, data)
+        return super().subscribe(sid, data, owner)
 
 
 class FeedReceiver:
@@ -255,6 +266,7 @@ class FeedReceiver:
         self.n = 0
         self.synced = False
         self.ever_synced = False
+        self.private = True  # until the feed says otherwise: order events are private
         self.last_message: float | None = None
         self.last_request = 0.0
         self.delivered = dict.fromkeys(mirror.markets, 0)  # last trade_id delivered, per symbol
@@ -292,6 +304,7 @@ class FeedReceiver:
                 )
             self.synced = False
         self.run, self.n = run, n
+        self.private = message.get("private", True) is not False
         mirror = self.mirror
         moved = False
         for symbol, seq, bids, asks in message.get("books") or ():
@@ -423,6 +436,10 @@ class EdgeService:
         trades = list(market.trades)
         return {"symbol": symbol, "trades": trades[-limit:] if limit > 0 else []}
 
+    def trades_json(self, symbol: str, limit: int = 50) -> bytes:
+        """``trades`` as compact JSON (what ``GET /trades`` sends, as the engine's)."""
+        return msgspec.json.encode(self.trades(symbol, limit))
+
     def uptime(self) -> float:
         return round(time.monotonic() - self._started, 3)
 
@@ -508,7 +525,11 @@ def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
     mirror = Mirror(symbols)
     receiver_box: list[FeedReceiver] = []
     publisher = EdgePublisher(
-        socketio, mirror, ready=lambda: receiver_box[0].ever_synced, sync_wait=float(cfg["sync_wait"])
+        socketio,
+        mirror,
+        ready=lambda: receiver_box[0].ever_synced,
+        private=lambda: receiver_box[0].private,
+        sync_wait=float(cfg["sync_wait"]),
     )
 
     def request_sync() -> None:

@@ -276,9 +276,13 @@ class QueueFeed(Publisher):
         sync_interval: float = 0.5,
         depth: int = MIRROR_DEPTH,
         trades: int = MIRROR_TRADES,
+        private: bool = False,
         **options,
     ) -> None:
         super().__init__(socketio, engine, min_interval=interval, **options)
+        # --auth on: order events are private (api.auth); the feed carries none, and
+        # says so, so that edges refuse order_events subscriptions
+        self.private = private
         # Somebody (the edges) always listens: nothing is skipped unformatted.
         self.members = {FEED_ROOM: {"queue"}}
         self.run_id = uuid.uuid4().hex
@@ -289,6 +293,7 @@ class QueueFeed(Publisher):
         self.sync_interval_ns = int(sync_interval * 1e9)
         self._events: list = []
         self._books: list = []
+        self._held_feed_books: dict[str, tuple] = {}  # symbol -> (state, ticket) not durable yet
         self._book_seq = {symbol: -1 for symbol in engine.markets}
         self._sync_requested = True  # edges already up get the state of a (re)started engine
         self._last_sync_ns = 0
@@ -325,6 +330,15 @@ class QueueFeed(Publisher):
         symbol = order.symbol
         spec = self.engine.spec(symbol)
         events = self._events
+        if self.private:  # --auth on: order events are their owner's only, never on the queue
+            if not is_cancel:
+                published = self._trades[symbol]
+                for trade in result.trades:
+                    payload = formatting.trade_dict(spec, trade)
+                    published.append(payload)
+                    events.append(["trade", symbol, trade.trade_id, payload])
+                self.events["trade"] += len(result.trades)
+            return
         if is_cancel:
             events.append(
                 [
@@ -352,18 +366,37 @@ class QueueFeed(Publisher):
     def _note_book_change(self, symbol: str, seq: int, received: int) -> None:
         return None
 
-    def _book_state(self, symbol: str) -> list:
+    def _book_state(self, symbol: str) -> tuple[list, int]:
+        """``([symbol, sequence, bids, asks], ticket)``: the state and, read after
+        it, the journal ticket of the last record it reflects (0 without a store)."""
         seq, bids, asks = self.engine.depth(symbol, self.depth)
-        return [symbol, seq, [list(level) for level in bids], [list(level) for level in asks]]
+        ticket = self._ticket_of(symbol) if self._ticket_of is not None else 0
+        return [symbol, seq, [list(level) for level in bids], [list(level) for level in asks]], ticket
+
+    def _durable_ticket(self, ticket: int) -> bool:
+        return self._durable is None or self._durable(ticket)
 
     def _publish_books(self, now: int) -> int | None:
-        """Each symbol whose sequence moved since the last message: its state, read once."""
+        """Each symbol whose sequence moved since the last message: its state,
+        read once, and only once its record is durable (the read barrier: a state
+        read too early is held and goes out in a later pass, when it is)."""
         book_seq = self._book_seq
+        held = self._held_feed_books
         for symbol, market in self.engine.markets.items():
+            waiting = held.get(symbol)
+            if waiting is not None:
+                if not self._durable_ticket(waiting[1]):
+                    continue
+                del held[symbol]
+                book_seq[symbol] = waiting[0][1]
+                self._books.append(waiting[0])
             if market.sequence != book_seq[symbol]:
-                state = self._book_state(symbol)
-                book_seq[symbol] = state[1]
-                self._books.append(state)
+                state, ticket = self._book_state(symbol)
+                if self._durable_ticket(ticket):
+                    book_seq[symbol] = state[1]
+                    self._books.append(state)
+                else:
+                    held[symbol] = (state, ticket)
         return None
 
     def _pass(self) -> float:
@@ -376,9 +409,13 @@ class QueueFeed(Publisher):
         engine = self.engine
         books = []
         for symbol in engine.markets:
-            state = self._book_state(symbol)
-            self._book_seq[symbol] = state[1]
+            state, ticket = self._book_state(symbol)
+            if not self._durable_ticket(ticket):
+                return None  # not yet: the sync goes out in a later pass
             books.append(state)
+        self._held_feed_books.clear()
+        for state in books:
+            self._book_seq[state[0]] = state[1]
         trades = {symbol: list(published) for symbol, published in self._trades.items()}
         return {
             "books": books,
@@ -390,11 +427,12 @@ class QueueFeed(Publisher):
         events, books = self._events, self._books
         sync = None
         if self._sync_requested and now - self._last_sync_ns >= self.sync_interval_ns:
-            self._sync_requested = False
-            self._last_sync_ns = now
             sync = self._full_state()
-            books = []  # the sync has every book, read after these
-            self.syncs += 1
+            if sync is not None:
+                self._sync_requested = False
+                self._last_sync_ns = now
+                books = []  # the sync has every book, read after these
+                self.syncs += 1
         if not events and not books and sync is None and now - self._last_message_ns < self.heartbeat_ns:
             return
         self._events, self._books = [], []
@@ -403,6 +441,7 @@ class QueueFeed(Publisher):
             "run": self.run_id,
             "n": self.n,
             "time_ns": time.time_ns(),
+            "private": self.private,
             "events": events,
             "books": books,
         }
@@ -473,6 +512,9 @@ def engine_manager(url: str, channel: str = DEFAULT_CHANNEL) -> QueueManager:
 def attach_engine(socketio, exchange, local: Publisher, manager: QueueManager, **options) -> PublisherTee:
     """Start publishing ``exchange``'s results on the queue; returns the
     publisher to install as ``exchange.publisher``."""
+    auth = getattr(exchange, "auth", None)
+    options.setdefault("private", auth is not None and auth.on)
+    options.setdefault("store", getattr(exchange, "store", None))  # book states only once durable
     feed = QueueFeed(socketio, exchange.engine, **options)
     manager.handlers[SYNC_EVENT] = feed.request_sync
     start_listening(socketio)

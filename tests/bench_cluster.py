@@ -308,7 +308,7 @@ class Single:
     def __init__(self, run_dir: str, data_dir: str) -> None:
         from deploy.cluster import App, free_port
 
-        self.engine = App(run_dir, "engine", free_port(), ["--data-dir", data_dir, "--rate-limit", "0"])
+        self.engine = App(run_dir, "engine", free_port(), ["--data-dir", data_dir, "--rate-limit", "0", "--auth", "off"])
         self.edges = [self.engine]
         self.redis = None
 
@@ -396,7 +396,7 @@ def main(argv=None) -> int:
                 os.path.join(tmp, "run"),
                 os.path.join(tmp, "data"),
                 edges=args.edges,
-                engine_args=["--rate-limit", "0"],
+                engine_args=["--rate-limit", "0", "--auth", "off"],
                 edge_args=["--rate-limit", "0"],
             )
         with cluster:

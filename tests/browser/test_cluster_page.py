@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.server]
 @pytest.fixture
 def cluster(tmp_path):
     need_cluster_tools()
-    with Cluster(str(tmp_path / "run"), str(tmp_path / "data")) as c:
+    with Cluster(str(tmp_path / "run"), str(tmp_path / "data"), engine_args=["--auth", "off"]) as c:
         yield c
 
 

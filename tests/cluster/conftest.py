@@ -10,12 +10,16 @@ import pytest
 from deploy.cluster import Cluster
 from tests.cluster.helpers import need_cluster_tools
 
+# The cluster tests check the market data of the original contract, which is --auth off's
+# (the command line's default is on; private order events are the engine's, see SCALING.md).
+AUTH_OFF = ["--auth", "off"]
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     need_cluster_tools()
     base = tmp_path_factory.mktemp("cluster")
-    with Cluster(str(base / "run"), str(base / "data")) as c:
+    with Cluster(str(base / "run"), str(base / "data"), engine_args=AUTH_OFF) as c:
         yield c
 
 
@@ -23,5 +27,5 @@ def cluster(tmp_path_factory):
 def own_cluster(tmp_path):
     """A cluster for one test (the fault tests break theirs)."""
     need_cluster_tools()
-    with Cluster(str(tmp_path / "run"), str(tmp_path / "data")) as c:
+    with Cluster(str(tmp_path / "run"), str(tmp_path / "data"), engine_args=AUTH_OFF) as c:
         yield c

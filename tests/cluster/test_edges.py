@@ -195,3 +195,67 @@ def test_an_edge_started_late_serves_the_engines_state_and_history(cluster):
             assert _rest(late.url, path) == _rest(cluster.engine.url, path), path
     finally:
         late.stop()
+
+
+def test_with_auth_on_an_edge_refuses_order_events_and_still_serves_trades(tmp_path):
+    """Order events are private with --auth on; an edge cannot check a key, so it
+    refuses the subscription (the engine's feed carries no order event then: a
+    client of an edge could otherwise read every account's orders). Trades between
+    two accounts still reach the edge's subscribers."""
+    import os
+
+    from deploy.cluster import Cluster
+    from tests.cluster.helpers import need_cluster_tools
+
+    need_cluster_tools()
+    with Cluster(str(tmp_path / "run"), str(tmp_path / "data")) as cluster:  # the default: --auth on
+        key = open(os.path.join(str(tmp_path / "data"), "demo.key")).read().strip()
+        edge = cluster.edges[0]
+        sio = socketio.Client()
+        sio.connect(edge.url, namespaces=["/market"], transports=["websocket"], wait_timeout=10)
+        try:
+            ack = sio.call("subscribe", {"type": "order_events"}, namespace="/market", timeout=10)
+            assert ack["error"]["code"] == "UNAUTHENTICATED"
+        finally:
+            sio.disconnect()
+        sub = Subscriber(edge.url, [{"type": "trades", "symbol": "BTC-USDT"}], transports=["websocket"])
+        sub.start()
+        try:
+            admin = open(os.path.join(str(tmp_path / "data"), "admin.token")).read().strip()
+            created = requests.post(
+                cluster.engine.url + "/admin/accounts",
+                json={"name": "bob"},
+                headers={"X-Admin-Token": admin},
+                timeout=10,
+            ).json()
+            r = requests.post(
+                cluster.engine.url + "/order",
+                json={
+                    "symbol": "BTC-USDT",
+                    "side": "sell",
+                    "order_type": "limit",
+                    "quantity": "0.01",
+                    "price": "30000.00",
+                },
+                headers={"X-API-Key": created["api_key"]},
+                timeout=10,
+            )
+            assert r.status_code == 200, r.text
+            r = requests.post(
+                cluster.engine.url + "/order",
+                json={
+                    "symbol": "BTC-USDT",
+                    "side": "buy",
+                    "order_type": "ioc",
+                    "quantity": "0.01",
+                    "price": "30000.00",
+                },
+                headers={"X-API-Key": key},
+                timeout=10,
+            )
+            tid = int(r.json()["trades"][0]["trade_id"])
+            wait_for(lambda: tid in sub.trade_ids(), what="the trade on the edge")
+            stats = requests.get(edge.url + "/health", timeout=5).json()
+            assert stats["status"] in ("ok", "stale")
+        finally:
+            sub.stop()
