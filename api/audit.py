@@ -72,6 +72,11 @@ class Audit:
         """A cancel as ``POST /cancel`` reported it."""
         self._pending.append((1, report, (sequence, timestamp_ns)))
 
+    def event(self, name: str, report: dict, sequence: int, timestamp_ns: int) -> None:
+        """Another command on an order (``amend``, ``expire``) as reported;
+        the trades of an amend that crossed become trade lines."""
+        self._pending.append((3, report, (sequence, timestamp_ns, name)))
+
     def rejection(self, request: str, body, error) -> None:
         self._pending.append((2, request, (body, error, time.time_ns())))
 
@@ -105,6 +110,12 @@ class Audit:
                     _submit_lines(lines, a, *b)
                 elif kind == 1:
                     lines.append(_cancel_line(a, *b))
+                elif kind == 3:
+                    lines.append(_cancel_line(a, *b))
+                    for trade in a["trades"]:
+                        lines.append(
+                            b'{"event":"trade","ts":%b,%b' % (_encode(trade["timestamp"]), _encode(trade)[1:])
+                        )
                 else:
                     lines.append(_rejection_line(a, *b))
             # One record per batch: one write and one flush, one rollover check.
@@ -143,8 +154,8 @@ def _submit_lines(lines: list, report: dict, sequence: int, body: bytes | None =
         lines.append(b'{"event":"trade","ts":%b,%b' % (_encode(trade["timestamp"]), _encode(trade)[1:]))
 
 
-def _cancel_line(report: dict, sequence: int, timestamp_ns: int) -> bytes:
-    line = {"event": "cancel", "ts": iso(timestamp_ns), "sequence": sequence}
+def _cancel_line(report: dict, sequence: int, timestamp_ns: int, event: str = "cancel") -> bytes:
+    line = {"event": event, "ts": iso(timestamp_ns), "sequence": sequence}
     line.update(report)
     del line["trades"]
     return _encode(line)

@@ -30,8 +30,19 @@ changes, delivered here afterwards, in this order)
             nothing filled: ``filled``, ``partially_filled`` (rests, part filled)
             or ``cancelled`` (market/IOC/FOK remainder removed; a killed FOK and a
             market order against an empty side too). That final report is exactly
-            the ``POST /order`` answer, ``trades`` included.
-    cancel: ``order_event cancelled`` (the ``POST /cancel`` answer).
+            the ``POST /order`` answer, ``trades`` included. A stop or
+            take-profit is accepted with status ``pending`` and has no final
+            event until it triggers.
+            Then, for each stop the command's trades triggered, in the order
+            they entered: ``order_event triggered`` (the order as it enters:
+            status ``new``, its ``order_type`` and ``stop_price`` kept), its
+            trades and makers' events, and its final event as above.
+    amend:  the trades (and makers' events) of a new price that crossed, then
+            ``order_event amended`` (the ``POST /amend`` answer), then the
+            stops it triggered, as above.
+    cancel: ``order_event cancelled`` (the ``POST /cancel`` answer); an
+            expired good-till-time order likewise, ``cancel_reason``
+            ``expired``.
     Either, when it changed the book: ``l2_update`` / ``bbo`` (conflated, below).
     A client in both ``trades:BTC-USDT`` and ``trades:*`` gets each trade once.
 
@@ -99,8 +110,8 @@ from flask_socketio import Namespace, join_room, leave_room
 
 from api import formatting
 from api.errors import envelope, internal_error_envelope
-from engine.events import CancelResult
-from engine.order import NEW
+from engine.events import AmendResult, CancelResult
+from engine.order import NEW, PENDING
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +263,7 @@ class Publisher:
             wake.set()
 
     on_cancel = on_submit  # a CancelResult travels the same queue
+    on_amend = on_submit  # and an AmendResult
 
     @staticmethod
     def _received(result, received_ns) -> int:
@@ -374,7 +386,7 @@ class Publisher:
             if type(result) is not CancelResult:
                 if not result.book_changed:
                     continue  # a killed FOK: no place in the book's order
-                trades = result.trades
+                trades = result.all_trades()
                 if trades and trades[-1].trade_id > last_trade:
                     last_trade = trades[-1].trade_id
             symbol = result.order.symbol
@@ -387,15 +399,16 @@ class Publisher:
         order = result.order
         symbol = order.symbol
         is_cancel = isinstance(result, CancelResult)
-        if not (is_cancel or result.book_changed):
+        if not result.book_changed:  # a killed FOK, a pending stop accepted or cancelled
             self._send(result, received, is_cancel)
             return
         seq = result.sequence
         self._note_book_change(symbol, seq, received)
         if seq <= self._last_seq.get(symbol, -1):
             self.late += 1  # behind what was already sent (a gap given up on, or before the task started)
-            if not is_cancel and result.trades and result.trades[-1].trade_id > self._last_trade_id:
-                self._last_trade_id = result.trades[-1].trade_id
+            trades = None if is_cancel else result.all_trades()
+            if trades and trades[-1].trade_id > self._last_trade_id:
+                self._last_trade_id = trades[-1].trade_id
             self._send(result, received, is_cancel)
             return
         heapq.heappush(self._pending[symbol], (seq, next(self._tie), now, result, received, is_cancel))
@@ -414,7 +427,7 @@ class Publisher:
                     expired = now - arrived >= hold
                     if seq != last_seq.get(symbol, -1) + 1 and not expired:
                         break
-                    trades = None if is_cancel else result.trades
+                    trades = None if is_cancel else result.all_trades()
                     if trades and trades[0].trade_id > self._last_trade_id + 1 and not expired:
                         break
                     if expired and (seq != last_seq.get(symbol, -1) + 1):
@@ -454,10 +467,37 @@ class Publisher:
         if not oe_rooms and not tr_rooms:
             return
         spec = self.engine.spec(symbol)
-        if oe_rooms:
-            accepted = formatting.order_report(spec, order, NEW, 0, 0)
-            self._emit_stream("order_event", {"event": "accepted", "order": accepted}, oe_rooms, received)
-        for trade in result.trades:
+        if type(result) is AmendResult:
+            self._send_trades(spec, result.trades, oe_rooms, tr_rooms, received)
+            if oe_rooms:
+                report = formatting.submit_report(spec, result)
+                self._emit_stream("order_event", {"event": "amended", "order": report}, oe_rooms, received)
+        else:
+            if oe_rooms:
+                accepted = formatting.order_report(
+                    spec, order, result.status if result.status is PENDING else NEW, 0, 0
+                )
+                self._emit_stream("order_event", {"event": "accepted", "order": accepted}, oe_rooms, received)
+            self._send_trades(spec, result.trades, oe_rooms, tr_rooms, received)
+            if oe_rooms and result.status is not NEW and result.status is not PENDING:
+                report = formatting.submit_report(spec, result)
+                self._emit_stream(
+                    "order_event", {"event": report["status"], "order": report}, oe_rooms, received
+                )
+        for entry in result.triggered:
+            if oe_rooms:
+                entered = formatting.order_report(spec, entry.order, NEW, 0, 0)
+                self._emit_stream("order_event", {"event": "triggered", "order": entered}, oe_rooms, received)
+            self._send_trades(spec, entry.trades, oe_rooms, tr_rooms, received)
+            if oe_rooms and entry.status is not NEW:
+                report = formatting.submit_report(spec, entry)
+                self._emit_stream(
+                    "order_event", {"event": report["status"], "order": report}, oe_rooms, received
+                )
+
+    def _send_trades(self, spec, trades, oe_rooms: list[str], tr_rooms: list[str], received: int) -> None:
+        """Each trade, and its maker's ``order_event``, in execution order."""
+        for trade in trades:
             if tr_rooms:
                 self._emit_stream("trade", formatting.trade_dict(spec, trade), tr_rooms, received)
             if oe_rooms:
@@ -465,9 +505,6 @@ class Publisher:
                 self._emit_stream(
                     "order_event", {"event": report["status"], "order": report}, oe_rooms, received
                 )
-        if oe_rooms and result.status is not NEW:
-            report = formatting.submit_report(spec, result)
-            self._emit_stream("order_event", {"event": report["status"], "order": report}, oe_rooms, received)
 
     def _emit_stream(self, event: str, payload: dict, rooms: list[str], received: int) -> None:
         self.socketio.emit(

@@ -9,6 +9,7 @@ event       payload                          acknowledgement
 ==========  ===============================  =====================================
 ``order``   the ``POST /order`` body         order report, or ``{"error": {...}}``
 ``cancel``  ``{"order_id": "..."}``          order report, or ``{"error": {...}}``
+``amend``   the ``POST /amend`` body         order report, or ``{"error": {...}}``
 ``orders``  the ``POST /orders`` array       the ``POST /orders`` answer (a list of
                                              order reports and error envelopes),
                                              or ``{"error": {...}}`` for the whole
@@ -36,7 +37,7 @@ TRADE_NAMESPACE = "/trade"
 
 
 class TradeNamespace(_socketio.Namespace):
-    """``/trade``: ``order``, ``cancel`` and ``orders`` with acknowledgements."""
+    """``/trade``: ``order``, ``cancel``, ``amend`` and ``orders`` with acknowledgements."""
 
     def __init__(self, exchange, publisher=None) -> None:
         super().__init__(TRADE_NAMESPACE)
@@ -56,6 +57,9 @@ class TradeNamespace(_socketio.Namespace):
 
     def on_cancel(self, sid, data=None, *extra):
         return call_or_envelope(self.exchange.cancel_order, data, "in /trade cancel")
+
+    def on_amend(self, sid, data=None, *extra):
+        return call_or_envelope(self.exchange.amend_order, data, "in /trade amend")
 
     def on_orders(self, sid, data=None, *extra):
         place_orders = getattr(self.exchange, "place_orders", None)
