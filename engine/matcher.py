@@ -210,7 +210,7 @@ class SymbolStats:
 class Market:
     """Everything the engine keeps for one symbol."""
 
-    __slots__ = ("spec", "book", "lock", "sequence", "stats", "trades", "stops", "last_price", "expiries")
+    __slots__ = ("spec", "book", "lock", "sequence", "stats", "trades", "stops", "pending", "expiries")
 
     def __init__(self, spec: SymbolSpec, trade_history: int, lock) -> None:
         self.spec = spec
@@ -220,10 +220,18 @@ class Market:
         self.stats = SymbolStats()
         self.trades: deque[Trade] = deque(maxlen=trade_history)
         self.stops = StopBook()
-        self.last_price: int | None = None  # of the symbol's last trade: what stops trigger on
+        self.pending = self.stops.orders  # the same dict: one attribute load on the hot path
         # (expire_time, order_id) of good-till-time orders, a heap; entries of
         # orders that closed otherwise are dropped when they reach the top.
         self.expiries: list[tuple[int, int]] = []
+
+    @property
+    def last_price(self) -> int | None:
+        """The price of the symbol's last trade (what stops trigger on), or
+        None before its first. Read from the recent trades (kept in every
+        snapshot), so the matching loop stores nothing more. O(1)."""
+        trades = self.trades
+        return trades[-1].price if trades else None
 
 
 class MatchingEngine:
@@ -243,6 +251,8 @@ class MatchingEngine:
         lock_factory=threading.RLock,
     ) -> None:
         specs = list(symbols) if symbols is not None else default_symbols()
+        if trade_history < 1:
+            raise ValueError("trade_history must be at least 1 (stops trigger on the last trade's price)")
         self.markets: dict[str, Market] = {s.symbol: Market(s, trade_history, lock_factory()) for s in specs}
         self.orders: dict[int, Order] = {}
         self._closed: deque[int] = deque()
@@ -283,7 +293,10 @@ class MatchingEngine:
         quantity: int | None,
         price: int | None = None,
         client_order_id: str | None = None,
-        *,
+        # Not keyword-only, although callers pass them by name: CPython fills a
+        # missing keyword-only parameter by a dict lookup in __kwdefaults__, a
+        # positional one from a tuple. Eight of them cost the shared workload
+        # ~4% (Documentation/PERFORMANCE.md, "Order types beyond the four").
         timestamp: int | None = None,
         order_id: int | None = None,
         trade_ids: list[int] | None = None,
@@ -299,7 +312,8 @@ class MatchingEngine:
         ``quantity`` is in lots and ``price`` in ticks (``None`` for market).
         ``timestamp``, ``order_id`` and ``trade_ids`` (every trade id of the
         command, the triggered stops' included) are for replaying a journal;
-        live callers leave them out. The order types beyond the four
+        live callers leave them out. Pass everything after ``client_order_id``
+        by name. The order types beyond the four
         (``stop_price``, ``display_quantity``, ``post_only``, ``expire_time``,
         ``quote_quantity``; ``quantity`` is ``None`` with ``quote_quantity``)
         take ``_submit_other``; see ``Documentation/ENGINE.md`` for their rules.
@@ -321,19 +335,17 @@ class MatchingEngine:
             raise ValidationError("side must be buy or sell", "side")
         # The four original types with none of the new fields take the fast
         # path; anything else is checked and run by _submit_other.
-        if order_type is LIMIT:
-            plain = display_quantity is None and not post_only and expire_time is None
-        elif order_type is MARKET:
-            plain = quote_quantity is None
-        else:
-            plain = order_type is IOC or order_type is FOK
         if (
-            not plain
-            or stop_price is not None
-            or (order_type is not MARKET and quote_quantity is not None)
+            stop_price is not None
+            or display_quantity is not None
+            or post_only
+            or expire_time is not None
+            or quote_quantity is not None
             or (
                 order_type is not LIMIT
-                and (display_quantity is not None or post_only or expire_time is not None)
+                and order_type is not MARKET
+                and order_type is not IOC
+                and order_type is not FOK
             )
         ):
             return self._submit_other(
@@ -392,7 +404,7 @@ class MatchingEngine:
                 result = SubmitResult(
                     order, PARTIALLY_FILLED, filled, order.notional, trades, market.sequence, True
                 )
-                if market.stops.orders:
+                if market.pending:
                     self._trigger(market, result, timestamp, next_trade_id)
                 if trade_ids:  # replay: later ids continue after the journal's
                     self._trade_ids = _after(self._trade_ids, trade_ids[-1])
@@ -405,7 +417,7 @@ class MatchingEngine:
             if len(closed) > self._order_history:
                 self.orders.pop(closed.popleft(), None)
             result = SubmitResult(order, order.status, filled, order.notional, trades, market.sequence, True)
-            if market.stops.orders:
+            if market.pending:
                 self._trigger(market, result, timestamp, next_trade_id)
             if trade_ids:  # replay: later ids continue after the journal's
                 self._trade_ids = _after(self._trade_ids, trade_ids[-1])
@@ -491,7 +503,7 @@ class MatchingEngine:
                     self._close(order_id)
                     return SubmitResult(order, CANCELLED, 0, 0, _NO_TRADES, market.sequence, False)
                 result = self._enter(market, order, price, next_trade_id)
-            if result.trades and market.stops.orders:
+            if result.trades and market.pending:
                 self._trigger(market, result, timestamp, next_trade_id)
             if trade_ids:
                 self._trade_ids = _after(self._trade_ids, trade_ids[-1])
@@ -624,6 +636,24 @@ class MatchingEngine:
             OrderNotFound: no such order (or forgotten from memory).
             OrderNotOpen: it is already filled or cancelled.
         """
+        order = self.orders.get(order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        market = self.markets[order.symbol]
+        with market.lock:
+            status = order.status
+            if status is NEW or status is PARTIALLY_FILLED:  # inlined: a quarter of all commands
+                market.book.remove(order)
+                order.cancel_reason = USER
+                closed = self._closed
+                closed.append(order_id)
+                if len(closed) > self._order_history:
+                    self.orders.pop(closed.popleft(), None)
+                market.stats.cancels += 1
+                market.sequence += 1
+                return CancelResult(
+                    order, market.sequence, timestamp if timestamp is not None else self._clock()
+                )
         return self._cancel(order_id, timestamp, USER)
 
     def expire(self, order_id: int, *, timestamp: int | None = None) -> CancelResult:
@@ -794,7 +824,7 @@ class MatchingEngine:
                 order, order.status, order.filled, order.notional, trades, market.sequence, changed,
                 timestamp, quantity, price, stop_price,
             )  # fmt: skip
-            if trades and market.stops.orders:
+            if trades and market.pending:
                 self._trigger(market, result, timestamp, next_trade_id)
             if trade_ids:
                 self._trade_ids = _after(self._trade_ids, trade_ids[-1])
@@ -889,7 +919,6 @@ class MatchingEngine:
             volume = wanted - remaining
             taker.filled += volume
             taker.notional += notional
-            market.last_price = trades[-1].price
             stats = market.stats
             stats.trades += len(trades)
             stats.volume += volume
@@ -983,7 +1012,6 @@ class MatchingEngine:
                     "stats": market.stats.to_dict(),
                     "resting": [o.order_id for o in market.book.resting()],
                     "trades": [_trade_to_row(t) for t in market.trades],
-                    "last_price": market.last_price,
                     "pending": [o.order_id for o in market.stops.in_trigger_order()],
                     "shown": sorted(market.book.shown.items()),
                 }
@@ -1033,7 +1061,7 @@ class MatchingEngine:
             market.stats = SymbolStats()
             market.sequence = 0
             market.stops = StopBook()
-            market.last_price = None
+            market.pending = market.stops.orders
             market.expiries = []
             if data is None:
                 continue
@@ -1047,7 +1075,6 @@ class MatchingEngine:
                 book.set_shown(orders[order_id], shown)
             for order_id in data.get("pending", ()):
                 market.stops.add(orders[order_id])
-            market.last_price = data.get("last_price")
             for row in data["trades"]:
                 market.trades.append(_trade_from_row(row, orders))
         for order in orders.values():
