@@ -404,8 +404,11 @@ class MatchingEngine:
                 result = SubmitResult(
                     order, PARTIALLY_FILLED, filled, order.notional, trades, market.sequence, True
                 )
-                if market.pending:
-                    self._trigger(market, result, timestamp, next_trade_id)
+                if market.pending:  # inlined StopBook.due: two comparisons
+                    stops = market.stops
+                    last = trades[-1].price
+                    if last <= stops.fall_max or last >= stops.rise_min:
+                        self._trigger(market, result, timestamp, next_trade_id)
                 if trade_ids:  # replay: later ids continue after the journal's
                     self._trade_ids = _after(self._trade_ids, trade_ids[-1])
                 return result
@@ -417,8 +420,11 @@ class MatchingEngine:
             if len(closed) > self._order_history:
                 self.orders.pop(closed.popleft(), None)
             result = SubmitResult(order, order.status, filled, order.notional, trades, market.sequence, True)
-            if market.pending:
-                self._trigger(market, result, timestamp, next_trade_id)
+            if market.pending:  # inlined StopBook.due: two comparisons
+                stops = market.stops
+                last = trades[-1].price
+                if last <= stops.fall_max or last >= stops.rise_min:
+                    self._trigger(market, result, timestamp, next_trade_id)
             if trade_ids:  # replay: later ids continue after the journal's
                 self._trade_ids = _after(self._trade_ids, trade_ids[-1])
             return result

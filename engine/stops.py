@@ -8,6 +8,11 @@ Layout
     rising    the same for orders that trigger when it rises to their stop
               price or above (a buy stop, a sell take-profit); lowest first.
     orders    order_id -> pending ``Order``, for O(1) lookups.
+    fall_max  the highest ``falling`` key (``NONE_FALLING`` when empty) and
+    rise_min  the lowest ``rising`` key (``NONE_RISING`` when empty), cached:
+              "does anything trigger at ``last``?" is then two integer
+              comparisons, ``last <= fall_max or last >= rise_min``, which the
+              matcher inlines after every command that traded.
 A bucket is a ``dict`` order_id -> ``Order``: insertion-ordered (arrival
 order, FIFO) with O(1) removal.
 
@@ -30,6 +35,10 @@ from sortedcontainers import SortedDict
 
 from engine.order import PENDING, SELL, STOP_LIMIT, STOP_LOSS, Order
 
+# Sentinels of the cached ends: no price is at or below the first nor at or above the second.
+NONE_FALLING = -1
+NONE_RISING = 1 << 80
+
 
 def falls(order: Order) -> bool:
     """Does ``order`` trigger on a falling price? (a sell stop, a buy take-profit)"""
@@ -47,20 +56,34 @@ def would_trigger(order: Order, stop_price: int, last: int | None) -> bool:
 class StopBook:
     """The pending stops of one symbol. See the module docstring."""
 
-    __slots__ = ("falling", "rising", "orders")
+    __slots__ = ("falling", "rising", "orders", "fall_max", "rise_min")
 
     def __init__(self) -> None:
         self.falling: SortedDict = SortedDict()
         self.rising: SortedDict = SortedDict()
         self.orders: dict[int, Order] = {}
+        self.fall_max = NONE_FALLING
+        self.rise_min = NONE_RISING
+
+    def _refresh_ends(self) -> None:
+        self.fall_max = self.falling.peekitem(-1)[0] if self.falling else NONE_FALLING
+        self.rise_min = self.rising.peekitem(0)[0] if self.rising else NONE_RISING
 
     def add(self, order: Order) -> None:
         """Queue a pending order at the back of its stop price's bucket.
         Runtime complexity: O(1), O(log P) for a new price."""
-        side = self.falling if falls(order) else self.rising
-        bucket = side.get(order.stop_price)
+        price = order.stop_price
+        if falls(order):
+            side = self.falling
+            if price > self.fall_max:
+                self.fall_max = price
+        else:
+            side = self.rising
+            if price < self.rise_min:
+                self.rise_min = price
+        bucket = side.get(price)
         if bucket is None:
-            bucket = side[order.stop_price] = {}
+            bucket = side[price] = {}
         bucket[order.order_id] = order
         self.orders[order.order_id] = order
 
@@ -76,15 +99,11 @@ class StopBook:
         del bucket[order.order_id]
         if not bucket:
             del side[order.stop_price]
+            self._refresh_ends()
 
     def due(self, last: int | None) -> bool:
         """Does any pending order trigger at last trade price ``last``? O(1)."""
-        if last is None:
-            return False
-        falling, rising = self.falling, self.rising
-        return bool(
-            (falling and falling.peekitem(-1)[0] >= last) or (rising and rising.peekitem(0)[0] <= last)
-        )
+        return last is not None and (last <= self.fall_max or last >= self.rise_min)
 
     def pop_triggered(self, last: int) -> list[Order]:
         """Remove and return every order that triggers at ``last``, in the
@@ -112,6 +131,7 @@ class StopBook:
             out.extend(bucket.values())
         for order in out:
             del orders[order.order_id]
+        self._refresh_ends()
         return out
 
     def in_trigger_order(self) -> list[Order]:
@@ -137,4 +157,6 @@ class StopBook:
                     assert self.orders.get(oid) is order
                     seen += 1
         assert seen == len(self.orders), (seen, len(self.orders))
+        assert self.fall_max == (self.falling.peekitem(-1)[0] if self.falling else NONE_FALLING)
+        assert self.rise_min == (self.rising.peekitem(0)[0] if self.rising else NONE_RISING)
         assert not self.due(last), f"a pending order should have triggered at {last}"

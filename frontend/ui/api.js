@@ -42,5 +42,6 @@ export const api = {
   order: (orderId) => request("GET", `/order/${encodeURIComponent(orderId)}`),
   submit: (order) => request("POST", "/order", order),
   cancel: (orderId) => request("POST", "/cancel", { order_id: orderId }),
+  amend: (body) => request("POST", "/amend", body),
   health: () => request("GET", "/health"),
 };

@@ -14,6 +14,7 @@ import { api } from "./api.js";
 import { cumulate, drawDepth, maxCumulative, renderSide } from "./book.js";
 import { PriceChart, parseTime } from "./chart.js";
 import { compare, decimalsOf, fixed, fromSteps, group, toSteps } from "./decimal.js";
+import { AmendForm, EventFeed } from "./amend.js";
 import { OrderEntry } from "./entry.js";
 import { MyOrders } from "./orders.js";
 
@@ -61,6 +62,7 @@ const state = {
 const my = new MyOrders();
 const chart = new PriceChart($("price-chart"), COLORS);
 const entry = new OrderEntry(submitOrder);
+const feed = new EventFeed((orderId) => my.isMine(orderId));
 let socket = null;
 
 // ---------------------------------------------------------------- rendering
@@ -259,6 +261,7 @@ function onTrade(trade) {
 
 function onOrderEvent(msg) {
   if (msg && msg.order && my.apply(msg.order)) scheduleRender();
+  feed.add(msg);
 }
 
 /** Fetch book, BBO and trade history for the current symbol (after connect or a switch). */
@@ -447,6 +450,13 @@ async function cancelOrder(orderId) {
   return result;
 }
 
+async function amendOrder(body) {
+  const result = await api.amend(body);
+  if (result.ok) my.apply(result.data);
+  scheduleRender();
+  return result;
+}
+
 function setupOrdersPanel() {
   for (const btn of document.querySelectorAll(".tabs button")) {
     btn.addEventListener("click", () => {
@@ -558,6 +568,7 @@ async function init() {
   new ResizeObserver(() => scheduleRender()).observe($("depth-chart"));
   document.addEventListener("visibilitychange", () => !document.hidden && scheduleRender());
   setupOrdersPanel();
+  new AmendForm(amendOrder, (orderId) => my.find(orderId), state.specs);
   connect();
   pingLoop();
   setTimeout(statisticsLoop, STATISTICS_EVERY_MS);

@@ -14,7 +14,7 @@ const MAX_FILLS = 500;
 const TERMINAL = new Set(["filled", "cancelled", "unknown"]);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-export const isOpen = (o) => o.status === "new" || o.status === "partially_filled";
+export const isOpen = (o) => o.status === "new" || o.status === "partially_filled" || o.status === "pending";
 
 function load(key) {
   try {
@@ -194,14 +194,17 @@ export class MyOrders {
       const list = (tab === "open" ? this.open() : this.orders).slice().reverse();
       rows = list.map((o) => {
         const cancel = isOpen(o)
-          ? `<button type="button" class="cancel-btn" data-action="cancel" data-order-id="${esc(o.order_id)}" data-testid="cancel-${esc(o.order_id)}">Cancel</button>`
+          ? `<button type="button" class="cancel-btn" data-action="amend" data-order-id="${esc(o.order_id)}" data-testid="amend-${esc(o.order_id)}">Edit</button> ` +
+            `<button type="button" class="cancel-btn" data-action="cancel" data-order-id="${esc(o.order_id)}" data-testid="cancel-${esc(o.order_id)}">Cancel</button>`
           : "";
+        const stop = o.stop_price ? `stop ${fmt(o.symbol, "price", o.stop_price)} · ` : "";
+        const price = o.price === null || o.price === undefined ? "market" : fmt(o.symbol, "price", o.price);
         const fresh = this.fresh.has(o.order_id) ? " fresh" : "";
         return (
           `<tr class="order-row${fresh}" data-order-id="${esc(o.order_id)}" data-status="${esc(o.status)}" data-symbol="${esc(o.symbol)}">` +
           `<td>${time(o.timestamp)}</td><td>${esc(o.symbol)}</td>` +
           `<td class="${o.side === "buy" ? "up" : "down"}">${esc(o.side)}</td><td>${esc(o.order_type)}</td>` +
-          `<td>${esc(o.order_type === "market" ? "market" : fmt(o.symbol, "price", o.price))}</td>` +
+          `<td>${esc(stop + price)}</td>` +
           `<td>${esc(fmt(o.symbol, "qty", o.quantity))}</td>` +
           `<td class="filled">${esc(fmt(o.symbol, "qty", o.filled_quantity))}</td>` +
           `<td>${esc(fmt(o.symbol, "price", o.average_price))}</td>` +
