@@ -429,7 +429,7 @@ class Exchange:
                     cmd.symbol, cmd.side, cmd.order_type, cmd.quantity, cmd.price, cmd.client_order_id
                 )
             else:
-                result = engine.submit(
+                result = engine.submit_extended(
                     cmd.symbol,
                     cmd.side,
                     cmd.order_type,

@@ -295,16 +295,11 @@ class MatchingEngine:
         client_order_id: str | None = None,
         # Not keyword-only, although callers pass them by name: CPython fills a
         # missing keyword-only parameter by a dict lookup in __kwdefaults__, a
-        # positional one from a tuple. Eight of them cost the shared workload
-        # ~4% (Documentation/PERFORMANCE.md, "Order types beyond the four").
+        # positional one from a tuple (Documentation/PERFORMANCE.md, "Order
+        # types beyond the four").
         timestamp: int | None = None,
         order_id: int | None = None,
         trade_ids: list[int] | None = None,
-        stop_price: int | None = None,
-        display_quantity: int | None = None,
-        post_only: bool = False,
-        expire_time: int | None = None,
-        quote_quantity: int | None = None,
     ) -> SubmitResult:
         """Accept one order, match it, rest or cancel its remainder; then let
         any stop its trades triggered enter (``SubmitResult.triggered``).
@@ -313,10 +308,10 @@ class MatchingEngine:
         ``timestamp``, ``order_id`` and ``trade_ids`` (every trade id of the
         command, the triggered stops' included) are for replaying a journal;
         live callers leave them out. Pass everything after ``client_order_id``
-        by name. The order types beyond the four
-        (``stop_price``, ``display_quantity``, ``post_only``, ``expire_time``,
-        ``quote_quantity``; ``quantity`` is ``None`` with ``quote_quantity``)
-        take ``_submit_other``; see ``Documentation/ENGINE.md`` for their rules.
+        by name. The fields of the order types beyond the four go to
+        ``submit_extended`` (a stop type given here has no stop price and is
+        refused): keeping them off this signature keeps the four original
+        types' path as short as before them.
 
         Runtime complexity: O(log L) + O(fills) (+ O(levels inspected) for FOK)
         (+ O(k log P) when it triggers k stops).
@@ -333,24 +328,15 @@ class MatchingEngine:
             is_buy = False
         else:
             raise ValidationError("side must be buy or sell", "side")
-        # The four original types with none of the new fields take the fast
-        # path; anything else is checked and run by _submit_other.
         if (
-            stop_price is not None
-            or display_quantity is not None
-            or post_only
-            or expire_time is not None
-            or quote_quantity is not None
-            or (
-                order_type is not LIMIT
-                and order_type is not MARKET
-                and order_type is not IOC
-                and order_type is not FOK
-            )
+            order_type is not LIMIT
+            and order_type is not MARKET
+            and order_type is not IOC
+            and order_type is not FOK
         ):
             return self._submit_other(
                 market, side, order_type, quantity, price, client_order_id, timestamp, order_id, trade_ids,
-                stop_price, display_quantity, post_only, expire_time, quote_quantity,
+                None, None, False, None, None,
             )  # fmt: skip
         if type(quantity) is not int or quantity <= 0 or quantity > MAX_UNITS:
             raise ValidationError("quantity must be a positive number of lots", "quantity")
@@ -429,6 +415,61 @@ class MatchingEngine:
                 self._trade_ids = _after(self._trade_ids, trade_ids[-1])
             return result
 
+    def submit_extended(
+        self,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        quantity: int | None,
+        price: int | None = None,
+        client_order_id: str | None = None,
+        timestamp: int | None = None,
+        order_id: int | None = None,
+        trade_ids: list[int] | None = None,
+        *,
+        stop_price: int | None = None,
+        display_quantity: int | None = None,
+        post_only: bool = False,
+        expire_time: int | None = None,
+        quote_quantity: int | None = None,
+    ) -> SubmitResult:
+        """``submit`` with the fields of the order types beyond the four:
+        ``stop_price`` (ticks) for ``stop_loss``/``stop_limit``/``take_profit``/
+        ``take_profit_limit``; ``display_quantity`` (lots), ``post_only`` and
+        ``expire_time`` (ns since the epoch; also on the ``_limit`` stop kinds)
+        for ``limit``; ``quote_quantity`` (notional units) for ``market``,
+        with ``quantity`` ``None``. Any type may come this way; the four
+        without new fields take ``submit``'s own path. Rules:
+        ``Documentation/ENGINE.md``, "Order types beyond the four".
+
+        Runtime complexity: as ``submit``; a quote-amount market order adds
+        O(log L) per level it touches.
+
+        Raises:
+            UnknownSymbol, ValidationError (naming the field at fault): and
+            then nothing has changed.
+        """
+        market = self.markets.get(symbol)
+        if market is None:
+            raise UnknownSymbol(symbol)
+        if side is not BUY and side is not SELL:
+            raise ValidationError("side must be buy or sell", "side")
+        if (
+            stop_price is None
+            and display_quantity is None
+            and not post_only
+            and expire_time is None
+            and quote_quantity is None
+            and (order_type is LIMIT or order_type is MARKET or order_type is IOC or order_type is FOK)
+        ):
+            return self.submit(
+                symbol, side, order_type, quantity, price, client_order_id, timestamp, order_id, trade_ids
+            )
+        return self._submit_other(
+            market, side, order_type, quantity, price, client_order_id, timestamp, order_id, trade_ids,
+            stop_price, display_quantity, post_only, expire_time, quote_quantity,
+        )  # fmt: skip
+
     def _submit_other(
         self,
         market: Market,
@@ -446,7 +487,7 @@ class MatchingEngine:
         expire_time: int | None,
         quote_quantity: int | None,
     ) -> SubmitResult:
-        """``submit`` for the order types beyond the four: stops and
+        """``submit_extended`` for the order types beyond the four: stops and
         take-profits (pending until triggered), icebergs, post-only,
         good-till-time limit orders and market orders by quote amount.
 
@@ -524,7 +565,7 @@ class MatchingEngine:
         is_buy = order.side is BUY
         best = book.best_ask if is_buy else book.best_bid
         if best is not None and (limit is None or (best <= limit if is_buy else best >= limit)):
-            trades = self._match(market, order, limit, next_trade_id)
+            trades = self._match_more(market, order, limit, next_trade_id)
         else:
             trades = _NO_TRADES
         filled = order.filled
@@ -572,7 +613,7 @@ class MatchingEngine:
                 by_budget = True
                 break
             order.quantity = order.filled + take
-            trades.extend(self._match(market, order, best, next_trade_id))
+            trades.extend(self._match_more(market, order, best, next_trade_id))
         order.quantity = order.filled
         if order.filled and by_budget:
             order.status = FILLED
@@ -843,8 +884,26 @@ class MatchingEngine:
             market.stats.rejections += 1
 
     # -- the matching loop ----------------------------------------------------
+    def _match_more(self, market: Market, taker: Order, limit: int | None, next_trade_id) -> list[Trade]:
+        """``_match`` for a taker that may have filled before (an amended order
+        re-entering, a quote-amount market order's next round): ``_match``
+        takes a fresh taker's whole ``quantity`` and sets its ``filled`` and
+        ``notional``, which keeps the common path free of this bookkeeping.
+        O(1) + ``_match``."""
+        filled, notional, quantity = taker.filled, taker.notional, taker.quantity
+        if not filled:
+            return self._match(market, taker, limit, next_trade_id)
+        taker.quantity, taker.filled, taker.notional = quantity - filled, 0, 0
+        try:
+            trades = self._match(market, taker, limit, next_trade_id)
+        finally:
+            taker.quantity = quantity
+            taker.filled += filled
+            taker.notional += notional
+        return trades
+
     def _match(self, market: Market, taker: Order, limit: int | None, next_trade_id) -> list[Trade]:
-        """Execute ``taker``'s remaining quantity against the opposite side,
+        """Execute a fresh (nothing filled yet) ``taker`` against the opposite side,
         best level first, FIFO within a level, at the makers' prices, stopping
         at ``limit``. ``next_trade_id`` issues the trade ids (the journal's
         on replay). An iceberg maker fills up to its shown part; when that is
@@ -865,7 +924,7 @@ class MatchingEngine:
         closed = self._closed
         trades: list[Trade] = []
         append = trades.append
-        remaining = wanted = taker.quantity - taker.filled
+        remaining = taker.quantity
         notional = 0
         while remaining:
             best = book.best_ask if is_buy else book.best_bid
@@ -922,9 +981,9 @@ class MatchingEngine:
         while len(closed) > self._order_history:
             orders.pop(closed.popleft(), None)
         if trades:
-            volume = wanted - remaining
-            taker.filled += volume
-            taker.notional += notional
+            volume = taker.quantity - remaining
+            taker.filled = volume
+            taker.notional = notional
             stats = market.stats
             stats.trades += len(trades)
             stats.volume += volume

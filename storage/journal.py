@@ -362,7 +362,7 @@ def apply_record(engine, record: SubmitRecord | CancelRecord | AmendRecord | Exp
                 )
             else:
                 stop_price, display_quantity, post_only, expire_time, quote_quantity = extras
-                result = engine.submit(
+                result = engine.submit_extended(
                     record.symbol,
                     record.side,
                     record.order_type,

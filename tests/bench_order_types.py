@@ -77,13 +77,13 @@ def far_stops(engine: MatchingEngine, count: int) -> None:
         low, high = 1 + i % 5000, 10**7 + i % 5000
         kind = i % 4
         if kind == 0:
-            engine.submit(SYM, SELL, STOP_LOSS, 10, stop_price=low)
+            engine.submit_extended(SYM, SELL, STOP_LOSS, 10, stop_price=low)
         elif kind == 1:
-            engine.submit(SYM, BUY, TAKE_PROFIT, 10, stop_price=low)
+            engine.submit_extended(SYM, BUY, TAKE_PROFIT, 10, stop_price=low)
         elif kind == 2:
-            engine.submit(SYM, BUY, STOP_LOSS, 10, stop_price=high)
+            engine.submit_extended(SYM, BUY, STOP_LOSS, 10, stop_price=high)
         else:
-            engine.submit(SYM, SELL, TAKE_PROFIT, 10, stop_price=high)
+            engine.submit_extended(SYM, SELL, TAKE_PROFIT, 10, stop_price=high)
 
 
 def run_workload(ops, stops: int) -> float:
@@ -123,7 +123,7 @@ def cascade_once(count: int) -> tuple[float, int]:
     engine.submit(SYM, SELL, LIMIT, 1, 100_000)
     engine.submit(SYM, BUY, LIMIT, 1, 100_000)  # last price 100000
     for i in range(count):  # distinct-ish stop prices 99000..99999, ten per price at 10k
-        engine.submit(SYM, SELL, STOP_LOSS, 1, stop_price=99_000 + i % 1000)
+        engine.submit_extended(SYM, SELL, STOP_LOSS, 1, stop_price=99_000 + i % 1000)
     engine.submit(SYM, BUY, LIMIT, count, 90_000)  # what the stops sell into
     engine.submit(SYM, BUY, LIMIT, 1, 98_000)
     gc.collect()

@@ -79,7 +79,7 @@ def run(engine, ops, rows=None):
         _, side, kind, quantity, price, stop, display, quote = op
         order_type, qty, px, extra = order_args(kind, quantity, price, stop, display, quote)
         try:
-            result = engine.submit(SYM, SIDES[side], order_type, qty, px, timestamp=clock, **extra)
+            result = engine.submit_extended(SYM, SIDES[side], order_type, qty, px, timestamp=clock, **extra)
         except ValidationError:
             continue
         ids.append(result.order.order_id)
@@ -188,11 +188,15 @@ class EngineVersusNaiveExchange(RuleBasedStateMachine):
             )  # fmt: skip
         except Refused:
             try:
-                self.engine.submit(SYM, SIDES[side], order_type, qty, px, timestamp=self.clock, **extra)
+                self.engine.submit_extended(
+                    SYM, SIDES[side], order_type, qty, px, timestamp=self.clock, **extra
+                )
             except ValidationError:
                 return
             raise AssertionError("the engine accepted what the model refuses") from None
-        result = self.engine.submit(SYM, SIDES[side], order_type, qty, px, timestamp=self.clock, **extra)
+        result = self.engine.submit_extended(
+            SYM, SIDES[side], order_type, qty, px, timestamp=self.clock, **extra
+        )
         assert result.order.order_id == order_id
         assert result.filled == model_filled
         assert self._trades(result) == self.model.trades[before:]

@@ -31,7 +31,7 @@ def engine():
 
 
 def put(engine, side, order_type, quantity, price=None, **extra):
-    result = engine.submit(SYM, SIDES[side], order_type, quantity, price, **extra)
+    result = engine.submit_extended(SYM, SIDES[side], order_type, quantity, price, **extra)
     engine.check()
     return result
 
@@ -103,12 +103,12 @@ def test_stop_that_would_trigger_at_once_is_refused(engine):
     trade_at(engine, 100)
     before = engine.snapshot()
     with pytest.raises(ValidationError) as e:
-        engine.submit(SYM, SELL, STOP_LOSS, 1, stop_price=100)
+        engine.submit_extended(SYM, SELL, STOP_LOSS, 1, stop_price=100)
     assert e.value.field == "stop_price"
     with pytest.raises(ValidationError):
-        engine.submit(SYM, BUY, STOP_LOSS, 1, stop_price=99)
+        engine.submit_extended(SYM, BUY, STOP_LOSS, 1, stop_price=99)
     with pytest.raises(ValidationError):
-        engine.submit(SYM, SELL, TAKE_PROFIT, 1, stop_price=100)
+        engine.submit_extended(SYM, SELL, TAKE_PROFIT, 1, stop_price=100)
     assert engine.snapshot() == before
 
 
@@ -233,7 +233,7 @@ def test_cancel_iceberg_removes_only_its_shown_part_from_the_level(engine):
 @pytest.mark.parametrize("display", [10, 11])
 def test_display_quantity_must_be_below_quantity(engine, display):
     with pytest.raises(ValidationError) as e:
-        engine.submit(SYM, BUY, LIMIT, 10, 100, display_quantity=display)
+        engine.submit_extended(SYM, BUY, LIMIT, 10, 100, display_quantity=display)
     assert e.value.field == "display_quantity"
 
 
@@ -266,7 +266,7 @@ def test_gtd_order_expires_by_an_expire_command(engine):
 
 def test_expire_time_in_the_past_is_refused(engine):
     with pytest.raises(ValidationError) as e:
-        engine.submit(SYM, BUY, LIMIT, 1, 99, expire_time=1_000, timestamp=1_000)
+        engine.submit_extended(SYM, BUY, LIMIT, 1, 99, expire_time=1_000, timestamp=1_000)
     assert e.value.field == "expire_time"
 
 
@@ -314,7 +314,7 @@ def test_quote_market_through_an_iceberg(engine):
 
 def test_quantity_and_quote_quantity_are_exclusive(engine):
     with pytest.raises(ValidationError) as e:
-        engine.submit(SYM, BUY, MARKET, 1, quote_quantity=100)
+        engine.submit_extended(SYM, BUY, MARKET, 1, quote_quantity=100)
     assert e.value.field == "quote_quantity"
 
 

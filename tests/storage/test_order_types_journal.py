@@ -104,7 +104,9 @@ def drive(engine, store, seed: int, count: int) -> dict:
                         order_type, price = MARKET, None
                     else:
                         order_type = LIMIT
-                    result = engine.submit(SYMBOL, side, order_type, qty, price, timestamp=clock, **extra)
+                    result = engine.submit_extended(
+                        SYMBOL, side, order_type, qty, price, timestamp=clock, **extra
+                    )
                     seen["pending"] += result.status.value == "pending"
                     seen["triggered"] += len(result.triggered)
             except EngineError:
