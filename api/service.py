@@ -1,5 +1,8 @@
 """``Exchange``: the one place orders enter, shared by REST (``POST /order``,
-``POST /orders``, ``POST /cancel``) and Socket.IO order entry (``/trade``).
+``POST /orders``, ``POST /cancel``, ``POST /amend``) and Socket.IO order entry
+(``/trade``). Good-till-time orders are expired here too (``expire_due``: at
+start, before a command on a symbol with a due order, and by the expiry task
+``run_expiries``), each by a journaled ``expire`` command.
 
 Order path (``place_order``)::
 
@@ -14,13 +17,15 @@ Order path (``place_order``)::
 
 Collaborators are duck-typed and optional (``None`` = absent):
 
-- ``store``: ``log_submit(result) -> ticket``, ``log_cancel(result) -> ticket``
-  (called under the symbol lock), ``wait(ticket)`` (tickets become durable in
+- ``store``: ``log_submit(result) -> ticket``, ``log_cancel(result) -> ticket``,
+  ``log_amend(result) -> ticket``, ``log_expire(result) -> ticket`` (called under
+  the symbol lock), ``wait(ticket)`` (tickets become durable in
   ticket order: a batch waits for its last one), optionally
   ``maybe_snapshot(engine)`` (called after each wait),
   ``find_order(order_id) -> Order | dict | None`` for orders no longer in memory
   and ``stats() -> dict``.
-- ``publisher``: ``on_submit(result, received_ns=...)``, ``on_cancel(result, received_ns=...)``
+- ``publisher``: ``on_submit(result, received_ns=...)``, ``on_cancel(result, received_ns=...)``,
+  ``on_amend(result, received_ns=...)``
   (``received_ns``: ``time.perf_counter_ns()`` when the request entered the
   exchange, for the order-in -> event-out latency), optionally ``stats() -> dict``.
 - ``audit``: ``api.audit.Audit``.
