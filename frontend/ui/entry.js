@@ -29,6 +29,11 @@ export class OrderEntry {
     this.display = $("order-display");
     this.expire = $("order-expire");
     this.postOnly = $("order-post-only");
+    this.byQuote = $("order-by-quote");
+    this.byQuote.addEventListener("change", () => {
+      this.clearErrors("quantity");
+      this.updateUnits();
+    });
     this.submitBtn = $("order-submit");
     this.precheck = $("precheck");
     this.precheck.checked = localStorage.getItem("matchbook.precheck") !== "off";
@@ -62,6 +67,7 @@ export class OrderEntry {
     $("price-unit").textContent = spec.quote;
     $("quantity-unit").textContent = spec.base;
     $("stop-price-unit").textContent = spec.quote;
+    $("by-quote-unit").textContent = spec.quote;
     $("display-unit").textContent = spec.base;
     $("grid-info").textContent = `tick ${spec.tick_size} · lot ${spec.lot_size}`;
     this.price.placeholder = spec.tick_size;
@@ -90,9 +96,21 @@ export class OrderEntry {
     $("field-stop_price").hidden = !STOPS.has(type);
     $("field-display_quantity").hidden = type !== "limit";
     $("field-post_only").hidden = type !== "limit";
+    $("field-by_quote").hidden = type !== "market";
+    this.updateUnits();
     $("field-expire_time").hidden = !(type === "limit" || type === "stop_limit" || type === "take_profit_limit");
     for (const f of ["stop_price", "display_quantity", "expire_time"]) if ($(`field-${f}`).hidden) this.clearErrors(f);
     this.updateNotional();
+  }
+
+  /** A market order by quote amount takes its amount in the quote asset. */
+  quoteAmount() {
+    return this.type === "market" && this.byQuote.checked;
+  }
+
+  updateUnits() {
+    if (!this.spec) return;
+    $("quantity-unit").textContent = this.quoteAmount() ? this.spec.quote : this.spec.base;
   }
 
   /** Fill the price (clicking a book level or a trade). */
@@ -167,6 +185,7 @@ export class OrderEntry {
     const text = this.quantity.value.trim();
     if (!text) return "Amount is required";
     if (!parseDecimal(text)) return "Amount must be a plain decimal number, like 0.5";
+    if (this.quoteAmount()) return ""; // a quote amount: its grid (tick x lot) is the server's to judge
     const lots = toSteps(text, spec.lot_size);
     if (lots === null) return `Amount must be a multiple of the lot size ${spec.lot_size}`;
     if (lots <= 0n) return `Amount must be at least the lot size ${spec.lot_size}`;
@@ -196,7 +215,7 @@ export class OrderEntry {
 
   /** Place the server's error next to the field it names, or under the button. */
   showServerError(error) {
-    const field = error.field === "qty" ? "quantity" : error.field;
+    const field = error.field === "qty" || error.field === "quote_quantity" ? "quantity" : error.field;
     const message = error.message || error.code;
     if (FIELDS.includes(field) && !$(`field-${field}`).hidden) {
       this.showFieldError(field, message, "server");
@@ -220,6 +239,10 @@ export class OrderEntry {
       order_type: this.type,
       quantity: this.quantity.value.trim(),
     };
+    if (this.quoteAmount()) {
+      order.quote_quantity = order.quantity;
+      delete order.quantity;
+    }
     if (!NO_PRICE.has(this.type)) order.price = this.price.value.trim();
     if (STOPS.has(this.type)) order.stop_price = this.stopPrice.value.trim();
     if (this.type === "limit") {

@@ -145,3 +145,28 @@ def test_amend_an_open_order_in_place(page, server):
     assert api.get(f"/order/{order_id}")["quantity"] == "0.30000"
     # the only console line: Chromium's own note of the 400 answer
     assert all("status of 400" in line for line in page.watch.console_errors), page.watch.console_errors
+
+
+def test_market_order_by_quote_amount_from_the_form(page, server):
+    api = Api(server.url)
+    ui = TradingPage(page, server.url).open(BTC)
+    api.order(BTC, "sell", "limit", "1.00000", price="30000.00")
+    page.click("#type-market")
+    expect(page.locator("#field-by_quote")).to_be_visible()
+    page.check("#order-by-quote")
+    expect(page.locator("#quantity-unit")).to_have_text("USDT")
+    ui.fill_order("buy", "market", "3000")
+    report = ui.submit()
+    assert report["quote_quantity"] == "3000.0000000" and report["quantity"] == "0.10000"
+    assert report["status"] == "filled"
+    expect(page.locator("#order-result")).to_contain_text("filled 0.10000 @ 30000.00")
+    ui.show_tab("history")
+    expect(ui.my_order(report["order_id"])).to_have_attribute("data-status", "filled")
+    # off the quote grid: the server's message under the amount
+    ui.fill_order("buy", "market", "0.00000001")
+    with page.expect_response(lambda r: r.url.endswith("/order")) as answer:
+        page.click("#order-submit")
+    assert answer.value.status == 400
+    expect(page.locator("#quantity-error")).to_contain_text("quote_quantity")
+    page.click("#type-limit")
+    expect(page.locator("#quantity-unit")).to_have_text("BTC")
