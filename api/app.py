@@ -483,6 +483,14 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
     app.wsgi_app = sessions.wsgi(app.wsgi_app)
     # outside the session guard, so that its per-address limits see the client behind the proxy
     trust_proxies(app, int(cfg["proxy_hops"]))
+    # Good-till-time orders that expired while the server was down are expired
+    # now, before any new command; later ones by the expiry task.
+    expired = exchange.expire_due()
+    if expired:
+        log.info("expired %d good-till-time orders whose time passed while the server was down", len(expired))
+    exchange.start_expiry_task = lambda: socketio.start_background_task(exchange.run_expiries, socketio.sleep)
+    if exchange.next_expiry() is not None:
+        exchange._ensure_expiry_task()
     app.wsgi_app = _LastResort(app.wsgi_app)
     if audit is not None:
         audit.start(socketio.start_background_task, socketio.sleep)
@@ -498,6 +506,7 @@ def close_app(app: Flask) -> None:
     if ext.get("closed"):
         return
     ext["closed"] = True
+    ext["exchange"].closed = True  # ends the expiry task
     audit = ext.get("audit")
     if audit is not None:
         audit.close()

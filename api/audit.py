@@ -97,6 +97,13 @@ class Audit:
         """A cancel as ``POST /cancel`` reported it."""
         self._pending.append((1, report, (sequence, timestamp_ns, owner)))
 
+    def event(
+        self, name: str, report: dict, sequence: int, timestamp_ns: int, owner: int | None = None
+    ) -> None:
+        """Another command on an order (``amend``, ``expire``) as reported;
+        the trades of an amend that crossed become trade lines."""
+        self._pending.append((4, report, (sequence, timestamp_ns, owner, name)))
+
     def rejection(self, request: str, body, error) -> None:
         self._pending.append((2, request, (body, error, time.time_ns())))
 
@@ -152,8 +159,15 @@ class Audit:
                         lines.append(_cancel_line(a, *b))
                     elif kind == 2:
                         lines.append(_rejection_line(a, *b))
-                    else:
+                    elif kind == 3:
                         lines.append(_encode(_admin_dict(a, *b)))
+                    else:  # an amend or expire, and the trades of an amend that crossed
+                        lines.append(_cancel_line(a, *b))
+                        for trade in a["trades"]:
+                            lines.append(
+                                b'{"event":"trade","ts":%b,%b'
+                                % (_encode(trade["timestamp"]), _encode(trade)[1:])
+                            )
                 except Exception as e:  # this item only: never the other lines of the batch
                     del lines[start:]
                     self._fallback_lines(lines, item, e)
@@ -185,8 +199,12 @@ class Audit:
                 dicts = [_cancel_dict(a, *b)]
             elif kind == 2:
                 dicts = [_rejection_dict(a, *b)]
-            else:
+            elif kind == 3:
                 dicts = [_admin_dict(a, *b)]
+            else:
+                dicts = [_cancel_dict(a, *b)] + [
+                    {"event": "trade", "ts": x["timestamp"], **x} for x in a["trades"]
+                ]
             lines.extend(_escaped(d) for d in dicts)
             self.escaped_lines += 1
         except Exception as e:
@@ -262,8 +280,10 @@ def _admin_dict(action: str, fields: dict, ts: int) -> dict:
     return {"event": "admin", "ts": iso(ts), "action": action, **fields}
 
 
-def _cancel_dict(report: dict, sequence: int, timestamp_ns: int, owner: int | None = None) -> dict:
-    line = {"event": "cancel", "ts": iso(timestamp_ns), "sequence": sequence}
+def _cancel_dict(
+    report: dict, sequence: int, timestamp_ns: int, owner: int | None = None, event: str = "cancel"
+) -> dict:
+    line = {"event": event, "ts": iso(timestamp_ns), "sequence": sequence}
     if owner is not None:
         line["account_id"] = str(owner)
     line.update(report)
@@ -271,8 +291,10 @@ def _cancel_dict(report: dict, sequence: int, timestamp_ns: int, owner: int | No
     return line
 
 
-def _cancel_line(report: dict, sequence: int, timestamp_ns: int, owner: int | None = None) -> bytes:
-    return _encode(_cancel_dict(report, sequence, timestamp_ns, owner))
+def _cancel_line(
+    report: dict, sequence: int, timestamp_ns: int, owner: int | None = None, event: str = "cancel"
+) -> bytes:
+    return _encode(_cancel_dict(report, sequence, timestamp_ns, owner, event))
 
 
 def _rejection_dict(request: str, body, error, ts: int) -> dict:
@@ -296,7 +318,7 @@ def _rejection_line(request: str, body, error, ts: int) -> bytes:
     return _encode(_rejection_dict(request, body, error, ts))
 
 
-_KINDS = ("order", "cancel", "rejection", "admin")
+_KINDS = ("order", "cancel", "rejection", "admin", "event")
 
 
 def _escaped(line: dict) -> bytes:

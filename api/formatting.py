@@ -198,12 +198,19 @@ def order_report(
 ) -> dict:
     """The contract's order report. ``status``/``filled``/``notional`` default
     to the order's live state; pass a result's snapshot to report the state a
-    command left it in."""
+    command left it in. ``cancel_reason`` is the order's when the reported
+    status is ``cancelled``, else null. ``quote_quantity`` is printed in the
+    quote asset with ``price decimals + quantity decimals`` places (the
+    notional's)."""
     if status is None:
         status, filled, notional = order.status, order.filled, order.notional
     f = formatter(spec)
     quantity = f.quantity
     timestamp = iso(order.timestamp)
+    stop_price = order.stop_price
+    display = order.display_quantity
+    expire_time = order.expire_time
+    quote = order.quote_quantity
     return {
         "order_id": str(order.order_id),
         "client_order_id": order.client_order_id,
@@ -217,9 +224,15 @@ def order_report(
         "average_price": f.average_price(notional, filled),
         "status": VALUE[status],
         "timestamp": timestamp,
+        "stop_price": None if stop_price is None else f.price(stop_price),
+        "display_quantity": None if display is None else quantity(display),
+        "post_only": order.post_only,
+        "expire_time": None if expire_time is None else iso(expire_time),
+        "quote_quantity": None if quote is None else spec.format_notional(quote),
         # None while open or filled; a report of an earlier state (an order
         # event of a fill) never shows the reason of a later cancel
         "cancel_reason": order.cancel_reason if status is CANCELLED else None,
+        # last: api.audit splices the encoded report at this key
         "trades": _taker_trades(f, order, timestamp, trades) if trades else [],
     }
 

@@ -40,8 +40,19 @@ changes, delivered here afterwards, in this order)
             nothing filled: ``filled``, ``partially_filled`` (rests, part filled)
             or ``cancelled`` (market/IOC/FOK remainder removed; a killed FOK and a
             market order against an empty side too). That final report is exactly
-            the ``POST /order`` answer, ``trades`` included.
-    cancel: ``order_event cancelled`` (the ``POST /cancel`` answer).
+            the ``POST /order`` answer, ``trades`` included. A stop or
+            take-profit is accepted with status ``pending`` and has no final
+            event until it triggers.
+            Then, for each stop the command's trades triggered, in the order
+            they entered: ``order_event triggered`` (the order as it enters:
+            status ``new``, its ``order_type`` and ``stop_price`` kept), its
+            trades and makers' events, and its final event as above.
+    amend:  the trades (and makers' events) of a new price that crossed, then
+            ``order_event amended`` (the ``POST /amend`` answer), then the
+            stops it triggered, as above.
+    cancel: ``order_event cancelled`` (the ``POST /cancel`` answer); an
+            expired good-till-time order likewise, ``cancel_reason``
+            ``expired``.
     Either, when it changed the book: ``l2_update`` / ``bbo`` (conflated, below).
     A client in both ``trades:BTC-USDT`` and ``trades:*`` gets each trade once.
 
@@ -131,8 +142,8 @@ from api import formatting
 from api.errors import envelope, internal_error_envelope
 from api.latency import LatencyWindow as _LatencyWindow
 from api.parsing import BadPayload
-from engine.events import CancelResult
-from engine.order import NEW
+from engine.events import AmendResult, CancelResult
+from engine.order import NEW, PENDING
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +301,7 @@ class Publisher:
             wake.set()
 
     on_cancel = on_submit  # a CancelResult travels the same queue
+    on_amend = on_submit  # and an AmendResult
 
     @staticmethod
     def _received(result, received_ns) -> int:
@@ -412,7 +424,7 @@ class Publisher:
             if type(result) is not CancelResult:
                 if not result.book_changed:
                     continue  # a killed FOK: no place in the book's order
-                trades = result.trades
+                trades = result.all_trades()
                 if trades and trades[-1].trade_id > last_trade:
                     last_trade = trades[-1].trade_id
             symbol = result.order.symbol
@@ -425,15 +437,16 @@ class Publisher:
         order = result.order
         symbol = order.symbol
         is_cancel = isinstance(result, CancelResult)
-        if not (is_cancel or result.book_changed):
+        if not result.book_changed:  # a killed FOK, a pending stop accepted or cancelled
             self._send(result, received, is_cancel)
             return
         seq = result.sequence
         self._note_book_change(symbol, seq, received)
         if seq <= self._last_seq.get(symbol, -1):
             self.late += 1  # behind what was already sent (a gap given up on, or before the task started)
-            if not is_cancel and result.trades and result.trades[-1].trade_id > self._last_trade_id:
-                self._last_trade_id = result.trades[-1].trade_id
+            trades = None if is_cancel else result.all_trades()
+            if trades and trades[-1].trade_id > self._last_trade_id:
+                self._last_trade_id = trades[-1].trade_id
             self._send(result, received, is_cancel)
             return
         heapq.heappush(self._pending[symbol], (seq, next(self._tie), now, result, received, is_cancel))
@@ -452,7 +465,7 @@ class Publisher:
                     expired = now - arrived >= hold
                     if seq != last_seq.get(symbol, -1) + 1 and not expired:
                         break
-                    trades = None if is_cancel else result.trades
+                    trades = None if is_cancel else result.all_trades()
                     if trades and trades[0].trade_id > self._last_trade_id + 1 and not expired:
                         break
                     if expired and (seq != last_seq.get(symbol, -1) + 1):
@@ -490,20 +503,56 @@ class Publisher:
                 )
             return
         tr_rooms = [r for r in (f"trades:{symbol}", "trades:*") if members.get(r)]
-        trades = result.trades
-        cancelled = result.cancelled
-        # Order events go to each order's owner: a maker's may be another's rooms.
+        triggered = result.triggered
+        # Order events go to each order's owner: a maker's, a triggered stop's
+        # may be another's rooms.
         rooms_of = {owner: oe_rooms}
-        for maker in [t.maker for t in trades] + list(cancelled):
-            if maker.account_id not in rooms_of:
-                rooms_of[maker.account_id] = self._oe_rooms(maker.account_id, symbol)
+        for entry in (result, *triggered) if triggered else (result,):
+            others = [t.maker for t in entry.trades]
+            others += entry.cancelled
+            if entry is not result:
+                others.append(entry.order)
+            for other in others:
+                if other.account_id not in rooms_of:
+                    rooms_of[other.account_id] = self._oe_rooms(other.account_id, symbol)
         if not tr_rooms and not any(rooms_of.values()):
             return
         spec = self.engine.spec(symbol)
-        if oe_rooms:
-            accepted = formatting.order_report(spec, order, NEW, 0, 0)
-            self._emit_stream("order_event", {"event": "accepted", "order": accepted}, oe_rooms, received)
-        for trade in trades:
+        if type(result) is AmendResult:
+            self._send_fills(spec, result, rooms_of, tr_rooms, received)
+            if oe_rooms:
+                report = formatting.submit_report(spec, result)
+                self._emit_stream("order_event", {"event": "amended", "order": report}, oe_rooms, received)
+        else:
+            if oe_rooms:
+                accepted = formatting.order_report(
+                    spec, order, result.status if result.status is PENDING else NEW, 0, 0
+                )
+                self._emit_stream("order_event", {"event": "accepted", "order": accepted}, oe_rooms, received)
+            self._send_fills(spec, result, rooms_of, tr_rooms, received)
+            if oe_rooms and result.status is not NEW and result.status is not PENDING:
+                report = formatting.submit_report(spec, result)
+                self._emit_stream(
+                    "order_event", {"event": report["status"], "order": report}, oe_rooms, received
+                )
+        for entry in triggered:
+            entry_rooms = rooms_of[entry.order.account_id]
+            if entry_rooms:
+                entered = formatting.order_report(spec, entry.order, NEW, 0, 0)
+                self._emit_stream(
+                    "order_event", {"event": "triggered", "order": entered}, entry_rooms, received
+                )
+            self._send_fills(spec, entry, rooms_of, tr_rooms, received)
+            if entry_rooms and entry.status is not NEW:
+                report = formatting.submit_report(spec, entry)
+                self._emit_stream(
+                    "order_event", {"event": report["status"], "order": report}, entry_rooms, received
+                )
+
+    def _send_fills(self, spec, result, rooms_of: dict, tr_rooms: list[str], received: int) -> None:
+        """Each trade of ``result`` and its maker's ``order_event``, in execution
+        order; then the resting orders self-trade prevention cancelled."""
+        for trade in result.trades:
             if tr_rooms:
                 self._emit_stream("trade", formatting.trade_dict(spec, trade), tr_rooms, received)
             maker_rooms = rooms_of[trade.maker.account_id]
@@ -512,16 +561,13 @@ class Publisher:
                 self._emit_stream(
                     "order_event", {"event": report["status"], "order": report}, maker_rooms, received
                 )
-        for maker in cancelled:  # resting orders self-trade prevention cancelled
+        for maker in result.cancelled:
             maker_rooms = rooms_of[maker.account_id]
             if maker_rooms:
                 report = formatting.order_report(spec, maker)
                 self._emit_stream(
                     "order_event", {"event": "cancelled", "order": report}, maker_rooms, received
                 )
-        if oe_rooms and result.status is not NEW:
-            report = formatting.submit_report(spec, result)
-            self._emit_stream("order_event", {"event": report["status"], "order": report}, oe_rooms, received)
 
     def _oe_rooms(self, owner: int | None, symbol: str) -> list[str]:
         """The order-event rooms with members that an order of ``owner`` in

@@ -71,7 +71,8 @@ from socketio import RedisManager
 from api import formatting
 from api.market import MARKET_NAMESPACE, MAX_DEPTH, Publisher
 from api.service import MAX_TRADES
-from engine.order import NEW
+from engine.events import AmendResult
+from engine.order import NEW, PENDING
 
 log = logging.getLogger(__name__)
 
@@ -325,43 +326,59 @@ class QueueFeed(Publisher):
 
     def _send(self, result, received: int, is_cancel: bool) -> None:
         """Collect the trades and order events of one result, in the order
-        ``Publisher._send`` emits them."""
+        ``Publisher._send`` emits them (an amend's ``amended``, the stops it
+        triggered with their ``triggered`` events and fills included); only
+        the trades with ``private`` (``--auth on``)."""
         order = result.order
         symbol = order.symbol
         spec = self.engine.spec(symbol)
         events = self._events
-        if self.private:  # --auth on: order events are their owner's only, never on the queue
-            if not is_cancel:
-                published = self._trades[symbol]
-                for trade in result.trades:
-                    payload = formatting.trade_dict(spec, trade)
-                    published.append(payload)
-                    events.append(["trade", symbol, trade.trade_id, payload])
-                self.events["trade"] += len(result.trades)
-            return
+        private = self.private
         if is_cancel:
-            events.append(
-                [
-                    "order_event",
-                    symbol,
-                    0,
-                    {"event": "cancelled", "order": formatting.cancel_report(spec, result)},
-                ]
-            )
+            if not private:
+                report = formatting.cancel_report(spec, result)
+                events.append(["order_event", symbol, 0, {"event": "cancelled", "order": report}])
             return
-        accepted = formatting.order_report(spec, order, NEW, 0, 0)
-        events.append(["order_event", symbol, 0, {"event": "accepted", "order": accepted}])
+        if type(result) is AmendResult:
+            self._fills(spec, result, events, private)
+            if not private:
+                report = formatting.submit_report(spec, result)
+                events.append(["order_event", symbol, 0, {"event": "amended", "order": report}])
+        else:
+            if not private:
+                status = result.status if result.status is PENDING else NEW
+                accepted = formatting.order_report(spec, order, status, 0, 0)
+                events.append(["order_event", symbol, 0, {"event": "accepted", "order": accepted}])
+            self._fills(spec, result, events, private)
+            if not private and result.status is not NEW and result.status is not PENDING:
+                report = formatting.submit_report(spec, result)
+                events.append(["order_event", symbol, 0, {"event": report["status"], "order": report}])
+        for entry in result.triggered:
+            if not private:
+                entered = formatting.order_report(spec, entry.order, NEW, 0, 0)
+                events.append(["order_event", symbol, 0, {"event": "triggered", "order": entered}])
+            self._fills(spec, entry, events, private)
+            if not private and entry.status is not NEW:
+                report = formatting.submit_report(spec, entry)
+                events.append(["order_event", symbol, 0, {"event": report["status"], "order": report}])
+
+    def _fills(self, spec, result, events: list, private: bool) -> None:
+        """The trades of ``result`` (and, unless ``private``, each maker's order
+        event, then those of the makers self-trade prevention cancelled)."""
+        symbol = spec.symbol
         published = self._trades[symbol]
         for trade in result.trades:
             payload = formatting.trade_dict(spec, trade)
             published.append(payload)
             events.append(["trade", symbol, trade.trade_id, payload])
-            report = formatting.maker_report(spec, trade)
-            events.append(["order_event", symbol, 0, {"event": report["status"], "order": report}])
-        if result.status is not NEW:
-            report = formatting.submit_report(spec, result)
-            events.append(["order_event", symbol, 0, {"event": report["status"], "order": report}])
+            if not private:
+                report = formatting.maker_report(spec, trade)
+                events.append(["order_event", symbol, 0, {"event": report["status"], "order": report}])
         self.events["trade"] += len(result.trades)
+        if not private:
+            for maker in result.cancelled:
+                report = formatting.order_report(spec, maker)
+                events.append(["order_event", symbol, 0, {"event": "cancelled", "order": report}])
 
     def _note_book_change(self, symbol: str, seq: int, received: int) -> None:
         return None
@@ -480,6 +497,10 @@ class PublisherTee:
     def on_cancel(self, result, received_ns: int | None = None) -> None:
         self.local.on_cancel(result, received_ns)
         self.feed.on_cancel(result, received_ns)
+
+    def on_amend(self, result, received_ns: int | None = None) -> None:
+        self.local.on_amend(result, received_ns)
+        self.feed.on_amend(result, received_ns)
 
     def stats(self) -> dict:
         out = self.local.stats()

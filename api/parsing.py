@@ -27,22 +27,40 @@ Socket.IO ``order``), checked in this order:
 =================  ===================================================================
 symbol             required string, a configured symbol (else ``UNKNOWN_SYMBOL`` 400)
 side               required, ``"buy"`` or ``"sell"``
-order_type         required, ``"market"``, ``"limit"``, ``"ioc"`` or ``"fok"``
-quantity           required, decimal string or JSON number, positive multiple of lot_size
-price              required for limit/ioc/fok, positive multiple of tick_size;
-                   must be absent or null for market
+order_type         required, ``"market"``, ``"limit"``, ``"ioc"``, ``"fok"``,
+                   ``"stop_loss"``, ``"stop_limit"``, ``"take_profit"`` or
+                   ``"take_profit_limit"``
+quantity           required (but see quote_quantity), decimal string or JSON number,
+                   positive multiple of lot_size
+price              required for limit/ioc/fok/stop_limit/take_profit_limit, positive
+                   multiple of tick_size; must be absent or null for market,
+                   stop_loss and take_profit
+stop_price         required for the four stop kinds, refused on the others; a
+                   positive multiple of tick_size
+display_quantity   limit only: a positive multiple of lot_size below quantity
+post_only          limit only (``false``/null accepted on any type): a JSON boolean
+expire_time        limit, stop_limit, take_profit_limit: ISO 8601 UTC
+                   (``2026-12-04T15:00:00Z``, up to 9 fraction digits, ``Z`` or
+                   ``+00:00``), in the future
+quote_quantity     market only, instead of quantity (exactly one of them): a
+                   positive multiple of tick_size * lot_size (the notional's grid)
 client_order_id    optional string, at most 64 printable characters, or null
 stp                optional self-trade prevention: ``"cancel_taker"`` (default),
                    ``"cancel_maker"``, ``"cancel_both"`` or ``"none"``; applies only
                    to orders with an account (``--auth on``)
 =================  ===================================================================
-Unknown extra fields are ignored.
+Unknown extra fields are ignored. An order with none of the new fields and
+one of the four original types takes the fast path; the others
+``_parse_other``. Amend bodies: ``parse_amend``.
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
+import time
+from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -56,14 +74,20 @@ from engine.order import (
     FOK,
     IOC,
     LIMIT,
+    LIMIT_STOP_TYPES,
     MARKET,
     SELL,
+    STOP_LIMIT,
+    STOP_LOSS,
+    STOP_TYPES,
     STP_CANCEL_TAKER,
+    TAKE_PROFIT,
+    TAKE_PROFIT_LIMIT,
     OrderType,
     SelfTradePrevention,
     Side,
 )
-from engine.symbols import MAX_UNITS, SymbolSpec
+from engine.symbols import MAX_UNITS, SymbolSpec, parse_decimal
 
 MAX_ORDER_BODY = 64 * 1024  # bytes, POST /order and POST /cancel
 MAX_BULK_BODY = 1024 * 1024  # bytes, POST /orders
@@ -73,6 +97,15 @@ _MAX_ID_DIGITS = 19  # ids are < 2**63
 _SIDES = {"buy": BUY, "sell": SELL}
 _ORDER_TYPES = {"market": MARKET, "limit": LIMIT, "ioc": IOC, "fok": FOK}
 _STP = {m.value: m for m in SelfTradePrevention}
+_OTHER_TYPES = {
+    "stop_loss": STOP_LOSS,
+    "stop_limit": STOP_LIMIT,
+    "take_profit": TAKE_PROFIT,
+    "take_profit_limit": TAKE_PROFIT_LIMIT,
+}
+# The fields of the order types beyond the four: a body with any of them takes _parse_other.
+_OTHER_FIELDS = frozenset(("stop_price", "display_quantity", "post_only", "expire_time", "quote_quantity"))
+_ISO_UTC = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:Z|\+00:00)")
 
 
 # -- JSON --------------------------------------------------------------------
@@ -292,6 +325,7 @@ class OrderCommand(NamedTuple):
     price: int | None
     client_order_id: str | None
     stp: SelfTradePrevention = STP_CANCEL_TAKER
+    extras: dict | None = None  # the new fields, as ``MatchingEngine.submit`` keywords
 
 
 class _Grid(NamedTuple):
@@ -411,9 +445,8 @@ def parse_order(engine: MatchingEngine, body) -> OrderCommand:
 
     order_type = get("order_type")
     order_type = _ORDER_TYPES.get(order_type) if type(order_type) is str else None
-    if order_type is None:
-        _required(body, "order_type")
-        raise ValidationError("order_type must be 'market', 'limit', 'ioc' or 'fok'", "order_type")
+    if order_type is None or not _OTHER_FIELDS.isdisjoint(body):
+        return _parse_other(body, symbol, spec, side)
 
     grid = _grid(spec)
     quantity = get("quantity")
@@ -439,26 +472,198 @@ def parse_order(engine: MatchingEngine, body) -> OrderCommand:
 
     client_order_id = body.get("client_order_id")
     if client_order_id is not None:
-        if type(client_order_id) is not str:
-            raise ValidationError("client_order_id must be a string", "client_order_id")
-        if len(client_order_id) > MAX_CLIENT_ORDER_ID:
-            raise ValidationError(
-                f"client_order_id must be at most {MAX_CLIENT_ORDER_ID} characters", "client_order_id"
-            )
-        if not client_order_id.isprintable():
-            raise ValidationError("client_order_id must be printable text", "client_order_id")
+        _check_client_order_id(client_order_id)
 
     stp = get("stp")
-    if stp is None:
-        stp = STP_CANCEL_TAKER
-    else:
-        stp = _STP.get(stp) if type(stp) is str else None
-        if stp is None:
-            raise ValidationError(
-                "stp must be 'cancel_taker', 'cancel_maker', 'cancel_both' or 'none'", "stp"
-            )
-
+    stp = STP_CANCEL_TAKER if stp is None else _parse_stp(stp)
     return OrderCommand(symbol, spec, side, order_type, lots, ticks, client_order_id, stp)
+
+
+def _parse_stp(value) -> SelfTradePrevention:
+    """An order's ``stp`` field. Raises ValidationError (field ``stp``)."""
+    stp = _STP.get(value) if type(value) is str else None
+    if stp is None:
+        raise ValidationError("stp must be 'cancel_taker', 'cancel_maker', 'cancel_both' or 'none'", "stp")
+    return stp
+
+
+def _check_client_order_id(client_order_id) -> None:
+    if type(client_order_id) is not str:
+        raise ValidationError("client_order_id must be a string", "client_order_id")
+    if len(client_order_id) > MAX_CLIENT_ORDER_ID:
+        raise ValidationError(
+            f"client_order_id must be at most {MAX_CLIENT_ORDER_ID} characters", "client_order_id"
+        )
+    if not client_order_id.isprintable():
+        raise ValidationError("client_order_id must be printable text", "client_order_id")
+
+
+def parse_expire_time(value, field: str = "expire_time") -> int:
+    """ISO 8601 UTC text -> ns since the epoch, exactly (no float).
+
+    Raises:
+        ValidationError: not a string of the form ``YYYY-MM-DDTHH:MM:SS[.f]Z``
+        (or ``+00:00``), or not a valid date and time.
+    """
+    match = _ISO_UTC.fullmatch(value) if type(value) is str else None
+    if match is None:
+        raise ValidationError(f'{field} must be ISO 8601 UTC text like "2026-12-04T15:00:00Z"', field)
+    year, month, day, hour, minute, second, fraction = match.groups()
+    try:
+        datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    except ValueError:
+        raise ValidationError(f"{field} is not a valid date and time", field) from None
+    seconds = calendar.timegm((int(year), int(month), int(day), int(hour), int(minute), int(second)))
+    nanos = int((fraction or "").ljust(9, "0")) if fraction else 0
+    return seconds * 1_000_000_000 + nanos
+
+
+def _parse_other(body: dict, symbol: str, spec: SymbolSpec, side: Side) -> OrderCommand:
+    """``parse_order`` for the order types beyond the four and for orders with
+    their fields (see the module docstring's table). Slower than the fast
+    path, and thorough: every field on the wrong type is refused by name.
+
+    Raises:
+        ValidationError: naming the field at fault.
+    """
+    get = body.get
+    name = get("order_type")
+    order_type = (_ORDER_TYPES.get(name) or _OTHER_TYPES.get(name)) if type(name) is str else None
+    if order_type is None:
+        _required(body, "order_type")
+        raise ValidationError(
+            "order_type must be 'market', 'limit', 'ioc', 'fok', 'stop_loss', 'stop_limit', "
+            "'take_profit' or 'take_profit_limit'",
+            "order_type",
+        )
+    kind = order_type.value
+    is_limit = order_type is LIMIT
+
+    post_only = get("post_only")
+    if post_only is not None and type(post_only) is not bool:
+        raise ValidationError("post_only must be true or false", "post_only")
+    post_only = bool(post_only)
+    if post_only and not is_limit:
+        raise ValidationError(f"post_only belongs to limit orders, not {kind}", "post_only")
+
+    display = get("display_quantity")
+    if display is not None and not is_limit:
+        raise ValidationError(f"display_quantity belongs to limit orders, not {kind}", "display_quantity")
+
+    expire = get("expire_time")
+    if expire is not None and not (is_limit or order_type in LIMIT_STOP_TYPES):
+        raise ValidationError(
+            f"expire_time belongs to limit, stop_limit and take_profit_limit orders, not {kind}",
+            "expire_time",
+        )
+
+    quote = get("quote_quantity")
+    if quote is not None and order_type is not MARKET:
+        raise ValidationError(f"quote_quantity belongs to market orders, not {kind}", "quote_quantity")
+
+    stop = get("stop_price")
+    if order_type in STOP_TYPES:
+        if stop is None:
+            raise ValidationError(f"stop_price is required for a {kind} order", "stop_price")
+        stop_ticks = spec.price_to_ticks(stop, "stop_price")
+    elif stop is not None:
+        raise ValidationError(f"stop_price belongs to stop and take-profit orders, not {kind}", "stop_price")
+    else:
+        stop_ticks = None
+
+    quantity = get("quantity")
+    if quote is not None:
+        if quantity is not None:
+            raise ValidationError("give quantity or quote_quantity, not both", "quote_quantity")
+        lots = None
+        amount = parse_decimal_units(quote, spec, "quote_quantity")
+    else:
+        lots = spec.quantity_to_lots(_required(body, "quantity"), "quantity")
+        amount = None
+
+    price = get("price")
+    if order_type is MARKET or order_type is STOP_LOSS or order_type is TAKE_PROFIT:
+        if price is not None:
+            raise ValidationError(f"a {kind} order takes no price", "price")
+        ticks = None
+    else:
+        if price is None:
+            raise ValidationError(f"price is required for a {kind} order", "price")
+        ticks = spec.price_to_ticks(price, "price")
+
+    display_lots = None
+    if display is not None:
+        display_lots = spec.quantity_to_lots(display, "display_quantity")
+        if display_lots >= lots:
+            raise ValidationError("display_quantity must be below quantity", "display_quantity")
+
+    expire_ns = None
+    if expire is not None:
+        expire_ns = parse_expire_time(expire)
+        if expire_ns <= time.time_ns():
+            raise ValidationError("expire_time must be in the future", "expire_time")
+
+    client_order_id = get("client_order_id")
+    if client_order_id is not None:
+        _check_client_order_id(client_order_id)
+
+    extras = {}
+    if stop_ticks is not None:
+        extras["stop_price"] = stop_ticks
+    if display_lots is not None:
+        extras["display_quantity"] = display_lots
+    if post_only:
+        extras["post_only"] = True
+    if expire_ns is not None:
+        extras["expire_time"] = expire_ns
+    if amount is not None:
+        extras["quote_quantity"] = amount
+    stp = get("stp")
+    stp = STP_CANCEL_TAKER if stp is None else _parse_stp(stp)
+    return OrderCommand(symbol, spec, side, order_type, lots, ticks, client_order_id, stp, extras or None)
+
+
+def parse_decimal_units(value, spec: SymbolSpec, field: str) -> int:
+    """A quote amount -> notional units (multiples of ``tick_size * lot_size``).
+
+    Raises:
+        ValidationError: not a plain positive decimal, finer than that grid, or too large.
+    """
+    amount = parse_decimal(value, field)
+    step = spec.tick_size * spec.lot_size
+    units, rest = divmod(amount, step)
+    if rest != 0:
+        raise ValidationError(f"{field} {amount} is not a multiple of {step.normalize()}", field)
+    if units <= 0:
+        raise ValidationError(f"{field} must be at least {step.normalize()}", field)
+    if units > MAX_UNITS * MAX_UNITS:
+        raise ValidationError(f"{field} {amount} is too large", field)
+    return int(units)
+
+
+def parse_amend(engine: MatchingEngine, body) -> tuple[int, int | None, int | None, int | None]:
+    """An amend body ``{"order_id", "quantity"?, "price"?, "stop_price"?}`` ->
+    ``(order_id, lots, ticks, stop ticks)`` on the order's symbol's grid.
+
+    Raises:
+        ValidationError: not an object, nothing to change, a value off the grid.
+        OrderNotFound: the id names no order this engine knows.
+    """
+    if not isinstance(body, dict):
+        raise ValidationError("an amend must be a JSON object")
+    order_id = parse_order_id(body.get("order_id"))
+    order = engine.orders.get(order_id)
+    if order is None:
+        raise OrderNotFound(order_id)
+    spec = engine.markets[order.symbol].spec
+    get = body.get
+    quantity, price, stop = get("quantity"), get("price"), get("stop_price")
+    if quantity is None and price is None and stop is None:
+        raise ValidationError("nothing to amend: give quantity, price or stop_price", "quantity")
+    lots = None if quantity is None else spec.quantity_to_lots(quantity, "quantity")
+    ticks = None if price is None else spec.price_to_ticks(price, "price")
+    stop_ticks = None if stop is None else spec.price_to_ticks(stop, "stop_price")
+    return order_id, lots, ticks, stop_ticks
 
 
 def parse_order_id(value, field: str = "order_id") -> int:

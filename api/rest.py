@@ -13,6 +13,7 @@ service    POST /ping            ``{"status": "ok"}``: a JSON body read, nothing
 orders     POST /order           order report (200 whatever its status)
 orders     POST /orders          array: report or error envelope per order
 orders     POST /cancel          order report, status ``cancelled``
+orders     POST /amend           order report after the amend
 orders     GET  /order/<id>      order report as it stands now
 market     GET  /symbols         ``{"symbols": [...]}``
 market     GET  /book/<symbol>   ``?levels=N`` (default 10, capped at 1000)
@@ -100,6 +101,12 @@ def place_orders():
 def cancel_order():
     account = _caller()
     return json_response(_exchange().cancel_order(_body("cancel", MAX_ORDER_BODY), account))
+
+
+@orders.post("/amend")
+def amend_order():
+    account = _caller()
+    return json_response(_exchange().amend_order(_body("amend", MAX_ORDER_BODY), account))
 
 
 @orders.get("/order/<order_id>")

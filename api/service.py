@@ -1,5 +1,8 @@
 """``Exchange``: the one place orders enter, shared by REST (``POST /order``,
-``POST /orders``, ``POST /cancel``) and Socket.IO order entry (``/trade``).
+``POST /orders``, ``POST /cancel``, ``POST /amend``) and Socket.IO order entry
+(``/trade``). Good-till-time orders are expired here too (``expire_due``: at
+start, before a command on a symbol with a due order, and by the expiry task
+``run_expiries``), each by a journaled ``expire`` command.
 
 Order path (``place_order``)::
 
@@ -31,8 +34,9 @@ Fail-stop
 
 Collaborators are duck-typed and optional (``None`` = absent):
 
-- ``store``: ``log_submit(result) -> ticket``, ``log_cancel(result) -> ticket``
-  (called under the symbol lock), ``wait(ticket)`` (tickets become durable in
+- ``store``: ``log_submit(result) -> ticket``, ``log_cancel(result) -> ticket``,
+  ``log_amend(result) -> ticket``, ``log_expire(result) -> ticket`` (called under
+  the symbol lock), ``wait(ticket)`` (tickets become durable in
   ticket order: a batch waits for its last one), ``failed`` / ``failure``,
   ``wait_symbol(symbol, timeout)`` and ``wait(ticket, timeout)`` with
   ``last_ticket()`` (the read barrier; optional: without them reads do not
@@ -40,7 +44,8 @@ Collaborators are duck-typed and optional (``None`` = absent):
   ``maybe_snapshot(engine)`` (called after each wait),
   ``find_order(order_id) -> Order | dict | None`` for orders no longer in memory
   and ``stats() -> dict``.
-- ``publisher``: ``on_submit(result, received_ns=...)``, ``on_cancel(result, received_ns=...)``
+- ``publisher``: ``on_submit(result, received_ns=...)``, ``on_cancel(result, received_ns=...)``,
+  ``on_amend(result, received_ns=...)``
   (``received_ns``: ``time.perf_counter_ns()`` when the request entered the
   exchange, for the order-in -> event-out latency), optionally ``stats() -> dict``.
 - ``audit``: ``api.audit.Audit``.
@@ -71,7 +76,7 @@ from api import formatting
 from api.account_index import AccountIndex
 from api.errors import HALTED, ServiceUnavailable, call_or_envelope, internal_error_envelope
 from api.latency import LatencyWindow
-from api.parsing import OrderCommand, parse_cancel, parse_order, parse_order_id
+from api.parsing import OrderCommand, parse_amend, parse_cancel, parse_order, parse_order_id
 from engine.errors import EngineError, OrderNotFound, OrderNotOpen, UnknownSymbol, ValidationError
 from engine.matcher import MatchingEngine
 from engine.order import Order
@@ -166,12 +171,19 @@ class Exchange:
         self._trade_json: dict[str, dict[int, tuple]] = {}
         self.rejections = 0  # every refused order or cancel, also those without a valid symbol
         self.journaled = 0  # records handed to the store (the group-commit yield watches it)
+        self.closed = False  # set by close_app: background loops end
+        # Starts the expiry task (``run_expiries``); set by the app. Until
+        # then (tests without one), good-till-time orders expire only when a
+        # command on their symbol finds them due, or by ``expire_due``.
+        self.start_expiry_task = None
+        self._expiry_task_started = False
         self.latency = {
             "order_processing": LatencyRecorder(),
             "matching": LatencyRecorder(),
             "trade_report": LatencyRecorder(),
             "cancel_processing": LatencyRecorder(),
             "bulk_request": LatencyRecorder(),
+            "amend_processing": LatencyRecorder(),
         }
 
     # -- orders -----------------------------------------------------------------
@@ -311,6 +323,138 @@ class Exchange:
         self.latency["cancel_processing"].add(perf_counter_ns() - t0)
         return report
 
+    def amend_order(self, body, account=None) -> dict:
+        """Amend an open or pending order of ``account`` in place (``POST
+        /amend``); answers its report (``trades``: its fills as a taker when a
+        new price crossed).
+
+        Raises:
+            ValidationError: malformed body, nothing to change, off the grid,
+            ``quantity`` not above the filled part, a field the order lacks.
+            OrderNotFound: no order has this id (or another account's has).
+            OrderNotOpen: it is already filled or cancelled.
+            ServiceUnavailable: trading is halted (the journal failed).
+        """
+        t0 = perf_counter_ns()
+        engine = self.engine
+        if self._can_fail and self.store.failed:
+            self._halted("amend", body)
+        try:
+            if isinstance(body, dict):
+                try:
+                    oid = parse_order_id(body.get("order_id"))
+                except (OrderNotFound, ValidationError):
+                    oid = None
+                if oid is not None:
+                    known = engine.orders.get(oid)
+                    if known is not None and account is not None and known.account_id != account.account_id:
+                        raise OrderNotFound(oid)  # another account's: its existence is not revealed
+                    if known is None:
+                        stored = self._stored_report(oid, account)
+                        if stored is not None:
+                            raise OrderNotOpen(oid, stored.get("status", "closed"))
+            order_id, quantity, price, stop_price = parse_amend(engine, body)
+            order = engine.orders[order_id]
+            if account is not None and order.account_id != account.account_id:
+                raise OrderNotFound(order_id)
+            store = self.store
+            with engine.lock(order.symbol):
+                result = engine.amend(order_id, quantity, price, stop_price)
+                if store is not None:
+                    ticket = store.log_amend(result)
+                    self.journaled += 1
+                else:
+                    ticket = None
+        except EngineError as e:
+            self._reject("amend", body, e)
+            raise
+        if ticket is not None:
+            self._durable(ticket)
+        report = formatting.submit_report(engine.markets[order.symbol].spec, result)
+        publisher = self.publisher
+        if publisher is not None:
+            try:
+                publisher.on_amend(result, received_ns=t0)
+            except Exception:
+                log.exception("publisher.on_amend failed")
+        if self.audit is not None:
+            self.audit.event("amend", report, result.sequence, result.timestamp, order.account_id)
+        self.latency["amend_processing"].add(perf_counter_ns() - t0)
+        return report
+
+    def amend_order_or_error(self, body, account=None) -> dict:
+        """``amend_order``, with any failure as an error envelope (never raises)."""
+        return call_or_envelope(lambda b: self.amend_order(b, account), body, "amending an order")
+
+    def expire_due(self, symbol: str | None = None) -> list[dict]:
+        """Expire every good-till-time order whose ``expire_time`` has passed
+        (of ``symbol``, or of all symbols): one journaled ``expire`` command
+        each, published as ``order_event cancelled`` (``cancel_reason``
+        ``expired``). Returns their reports. Called at start (before any new
+        command), by the expiry task, and before a command on a symbol with a
+        due order. O(k log n) for k expired.
+
+        Raises:
+            JournalWriteError: the journal cannot be written.
+        """
+        engine = self.engine
+        store = self.store
+        if self._can_fail and store.failed:
+            return []  # fail-stop: no command any more, expiries included (a restart expires them)
+        symbols = [symbol] if symbol is not None else list(engine.markets)
+        done = []
+        ticket = None
+        for name in symbols:
+            now = time.time_ns()
+            for order_id in engine.due_expiries(name, now):
+                with engine.lock(name):
+                    try:
+                        result = engine.expire(order_id, timestamp=now)
+                    except EngineError:  # closed meanwhile
+                        continue
+                    if store is not None:
+                        ticket = store.log_expire(result)
+                        self.journaled += 1
+                done.append(result)
+        if ticket is not None:
+            self._durable(ticket)
+        reports = []
+        for result in done:
+            report = formatting.cancel_report(engine.markets[result.order.symbol].spec, result)
+            reports.append(report)
+            if self.publisher is not None:
+                try:
+                    self.publisher.on_cancel(result)
+                except Exception:
+                    log.exception("publisher.on_cancel failed")
+            if self.audit is not None:
+                self.audit.event("expire", report, result.sequence, result.timestamp, result.order.account_id)
+        return reports
+
+    def next_expiry(self) -> int | None:
+        """The earliest ``expire_time`` (ns) among the open orders, or None. O(symbols)."""
+        times = [t for t in map(self.engine.next_expiry, self.engine.markets) if t is not None]
+        return min(times) if times else None
+
+    def run_expiries(self, sleep, idle: float = 0.5) -> None:
+        """The expiry task: expire what is due, sleep until the next
+        ``expire_time`` (at most ``idle`` seconds: an order accepted meanwhile
+        may expire sooner), until ``closed``."""
+        while not self.closed:
+            try:
+                self.expire_due()
+                nxt = self.next_expiry()
+            except Exception:  # keep the task alive; the log says why
+                log.exception("expiring good-till-time orders failed")
+                nxt = None
+            wait = idle if nxt is None else min(idle, max(0.001, (nxt - time.time_ns()) / 1e9))
+            sleep(wait)
+
+    def _ensure_expiry_task(self) -> None:
+        if not self._expiry_task_started and self.start_expiry_task is not None:
+            self._expiry_task_started = True
+            self.start_expiry_task()
+
     def cancel_all(self, body, account=None) -> dict:
         """``POST /cancel_all``: cancel every open order of ``account`` (in
         ``body["symbol"]`` if given); ``{"cancelled": [report, ...]}``, oldest
@@ -400,24 +544,48 @@ class Exchange:
     def _submit(self, cmd: OrderCommand, owner: int | None = None):
         engine = self.engine
         store = self.store
+        market = engine.markets[cmd.symbol]  # parsing checked the symbol
+        expiries = market.expiries
+        if expiries and expiries[0][0] <= time.time_ns():
+            # A good-till-time order is due: expire it before this command can trade with it.
+            self.expire_due(cmd.symbol)
         t0 = perf_counter_ns()
-        with engine.markets[cmd.symbol].lock:  # engine.lock(symbol); parsing checked the symbol
-            result = engine.submit(
-                cmd.symbol,
-                cmd.side,
-                cmd.order_type,
-                cmd.quantity,
-                cmd.price,
-                cmd.client_order_id,
-                account_id=owner,
-                stp=cmd.stp,
-            )
+        extras = cmd.extras
+        with market.lock:  # engine.lock(symbol)
+            if extras is None:
+                result = engine.submit(
+                    cmd.symbol,
+                    cmd.side,
+                    cmd.order_type,
+                    cmd.quantity,
+                    cmd.price,
+                    cmd.client_order_id,
+                    None,
+                    None,
+                    None,
+                    owner,
+                    cmd.stp,
+                )
+            else:
+                result = engine.submit_extended(
+                    cmd.symbol,
+                    cmd.side,
+                    cmd.order_type,
+                    cmd.quantity,
+                    cmd.price,
+                    cmd.client_order_id,
+                    account_id=owner,
+                    stp=cmd.stp,
+                    **extras,
+                )
             if store is not None:
                 ticket = store.log_submit(result)
                 self.journaled += 1
             else:
                 ticket = None
         self.latency["matching"].add(perf_counter_ns() - t0)
+        if extras is not None and "expire_time" in extras:
+            self._ensure_expiry_task()
         return result, ticket
 
     def _durable(self, ticket) -> None:

@@ -9,6 +9,7 @@ event       payload                          acknowledgement
 ==========  ===============================  =====================================
 ``order``   the ``POST /order`` body         order report, or ``{"error": {...}}``
 ``cancel``  ``{"order_id": "..."}``          order report, or ``{"error": {...}}``
+``amend``   the ``POST /amend`` body         order report, or ``{"error": {...}}``
 ``orders``  the ``POST /orders`` array       the ``POST /orders`` answer (a list of
                                              order reports and error envelopes),
                                              or ``{"error": {...}}`` for the whole
@@ -67,7 +68,7 @@ TRADE_NAMESPACE = "/trade"
 
 
 class TradeNamespace(_socketio.Namespace):
-    """``/trade``: ``order``, ``cancel`` and ``orders`` with acknowledgements."""
+    """``/trade``: ``order``, ``cancel``, ``amend`` and ``orders`` with acknowledgements."""
 
     def __init__(self, exchange, publisher=None, auth=None, limiter=None) -> None:
         super().__init__(TRADE_NAMESPACE)
@@ -122,6 +123,15 @@ class TradeNamespace(_socketio.Namespace):
         if account is not None:
             return call_or_envelope(lambda body: cancel_order(body, account), data, "in /trade cancel")
         return call_or_envelope(cancel_order, data, "in /trade cancel")
+
+    def on_amend(self, sid, data=None, *extra):
+        account, refusal = self._admit(sid, data, "amend")
+        if refusal is not None:
+            return refusal
+        amend_order = self.exchange.amend_order
+        if account is not None:
+            return call_or_envelope(lambda body: amend_order(body, account), data, "in /trade amend")
+        return call_or_envelope(amend_order, data, "in /trade amend")
 
     def on_orders(self, sid, data=None, *extra):
         account, refusal = self._admit(sid, data, "order")

@@ -4,17 +4,24 @@ Layout
     bids, asks   ``SortedDict`` price (int ticks) -> ``PriceLevel``; the best
                  bid is the last key of ``bids``, the best ask the first of
                  ``asks``, and both are cached in ``best_bid`` / ``best_ask``.
-    PriceLevel   the resting orders at one price in arrival order (a ``deque``)
-                 with a cached ``total`` (lots) and ``count`` (live orders).
+    PriceLevel   the resting orders at one price in time priority (a
+                 ``deque``) with a cached ``total`` (visible lots) and
+                 ``count`` (live orders).
     orders       order_id -> resting ``Order`` of this book, for O(1) cancel.
+    shown        order_id -> lots currently displayed, for icebergs only
+                 (orders with ``display_quantity``): the part of the current
+                 slice not yet filled. The rest is hidden: it is in no total.
 
 Invariants (asserted by ``check``)
     * every level in ``bids``/``asks`` has ``count >= 1``: an emptied level is
       removed at once, so the cached best prices are never stale;
-    * ``total`` equals the sum of the remaining quantity of the live orders in
-      the level and ``count`` their number;
-    * live orders of a level are in strictly increasing ``order_id`` order
-      (ids are issued in arrival order: FIFO time priority);
+    * ``total`` equals the sum of the *visible* quantity of the live orders in
+      the level (the remaining quantity, or an iceberg's ``shown``) and
+      ``count`` their number; ``0 < shown <= min(display, remaining)``;
+    * no order is twice in a level; time priority is the deque's order
+      (arrival order, except that an iceberg's refreshed slice and an amend
+      that loses priority go to the back: order ids are then no longer
+      increasing along a level);
     * after any command the book is neither crossed nor locked
       (``best_bid < best_ask``); the matcher guarantees it.
 
@@ -23,11 +30,13 @@ Cancel semantics
     marked cancelled and left in its level's deque; the matcher drops such
     entries when they reach the front. A level whose deque holds many more dead
     than live entries is compacted (amortised O(1)), so memory stays bounded by
-    the live orders.
+    the live orders. ``unlink`` (for an amend that re-queues a live order)
+    takes the order out of its deque at once, O(level length): the same object
+    must never be in a deque twice.
 
 Complexities (n orders, L levels on a side)
     add: O(1) at an existing level, O(log L) for a new level;
-    remove: O(1), O(log L) when the level empties;
+    remove: O(1), O(log L) when the level empties; unlink: O(level length);
     best price: O(1); depth(k): O(k); check: O(n).
 """
 
@@ -37,7 +46,7 @@ from collections import deque
 
 from sortedcontainers import SortedDict
 
-from engine.order import BUY, CANCELLED, Order, Side
+from engine.order import BUY, CANCELLED, PENDING, Order, Side
 
 
 class PriceLevel:
@@ -63,7 +72,7 @@ class PriceLevel:
 class OrderBook:
     """Bids and asks of one symbol. See the module docstring for invariants."""
 
-    __slots__ = ("symbol", "bids", "asks", "best_bid", "best_ask", "orders")
+    __slots__ = ("symbol", "bids", "asks", "best_bid", "best_ask", "orders", "shown")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -72,6 +81,7 @@ class OrderBook:
         self.best_bid: int | None = None
         self.best_ask: int | None = None
         self.orders: dict[int, Order] = {}
+        self.shown: dict[int, int] = {}
 
     # -- commands ---------------------------------------------------------
     def add(self, order: Order) -> None:
@@ -96,7 +106,12 @@ class OrderBook:
                 if self.best_ask is None or price < self.best_ask:
                     self.best_ask = price
         level.orders.append(order)
-        level.total += order.quantity - order.filled
+        display = order.display_quantity
+        if display is None:
+            level.total += order.quantity - order.filled
+        else:  # an iceberg shows its first slice
+            shown = self.shown[order.order_id] = min(display, order.quantity - order.filled)
+            level.total += shown
         level.count += 1
         self.orders[order.order_id] = order
 
@@ -112,12 +127,70 @@ class OrderBook:
         side = self.bids if order.side is BUY else self.asks
         level = side[order.price]
         order.status = CANCELLED
-        level.total -= order.quantity - order.filled
+        if order.display_quantity is None:
+            level.total -= order.quantity - order.filled
+        else:
+            level.total -= self.shown.pop(order.order_id)
         level.count -= 1
         if level.count == 0:
             self.drop_level(order.side, order.price)
         elif len(level.orders) > 2 * level.count + 16:
             level.compact()
+
+    def unlink(self, order: Order) -> None:
+        """Take a live resting order out of the book without closing it (an
+        amend that re-queues it calls ``add`` next). Its status is unchanged.
+
+        Runtime complexity: O(orders in its level) (the deque entry is removed
+        at once, never left behind), O(log L) when the level empties.
+
+        Raises:
+            KeyError: if the order is not resting in this book.
+        """
+        del self.orders[order.order_id]
+        side = self.bids if order.side is BUY else self.asks
+        level = side[order.price]
+        level.orders.remove(order)
+        if order.display_quantity is None:
+            level.total -= order.quantity - order.filled
+        else:
+            level.total -= self.shown.pop(order.order_id)
+        level.count -= 1
+        if level.count == 0:
+            self.drop_level(order.side, order.price)
+
+    def reduce(self, order: Order, quantity: int) -> None:
+        """Lower a resting order's total ``quantity`` in place, keeping its
+        time priority (the caller checked ``filled < quantity < order.quantity``).
+        An iceberg's shown part shrinks only if it exceeds what remains.
+
+        Runtime complexity: O(1).
+        """
+        side = self.bids if order.side is BUY else self.asks
+        level = side[order.price]
+        if order.display_quantity is None:
+            level.total -= order.quantity - quantity
+        else:
+            shown = self.shown[order.order_id]
+            left = quantity - order.filled
+            if shown > left:
+                level.total -= shown - left
+                self.shown[order.order_id] = left
+        order.quantity = quantity
+
+    def set_shown(self, order: Order, shown: int) -> None:
+        """Set a resting iceberg's displayed part (restoring a snapshot). O(1)."""
+        side = self.bids if order.side is BUY else self.asks
+        level = side[order.price]
+        level.total += shown - self.shown[order.order_id]
+        self.shown[order.order_id] = shown
+
+    def visible(self, order: Order) -> int:
+        """What a resting order shows in the book (its remaining quantity, or an
+        iceberg's current slice). O(1)."""
+        if order.display_quantity is None:
+            return order.quantity - order.filled
+        return self.shown[order.order_id]
 
     def drop_level(self, side: Side, price: int) -> None:
         """Delete an emptied level and refresh the cached best price.
@@ -203,17 +276,27 @@ class OrderBook:
                 assert level.price == price, (price, level.price)
                 live = level.live_orders()
                 assert level.count == len(live) >= 1, (price, level.count, len(live))
-                assert level.total == sum(o.quantity - o.filled for o in live), price
-                last_id = -1
+                assert len({id(o) for o in level.orders}) == len(level.orders), "an order queued twice"
+                total = 0
                 for o in live:
                     assert o.side is side and o.price == price and o.symbol == self.symbol
-                    assert o.is_open, (o.order_id, o.status)
+                    assert o.is_open and o.status is not PENDING, (o.order_id, o.status)
                     assert 0 <= o.filled < o.quantity, (o.order_id, o.filled, o.quantity)
-                    assert o.order_id > last_id, "FIFO order broken"
-                    last_id = o.order_id
                     assert self.orders.get(o.order_id) is o
+                    if o.display_quantity is None:
+                        assert o.order_id not in self.shown, o.order_id
+                        total += o.quantity - o.filled
+                    else:
+                        shown = self.shown[o.order_id]
+                        assert 0 < shown <= min(o.display_quantity, o.quantity - o.filled), (
+                            o.order_id,
+                            shown,
+                        )
+                        total += shown
+                assert level.total == total, (price, level.total, total)
                 seen += len(live)
         assert seen == len(self.orders), (seen, len(self.orders))
+        assert all(oid in self.orders for oid in self.shown), "shown names an order not in the book"
         expected_bid = self.bids.peekitem(-1)[0] if self.bids else None
         expected_ask = self.asks.peekitem(0)[0] if self.asks else None
         assert self.best_bid == expected_bid, (self.best_bid, expected_bid)

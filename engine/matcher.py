@@ -15,6 +15,35 @@ Contract
     * Order and trade ids are engine-wide increasing integers, never reused;
       ``restore`` continues after the highest ever issued.
     * Every trade carries maker and taker fees (integer fee units, exact).
+    * Order types beyond the four (``Documentation/ENGINE.md``): stops and
+      take-profits wait, status ``pending``, in the symbol's ``StopBook``
+      (``engine/stops.py``) until the last trade price crosses their stop
+      price; after every command that traded they enter one at a time in
+      the order the price crossed them, each entry's trades checked for more,
+      all within that command (``_trigger``; the sequence advances once).
+      Icebergs show ``display_quantity`` at a time (``OrderBook.shown``);
+      post-only orders that would take are cancelled whole; good-till-time
+      orders are cancelled by ``expire`` commands the caller issues when
+      ``due_expiries`` names them; a market order by ``quote_quantity`` buys or
+      sells whole lots within it; ``amend`` changes an open order in place.
+    * An order that closes cancelled says why in ``cancel_reason``.
+
+Accounts and self-trade prevention
+    An order may carry an ``account_id`` (its owner; None without accounts)
+    and an ``stp`` mode. When the taker meets a resting order of its own
+    account in the matching loop, the taker's mode decides: ``cancel_taker``
+    cancels the taker's remainder there (fills before it stand),
+    ``cancel_maker`` cancels that resting order and matching goes on,
+    ``cancel_both`` does both, ``none`` lets them trade. Cancelled orders
+    carry ``cancel_reason`` ``self_trade``; the makers cancelled so are in
+    ``cancelled`` of the command's result (a triggered stop's in its entry).
+    A FOK counts only the liquidity it could take without a self-trade
+    (``_stp_available``) and, if short, changes nothing. Triggered stops and
+    amends that cross match through the same loop, so the same rule holds.
+    Cost for everyone else: one identity compare per fill (owners are
+    interned ints; an order without an owner, or with ``none``, compares
+    against a sentinel nothing equals). The registry of accounts and keys
+    (``engine.accounts``) is ``self.accounts``, snapshotted with the books.
 
 Concurrency
     Each symbol has a re-entrant lock; ``submit``/``cancel`` hold it while
@@ -33,26 +62,13 @@ Concurrency
     api layer chooses that under eventlet (``api.app.symbol_lock_factory``).
 
 Determinism
-    Given the same commands with the same timestamps and ids (``submit`` and
-    ``cancel`` accept them for replay), the engine reaches the same state.
+    Given the same commands with the same timestamps and ids (``submit``,
+    ``cancel``, ``amend`` and ``expire`` accept them for replay), the engine
+    reaches the same state: triggered stops are consequences of the command
+    that traded, and their trades use the command's journaled trade ids.
 
 The engine never does IO, never logs on the hot path and never calls out: it
 returns plain records (``engine.events``) for the caller to publish.
-
-Accounts and self-trade prevention
-    An order may carry an ``account_id`` (its owner; None without accounts)
-    and an ``stp`` mode. When the taker meets a resting order of its own
-    account in the matching loop, the taker's mode decides: ``cancel_taker``
-    cancels the taker's remainder there (fills before it stand),
-    ``cancel_maker`` cancels that resting order and matching goes on,
-    ``cancel_both`` does both, ``none`` lets them trade. Cancelled orders
-    carry ``cancel_reason`` ``self_trade``; the makers cancelled so are in
-    ``SubmitResult.cancelled``. A FOK counts only the liquidity it could take
-    without a self-trade (``_stp_available``) and, if short, changes nothing.
-    Cost for everyone else: one identity compare per fill (owners are
-    interned ints; an order without an owner, or with ``none``, compares
-    against a sentinel nothing equals). The registry of accounts and keys
-    (``engine.accounts``) is ``self.accounts``, snapshotted with the books.
 
 Known limits
     Closed orders are kept in memory up to ``order_history`` (the oldest
@@ -63,6 +79,7 @@ Known limits
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import threading
 import time
@@ -72,24 +89,32 @@ from collections.abc import Iterable
 from engine.accounts import AccountRegistry
 from engine.book import OrderBook
 from engine.errors import OrderNotFound, OrderNotOpen, UnknownSymbol, ValidationError
-from engine.events import CancelResult, SubmitResult, Trade
+from engine.events import AmendResult, CancelResult, SubmitResult, Trade
 from engine.order import (
     BUY,
     CANCELLED,
+    EXPIRED,
     FILLED,
     FOK,
     IOC,
     LIMIT,
+    LIMIT_STOP_TYPES,
     MARKET,
     NEW,
     PARTIALLY_FILLED,
+    PENDING,
+    POST_ONLY,
     REASON_SELF_TRADE,
-    REASON_UNFILLED,
-    REASON_USER,
+    RESTING_TYPES,
     SELL,
+    STOP_LOSS,
+    STOP_TYPES,
     STP_CANCEL_MAKER,
     STP_CANCEL_TAKER,
     STP_NONE,
+    TAKE_PROFIT,
+    UNFILLED,
+    USER,
     VALUE,
     Order,
     OrderStatus,
@@ -97,6 +122,7 @@ from engine.order import (
     SelfTradePrevention,
     Side,
 )
+from engine.stops import StopBook, would_trigger
 from engine.symbols import MAX_UNITS, SymbolSpec, default_symbols
 
 _NO_TRADES: list = []  # shared, never mutated: callers only read result.trades
@@ -132,6 +158,7 @@ def _stp_available(book: OrderBook, side: Side, limit: int | None, wanted: int, 
     Runtime complexity: O(orders visited + log L).
     """
     book_side = book.bids if side is BUY else book.asks
+    shown = book.shown
     n = len(book_side)
     prices = book_side.islice(0, n, reverse=True) if side is BUY else book_side.islice(0, n)
     total = 0
@@ -145,10 +172,99 @@ def _stp_available(book: OrderBook, side: Side, limit: int | None, wanted: int, 
                 if stp is STP_CANCEL_MAKER:
                     continue
                 return total
-            total += order.quantity - order.filled
+            total += shown.get(order.order_id, order.quantity - order.filled)  # an iceberg: its shown part
             if total >= wanted:
                 return total
     return total
+
+
+def _after(counter: itertools.count, issued: int) -> itertools.count:
+    """A counter continuing after both ``counter`` and the id ``issued``."""
+    return itertools.count(max(next(counter), issued + 1))
+
+
+def _check_other(
+    order_type, quantity, price, stop_price, display_quantity, post_only, expire_time, quote_quantity
+) -> None:
+    """Validate the fields of an order of a type beyond the four (or of one of
+    the four with a new field). Raises ValidationError naming the field."""
+
+    def units(value, name: str) -> None:
+        if type(value) is not int or value <= 0 or value > MAX_UNITS:
+            raise ValidationError(f"{name} must be a positive number of grid units", name)
+
+    if type(order_type) is not OrderType:
+        raise ValidationError("unknown order_type", "order_type")
+    kind = order_type.value
+    if post_only not in (False, True):
+        raise ValidationError("post_only must be true or false", "post_only")
+    if display_quantity is not None and order_type is not LIMIT:
+        raise ValidationError(f"display_quantity belongs to limit orders, not {kind}", "display_quantity")
+    if post_only and order_type is not LIMIT:
+        raise ValidationError(f"post_only belongs to limit orders, not {kind}", "post_only")
+    if expire_time is not None and order_type is not LIMIT and order_type not in LIMIT_STOP_TYPES:
+        raise ValidationError(f"expire_time belongs to limit orders, not {kind}", "expire_time")
+    if quote_quantity is not None and order_type is not MARKET:
+        raise ValidationError(f"quote_quantity belongs to market orders, not {kind}", "quote_quantity")
+    if order_type in STOP_TYPES:
+        if stop_price is None:
+            raise ValidationError(f"stop_price is required for a {kind} order", "stop_price")
+        units(stop_price, "stop_price")
+    elif stop_price is not None:
+        raise ValidationError(f"stop_price belongs to stop and take-profit orders, not {kind}", "stop_price")
+    if order_type is MARKET or order_type is STOP_LOSS or order_type is TAKE_PROFIT:
+        if price is not None:
+            raise ValidationError(f"a {kind} order takes no price", "price")
+    elif price is None:
+        raise ValidationError(f"price is required for a {kind} order", "price")
+    else:
+        units(price, "price")
+    if quote_quantity is not None:
+        if quantity is not None:
+            raise ValidationError("give quantity or quote_quantity, not both", "quote_quantity")
+        units(quote_quantity, "quote_quantity")
+        if quote_quantity > MAX_UNITS * MAX_UNITS:
+            raise ValidationError("quote_quantity is too large", "quote_quantity")
+    else:
+        units(quantity, "quantity")
+    if display_quantity is not None:
+        units(display_quantity, "display_quantity")
+        if display_quantity >= quantity:
+            raise ValidationError("display_quantity must be below quantity", "display_quantity")
+    if expire_time is not None and (type(expire_time) is not int or expire_time <= 0):
+        raise ValidationError("expire_time must be a time (ns since the epoch)", "expire_time")
+
+
+def _iceberg_fill(book: OrderBook, level, maker: Order, remaining: int, closed: deque) -> int:
+    """Fill up to ``remaining`` of an iceberg maker at the front of ``level``:
+    at most its shown part. When the order is done it leaves the book; when
+    only its slice is used up, its next slice (up to ``display_quantity`` of
+    what remains) goes to the back of the level with a new time priority and
+    is added to the level's total (the caller subtracts the fill). Returns
+    the fill. O(1)."""
+    oid = maker.order_id
+    shown = book.shown[oid]
+    fill = shown if shown <= remaining else remaining
+    left = maker.quantity - maker.filled - fill
+    if not left:
+        maker.status = FILLED
+        level.orders.popleft()
+        level.count -= 1
+        del book.orders[oid]
+        del book.shown[oid]
+        closed.append(oid)
+    elif fill == shown:
+        maker.status = PARTIALLY_FILLED
+        queue = level.orders
+        queue.popleft()
+        queue.append(maker)
+        following = maker.display_quantity if maker.display_quantity < left else left
+        book.shown[oid] = following
+        level.total += following
+    else:
+        maker.status = PARTIALLY_FILLED
+        book.shown[oid] = shown - fill
+    return fill
 
 
 def _after(counter: itertools.count, issued: int) -> itertools.count:
@@ -172,7 +288,7 @@ class SymbolStats:
 class Market:
     """Everything the engine keeps for one symbol."""
 
-    __slots__ = ("spec", "book", "lock", "sequence", "stats", "trades")
+    __slots__ = ("spec", "book", "lock", "sequence", "stats", "trades", "stops", "pending", "expiries")
 
     def __init__(self, spec: SymbolSpec, trade_history: int, lock) -> None:
         self.spec = spec
@@ -181,6 +297,19 @@ class Market:
         self.sequence = 0
         self.stats = SymbolStats()
         self.trades: deque[Trade] = deque(maxlen=trade_history)
+        self.stops = StopBook()
+        self.pending = self.stops.orders  # the same dict: one attribute load on the hot path
+        # (expire_time, order_id) of good-till-time orders, a heap; entries of
+        # orders that closed otherwise are dropped when they reach the top.
+        self.expiries: list[tuple[int, int]] = []
+
+    @property
+    def last_price(self) -> int | None:
+        """The price of the symbol's last trade (what stops trigger on), or
+        None before its first. Read from the recent trades (kept in every
+        snapshot), so the matching loop stores nothing more. O(1)."""
+        trades = self.trades
+        return trades[-1].price if trades else None
 
 
 class MatchingEngine:
@@ -200,6 +329,8 @@ class MatchingEngine:
         lock_factory=threading.RLock,
     ) -> None:
         specs = list(symbols) if symbols is not None else default_symbols()
+        if trade_history < 1:
+            raise ValueError("trade_history must be at least 1 (stops trigger on the last trade's price)")
         self.markets: dict[str, Market] = {s.symbol: Market(s, trade_history, lock_factory()) for s in specs}
         self.orders: dict[int, Order] = {}
         self._closed: deque[int] = deque()
@@ -247,25 +378,35 @@ class MatchingEngine:
         symbol: str,
         side: Side,
         order_type: OrderType,
-        quantity: int,
+        quantity: int | None,
         price: int | None = None,
         client_order_id: str | None = None,
-        *,
+        # Not keyword-only, although callers pass them by name: CPython fills a
+        # missing keyword-only parameter by a dict lookup in __kwdefaults__, a
+        # positional one from a tuple (Documentation/PERFORMANCE.md, "Order
+        # types beyond the four").
         timestamp: int | None = None,
         order_id: int | None = None,
         trade_ids: list[int] | None = None,
         account_id: int | None = None,
         stp: SelfTradePrevention = STP_CANCEL_TAKER,
     ) -> SubmitResult:
-        """Accept one order, match it, rest or cancel its remainder.
+        """Accept one order, match it, rest or cancel its remainder; then let
+        any stop its trades triggered enter (``SubmitResult.triggered``).
 
         ``quantity`` is in lots and ``price`` in ticks (``None`` for market).
-        ``timestamp``, ``order_id`` and ``trade_ids`` are for replaying a
-        journal; live callers leave them out. ``account_id`` owns the order
+        ``timestamp``, ``order_id`` and ``trade_ids`` (every trade id of the
+        command, the triggered stops' included) are for replaying a journal;
+        live callers leave them out. Pass everything after ``client_order_id``
+        by name. The fields of the order types beyond the four go to
+        ``submit_extended`` (a stop type given here has no stop price and is
+        refused): keeping them off this signature keeps the four original
+        types' path as short as before them. ``account_id`` owns the order
         and ``stp`` is its self-trade prevention mode (see the module
         docstring); without an account there is no prevention.
 
-        Runtime complexity: O(log L) + O(fills) (+ O(levels inspected) for FOK).
+        Runtime complexity: O(log L) + O(fills) (+ O(levels inspected) for FOK)
+        (+ O(k log P) when it triggers k stops).
 
         Raises:
             UnknownSymbol, ValidationError: and then nothing has changed.
@@ -279,22 +420,25 @@ class MatchingEngine:
             is_buy = False
         else:
             raise ValidationError("side must be buy or sell", "side")
+        if (
+            order_type is not LIMIT
+            and order_type is not MARKET
+            and order_type is not IOC
+            and order_type is not FOK
+        ):
+            return self._submit_other(
+                market, side, order_type, quantity, price, client_order_id, timestamp, order_id, trade_ids,
+                None, None, False, None, None, account_id, stp,
+            )  # fmt: skip
         if type(quantity) is not int or quantity <= 0 or quantity > MAX_UNITS:
             raise ValidationError("quantity must be a positive number of lots", "quantity")
         if order_type is MARKET:
             if price is not None:
                 raise ValidationError("a market order takes no price", "price")
-        elif order_type is not LIMIT and order_type is not IOC and order_type is not FOK:
-            raise ValidationError("order_type must be market, limit, ioc or fok", "order_type")
         elif type(price) is not int or price <= 0 or price > MAX_UNITS:
             raise ValidationError(f"a {order_type.value} order needs a positive price", "price")
         if account_id is not None:
-            # (the default first: an enum's hash is a Python-level call)
-            if stp is not STP_CANCEL_TAKER and stp not in _STP_MODES:
-                raise ValidationError("stp must be cancel_taker, cancel_maker, cancel_both or none", "stp")
-            if type(account_id) is not int:
-                raise ValidationError("account_id must be an integer", "account_id")
-            account_id = self._interned.setdefault(account_id, account_id)  # _intern, inlined
+            account_id = self._owner(account_id, stp)
         if timestamp is None:
             timestamp = self._clock()
 
@@ -343,14 +487,15 @@ class MatchingEngine:
                     market.sequence += 1
                     return SubmitResult(order, NEW, 0, 0, _NO_TRADES, market.sequence, True)
                 order.status = CANCELLED  # market / IOC / FOK that cannot trade: nothing changed
-                order.cancel_reason = REASON_UNFILLED
+                order.cancel_reason = UNFILLED
                 closed = self._closed  # remember the closed order (inlined: the hot path)
                 closed.append(order_id)
                 if len(closed) > self._order_history:
                     self.orders.pop(closed.popleft(), None)
                 return SubmitResult(order, CANCELLED, 0, 0, _NO_TRADES, market.sequence, False)
 
-            trades, cancelled = self._match(market, order, price, trade_ids)
+            next_trade_id = self._trade_ids.__next__ if trade_ids is None else iter(trade_ids).__next__
+            trades, cancelled = self._match(market, order, price, next_trade_id)
             # Only self-trade prevention can end the loop with nothing done
             # (the taker's first maker was its own, cancel_taker): then the
             # book did not change.
@@ -362,25 +507,320 @@ class MatchingEngine:
                 status = order.status = PARTIALLY_FILLED if filled else NEW
                 book.add(order)
                 market.sequence += 1
-                return SubmitResult(
-                    order, status, filled, order.notional, trades, market.sequence, True, cancelled
+                result = SubmitResult(
+                    order, status, filled, order.notional, trades, market.sequence, True, (), cancelled
                 )
+                if trades and market.pending:  # inlined StopBook.due: two comparisons
+                    stops = market.stops
+                    last = trades[-1].price
+                    if last <= stops.fall_max or last >= stops.rise_min:
+                        self._trigger(market, result, timestamp, next_trade_id)
+                if trade_ids:  # replay: later ids continue after the journal's
+                    self._trade_ids = _after(self._trade_ids, trade_ids[-1])
+                return result
             else:
                 order.status = CANCELLED
                 if order.cancel_reason is None:
-                    order.cancel_reason = REASON_UNFILLED
+                    order.cancel_reason = UNFILLED
             if changed:
                 market.sequence += 1
             closed = self._closed  # remember the closed order (inlined: the hot path)
             closed.append(order_id)
             if len(closed) > self._order_history:
                 self.orders.pop(closed.popleft(), None)
-            return SubmitResult(
-                order, order.status, filled, order.notional, trades, market.sequence, changed, cancelled
+            result = SubmitResult(
+                order, order.status, filled, order.notional, trades, market.sequence, changed, (), cancelled
             )
+            if trades and market.pending:  # inlined StopBook.due: two comparisons
+                stops = market.stops
+                last = trades[-1].price
+                if last <= stops.fall_max or last >= stops.rise_min:
+                    self._trigger(market, result, timestamp, next_trade_id)
+            if trade_ids:  # replay: later ids continue after the journal's
+                self._trade_ids = _after(self._trade_ids, trade_ids[-1])
+            return result
+
+    def submit_extended(
+        self,
+        symbol: str,
+        side: Side,
+        order_type: OrderType,
+        quantity: int | None,
+        price: int | None = None,
+        client_order_id: str | None = None,
+        timestamp: int | None = None,
+        order_id: int | None = None,
+        trade_ids: list[int] | None = None,
+        *,
+        stop_price: int | None = None,
+        display_quantity: int | None = None,
+        post_only: bool = False,
+        expire_time: int | None = None,
+        quote_quantity: int | None = None,
+        account_id: int | None = None,
+        stp: SelfTradePrevention = STP_CANCEL_TAKER,
+    ) -> SubmitResult:
+        """``submit`` with the fields of the order types beyond the four:
+        ``stop_price`` (ticks) for ``stop_loss``/``stop_limit``/``take_profit``/
+        ``take_profit_limit``; ``display_quantity`` (lots), ``post_only`` and
+        ``expire_time`` (ns since the epoch; also on the ``_limit`` stop kinds)
+        for ``limit``; ``quote_quantity`` (notional units) for ``market``,
+        with ``quantity`` ``None``. Any type may come this way; the four
+        without new fields take ``submit``'s own path. Rules:
+        ``Documentation/ENGINE.md``, "Order types beyond the four".
+
+        Runtime complexity: as ``submit``; a quote-amount market order adds
+        O(log L) per level it touches.
+
+        Raises:
+            UnknownSymbol, ValidationError (naming the field at fault): and
+            then nothing has changed.
+        """
+        market = self.markets.get(symbol)
+        if market is None:
+            raise UnknownSymbol(symbol)
+        if side is not BUY and side is not SELL:
+            raise ValidationError("side must be buy or sell", "side")
+        if (
+            stop_price is None
+            and display_quantity is None
+            and not post_only
+            and expire_time is None
+            and quote_quantity is None
+            and (order_type is LIMIT or order_type is MARKET or order_type is IOC or order_type is FOK)
+        ):
+            return self.submit(
+                symbol, side, order_type, quantity, price, client_order_id, timestamp, order_id, trade_ids,
+                account_id, stp,
+            )  # fmt: skip
+        return self._submit_other(
+            market, side, order_type, quantity, price, client_order_id, timestamp, order_id, trade_ids,
+            stop_price, display_quantity, post_only, expire_time, quote_quantity, account_id, stp,
+        )  # fmt: skip
+
+    def _submit_other(
+        self,
+        market: Market,
+        side: Side,
+        order_type: OrderType,
+        quantity: int | None,
+        price: int | None,
+        client_order_id: str | None,
+        timestamp: int | None,
+        order_id: int | None,
+        trade_ids: list[int] | None,
+        stop_price: int | None,
+        display_quantity: int | None,
+        post_only: bool,
+        expire_time: int | None,
+        quote_quantity: int | None,
+        account_id: int | None = None,
+        stp: SelfTradePrevention = STP_CANCEL_TAKER,
+    ) -> SubmitResult:
+        """``submit_extended`` for the order types beyond the four: stops and
+        take-profits (pending until triggered), icebergs, post-only,
+        good-till-time limit orders and market orders by quote amount.
+
+        Raises:
+            ValidationError: naming the field at fault; nothing has changed.
+        """
+        _check_other(
+            order_type, quantity, price, stop_price, display_quantity, post_only, expire_time, quote_quantity
+        )
+        if timestamp is None:
+            timestamp = self._clock()
+        if expire_time is not None and expire_time <= timestamp:
+            raise ValidationError("expire_time must be in the future", "expire_time")
+        if account_id is not None:
+            account_id = self._owner(account_id, stp)
+        is_stop = order_type in STOP_TYPES
+        with market.lock:
+            if is_stop:
+                probe = Order(
+                    0, None, market.spec.symbol, side, order_type, price, 1, 0, stop_price=stop_price
+                )
+                if would_trigger(probe, stop_price, market.last_price):
+                    raise ValidationError(
+                        "stop_price would trigger at once against the last trade price", "stop_price"
+                    )
+            if order_id is None:
+                order_id = next(self._order_ids)
+            else:  # replay: later ids continue after the journal's
+                self._order_ids = _after(self._order_ids, order_id)
+            order = Order(
+                order_id,
+                client_order_id,
+                market.spec.symbol,
+                side,
+                order_type,
+                price,
+                quantity if quantity is not None else 0,
+                timestamp,
+                stop_price=stop_price,
+                display_quantity=display_quantity,
+                post_only=post_only,
+                expire_time=expire_time,
+                quote_quantity=quote_quantity,
+                account_id=account_id,
+                stp=stp,
+            )
+            self.orders[order_id] = order
+            market.stats.orders += 1
+            if expire_time is not None:
+                heapq.heappush(market.expiries, (expire_time, order_id))
+            if is_stop:
+                order.status = PENDING
+                market.stops.add(order)
+                return SubmitResult(order, PENDING, 0, 0, _NO_TRADES, market.sequence, False)
+            next_trade_id = self._trade_ids.__next__ if trade_ids is None else iter(trade_ids).__next__
+            if quote_quantity is not None:
+                result = self._enter_by_quote(market, order, next_trade_id)
+            else:
+                book = market.book
+                best = book.best_ask if side is BUY else book.best_bid
+                if post_only and best is not None and (best <= price if side is BUY else best >= price):
+                    order.status = CANCELLED  # it would take: cancelled whole, nothing changed
+                    order.cancel_reason = POST_ONLY
+                    self._close(order_id)
+                    return SubmitResult(order, CANCELLED, 0, 0, _NO_TRADES, market.sequence, False)
+                result = self._enter(market, order, price, next_trade_id)
+            if result.trades and market.pending:
+                self._trigger(market, result, timestamp, next_trade_id)
+            if trade_ids:
+                self._trade_ids = _after(self._trade_ids, trade_ids[-1])
+            return result
+
+    def _enter(self, market: Market, order: Order, limit: int | None, next_trade_id) -> SubmitResult:
+        """Match ``order`` (a limit order when ``limit`` is set, else a market
+        order), rest a limit order's remainder, cancel a market order's; the
+        sequence advances if the book changed. For the paths off the hot one:
+        triggered stops, icebergs, good-till-time, amends that re-price."""
+        book = market.book
+        is_buy = order.side is BUY
+        best = book.best_ask if is_buy else book.best_bid
+        if best is not None and (limit is None or (best <= limit if is_buy else best >= limit)):
+            trades, cancelled = self._match_more(market, order, limit, next_trade_id)
+        else:
+            trades, cancelled = _NO_TRADES, _NO_ORDERS
+        filled = order.filled
+        changed = bool(trades) or bool(cancelled)
+        if filled == order.quantity:
+            order.status = FILLED
+            self._close(order.order_id)
+        elif limit is not None and order.cancel_reason is None:
+            order.status = PARTIALLY_FILLED if filled else NEW
+            book.add(order)
+            changed = True
+        else:
+            order.status = CANCELLED
+            if order.cancel_reason is None:
+                order.cancel_reason = UNFILLED
+            self._close(order.order_id)
+        if changed:
+            market.sequence += 1
+        return SubmitResult(
+            order, order.status, filled, order.notional, trades, market.sequence, changed, (), cancelled
+        )
+
+    def _enter_by_quote(self, market: Market, order: Order, next_trade_id) -> SubmitResult:
+        """A market order by ``quote_quantity``: whole lots, best price first,
+        while the sum of the fills' notionals stays within it (stopping at the
+        first lot that would exceed it). ``quantity`` ends as what executed.
+        ``filled`` when the budget stopped it, ``cancelled`` (``unfilled``)
+        when the book ran out first or nothing at all could be bought.
+
+        Each round takes, with ``_match`` limited to the best price, the lots
+        the budget affords of what that level shows (an iceberg's refreshed
+        slice at the same price is taken in the next round). Runtime
+        complexity: O(fills + log L per round); a round per level touched
+        and per iceberg refresh.
+        """
+        book = market.book
+        is_buy = order.side is BUY
+        opposite = book.asks if is_buy else book.bids
+        trades: list[Trade] = []
+        cancelled: list[Order] = []
+        budget = order.quote_quantity
+        while True:
+            best = book.best_ask if is_buy else book.best_bid
+            if best is None or order.cancel_reason is not None:  # (self-trade prevention stopped it)
+                by_budget = False
+                break
+            take = min(opposite[best].total, (budget - order.notional) // best)
+            if not take:
+                by_budget = True
+                break
+            order.quantity = order.filled + take
+            round_trades, round_cancelled = self._match_more(market, order, best, next_trade_id)
+            trades.extend(round_trades)
+            cancelled.extend(round_cancelled)
+        order.quantity = order.filled
+        if order.filled and by_budget:
+            order.status = FILLED
+        else:
+            order.status = CANCELLED
+            if order.cancel_reason is None:
+                order.cancel_reason = UNFILLED
+        self._close(order.order_id)
+        if trades or cancelled:
+            market.sequence += 1
+        return SubmitResult(
+            order,
+            order.status,
+            order.filled,
+            order.notional,
+            trades or _NO_TRADES,
+            market.sequence,
+            bool(trades) or bool(cancelled),
+            (),
+            cancelled or _NO_ORDERS,
+        )
+
+    # -- stops ---------------------------------------------------------------
+    def _trigger(self, market: Market, result, timestamp: int, next_trade_id) -> None:
+        """Let every stop triggered by the last trade price enter, one at a
+        time, in the order the price crossed them; each entry's trades may
+        trigger more, which queue behind. All of it belongs to the command
+        that traded (one sequence step); the entries go to ``result.triggered``.
+
+        Runtime complexity: O(1) when nothing triggers; O(k log P + their
+        fills) for k triggered orders.
+        """
+        stops = market.stops
+        if not stops.due(market.last_price):
+            return
+        queue: deque[Order] = deque()
+        entered: list[SubmitResult] = []
+        while True:
+            if stops.orders and stops.due(market.last_price):
+                queue.extend(stops.pop_triggered(market.last_price))
+            if not queue:
+                break
+            order = queue.popleft()
+            order.status = NEW
+            order.timestamp = timestamp  # it enters the book now
+            limit = order.price if order.order_type in LIMIT_STOP_TYPES else None
+            seq = market.sequence
+            entry = self._enter(market, order, limit, next_trade_id)
+            if entry.book_changed:  # one step for the whole command
+                market.sequence = seq
+            entered.append(entry)
+        for entry in entered:
+            entry.sequence = market.sequence
+        result.triggered = entered
+
+    def _close(self, order_id: int) -> None:
+        """Remember a closed order (the oldest closed are forgotten). O(1)."""
+        closed = self._closed
+        closed.append(order_id)
+        if len(closed) > self._order_history:
+            self.orders.pop(closed.popleft(), None)
 
     def cancel(self, order_id: int, *, timestamp: int | None = None) -> CancelResult:
-        """Cancel a resting order. O(1) (O(log L) if its level empties).
+        """Cancel an open order (``cancel_reason`` ``user``): a resting one
+        leaves the book, a pending stop its trigger queue (the book did not
+        change: the sequence does not advance). O(1) (O(log L) if its level
+        empties).
 
         Raises:
             OrderNotFound: no such order (or forgotten from memory).
@@ -392,17 +832,195 @@ class MatchingEngine:
         market = self.markets[order.symbol]
         with market.lock:
             status = order.status
-            if status is not NEW and status is not PARTIALLY_FILLED:
+            if status is NEW or status is PARTIALLY_FILLED:  # inlined: a quarter of all commands
+                market.book.remove(order)
+                order.cancel_reason = USER
+                closed = self._closed
+                closed.append(order_id)
+                if len(closed) > self._order_history:
+                    self.orders.pop(closed.popleft(), None)
+                market.stats.cancels += 1
+                market.sequence += 1
+                return CancelResult(
+                    order, market.sequence, timestamp if timestamp is not None else self._clock()
+                )
+        return self._cancel(order_id, timestamp, USER)
+
+    def expire(self, order_id: int, *, timestamp: int | None = None) -> CancelResult:
+        """Cancel a good-till-time order whose ``expire_time`` has come
+        (``cancel_reason`` ``expired``). The caller decides when (see
+        ``due_expiries``); journaled like any command, so replay is exact.
+
+        Raises:
+            OrderNotFound, OrderNotOpen: as ``cancel``.
+            ValidationError: the order has no ``expire_time``, or it is still
+            in the future at ``timestamp``.
+        """
+        order = self.orders.get(order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        if timestamp is None:
+            timestamp = self._clock()
+        if order.expire_time is None or order.expire_time > timestamp:
+            raise ValidationError(f"order {order_id} is not due to expire", "order_id")
+        return self._cancel(order_id, timestamp, EXPIRED)
+
+    def _cancel(self, order_id: int, timestamp: int | None, reason: str) -> CancelResult:
+        order = self.orders.get(order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        market = self.markets[order.symbol]
+        with market.lock:
+            status = order.status
+            if status is PENDING:
+                market.stops.remove(order)
+                order.status = CANCELLED
+                changed = False
+            elif status is NEW or status is PARTIALLY_FILLED:
+                market.book.remove(order)
+                market.sequence += 1
+                changed = True
+            else:
                 raise OrderNotOpen(order_id, status.value)
-            market.book.remove(order)
-            order.cancel_reason = REASON_USER
+            order.cancel_reason = reason
             closed = self._closed  # remember the closed order (inlined: a quarter of all commands)
             closed.append(order_id)
             if len(closed) > self._order_history:
                 self.orders.pop(closed.popleft(), None)
             market.stats.cancels += 1
-            market.sequence += 1
-            return CancelResult(order, market.sequence, timestamp if timestamp is not None else self._clock())
+            return CancelResult(
+                order, market.sequence, timestamp if timestamp is not None else self._clock(), changed
+            )
+
+    def due_expiries(self, symbol: str, now: int) -> list[int]:
+        """Take the ids of the symbol's open orders whose ``expire_time`` is at
+        or before ``now``, earliest first (ties by id), off its expiry heap:
+        the caller issues ``expire`` for each. O(k log n) for k taken.
+        """
+        market = self.market(symbol)
+        out = []
+        with market.lock:
+            heap = market.expiries
+            orders = self.orders
+            while heap and heap[0][0] <= now:
+                _, oid = heapq.heappop(heap)
+                order = orders.get(oid)
+                if order is not None and order.is_open:
+                    out.append(oid)
+        return out
+
+    def next_expiry(self, symbol: str) -> int | None:
+        """The earliest ``expire_time`` of the symbol's open orders (an entry of
+        an order closed since may answer first: ``due_expiries`` skips it).
+        O(1)."""
+        heap = self.market(symbol).expiries
+        return heap[0][0] if heap else None
+
+    def amend(
+        self,
+        order_id: int,
+        quantity: int | None = None,
+        price: int | None = None,
+        stop_price: int | None = None,
+        *,
+        timestamp: int | None = None,
+        trade_ids: list[int] | None = None,
+    ) -> AmendResult:
+        """Change an open or pending order in place, same ``order_id``.
+
+        ``quantity`` is the new total (the filled part included): below the
+        current one it keeps time priority; above it, a new ``price`` or a new
+        ``stop_price`` loses it (the order goes to the back of its new level or
+        stop bucket, with ``timestamp`` as its new time). A new price that
+        crosses trades at once, as a taker, and may trigger stops.
+
+        Runtime complexity: O(1) for a reduction; O(orders at its level +
+        log L + fills) when it loses priority.
+
+        Raises:
+            OrderNotFound: no such order.
+            OrderNotOpen: it is filled or cancelled.
+            ValidationError: nothing to change; ``quantity`` not above what is
+            filled; ``price`` on an order without one; ``stop_price`` on an
+            order that is not a pending stop, or one that would trigger at
+            once; a post-only order's new price would take.
+        """
+        order = self.orders.get(order_id)
+        if order is None:
+            raise OrderNotFound(order_id)
+        for name, value in (("quantity", quantity), ("price", price), ("stop_price", stop_price)):
+            if value is not None and (type(value) is not int or value <= 0 or value > MAX_UNITS):
+                raise ValidationError(f"{name} must be a positive number of grid units", name)
+        if quantity is None and price is None and stop_price is None:
+            raise ValidationError("nothing to amend: give quantity, price or stop_price")
+        market = self.markets[order.symbol]
+        with market.lock:
+            status = order.status
+            if not order.is_open:
+                raise OrderNotOpen(order_id, status.value)
+            if quantity is not None and quantity <= order.filled:
+                raise ValidationError("quantity must exceed the quantity already filled", "quantity")
+            if price is not None and order.order_type not in RESTING_TYPES:
+                raise ValidationError(f"a {order.order_type.value} order has no price", "price")
+            if stop_price is not None and status is not PENDING:
+                raise ValidationError(
+                    "only a pending stop or take-profit has a stop_price to amend", "stop_price"
+                )
+            if stop_price is not None and would_trigger(order, stop_price, market.last_price):
+                raise ValidationError(
+                    "stop_price would trigger at once against the last trade price", "stop_price"
+                )
+            if timestamp is None:
+                timestamp = self._clock()
+            new_quantity = order.quantity if quantity is None else quantity
+            new_price = order.price if price is None else price
+            loses = (
+                new_quantity > order.quantity
+                or new_price != order.price
+                or (stop_price is not None and stop_price != order.stop_price)
+            )
+            book = market.book
+            trades = _NO_TRADES
+            cancelled = _NO_ORDERS
+            changed = False
+            if status is PENDING:
+                if loses:
+                    market.stops.remove(order)
+                    order.quantity, order.price = new_quantity, new_price
+                    if stop_price is not None:
+                        order.stop_price = stop_price
+                    market.stops.add(order)
+                else:
+                    order.quantity = new_quantity
+            elif not loses:
+                if new_quantity < order.quantity:
+                    book.reduce(order, new_quantity)
+                    market.sequence += 1
+                    changed = True
+            else:
+                is_buy = order.side is BUY
+                opposite = book.best_ask if is_buy else book.best_bid
+                crosses = opposite is not None and (
+                    opposite <= new_price if is_buy else opposite >= new_price
+                )
+                if order.post_only and crosses:
+                    raise ValidationError("the new price would take, and the order is post-only", "price")
+                book.unlink(order)
+                order.quantity, order.price, order.timestamp = new_quantity, new_price, timestamp
+                next_trade_id = self._trade_ids.__next__ if trade_ids is None else iter(trade_ids).__next__
+                entry = self._enter(market, order, new_price, next_trade_id)
+                trades = entry.trades
+                cancelled = entry.cancelled
+                changed = True  # it left the book and re-entered it (_enter advanced the sequence)
+            result = AmendResult(
+                order, order.status, order.filled, order.notional, trades, market.sequence, changed,
+                timestamp, quantity, price, stop_price, (), cancelled,
+            )  # fmt: skip
+            if trades and market.pending:
+                self._trigger(market, result, timestamp, next_trade_id)
+            if trade_ids:
+                self._trade_ids = _after(self._trade_ids, trade_ids[-1])
+            return result
 
     def record_rejection(self, symbol: str | None) -> None:
         """Count an order refused at the edge (for ``statistics``)."""
@@ -411,14 +1029,37 @@ class MatchingEngine:
             market.stats.rejections += 1
 
     # -- the matching loop ----------------------------------------------------
-    def _match(
-        self, market: Market, taker: Order, limit: int | None, trade_ids: list[int] | None
+    def _match_more(
+        self, market: Market, taker: Order, limit: int | None, next_trade_id
     ) -> tuple[list[Trade], list[Order] | tuple]:
-        """Execute ``taker`` against the opposite side, best level first, FIFO
-        within a level, at the makers' prices, stopping at ``limit`` -- or
-        where self-trade prevention cancels the taker (then its
-        ``cancel_reason`` is set). Returns the trades and the resting orders
-        self-trade prevention cancelled.
+        """``_match`` for a taker that may have filled before (an amended order
+        re-entering, a quote-amount market order's next round): ``_match``
+        takes a fresh taker's whole ``quantity`` and sets its ``filled`` and
+        ``notional``, which keeps the common path free of this bookkeeping.
+        O(1) + ``_match``."""
+        filled, notional, quantity = taker.filled, taker.notional, taker.quantity
+        if not filled:
+            return self._match(market, taker, limit, next_trade_id)
+        taker.quantity, taker.filled, taker.notional = quantity - filled, 0, 0
+        try:
+            trades, cancelled = self._match(market, taker, limit, next_trade_id)
+        finally:
+            taker.quantity = quantity
+            taker.filled += filled
+            taker.notional += notional
+        return trades, cancelled
+
+    def _match(
+        self, market: Market, taker: Order, limit: int | None, next_trade_id
+    ) -> tuple[list[Trade], list[Order] | tuple]:
+        """Execute a fresh (nothing filled yet) ``taker`` against the opposite side,
+        best level first, FIFO within a level, at the makers' prices, stopping
+        at ``limit`` -- or where self-trade prevention cancels the taker (then
+        its ``cancel_reason`` is set). ``next_trade_id`` issues the trade ids
+        (the journal's on replay). An iceberg maker fills up to its shown part;
+        when that is used up its next slice goes to the back of the level,
+        where the same taker may reach it again. Returns the trades and the
+        resting orders self-trade prevention cancelled.
 
         Runtime complexity: O(fills + cancelled entries skipped + log L per
         emptied level).
@@ -431,7 +1072,6 @@ class MatchingEngine:
         maker_rate = spec.maker_fee_units
         taker_rate = spec.taker_fee_units
         resting = book.orders
-        next_trade_id = self._trade_ids.__next__ if trade_ids is None else iter(trade_ids).__next__
         closed = self._closed
         trades: list[Trade] = []
         append = trades.append
@@ -461,9 +1101,11 @@ class MatchingEngine:
                     if stp is not STP_CANCEL_TAKER:  # cancel_maker, cancel_both: the maker goes
                         queue.popleft()
                         level.count -= 1
-                        level.total -= maker.quantity - maker.filled
-                        del resting[maker.order_id]
-                        closed.append(maker.order_id)
+                        oid = maker.order_id
+                        shown = book.shown.pop(oid, None)  # an iceberg: only its shown part is counted
+                        level.total -= (maker.quantity - maker.filled) if shown is None else shown
+                        del resting[oid]
+                        closed.append(oid)
                         maker.status = CANCELLED
                         maker.cancel_reason = REASON_SELF_TRADE
                         if cancelled is _NO_ORDERS:
@@ -475,8 +1117,9 @@ class MatchingEngine:
                         break
                     continue
                 filled = maker.filled
-                available = maker.quantity - filled
-                if available <= remaining:
+                if maker.display_quantity is not None:
+                    fill = _iceberg_fill(book, level, maker, remaining, closed)
+                elif (available := maker.quantity - filled) <= remaining:
                     fill = available
                     maker.status = FILLED
                     queue.popleft()
@@ -521,8 +1164,6 @@ class MatchingEngine:
             volume = taker.quantity - remaining
             taker.filled = volume
             taker.notional = notional
-            if trade_ids is not None:  # replay: later ids continue after the journal's
-                self._trade_ids = _after(self._trade_ids, trades[-1].trade_id)
             stats = market.stats
             stats.trades += len(trades)
             stats.volume += volume
@@ -531,6 +1172,20 @@ class MatchingEngine:
         if cancelled:
             market.stats.cancels += len(cancelled)
         return trades, cancelled
+
+    def _owner(self, account_id: int, stp) -> int:
+        """Validate an order's owner and self-trade prevention mode; the owner's
+        one int object (see ``Order``). O(1).
+
+        Raises:
+            ValidationError: an unknown mode, or an owner that is not an int.
+        """
+        # (the default first: an enum's hash is a Python-level call)
+        if stp is not STP_CANCEL_TAKER and stp not in _STP_MODES:
+            raise ValidationError("stp must be cancel_taker, cancel_maker, cancel_both or none", "stp")
+        if type(account_id) is not int:
+            raise ValidationError("account_id must be an integer", "account_id")
+        return self._interned.setdefault(account_id, account_id)
 
     def _intern(self, account_id: int) -> int:
         """The one int object of this account id (see ``Order``). O(1)."""
@@ -569,9 +1224,11 @@ class MatchingEngine:
             for name, value in stats.items():
                 totals[name] += value
             stats["resting_orders"] = len(market.book.orders)
+            stats["pending_stops"] = len(market.stops.orders)
             stats["sequence"] = market.sequence
             per_symbol[symbol] = stats
         totals["resting_orders"] = sum(len(m.book.orders) for m in self.markets.values())
+        totals["pending_stops"] = sum(len(m.stops.orders) for m in self.markets.values())
         totals["orders_in_memory"] = len(self.orders)
         return {"engine": totals, "symbols": per_symbol}
 
@@ -579,16 +1236,28 @@ class MatchingEngine:
         """Assert the invariants of every book and of the order index. O(n)."""
         for market in self.markets.values():
             market.book.check()
+            market.stops.check(market.last_price)
             for order in market.book.orders.values():
                 assert self.orders.get(order.order_id) is order
+            for order in market.stops.orders.values():
+                assert self.orders.get(order.order_id) is order
+            due = {oid for _, oid in market.expiries}
+            for order in market.book.orders.values():
+                if order.expire_time is not None:
+                    assert order.order_id in due, f"GTD order {order.order_id} has no expiry entry"
         for order in self.orders.values():
             assert 0 <= order.filled <= order.quantity
-            if order.is_open:
-                assert order.order_type is LIMIT
-                assert self.markets[order.symbol].book.orders.get(order.order_id) is order
-                assert order.cancel_reason is None
-            elif order.status is CANCELLED:
+            market = self.markets[order.symbol]
+            if order.status is PENDING:
+                assert order.order_type in STOP_TYPES
+                assert market.stops.orders.get(order.order_id) is order
+            elif order.is_open:
+                assert order.order_type in RESTING_TYPES
+                assert market.book.orders.get(order.order_id) is order
+            if order.status is CANCELLED:
                 assert order.cancel_reason is not None, order.order_id
+            elif order.status is not PENDING:
+                assert order.cancel_reason is None
             if order.account_id is not None:
                 assert self._interned.get(order.account_id) is order.account_id, "owner not interned"
         self.accounts.check()
@@ -598,8 +1267,10 @@ class MatchingEngine:
         """The whole engine state as plain data (ints, strings, lists), taken
         under every symbol's lock: resting orders in time priority per book,
         remembered closed orders, recent trades, sequences, counters and the
-        next ids. ``restore`` of it gives an engine equal in every observable
-        way. O(n)."""
+        next ids; per symbol also the last trade price, the pending stops in
+        trigger order and the icebergs' shown parts (version 2; expiries are
+        rebuilt from the orders' ``expire_time``). ``restore`` of it gives an
+        engine equal in every observable way. O(n)."""
         locks = [m.lock for m in self.markets.values()]
         for lock in locks:
             lock.acquire()
@@ -611,6 +1282,8 @@ class MatchingEngine:
                     "stats": market.stats.to_dict(),
                     "resting": [o.order_id for o in market.book.resting()],
                     "trades": [_trade_to_row(t) for t in market.trades],
+                    "pending": [o.order_id for o in market.stops.in_trigger_order()],
+                    "shown": sorted(market.book.shown.items()),
                 }
             # Every symbol lock is held, so no id is being issued: read the
             # counters by consuming one value and putting it back.
@@ -619,7 +1292,7 @@ class MatchingEngine:
             self._order_ids = itertools.count(next_order_id)
             self._trade_ids = itertools.count(next_trade_id)
             return {
-                "version": 1,
+                "version": 2,
                 "next_order_id": next_order_id,
                 "next_trade_id": next_trade_id,
                 "orders": [_order_to_row(o) for o in self.orders.values()],
@@ -636,15 +1309,16 @@ class MatchingEngine:
 
         Raises:
             ValueError: if the snapshot names a symbol this engine lacks or has
-            an unknown version.
+            an unknown version (1, before the order types beyond the four, and
+            2 are read).
         """
-        if state.get("version") != 1:
+        if state.get("version") not in (1, 2):
             raise ValueError(f"unknown snapshot version {state.get('version')!r}")
         unknown = set(state["markets"]) - set(self.markets)
         if unknown:
             raise ValueError(f"snapshot has symbols not configured here: {sorted(unknown)}")
-        self._interned = {}
         orders = {}
+        self._interned = {}
         for row in state["orders"]:
             order = _order_from_row(row)
             if order.account_id is not None:
@@ -660,15 +1334,26 @@ class MatchingEngine:
             market.trades.clear()
             market.stats = SymbolStats()
             market.sequence = 0
+            market.stops = StopBook()
+            market.pending = market.stops.orders
+            market.expiries = []
             if data is None:
                 continue
             market.sequence = data["sequence"]
             for name, value in data["stats"].items():
                 setattr(market.stats, name, value)
+            book = market.book
             for order_id in data["resting"]:
-                market.book.add(orders[order_id])
+                book.add(orders[order_id])
+            for order_id, shown in data.get("shown", ()):
+                book.set_shown(orders[order_id], shown)
+            for order_id in data.get("pending", ()):
+                market.stops.add(orders[order_id])
             for row in data["trades"]:
                 market.trades.append(_trade_from_row(row, orders, self._intern))
+        for order in orders.values():
+            if order.expire_time is not None and order.is_open:
+                heapq.heappush(self.markets[order.symbol].expiries, (order.expire_time, order.order_id))
         self.accounts.restore(state.get("accounts"))
 
 
@@ -708,14 +1393,11 @@ def _order_to_row(order: Order) -> list:
         order.filled,
         order.notional,
         VALUE[order.status],
-        # 11-15: the fields of the order types beyond the four (stop_price,
-        # display_quantity, post_only, expire_time, quote_quantity), which
-        # another branch adds; written empty here so that both layouts agree
-        None,
-        None,
-        False,
-        None,
-        None,
+        order.stop_price,
+        order.display_quantity,
+        order.post_only,
+        order.expire_time,
+        order.quote_quantity,
         order.cancel_reason,
         order.account_id,
         VALUE[order.stp],
@@ -723,9 +1405,9 @@ def _order_to_row(order: Order) -> list:
 
 
 def _order_from_row(row: list) -> Order:
-    """An order from ``_order_to_row``; rows written before accounts existed
-    (11 fields) restore without owner, and with the cancel reason that was
-    the only possible one then."""
+    """An order from its snapshot row (``_ORDER_FIELDS``; a version 1 row has
+    only the first 11, or 19 with the owner's fields written by the accounts
+    branch before the order types merged, 11-15 empty)."""
     oid, coid, symbol, side, otype, price, qty, ts, filled, notional, status = row[:11]
     order = Order(
         oid,
@@ -740,12 +1422,17 @@ def _order_from_row(row: list) -> Order:
         notional,
         OrderStatus(status),
     )
-    if len(row) > 16:
-        order.cancel_reason = row[16]
+    if len(row) > 11:
+        (
+            order.stop_price,
+            order.display_quantity,
+            order.post_only,
+            order.expire_time,
+            order.quote_quantity,
+            order.cancel_reason,
+        ) = row[11:17]
     elif order.status is CANCELLED:
-        # A row from before cancel reasons: then only the user cancelled a
-        # limit order, and the engine the rest of the others -- exactly.
-        order.cancel_reason = REASON_USER if order.order_type is LIMIT else REASON_UNFILLED
+        order.cancel_reason = USER if order.order_type is LIMIT else UNFILLED  # what version 1 implied
     if len(row) > 18:
         order.account_id = row[17]
         order.stp = SelfTradePrevention(row[18])

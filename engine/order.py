@@ -25,6 +25,10 @@ class OrderType(StrEnum):
     LIMIT = "limit"
     IOC = "ioc"
     FOK = "fok"
+    STOP_LOSS = "stop_loss"
+    STOP_LIMIT = "stop_limit"
+    TAKE_PROFIT = "take_profit"
+    TAKE_PROFIT_LIMIT = "take_profit_limit"
 
 
 class OrderStatus(StrEnum):
@@ -32,10 +36,11 @@ class OrderStatus(StrEnum):
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
     CANCELLED = "cancelled"
+    PENDING = "pending"  # a stop or take-profit waiting for its trigger: open, off the book
 
     @property
     def is_open(self) -> bool:
-        return self is NEW or self is PARTIALLY_FILLED
+        return self is NEW or self is PARTIALLY_FILLED or self is PENDING
 
 
 class SelfTradePrevention(StrEnum):
@@ -53,14 +58,25 @@ class SelfTradePrevention(StrEnum):
 BUY, SELL = Side.BUY, Side.SELL
 MARKET, LIMIT, IOC, FOK = OrderType.MARKET, OrderType.LIMIT, OrderType.IOC, OrderType.FOK
 NEW, PARTIALLY_FILLED = OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED
-FILLED, CANCELLED = OrderStatus.FILLED, OrderStatus.CANCELLED
+FILLED, CANCELLED, PENDING = OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.PENDING
+STOP_LOSS, STOP_LIMIT = OrderType.STOP_LOSS, OrderType.STOP_LIMIT
+TAKE_PROFIT, TAKE_PROFIT_LIMIT = OrderType.TAKE_PROFIT, OrderType.TAKE_PROFIT_LIMIT
+# The stop kinds, and what each enters the book as once triggered.
+STOP_TYPES = frozenset((STOP_LOSS, STOP_LIMIT, TAKE_PROFIT, TAKE_PROFIT_LIMIT))
+LIMIT_STOP_TYPES = frozenset((STOP_LIMIT, TAKE_PROFIT_LIMIT))
+# Types whose open orders rest in the book (with a price).
+RESTING_TYPES = frozenset((LIMIT, STOP_LIMIT, TAKE_PROFIT_LIMIT))
+
 STP_CANCEL_TAKER, STP_CANCEL_MAKER = SelfTradePrevention.CANCEL_TAKER, SelfTradePrevention.CANCEL_MAKER
 STP_CANCEL_BOTH, STP_NONE = SelfTradePrevention.CANCEL_BOTH, SelfTradePrevention.NONE
 
 # Why an order closed cancelled (``Order.cancel_reason``; None while open or filled).
-REASON_USER = "user"  # POST /cancel, /cancel_all
-REASON_UNFILLED = "unfilled"  # the remainder of a market / IOC / FOK order
+# (The funds issue adds "insufficient_funds".)
+USER = REASON_USER = "user"  # POST /cancel, /cancel_all
+UNFILLED = REASON_UNFILLED = "unfilled"  # the remainder of a market / IOC / FOK order
 REASON_SELF_TRADE = "self_trade"  # self-trade prevention
+POST_ONLY = "post_only"  # a post-only order that would have taken
+EXPIRED = "expired"  # good-till-time
 
 # Member -> its string, for every side, order type and status: a dict lookup is
 # ~5x cheaper than ``.value`` (a descriptor). Report formatting and snapshots
@@ -79,9 +95,20 @@ class Order(msgspec.Struct, gc=False, eq=False):
     ``filled`` counts lots executed so far and ``notional`` the sum of
     ``price * lots`` over its fills (for the average price), both exact ints.
     ``timestamp`` is the acceptance time in ns since the epoch; it also fixes
-    the order's time priority (arrival order within a price level).
+    the order's time priority (arrival order within a price level). A stop
+    that triggers, and an amend that loses priority, set it to that command's
+    time: the order then (re)enters the book at that moment.
 
-    ``cancel_reason`` says why a cancelled order closed (``REASON_*``).
+    The fields after ``status`` belong to the order types beyond the four:
+    ``stop_price`` (ticks) for the stop kinds; ``display_quantity`` (lots) for
+    an iceberg, whose currently shown part the book keeps (``OrderBook.shown``);
+    ``post_only``; ``expire_time`` (ns since the epoch) for good-till-time;
+    ``quote_quantity`` for a market order by quote amount, in *notional units*
+    (``price_ticks * lots``, i.e. multiples of ``tick_size * lot_size`` of the
+    quote asset, the unit of ``notional``); ``cancel_reason`` once it closed
+    cancelled (``USER``, ``UNFILLED``, ``REASON_SELF_TRADE``, ``POST_ONLY``,
+    ``EXPIRED``).
+
     ``account_id`` is the owner (None: no accounts, ``--auth off``); the
     engine interns it (``MatchingEngine._intern``) so that all orders of one
     account share one int object and the matching loop can compare owners by
@@ -100,6 +127,11 @@ class Order(msgspec.Struct, gc=False, eq=False):
     filled: int = 0
     notional: int = 0
     status: OrderStatus = NEW
+    stop_price: int | None = None
+    display_quantity: int | None = None
+    post_only: bool = False
+    expire_time: int | None = None
+    quote_quantity: int | None = None
     cancel_reason: str | None = None
     account_id: int | None = None
     stp: SelfTradePrevention = SelfTradePrevention.CANCEL_TAKER
@@ -110,4 +142,5 @@ class Order(msgspec.Struct, gc=False, eq=False):
 
     @property
     def is_open(self) -> bool:
-        return self.status is NEW or self.status is PARTIALLY_FILLED
+        status = self.status
+        return status is NEW or status is PARTIALLY_FILLED or status is PENDING

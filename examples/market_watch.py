@@ -128,10 +128,18 @@ class Watcher:
 
     def on_order_event(self, e: dict) -> None:
         o = e["order"]
+        # the order types beyond the four: stop price, iceberg display, why it was cancelled
+        extra = ""
+        if o.get("stop_price"):
+            extra += f"  stop {o['stop_price']}"
+        if o.get("display_quantity"):
+            extra += f"  display {o['display_quantity']}"
+        if o.get("cancel_reason"):
+            extra += f"  ({o['cancel_reason']})"
         self.say(
             "ORDER",
             f"{o['symbol']} {e['event']:<16} id {o['order_id']} {o['side']} {o['order_type']} "
-            f"{o['filled_quantity']}/{o['quantity']} @ {o['price'] or 'market'}  status {o['status']}",
+            f"{o['filled_quantity']}/{o['quantity']} @ {o['price'] or 'market'}  status {o['status']}{extra}",
         )
 
     # -- lifetime ---------------------------------------------------------------

@@ -9,16 +9,23 @@ Format v2 (see ``Documentation/DURABILITY.md`` for the full description)
         [[8,"c","BTC-USDT",1732467092123999999,7,6],"<prev>","<hash>"]
 
     submit: ``[n, "s", symbol, side, order_type, timestamp, quantity, price,
-    client_order_id, order_id, [trade ids], sequence]``, followed, when
-    the order has an owner, by ``extras, account_id, stp`` (optional trailing
-    fields: a record without them replays as before, without owner;
-    ``extras`` is the 13th field the order types beyond the four use, null
-    here);
+    client_order_id, order_id, [trade ids], sequence]``, and for the order
+    types beyond the four a 13th field ``[stop_price, display_quantity,
+    post_only, expire_time, quote_quantity]`` (absent for the four: their
+    records are unchanged); when the order has an owner, ``extras,
+    account_id, stp`` follow (``extras`` that 13th field or null: optional
+    trailing fields, a record without them replays as before, without owner);
     cancel: ``[n, "c", symbol, timestamp, order_id, sequence]``;
+    amend: ``[n, "a", symbol, timestamp, order_id, quantity, price,
+    stop_price, [trade ids], sequence]`` (``null``: that field unchanged);
+    expire: ``[n, "e", symbol, timestamp, order_id, sequence]``;
     account opened: ``[n, "o", account_id, name, timestamp]``;
     key issued: ``[n, "k", account_id, key_hash, timestamp]``;
     key revoked: ``[n, "r", key_hash, timestamp]``.
     Keys appear only as their SHA-256 (``api/auth.py``), never in clear.
+    ``[trade ids]`` are every trade of the command, those of the stops it
+    triggered included (triggers are consequences of the record, which
+    replay reproduces; they have no records of their own).
     ``n`` counts records from 1 over the data dir's lifetime, without gaps.
     ``hash`` is BLAKE2b-128 (32 hex digits, ``b2sum -l 128``) over ``prev``'s
     32 hex digits followed by the command's bytes as they stand in the line,
@@ -122,26 +129,8 @@ def submit_row(n: int, result) -> tuple:
     """Record ``n``'s command for a ``SubmitResult``, as the tuple ``encode``
     writes. ``Store.log_submit`` inlines it (it runs under the symbol lock)."""
     order = result.order
-    trades = result.trades
-    if order.account_id is not None:
-        return (
-            n,
-            "s",
-            order.symbol,
-            order.side,
-            order.order_type,
-            order.timestamp,
-            order.quantity,
-            order.price,
-            order.client_order_id,
-            order.order_id,
-            [t.trade_id for t in trades] if trades else (),
-            result.sequence,
-            None,  # extras (order types beyond the four)
-            order.account_id,
-            order.stp,
-        )
-    return (
+    trades = result.all_trades() if result.triggered else result.trades
+    row = (
         n,
         "s",
         order.symbol,
@@ -155,6 +144,52 @@ def submit_row(n: int, result) -> tuple:
         [t.trade_id for t in trades] if trades else (),
         result.sequence,
     )
+    extras = submit_extras(order)
+    if order.account_id is not None:  # the owner and its stp: optional trailing fields 14, 15
+        return row + (extras, order.account_id, order.stp)
+    return row if extras is None else row + (extras,)
+
+
+def submit_extras(order) -> tuple | None:
+    """The 13th field of a submit record: ``None`` for the four original types
+    without new fields (the record then has 12)."""
+    if (
+        order.stop_price is None
+        and order.display_quantity is None
+        and not order.post_only
+        and order.expire_time is None
+        and order.quote_quantity is None
+    ):
+        return None
+    return (
+        order.stop_price,
+        order.display_quantity,
+        order.post_only,
+        order.expire_time,
+        order.quote_quantity,
+    )
+
+
+def amend_row(n: int, result) -> tuple:
+    """Record ``n``'s command for an ``AmendResult``."""
+    trades = result.all_trades() if result.triggered else result.trades
+    return (
+        n,
+        "a",
+        result.order.symbol,
+        result.timestamp,
+        result.order.order_id,
+        result.quantity,
+        result.price,
+        result.stop_price,
+        [t.trade_id for t in trades] if trades else (),
+        result.sequence,
+    )
+
+
+def expire_row(n: int, result) -> tuple:
+    """Record ``n``'s command for the ``CancelResult`` of an ``expire``."""
+    return (n, "e", result.order.symbol, result.timestamp, result.order.order_id, result.sequence)
 
 
 def cancel_row(n: int, result) -> tuple:
@@ -210,7 +245,8 @@ class SubmitRecord(msgspec.Struct, array_like=True, gc=False):
     order_id: int
     trade_ids: list[int]
     sequence: int
-    extras: list | None = None  # the order types beyond the four (another branch); null here
+    # stop_price, display_quantity, post_only, expire_time, quote_quantity
+    extras: tuple[int | None, int | None, bool, int | None, int | None] | None = None
     account_id: int | None = None
     stp: SelfTradePrevention = SelfTradePrevention.CANCEL_TAKER
 
@@ -255,11 +291,41 @@ class RevokeRecord(msgspec.Struct, array_like=True, gc=False):
     timestamp: int
 
 
+class AmendRecord(msgspec.Struct, array_like=True, gc=False):
+    """A decoded amend command (``None``: that field unchanged)."""
+
+    n: int
+    op: Literal["a"]
+    symbol: str
+    timestamp: int
+    order_id: int
+    quantity: int | None
+    price: int | None
+    stop_price: int | None
+    trade_ids: list[int]
+    sequence: int
+
+
+class ExpireRecord(msgspec.Struct, array_like=True, gc=False):
+    """A decoded expire command (a good-till-time order's cancellation)."""
+
+    n: int
+    op: Literal["e"]
+    symbol: str
+    timestamp: int
+    order_id: int
+    sequence: int
+
+
 # msgspec decodes (and type-checks) a line in well under a microsecond, a
 # small part of the replay budget of a 1M-record restart.
 _submit_decoder = msgspec.json.Decoder(tuple[SubmitRecord, str, str])
 _cancel_decoder = msgspec.json.Decoder(tuple[CancelRecord, str, str])
-_other_decoders = {
+_DECODERS = {
+    b"s": _submit_decoder,
+    b"c": _cancel_decoder,
+    b"a": msgspec.json.Decoder(tuple[AmendRecord, str, str]),
+    b"e": msgspec.json.Decoder(tuple[ExpireRecord, str, str]),
     b"o": msgspec.json.Decoder(tuple[AccountRecord, str, str]),
     b"k": msgspec.json.Decoder(tuple[KeyRecord, str, str]),
     b"r": msgspec.json.Decoder(tuple[RevokeRecord, str, str]),
@@ -268,9 +334,13 @@ _other_decoders = {
 
 SUBMIT_FIELDS = tuple(SubmitRecord.__struct_fields__)
 CANCEL_FIELDS = tuple(CancelRecord.__struct_fields__)
+AMEND_FIELDS = tuple(AmendRecord.__struct_fields__)
+EXPIRE_FIELDS = tuple(ExpireRecord.__struct_fields__)
 _FIELDS = {
     "s": SUBMIT_FIELDS,
     "c": CANCEL_FIELDS,
+    "a": AMEND_FIELDS,
+    "e": EXPIRE_FIELDS,
     "o": tuple(AccountRecord.__struct_fields__),
     "k": tuple(KeyRecord.__struct_fields__),
     "r": tuple(RevokeRecord.__struct_fields__),
@@ -280,12 +350,14 @@ _FIELDS = {
 def as_dict(line: list) -> dict:
     """A line parsed with any JSON parser (``[command, prev, hash]``) ->
     ``{field name: value}`` with the command's fields named as in
-    ``SUBMIT_FIELDS`` / ``CANCEL_FIELDS``, plus ``prev`` and ``hash``."""
+    ``SUBMIT_FIELDS`` / ``CANCEL_FIELDS`` / ``AMEND_FIELDS`` /
+    ``EXPIRE_FIELDS`` (a submit of one of the four types has no ``extras``),
+    plus ``prev`` and ``hash``."""
     command, prev, digest = line
     names = _FIELDS.get(command[1])
     if names is None:
         raise ValueError(f"unknown command {command[1]!r}")
-    if command[1] == "s" and len(command) < len(names):  # no owner (optional fields)
+    if command[1] == "s" and len(command) < len(names):  # no owner, no extras (optional fields)
         names = names[: len(command)]
     if len(command) != len(names):
         raise ValueError(f"a {command[1]!r} command has {len(names)} fields, not {len(command)}")
@@ -294,7 +366,9 @@ def as_dict(line: list) -> dict:
     return record
 
 
-def decode(line: bytes) -> SubmitRecord | CancelRecord | AccountRecord | KeyRecord | RevokeRecord:
+def decode(
+    line: bytes,
+) -> SubmitRecord | CancelRecord | AmendRecord | ExpireRecord | AccountRecord | KeyRecord | RevokeRecord:
     """One verified line -> its record.
 
     Raises:
@@ -302,16 +376,11 @@ def decode(line: bytes) -> SubmitRecord | CancelRecord | AccountRecord | KeyReco
         writer bug or a format from another version).
     """
     try:
-        # the op code follows n: '[[<n>,"s",' or '[[<n>,"c",'
+        # the op code follows n: '[[<n>,"s",' (or "c", "a", "e")
         at = line.index(b",") + 2
-        op = line[at : at + 1]
-        if op == b"s":
-            return _submit_decoder.decode(line)[0]
-        if op == b"c":
-            return _cancel_decoder.decode(line)[0]
-        decoder = _other_decoders.get(op)
+        decoder = _submit_decoder if line[at : at + 1] == b"s" else _DECODERS.get(line[at : at + 1])
         if decoder is None:
-            raise ValueError(f"unknown op code {op!r}")
+            raise ValueError(f"unknown command {line[at : at + 1]!r}")
         return decoder.decode(line)[0]
     except (msgspec.DecodeError, ValueError) as exc:
         raise ReplayMismatch(f"not a valid journal record: {exc}: {line[:200]!r}") from None
@@ -327,41 +396,82 @@ def apply_record(engine, record) -> None:
         ReplayMismatch: the engine refused the command or diverged from it.
     """
     try:
-        if type(record) is SubmitRecord:
+        kind = type(record)
+        if kind is SubmitRecord:
             trade_ids = record.trade_ids
-            result = engine.submit(
-                record.symbol,
-                record.side,
-                record.order_type,
-                record.quantity,
-                record.price,
-                record.client_order_id,
-                timestamp=record.timestamp,
-                order_id=record.order_id,
-                trade_ids=trade_ids,
-                account_id=record.account_id,
-                stp=record.stp,
-            )
-            if result.sequence != record.sequence or len(result.trades) != len(trade_ids):
+            extras = record.extras
+            if extras is None:
+                result = engine.submit(
+                    record.symbol,
+                    record.side,
+                    record.order_type,
+                    record.quantity,
+                    record.price,
+                    record.client_order_id,
+                    record.timestamp,
+                    record.order_id,
+                    trade_ids,
+                    record.account_id,
+                    record.stp,
+                )
+            else:
+                stop_price, display_quantity, post_only, expire_time, quote_quantity = extras
+                result = engine.submit_extended(
+                    record.symbol,
+                    record.side,
+                    record.order_type,
+                    None if quote_quantity is not None else record.quantity,
+                    record.price,
+                    record.client_order_id,
+                    timestamp=record.timestamp,
+                    order_id=record.order_id,
+                    trade_ids=trade_ids,
+                    stop_price=stop_price,
+                    display_quantity=display_quantity,
+                    post_only=post_only,
+                    expire_time=expire_time,
+                    quote_quantity=quote_quantity,
+                    account_id=record.account_id,
+                    stp=record.stp,
+                )
+            traded = len(result.all_trades()) if result.triggered else len(result.trades)
+            if result.sequence != record.sequence or traded != len(trade_ids):
                 raise ReplayMismatch(
-                    f"record {record.n}: submit replayed to {len(result.trades)} trades and sequence "
+                    f"record {record.n}: submit replayed to {traded} trades and sequence "
                     f"{result.sequence}, the journal has {len(trade_ids)} and {record.sequence}"
                 )
-        elif type(record) is CancelRecord:
-            result = engine.cancel(record.order_id, timestamp=record.timestamp)
+        elif kind is CancelRecord or kind is ExpireRecord:
+            command = engine.cancel if kind is CancelRecord else engine.expire
+            result = command(record.order_id, timestamp=record.timestamp)
             if result.sequence != record.sequence:
                 raise ReplayMismatch(
-                    f"record {record.n}: cancel replayed to sequence {result.sequence}, "
+                    f"record {record.n}: {record.op} replayed to sequence {result.sequence}, "
                     f"the journal has {record.sequence}"
                 )
-        elif type(record) is AccountRecord:
+        elif kind is AccountRecord:
             engine.accounts.create(record.name, record.timestamp, record.account_id)
-        elif type(record) is KeyRecord:
+        elif kind is KeyRecord:
             engine.accounts.add_key(record.account_id, record.key_hash, record.timestamp)
-        else:
+        elif kind is RevokeRecord:
             _key, changed = engine.accounts.revoke(record.key_hash, record.timestamp)
             if not changed:
                 raise ReplayMismatch(f"record {record.n}: revokes a key that was revoked already")
+        else:
+            trade_ids = record.trade_ids
+            result = engine.amend(
+                record.order_id,
+                record.quantity,
+                record.price,
+                record.stop_price,
+                timestamp=record.timestamp,
+                trade_ids=trade_ids,
+            )
+            traded = len(result.all_trades())
+            if result.sequence != record.sequence or traded != len(trade_ids):
+                raise ReplayMismatch(
+                    f"record {record.n}: amend replayed to {traded} trades and sequence "
+                    f"{result.sequence}, the journal has {len(trade_ids)} and {record.sequence}"
+                )
     except ReplayMismatch:
         raise
     except StopIteration:  # the engine wanted more trade ids than were journaled
@@ -415,7 +525,7 @@ def _bad_line(line: bytes, n: int, prev: bytes) -> str | None:
 
 
 # inside a JSON string a quote is escaped, so these only match record syntax
-_RECORD_START = re.compile(rb'\[\d+,"[sckor]"')
+_RECORD_START = re.compile(rb'\[\d+,"[scaeokr]"')
 _RECORD_END = re.compile(rb'[0-9a-f]{32}"\]')
 
 

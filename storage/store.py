@@ -104,11 +104,14 @@ from storage.errors import (
 from storage.journal import (
     GENESIS,
     JournalReader,
+    amend_row,
     apply_record,
     decode,
     encode_commands,
+    expire_row,
     list_segments,
     segment_name,
+    submit_extras,
 )
 from storage.journal import encode as encode_rows
 from storage.snapshot import (
@@ -651,45 +654,36 @@ class Store:
         """
         order = result.order
         trades = result.trades
+        if result.triggered:  # stops it triggered traded too: replay needs their ids
+            trades = result.all_trades()
         n = next(self._tickets)
         self._symbol_ticket[order.symbol] = n
-        if order.account_id is not None:  # the owner and its stp: optional trailing fields
-            self._pending.append(
-                (
-                    n,
-                    "s",
-                    order.symbol,
-                    order.side,
-                    order.order_type,
-                    order.timestamp,
-                    order.quantity,
-                    order.price,
-                    order.client_order_id,
-                    order.order_id,
-                    [t.trade_id for t in trades] if trades else (),
-                    result.sequence,
-                    None,  # extras: the order types beyond the four (storage.journal)
-                    order.account_id,
-                    order.stp,
-                )
-            )
-            return n
-        self._pending.append(
-            (
-                n,
-                "s",
-                order.symbol,
-                order.side,
-                order.order_type,
-                order.timestamp,
-                order.quantity,
-                order.price,
-                order.client_order_id,
-                order.order_id,
-                [t.trade_id for t in trades] if trades else (),
-                result.sequence,
-            )
+        row = (
+            n,
+            "s",
+            order.symbol,
+            order.side,
+            order.order_type,
+            order.timestamp,
+            order.quantity,
+            order.price,
+            order.client_order_id,
+            order.order_id,
+            [t.trade_id for t in trades] if trades else (),
+            result.sequence,
         )
+        extras = (
+            order.stop_price is not None
+            or order.display_quantity is not None
+            or order.post_only
+            or order.expire_time is not None
+            or order.quote_quantity is not None
+        )
+        if order.account_id is not None:  # the owner and its stp: optional trailing fields 14, 15
+            row += (submit_extras(order) if extras else None, order.account_id, order.stp)
+        elif extras:
+            row += (submit_extras(order),)  # the order types beyond the four: a 13th field
+        self._pending.append(row)
         return n
 
     def log_cancel(self, result) -> int:
@@ -700,6 +694,22 @@ class Store:
         n = next(self._tickets)
         self._symbol_ticket[order.symbol] = n
         self._pending.append((n, "c", order.symbol, result.timestamp, order.order_id, result.sequence))
+        return n
+
+    def log_amend(self, result) -> int:
+        """Journal an ``AmendResult``; return its ticket. Same rules as
+        ``log_submit``. O(trades)."""
+        n = next(self._tickets)
+        self._symbol_ticket[result.order.symbol] = n
+        self._pending.append(amend_row(n, result))
+        return n
+
+    def log_expire(self, result) -> int:
+        """Journal the ``CancelResult`` of an ``expire``; return its ticket.
+        Same rules as ``log_submit``. O(1)."""
+        n = next(self._tickets)
+        self._symbol_ticket[result.order.symbol] = n
+        self._pending.append(expire_row(n, result))
         return n
 
     def log_command(self, *command) -> int:

@@ -308,7 +308,9 @@ class Single:
     def __init__(self, run_dir: str, data_dir: str) -> None:
         from deploy.cluster import App, free_port
 
-        self.engine = App(run_dir, "engine", free_port(), ["--data-dir", data_dir, "--rate-limit", "0", "--auth", "off"])
+        self.engine = App(
+            run_dir, "engine", free_port(), ["--data-dir", data_dir, "--rate-limit", "0", "--auth", "off"]
+        )
         self.edges = [self.engine]
         self.redis = None
 

@@ -19,6 +19,7 @@ import { cumulate, drawDepth, maxCumulative, renderSide } from "./book.js";
 import { PriceChart, parseTime } from "./chart.js";
 import { compare, decimalsOf, fixed, fromSteps, group, toSteps } from "./decimal.js";
 import { Session } from "./account.js";
+import { AmendForm, EventFeed } from "./amend.js";
 import { OrderEntry } from "./entry.js";
 import { AccountOrders } from "./orders.js";
 
@@ -70,6 +71,11 @@ const session = new Session(my, () => {
 });
 const chart = new PriceChart($("price-chart"), COLORS);
 const entry = new OrderEntry(submitOrder);
+// What happens to the account's orders (triggered, amended, filled, cancelled and
+// why), as the session's private order_events bring it (in both auth modes).
+const feed = new EventFeed((orderId) => my.isMine(orderId));
+session.onEvent = (msg) => feed.add(msg);
+my.amendable = true;
 let socket = null;
 
 // ---------------------------------------------------------------- rendering
@@ -436,6 +442,14 @@ async function cancelOrder(orderId) {
   return result;
 }
 
+async function amendOrder(body) {
+  const result = await api.amend(body);
+  if (result.ok) my.apply(result.data);
+  session.scheduleRefresh();
+  scheduleRender();
+  return result;
+}
+
 function setupOrdersPanel() {
   for (const btn of document.querySelectorAll(".tabs button")) {
     btn.addEventListener("click", () => {
@@ -560,6 +574,7 @@ async function init() {
   new ResizeObserver(() => scheduleRender()).observe($("depth-chart"));
   document.addEventListener("visibilitychange", () => !document.hidden && scheduleRender());
   setupOrdersPanel();
+  new AmendForm(amendOrder, (orderId) => my.find(orderId), state.specs);
   connect();
   session.detect();
   pingLoop();

@@ -137,3 +137,26 @@ def test_a_failed_write_keeps_the_lines_and_writes_them_once_later(tmp_path):
     audit.close()
     assert [line["body"]["symbol"] for line in _lines(path)] == ["A", "B"]  # in order, once each
     assert audit.stats()["unwritten_lines"] == 0 and audit.stats()["last_error"] is None
+
+
+def test_amend_and_expire_have_their_own_lines(tmp_path):
+    """An amend that crossed is an "amend" line and its trade lines; an expiry an
+    "expire" line with cancel_reason "expired"; new report fields are kept."""
+    engine = MatchingEngine(None)
+    spec = engine.markets["BTC-USDT"].spec
+    engine.submit("BTC-USDT", SELL, LIMIT, 100, 3000000)
+    bid = engine.submit("BTC-USDT", BUY, LIMIT, 50, 2990000).order
+    amended = engine.amend(bid.order_id, price=3000000, timestamp=5)
+    gtd = engine.submit_extended("BTC-USDT", BUY, LIMIT, 10, 2000000, timestamp=10, expire_time=20).order
+    expired = engine.expire(gtd.order_id, timestamp=30)
+    path = tmp_path / "audit.log"
+    audit = Audit(str(path))
+    audit.event("amend", formatting.submit_report(spec, amended), amended.sequence, amended.timestamp)
+    audit.event("expire", formatting.cancel_report(spec, expired), expired.sequence, expired.timestamp)
+    assert audit.flush() == 3
+    audit.close()
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert [line["event"] for line in lines] == ["amend", "trade", "expire"]
+    assert lines[0]["order_id"] == str(bid.order_id) and lines[0]["status"] == "filled"
+    assert lines[1]["taker_order_id"] == str(bid.order_id)
+    assert lines[2]["cancel_reason"] == "expired" and lines[2]["expire_time"] == formatting.iso(20)

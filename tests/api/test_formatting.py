@@ -151,6 +151,15 @@ def _reference_report(spec, order, status, filled, notional, trades) -> dict:
         "average_price": spec.format_average_price(notional, filled),
         "status": status.value,
         "timestamp": formatting.iso(order.timestamp),
+        "stop_price": spec.format_price(order.stop_price),
+        "display_quantity": None
+        if order.display_quantity is None
+        else spec.format_quantity(order.display_quantity),
+        "post_only": order.post_only,
+        "expire_time": None if order.expire_time is None else formatting.iso(order.expire_time),
+        "quote_quantity": None
+        if order.quote_quantity is None
+        else spec.format_notional(order.quote_quantity),
         "cancel_reason": order.cancel_reason if status.value == "cancelled" else None,
         "trades": [_reference_trade(spec, t) for t in trades],
     }

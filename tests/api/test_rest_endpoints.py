@@ -11,7 +11,8 @@ from tests.api.conftest import BTC
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 REPORT_FIELDS = {
     "order_id", "client_order_id", "symbol", "side", "order_type", "price", "quantity",
-    "filled_quantity", "remaining_quantity", "average_price", "status", "timestamp", "cancel_reason", "trades",
+    "filled_quantity", "remaining_quantity", "average_price", "status", "timestamp", "trades",
+    "stop_price", "display_quantity", "post_only", "expire_time", "quote_quantity", "cancel_reason",
 }  # fmt: skip
 TRADE_FIELDS = {
     "timestamp", "symbol", "trade_id", "price", "quantity", "aggressor_side",
