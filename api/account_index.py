@@ -50,7 +50,8 @@ class AccountIndex:
         self._prune_at: dict[int | None, int] = {}
 
     def add(self, result) -> None:
-        """Index a ``SubmitResult``: its order and the fills of both sides. O(trades)."""
+        """Index a ``SubmitResult`` (or an ``AmendResult``): its order and the
+        fills of both sides, and those of the stops it triggered. O(trades)."""
         order = result.order
         owner = order.account_id
         mine = self.orders.get(owner)
@@ -73,6 +74,8 @@ class AccountIndex:
                     maker_fills = fills.setdefault(maker_owner, deque(maxlen=FILLS_KEPT))
                 maker_fills.append((trade, True))
                 taker_fills.append((trade, False))
+        for entry in result.triggered:  # a triggered stop's fills are its owner's
+            self.add(entry)
 
     def _prune(self, mine: dict) -> None:
         remembered = self.engine.orders

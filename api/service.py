@@ -286,7 +286,7 @@ class Exchange:
                     log.exception("publisher.on_submit failed")
             if audit_submit is not None:
                 audit_submit(report, result.sequence, encoded, result.order.account_id)
-                if result.cancelled:
+                if result.cancelled or result.triggered:
                     self._audit_stp(spec, result)
         if encode:
             # msgspec encodes a list as "[" + ",".join(items) + "]": the same bytes
@@ -370,6 +370,7 @@ class Exchange:
             raise
         if ticket is not None:
             self._durable(ticket)
+        self.index.add(result)
         report = formatting.submit_report(engine.markets[order.symbol].spec, result)
         publisher = self.publisher
         if publisher is not None:
@@ -379,6 +380,8 @@ class Exchange:
                 log.exception("publisher.on_amend failed")
         if self.audit is not None:
             self.audit.event("amend", report, result.sequence, result.timestamp, order.account_id)
+            if result.cancelled or result.triggered:
+                self._audit_stp(engine.markets[order.symbol].spec, result)
         self.latency["amend_processing"].add(perf_counter_ns() - t0)
         return report
 
@@ -648,19 +651,21 @@ class Exchange:
                 log.exception("publisher.on_submit failed")
         if self.audit is not None:
             self.audit.submit(report, result.sequence, encoded, result.order.account_id)
-            if result.cancelled:
+            if result.cancelled or result.triggered:
                 self._audit_stp(self.engine.markets[result.order.symbol].spec, result)
 
     def _audit_stp(self, spec, result) -> None:
-        """A cancel line for each resting order self-trade prevention cancelled."""
+        """A cancel line for each resting order self-trade prevention cancelled
+        (by the command's order, or by a stop it triggered)."""
         cancel = self.audit.cancel
-        for order in result.cancelled:
-            cancel(
-                formatting.order_report(spec, order),
-                result.sequence,
-                result.order.timestamp,
-                order.account_id,
-            )
+        for entry in (result, *result.triggered):
+            for order in entry.cancelled:
+                cancel(
+                    formatting.order_report(spec, order),
+                    result.sequence,
+                    entry.order.timestamp,
+                    order.account_id,
+                )
 
     def _reject(self, request: str, body, error: EngineError) -> None:
         self.rejections += 1

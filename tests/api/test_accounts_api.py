@@ -505,3 +505,42 @@ def test_the_order_index_forgets_what_the_engine_forgot(make_app):
     assert len(mine) <= 100 + 50
     listed = t.get("/orders?status=all&limit=1000")["orders"]
     assert 100 <= len(listed) <= 101 and all(o["cancel_reason"] == "unfilled" for o in listed)
+
+
+# -- the order types beyond the four, with owners ------------------------------------------
+def test_fills_of_a_triggered_stop_and_of_a_crossing_amend_are_the_accounts(alice, bob):
+    """A stop triggered by other accounts' trade, and an amend whose new price
+    crossed, fill outside the request that placed them: their fills are still the
+    account's (GET /fills), on both sides, and other accounts' orders stay invisible."""
+    alice.limit("buy", "0.10000", "30000.00")
+    bob.limit("sell", "0.10000", "30000.00")  # the last price is now 30000.00
+    stop = alice.post(
+        "/order",
+        {
+            "symbol": BTC,
+            "side": "sell",
+            "order_type": "stop_loss",
+            "quantity": "0.05000",
+            "stop_price": "29000.00",
+        },
+    )
+    assert stop["status"] == "pending"
+    bob.limit("buy", "0.20000", "28000.00")  # the stop sells into it once triggered
+    alice.limit("sell", "0.01000", "29000.00")
+    bob.post("/order", {"symbol": BTC, "side": "buy", "order_type": "market", "quantity": "0.01000"})
+    assert alice.get(f"/order/{stop['order_id']}")["status"] == "filled"
+    stop_fills = [f for f in alice.get("/fills")["fills"] if f["order_id"] == stop["order_id"]]
+    assert [(f["liquidity"], f["quantity"], f["price"]) for f in stop_fills] == [
+        ("taker", "0.05000", "28000.00")
+    ]
+    assert any(f["liquidity"] == "maker" and f["price"] == "28000.00" for f in bob.get("/fills")["fills"])
+
+    resting = alice.limit("sell", "0.02000", "31000.00")
+    amended = alice.post("/amend", {"order_id": resting["order_id"], "price": "28000.00"})
+    assert amended["status"] == "filled" and len(amended["trades"]) == 1
+    amend_fills = [f for f in alice.get("/fills")["fills"] if f["order_id"] == resting["order_id"]]
+    assert [(f["liquidity"], f["quantity"]) for f in amend_fills] == [("taker", "0.02000")]
+    assert (
+        bob.post("/amend", {"order_id": resting["order_id"], "quantity": "0.01000"}, 404)["error"]["code"]
+        == "ORDER_NOT_FOUND"
+    )
