@@ -269,8 +269,7 @@ class Exchange:
             # Tickets are durable in order: waiting for the last covers the batch.
             self._durable(ticket)
         submit_report = formatting.submit_report
-        publisher = self.publisher
-        on_submit = publisher.on_submit if publisher is not None else None
+        publish = self._publish if self.publisher is not None else None
         audit_submit = self.audit.submit if self.audit is not None else None
         index_add = self.index.add
         encoded = None
@@ -279,11 +278,8 @@ class Exchange:
             out[i] = report = submit_report(spec, result)
             if encode:
                 out[i] = encoded = _encode(report)
-            if on_submit is not None:
-                try:
-                    on_submit(result, received_ns=t0)
-                except Exception:
-                    log.exception("publisher.on_submit failed")
+            if publish is not None:
+                publish("on_submit", result, t0)
             if audit_submit is not None:
                 audit_submit(report, result.sequence, encoded, result.order.account_id)
                 if result.cancelled or result.triggered:
@@ -372,12 +368,7 @@ class Exchange:
             self._durable(ticket)
         self.index.add(result)
         report = formatting.submit_report(engine.markets[order.symbol].spec, result)
-        publisher = self.publisher
-        if publisher is not None:
-            try:
-                publisher.on_amend(result, received_ns=t0)
-            except Exception:
-                log.exception("publisher.on_amend failed")
+        self._publish("on_amend", result, t0)
         if self.audit is not None:
             self.audit.event("amend", report, result.sequence, result.timestamp, order.account_id)
             if result.cancelled or result.triggered:
@@ -425,11 +416,7 @@ class Exchange:
         for result in done:
             report = formatting.cancel_report(engine.markets[result.order.symbol].spec, result)
             reports.append(report)
-            if self.publisher is not None:
-                try:
-                    self.publisher.on_cancel(result)
-                except Exception:
-                    log.exception("publisher.on_cancel failed")
+            self._publish("on_cancel", result)
             if self.audit is not None:
                 self.audit.event("expire", report, result.sequence, result.timestamp, result.order.account_id)
         return reports
@@ -513,12 +500,7 @@ class Exchange:
     def _after_cancel(self, result, received_ns: int) -> dict:
         """Report, publish and audit a durable cancel."""
         report = formatting.cancel_report(self.engine.markets[result.order.symbol].spec, result)
-        publisher = self.publisher
-        if publisher is not None:
-            try:
-                publisher.on_cancel(result, received_ns=received_ns)
-            except Exception:
-                log.exception("publisher.on_cancel failed")
+        self._publish("on_cancel", result, received_ns)
         if self.audit is not None:
             self.audit.cancel(report, result.sequence, result.timestamp, result.order.account_id)
         return report
@@ -643,16 +625,22 @@ class Exchange:
 
     def _after_submit(self, result, report: dict, received_ns: int, encoded: bytes | None = None) -> None:
         self.index.add(result)
-        publisher = self.publisher
-        if publisher is not None:
-            try:
-                publisher.on_submit(result, received_ns=received_ns)
-            except Exception:
-                log.exception("publisher.on_submit failed")
+        self._publish("on_submit", result, received_ns)
         if self.audit is not None:
             self.audit.submit(report, result.sequence, encoded, result.order.account_id)
             if result.cancelled or result.triggered:
                 self._audit_stp(self.engine.markets[result.order.symbol].spec, result)
+
+    def _publish(self, event: str, result, received_ns: int | None = None) -> None:
+        """Hand a durable result to the publisher (``event``: ``on_submit``,
+        ``on_cancel`` or ``on_amend``); a publisher failure is logged, never
+        the caller's (the command is done and durable)."""
+        publisher = self.publisher
+        if publisher is not None:
+            try:
+                getattr(publisher, event)(result, received_ns=received_ns)
+            except Exception:
+                log.exception("publisher.%s failed", event)
 
     def _audit_stp(self, spec, result) -> None:
         """A cancel line for each resting order self-trade prevention cancelled
