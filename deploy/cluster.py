@@ -77,6 +77,7 @@ class Child:
     """A child process with its output in ``RUN_DIR/<name>.log``, stopped by PID."""
 
     name = "child"
+    nice = 0  # added to the child's niceness (lower CPU priority), e.g. edges beside the engine
 
     def __init__(self, run_dir: str) -> None:
         self.run_dir = run_dir
@@ -92,8 +93,14 @@ class Child:
         self._log = open(self.log_path, "ab")
         # own process group: a Ctrl-C on the terminal reaches this script only, which
         # then stops the children in order
+        nice = self.nice
         self.proc = subprocess.Popen(
-            self.command(), cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=(lambda: os.nice(nice)) if nice else None,
         )
 
     @property
@@ -282,6 +289,7 @@ class Cluster:
         redis_port: int | None = None,
         engine_args: list[str] | None = None,
         edge_args: list[str] | None = None,
+        edge_nice: int = 0,
     ) -> None:
         self.run_dir = os.path.abspath(run_dir)
         self.data_dir = os.path.abspath(data_dir)
@@ -302,6 +310,8 @@ class Cluster:
             )
             for i in range(edges)
         ]
+        for edge in self.edges:
+            edge.nice = edge_nice
         self.nginx = Nginx(
             self.run_dir,
             host,
@@ -387,6 +397,7 @@ def _run(args: argparse.Namespace) -> int:
         edge_port=args.edge_port,
         redis_port=args.redis_port,
         engine_args=extra,
+        edge_nice=args.edge_nice,
     )
     stopping = []
 
@@ -474,6 +485,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--engine-port", type=int, default=5000)
     r.add_argument("--edge-port", type=int, default=5001, help="the first edge's port; the next ones follow")
     r.add_argument("--redis-port", type=int, default=6380)
+    r.add_argument(
+        "--edge-nice",
+        type=int,
+        default=0,
+        help="run the edges at this niceness (e.g. 10: the engine first when they share cores)",
+    )
     r.add_argument("--data-dir", default="./data")
     r.add_argument("--run-dir", default="./cluster-run")
     r.add_argument("engine_args", nargs=argparse.REMAINDER, help="after --: more arguments for the engine")

@@ -98,6 +98,8 @@ def sub_main(cfg: dict, targets: list, ready_q, stop_evt, out_q) -> None:
     """Subscriber process: ``targets`` is ``[(port, symbol), ...]``, one raw connection each."""
     from loadlib.rawsio import RawSio
 
+    if cfg.get("nice"):
+        os.nice(cfg["nice"])
     try:
         ns = "/market"
         pfx = {"trade": f'42{ns},["trade",', "bbo": f'42{ns},["bbo",', "l2_update": f'42{ns},["l2_update",'}
@@ -166,7 +168,11 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
     stop_evt = ctx.Event()
     chunks = [targets[i::nproc] for i in range(nproc)]
     procs = [
-        ctx.Process(target=sub_main, args=({"host": "127.0.0.1"}, ch, ready_q, stop_evt, out_q), daemon=True)
+        ctx.Process(
+            target=sub_main,
+            args=({"host": "127.0.0.1", "nice": args.sub_nice}, ch, ready_q, stop_evt, out_q),
+            daemon=True,
+        )
         for ch in chunks
     ]
     for p in procs:
@@ -253,6 +259,14 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
         "order_errors": sum(1 for o in sres["outcome"] if o == ERROR),
         "orders_rejected": info["rejected"],
         "post_latency_ms": summarize(answered),
+        "post_service_ms": summarize([x for x in sres["svc"] if x == x]),
+        "send_delay_ms": summarize(
+            [
+                sres["sent"][i] - sres["sched"][i]
+                for i in range(len(sres["sent"]))
+                if sres["sent"][i] == sres["sent"][i]
+            ]
+        ),
         "cpu": cpu,
         "machine": machine_use,
         "subscriber_cpu_percent": sub_cpu,
@@ -265,7 +279,7 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
     )
     if n_subs:
         per_symbol = {}
-        lat, lost, expected, regress = [], 0, 0, 0
+        lat, from_receipt, lost, expected, regress = [], [], 0, 0, 0
         sym_of_order = _symbols_by_order(sender.keep)
         for sym in SYMBOLS:
             o_sym = [o for o in orders if sym_of_order.get(o["order_id"]) == sym]
@@ -280,6 +294,11 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
                 "trade_p99_ms": a["latency_ms"]["trade"]["p99"],
             }
             lat += a["_samples"]["trade"]
+            receipt = {
+                tid: o["t_receipt"] for o in o_sym for tid in o["trades"] if o.get("t_receipt") is not None
+            }
+            for sub in s_sym:
+                from_receipt += [t - receipt[tid] for tid, t in sub["trades"].items() if tid in receipt]
             lost += a["lost_trades"]
             expected += a["trades_expected_per_subscriber"] * len(s_sym)
             regress += a["sequence_regressions"]["bbo"]
@@ -287,6 +306,7 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
         res["trade_deliveries_expected"] = expected
         res["lost_trades"] = lost
         res["trade_latency_ms"] = summarize(lat)
+        res["trade_latency_from_receipt_ms"] = summarize(from_receipt)
         res["bbo_sequence_regressions"] = regress
         res["events_received"] = sum(s["events"] for s in subs)
         res["deliveries_per_s_per_edge"] = {
@@ -345,6 +365,10 @@ def fmt(res: dict) -> str:
         f"  orders answered {res['orders_answered']} (errors {res['order_errors']}, rejected {res['orders_rejected']}),"
         f" trades {res['trades']}, POST p50/p99 {_ms(res['post_latency_ms']['p50'])}/{_ms(res['post_latency_ms']['p99'])} ms"
     )
+    lines.append(
+        f"  sender: send delay p99 {_ms(res['send_delay_ms']['p99'])} ms; answer after send p50/p99"
+        f" {_ms(res['post_service_ms']['p50'])}/{_ms(res['post_service_ms']['p99'])} ms"
+    )
     cpu = ", ".join(f"{k} {v['cpu_percent']:.0f}%" for k, v in res["cpu"].items() if v)
     lines.append(f"  CPU (% of one core): {cpu}; subscriber processes {res['subscriber_cpu_percent']}")
     if res.get("machine"):
@@ -360,6 +384,11 @@ def fmt(res: dict) -> str:
             f"  trade deliveries expected {res['trade_deliveries_expected']}, lost {res['lost_trades']},"
             f" latency p50/p99/max {_ms(t['p50'])}/{_ms(t['p99'])}/{_ms(t['max'])} ms; bbo regressions"
             f" {res['bbo_sequence_regressions']}; disconnected {res['subscribers_disconnected']}"
+        )
+        r = res["trade_latency_from_receipt_ms"]
+        lines.append(
+            f"  trade latency from the engine's receipt of the order p50/p99/max"
+            f" {_ms(r['p50'])}/{_ms(r['p99'])}/{_ms(r['max'])} ms"
         )
         lines.append(
             f"  deliveries/s per edge {res['deliveries_per_s_per_edge']}; edge CPU per delivery (us)"
@@ -378,9 +407,11 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--trade-every", type=int, default=10, help="orders per symbol per trading pair (default 10)"
     )
-    ap.add_argument("--connections", type=int, default=8, help="sender HTTP connections")
+    ap.add_argument("--connections", type=int, default=32, help="sender HTTP connections")
     ap.add_argument("--sub-processes", type=int, default=4)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--edge-nice", type=int, default=0, help="niceness of the edges (the engine keeps 0)")
+    ap.add_argument("--sub-nice", type=int, default=0, help="niceness of the subscriber processes")
     ap.add_argument(
         "--single",
         action="store_true",
@@ -400,6 +431,7 @@ def main(argv=None) -> int:
                 edges=args.edges,
                 engine_args=["--rate-limit", "0", "--auth", "off"],
                 edge_args=["--rate-limit", "0"],
+                edge_nice=args.edge_nice,
             )
         with cluster:
             scenarios = ([] if args.no_baseline else [0]) + [args.subscribers]
