@@ -32,7 +32,17 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_BENCH = os.path.join(os.path.dirname(ROOT), "shared", "bench")
+# ../shared/bench next to the checkout (or next to its parent: a worktree under wt/)
+SHARED_BENCH = next(
+    (
+        path
+        for path in (
+            os.path.join(os.path.dirname(d), "shared", "bench") for d in (ROOT, os.path.dirname(ROOT))
+        )
+        if os.path.exists(os.path.join(path, "workload.py"))
+    ),
+    os.path.join(os.path.dirname(ROOT), "shared", "bench"),
+)
 sys.path.insert(0, ROOT)
 
 from decimal import Decimal  # noqa: E402
