@@ -34,31 +34,17 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# ../shared/bench next to the checkout (or next to its parent: a worktree under wt/)
-SHARED_BENCH = next(
-    (
-        path
-        for path in (
-            os.path.join(os.path.dirname(d), "shared", "bench") for d in (ROOT, os.path.dirname(ROOT))
-        )
-        if os.path.exists(os.path.join(path, "workload.py"))
-    ),
-    os.path.join(os.path.dirname(ROOT), "shared", "bench"),
-)
 sys.path.insert(0, ROOT)
-
-from decimal import Decimal  # noqa: E402
 
 from engine.matcher import MatchingEngine  # noqa: E402
 from engine.order import BUY, LIMIT, MARKET, SELL, STOP_LOSS, TAKE_PROFIT  # noqa: E402
-from engine.symbols import SymbolSpec  # noqa: E402
-from tests.bench_engine import WorkloadState, apply_workload  # noqa: E402
-
-SYM = "BENCH-USDT"
-
-
-def new_engine() -> MatchingEngine:
-    return MatchingEngine([SymbolSpec(SYM, "BENCH", "USDT", Decimal("0.01"), Decimal("0.001"))])
+from tests.bench_engine import (  # noqa: E402  (the shared workload's finder, engine and driver)
+    SHARED_BENCH,
+    SYM,
+    WorkloadState,
+    apply_workload,
+    new_engine,
+)
 
 
 def shared_ops(n: int):
