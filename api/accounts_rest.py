@@ -31,6 +31,7 @@ from api.errors import json_response
 from api.parsing import MAX_ORDER_BODY, parse_count, read_json_body
 from api.service import DEFAULT_LIST, MAX_LIST, Exchange
 from engine.errors import ValidationError
+from engine.symbols import asset_scales
 
 account_bp = Blueprint("account", __name__)
 admin_bp = Blueprint("admin", __name__)
@@ -46,6 +47,14 @@ def _exchange() -> Exchange:
 
 def _caller():
     return _auth().caller(request)
+
+
+# -- public: the assets and their scale ----------------------------------------------------
+@account_bp.get("/assets")
+def assets():
+    engine = _exchange().engine
+    scales = asset_scales(m.spec for m in engine.markets.values())
+    return json_response({"assets": [{"asset": a, "scale": s} for a, s in scales.items()]})
 
 
 # -- the caller's account ---------------------------------------------------------------

@@ -176,6 +176,24 @@ def default_symbols() -> list[SymbolSpec]:
     ]
 
 
+def asset_scales(specs) -> dict[str, int]:
+    """Every base and quote asset of ``specs`` -> the decimals it is held to
+    (``GET /assets``), in the order the symbols name them: a base asset its
+    lot size's decimals; a quote asset those of tick size x lot size x fee
+    rate, so that every notional, fee and buy lock (``price x quantity x
+    (1 + taker_fee)``) of every symbol is exact in it. The largest where an
+    asset plays several roles. O(symbols)."""
+    scales: dict[str, int] = {}
+    for spec in specs:
+        fee_decimals = max(_decimals(spec.maker_fee), _decimals(spec.taker_fee))
+        for asset, scale in (
+            (spec.base, spec.quantity_decimals),
+            (spec.quote, spec.price_decimals + spec.quantity_decimals + fee_decimals),
+        ):
+            scales[asset] = max(scales.get(asset, 0), scale)
+    return scales
+
+
 def load_symbols(path: str) -> list[SymbolSpec]:
     """Read symbol specs from a JSON file: ``{"symbols": [{"symbol", "base",
     "quote", "tick_size", "lot_size"[, "maker_fee", "taker_fee"]}, ...]}``.

@@ -544,3 +544,32 @@ def test_fills_of_a_triggered_stop_and_of_a_crossing_amend_are_the_accounts(alic
         bob.post("/amend", {"order_id": resting["order_id"], "quantity": "0.01000"}, 404)["error"]["code"]
         == "ORDER_NOT_FOUND"
     )
+
+
+# -- GET /assets (public) ------------------------------------------------------------------
+@pytest.mark.parametrize("auth", ["on", "off"])
+def test_assets_are_public_and_their_scale_makes_every_fee_and_lock_exact(make_app, auth):
+    """Every base and quote asset, with the decimals it is held to: a base asset its
+    lot's; the quote asset tick x lot x fee rate's (BTC-USDT: 2 + 5 + 3), so that a
+    fee or a buy lock of any symbol is exact in it. No key needed, also with --auth on."""
+    from decimal import Decimal
+
+    app = make_app(auth=auth)
+    r = app.test_client().get("/assets")
+    assert r.status_code == 200
+    assets = r.get_json()["assets"]
+    assert assets == [
+        {"asset": "BTC", "scale": 5},
+        {"asset": "USDT", "scale": 10},
+        {"asset": "ETH", "scale": 4},
+        {"asset": "BNB", "scale": 3},
+        {"asset": "SOL", "scale": 3},
+    ]
+    scale = {a["asset"]: a["scale"] for a in assets}
+    for market in app.extensions["exchange"].engine.markets.values():
+        spec = market.spec
+        lock = spec.tick_size * spec.lot_size * (1 + spec.taker_fee)  # the smallest buy lock
+        fee = spec.tick_size * spec.lot_size * spec.maker_fee
+        for amount in (lock, fee):
+            assert amount == amount.quantize(Decimal(1).scaleb(-scale[spec.quote]))
+        assert spec.lot_size == spec.lot_size.quantize(Decimal(1).scaleb(-scale[spec.base]))
