@@ -918,6 +918,12 @@ def _main_edge(args: argparse.Namespace) -> int:
             "rate_limit": args.rate_limit,
             "rate_limiter": args.rate_limiter,
             "proxy_hops": args.proxy_hops,
+            "send_queue_bytes": args.send_queue_bytes,
+            "send_queue_ip": args.send_queue_bytes_per_ip,
+            "handshake_limit": args.handshake_limit,
+            "sessions_per_ip": args.sessions_per_ip,
+            "ping_interval": args.ping_interval,
+            "ping_timeout": args.ping_timeout,
             "cors_origins": "*"
             if args.cors_origins.strip() == "*"
             else [o.strip() for o in args.cors_origins.split(",") if o.strip()],
@@ -938,7 +944,7 @@ def _main_edge(args: argparse.Namespace) -> int:
     )
     status = 0
     try:
-        serve(app, socketio, args.host, args.port, log_output=args.debug)
+        serve(app, socketio, args.host, args.port, log_output=args.debug, limits=args.limits)
     except KeyboardInterrupt:
         pass
     except OSError as e:

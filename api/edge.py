@@ -77,6 +77,13 @@ from api.mq import (
     start_listening,
 )
 from api.parsing import MAX_BULK_BODY, SOCKET_JSON
+from api.sessions import (
+    DEFAULT_HANDSHAKE_LIMIT,
+    DEFAULT_MAX_QUEUE_BYTES,
+    DEFAULT_MAX_QUEUE_BYTES_PER_IP,
+    DEFAULT_MAX_SESSIONS_PER_IP,
+    SessionGuard,
+)
 from engine.errors import UnknownSymbol
 from engine.symbols import default_symbols, load_symbols
 
@@ -491,6 +498,13 @@ EDGE_DEFAULTS = {
     "sync_wait": 3.0,
     "proxy_hops": 0,
     "client_manager": None,  # tests: a manager object instead of one built from message_queue
+    # the engine's per-client limits (api/sessions.py): an edge is where most clients are
+    "send_queue_bytes": DEFAULT_MAX_QUEUE_BYTES,
+    "send_queue_ip": DEFAULT_MAX_QUEUE_BYTES_PER_IP,
+    "handshake_limit": DEFAULT_HANDSHAKE_LIMIT,
+    "sessions_per_ip": DEFAULT_MAX_SESSIONS_PER_IP,
+    "ping_interval": 25,
+    "ping_timeout": 20,
 }
 
 
@@ -521,7 +535,17 @@ def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         client_manager=manager,
         logger=False,
         engineio_logger=False,
+        ping_interval=cfg["ping_interval"],
+        ping_timeout=cfg["ping_timeout"],
     )
+    sessions = SessionGuard(
+        socketio,
+        max_queue_bytes=int(cfg["send_queue_bytes"]),
+        max_queue_bytes_per_ip=int(cfg["send_queue_ip"]),
+        handshake_limit=int(cfg["handshake_limit"]),
+        max_sessions_per_ip=int(cfg["sessions_per_ip"]),
+    )
+    sessions.install()
     mirror = Mirror(symbols)
     receiver_box: list[FeedReceiver] = []
     publisher = EdgePublisher(
@@ -530,6 +554,7 @@ def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         ready=lambda: receiver_box[0].ever_synced,
         private=lambda: receiver_box[0].private,
         sync_wait=float(cfg["sync_wait"]),
+        sessions=sessions,
     )
 
     def request_sync() -> None:
@@ -559,6 +584,9 @@ def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         log.debug("WebSocket frame coalescing installed")
     socketio.on_namespace(MarketNamespace(publisher))
     socketio.server.register_namespace(ReadOnlyTradeNamespace())
+    app.extensions["sessions"] = sessions
+    app.wsgi_app = sessions.wsgi(app.wsgi_app)
+    # outside the session guard, so that its per-address limits see the client behind the proxy
     trust_proxies(app, int(cfg["proxy_hops"]))
     app.wsgi_app = _LastResort(app.wsgi_app)
 

@@ -294,7 +294,10 @@ class Cluster:
         self.run_dir = os.path.abspath(run_dir)
         self.data_dir = os.path.abspath(data_dir)
         self.redis = Redis(self.run_dir, redis_port or free_port())
-        queue = ["--message-queue", self.redis.url, "--proxy-hops", "1"]
+        # Behind nginx every connection comes from nginx's address: the per-address
+        # connection cap is nginx's to enforce (the per-client Socket.IO limits still
+        # apply, to the address X-Forwarded-For names).
+        queue = ["--message-queue", self.redis.url, "--proxy-hops", "1", "--max-connections-per-client", "0"]
         self.engine = App(
             self.run_dir,
             "engine",

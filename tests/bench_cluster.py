@@ -72,8 +72,9 @@ class QuoteMixFactory:
         self.n = 0
         self.per = [0] * len(specs)
         self.tag = tag
+        self.account = 0  # the load tools' factory interface: one account (the engine runs --auth off)
 
-    def remember(self, order_id: str) -> None:
+    def remember(self, order_id: str, account: int = 0) -> None:
         """Not used (no cancels)."""
 
     def next(self):
@@ -322,6 +323,9 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
     return res
 
 
+UNLIMITED_CLIENTS = ["--sessions-per-ip", "0", "--handshake-limit", "0", "--max-connections-per-client", "0"]
+
+
 class Single:
     """``make run``'s shape: one process, no Redis; it is its own "edge"."""
 
@@ -329,7 +333,10 @@ class Single:
         from deploy.cluster import App, free_port
 
         self.engine = App(
-            run_dir, "engine", free_port(), ["--data-dir", data_dir, "--rate-limit", "0", "--auth", "off"]
+            run_dir,
+            "engine",
+            free_port(),
+            ["--data-dir", data_dir, "--rate-limit", "0", "--auth", "off", *UNLIMITED_CLIENTS],
         )
         self.edges = [self.engine]
         self.redis = None
@@ -430,7 +437,8 @@ def main(argv=None) -> int:
                 os.path.join(tmp, "data"),
                 edges=args.edges,
                 engine_args=["--rate-limit", "0", "--auth", "off"],
-                edge_args=["--rate-limit", "0"],
+                # thousands of subscribers from this one address, straight to the edges
+                edge_args=["--rate-limit", "0", *UNLIMITED_CLIENTS],
                 edge_nice=args.edge_nice,
             )
         with cluster:

@@ -259,3 +259,33 @@ def test_with_auth_on_an_edge_refuses_order_events_and_still_serves_trades(tmp_p
             assert stats["status"] in ("ok", "stale")
         finally:
             sub.stop()
+
+
+def test_an_edge_applies_the_per_client_socket_io_limits(tmp_path):
+    """An edge is where most Socket.IO clients are: it has the engine's per-client
+    limits (api/sessions.py), here its sessions per address."""
+    from deploy.cluster import Cluster
+    from tests.cluster.helpers import need_cluster_tools
+
+    need_cluster_tools()
+    with Cluster(
+        str(tmp_path / "run"),
+        str(tmp_path / "data"),
+        edges=1,
+        engine_args=["--auth", "off"],
+        edge_args=["--sessions-per-ip", "2"],
+    ) as cluster:
+        edge = cluster.edges[0]
+        clients = []
+        try:
+            for _ in range(2):
+                sio = socketio.Client(reconnection=False)
+                sio.connect(edge.url, namespaces=["/market"], transports=["polling"], wait_timeout=10)
+                clients.append(sio)
+            r = requests.get(edge.url + "/socket.io/?EIO=4&transport=polling", timeout=5)
+            assert r.status_code == 429 and r.json()["error"]["code"] == "RATE_LIMITED"
+            stats = requests.get(edge.url + "/statistics", timeout=5).json()
+            assert stats["streaming"]["handshakes_refused_sessions"] >= 1
+        finally:
+            for sio in clients:
+                sio.disconnect()
