@@ -422,14 +422,25 @@ class QueueFeed(Publisher):
         self._flush(now)
         return min(wait, max(0.0, (self._last_message_ns + self.heartbeat_ns - now) / 1e9))
 
-    def _full_state(self) -> dict:
+    def _full_state(self) -> dict | None:
+        """Every book and the recent trades, for a sync; None when the books'
+        records did not become durable within ``read_timeout`` (the sync then
+        goes out in a later pass). Waiting here (one fsync, usually) rather than
+        retrying: under steady load the newest state of every symbol is rarely
+        durable at the moment it is read, and an edge would never sync."""
         engine = self.engine
         books = []
+        last = 0
         for symbol in engine.markets:
             state, ticket = self._book_state(symbol)
-            if not self._durable_ticket(ticket):
-                return None  # not yet: the sync goes out in a later pass
             books.append(state)
+            last = max(last, ticket)
+        if not self._durable_ticket(last):
+            try:
+                self.store.wait(last, self.read_timeout)
+            except Exception as exc:  # DurabilityTimeout, or a failed store (fail-stop)
+                log.warning("feed: the sync's book states are not durable yet: %s", exc)
+                return None
         self._held_feed_books.clear()
         for state in books:
             self._book_seq[state[0]] = state[1]

@@ -295,3 +295,57 @@ def test_a_queue_password_never_reaches_the_log(url, logged):
     from api.app import redact_url
 
     assert redact_url(url) == logged
+
+
+class _SlowStore:
+    """A store whose records become durable only when waited for (or never)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.durable_n = 0
+        self.last = 0
+        self.fail = fail
+        self.waits = 0
+
+    def ticket_of(self, symbol: str) -> int:
+        return self.last
+
+    def durable(self, ticket: int) -> bool:
+        return ticket <= self.durable_n
+
+    def wait(self, ticket: int, timeout=None) -> None:
+        self.waits += 1
+        if self.fail:
+            raise TimeoutError("not durable in time")
+        self.durable_n = max(self.durable_n, ticket)
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_sync_waits_for_its_books_to_be_durable_rather_than_starving(fail):
+    """Under steady load the newest state of a symbol is rarely durable when read;
+    a sync that only retried would never go out (a late edge would never sync). It
+    waits for the records its states reflect, and is postponed only when they do
+    not become durable in time (then nothing of them is shown)."""
+    from api.mq import QueueFeed
+    from engine.matcher import MatchingEngine
+    from engine.order import LIMIT, SELL
+
+    class _Sio:
+        def start_background_task(self, *a, **k):
+            return None
+
+        def sleep(self, s):
+            return None
+
+    engine = MatchingEngine(default_symbols())
+    engine.submit_extended("BTC-USDT", SELL, LIMIT, 100, 3000000)
+    store = _SlowStore(fail=fail)
+    store.last = 7  # the book state read reflects record 7, not durable yet
+    feed = QueueFeed(_Sio(), engine, store=store, read_timeout=0.01)
+    state = feed._full_state()
+    assert store.waits == 1
+    if fail:
+        assert state is None
+    else:
+        assert state is not None and store.durable_n == 7
+        btc = [b for b in state["books"] if b[0] == "BTC-USDT"][0]
+        assert btc[3] == [[3000000, 100]]  # the ask, durable now
