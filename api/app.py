@@ -134,13 +134,15 @@ from api.market import init_socketio  # noqa: E402
 from api.parsing import MAX_BULK_BODY, SOCKET_JSON  # noqa: E402
 from api.ratelimit import RateLimiter  # noqa: E402
 from api.service import Exchange  # noqa: E402
+from api.sessions import CONFIG_DEFAULTS as SESSION_DEFAULTS  # noqa: E402
 from api.sessions import (  # noqa: E402
     DEFAULT_HANDSHAKE_LIMIT,
     DEFAULT_MAX_QUEUE_BYTES,
     DEFAULT_MAX_QUEUE_BYTES_PER_IP,
     DEFAULT_MAX_SESSIONS_PER_IP,
-    SessionGuard,
+    guard_from_config,
 )
+from api.sessions import config_from_args as session_config  # noqa: E402
 from engine.matcher import MatchingEngine  # noqa: E402
 from engine.symbols import load_symbols  # noqa: E402
 from storage import Store, StoreError  # noqa: E402
@@ -167,12 +169,7 @@ DEFAULTS = {
     "symbols_config": None,
     "cors_origins": "*",
     "engine": None,
-    "send_queue_bytes": DEFAULT_MAX_QUEUE_BYTES,
-    "send_queue_ip": DEFAULT_MAX_QUEUE_BYTES_PER_IP,
-    "handshake_limit": DEFAULT_HANDSHAKE_LIMIT,
-    "sessions_per_ip": DEFAULT_MAX_SESSIONS_PER_IP,
-    "ping_interval": 25,
-    "ping_timeout": 20,
+    **SESSION_DEFAULTS,
     "message_queue": None,
     "queue_channel": "matchbook",
     "proxy_hops": 0,
@@ -427,14 +424,7 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         ping_timeout=cfg["ping_timeout"],
         **queue_options,
     )
-    sessions = SessionGuard(
-        socketio,
-        max_queue_bytes=int(cfg["send_queue_bytes"]),
-        max_queue_bytes_per_ip=int(cfg["send_queue_ip"]),
-        handshake_limit=int(cfg["handshake_limit"]),
-        max_sessions_per_ip=int(cfg["sessions_per_ip"]),
-    )
-    sessions.install()
+    sessions = guard_from_config(socketio, cfg)
 
     group_commit_yield = _GroupCommitYield(socketio.sleep)
     store = _make_store(cfg, data_dir, group_commit_yield)
@@ -836,12 +826,7 @@ def _main(argv: list[str] | None) -> int:
             "read_timeout": args.read_timeout,
             "journal_check_interval": args.journal_check_interval,
             "symbols_config": args.symbols_config,
-            "send_queue_bytes": args.send_queue_bytes,
-            "send_queue_ip": args.send_queue_bytes_per_ip,
-            "handshake_limit": args.handshake_limit,
-            "sessions_per_ip": args.sessions_per_ip,
-            "ping_interval": args.ping_interval,
-            "ping_timeout": args.ping_timeout,
+            **session_config(args),
             "message_queue": args.message_queue,
             "queue_channel": args.queue_channel,
             "proxy_hops": args.proxy_hops,
@@ -918,12 +903,7 @@ def _main_edge(args: argparse.Namespace) -> int:
             "rate_limit": args.rate_limit,
             "rate_limiter": args.rate_limiter,
             "proxy_hops": args.proxy_hops,
-            "send_queue_bytes": args.send_queue_bytes,
-            "send_queue_ip": args.send_queue_bytes_per_ip,
-            "handshake_limit": args.handshake_limit,
-            "sessions_per_ip": args.sessions_per_ip,
-            "ping_interval": args.ping_interval,
-            "ping_timeout": args.ping_timeout,
+            **session_config(args),
             "cors_origins": "*"
             if args.cors_origins.strip() == "*"
             else [o.strip() for o in args.cors_origins.split(",") if o.strip()],

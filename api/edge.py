@@ -77,13 +77,8 @@ from api.mq import (
     start_listening,
 )
 from api.parsing import MAX_BULK_BODY, SOCKET_JSON
-from api.sessions import (
-    DEFAULT_HANDSHAKE_LIMIT,
-    DEFAULT_MAX_QUEUE_BYTES,
-    DEFAULT_MAX_QUEUE_BYTES_PER_IP,
-    DEFAULT_MAX_SESSIONS_PER_IP,
-    SessionGuard,
-)
+from api.sessions import CONFIG_DEFAULTS as SESSION_DEFAULTS
+from api.sessions import guard_from_config
 from engine.errors import UnknownSymbol
 from engine.symbols import default_symbols, load_symbols
 
@@ -499,12 +494,7 @@ EDGE_DEFAULTS = {
     "proxy_hops": 0,
     "client_manager": None,  # tests: a manager object instead of one built from message_queue
     # the engine's per-client limits (api/sessions.py): an edge is where most clients are
-    "send_queue_bytes": DEFAULT_MAX_QUEUE_BYTES,
-    "send_queue_ip": DEFAULT_MAX_QUEUE_BYTES_PER_IP,
-    "handshake_limit": DEFAULT_HANDSHAKE_LIMIT,
-    "sessions_per_ip": DEFAULT_MAX_SESSIONS_PER_IP,
-    "ping_interval": 25,
-    "ping_timeout": 20,
+    **SESSION_DEFAULTS,
 }
 
 
@@ -538,14 +528,7 @@ def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         ping_interval=cfg["ping_interval"],
         ping_timeout=cfg["ping_timeout"],
     )
-    sessions = SessionGuard(
-        socketio,
-        max_queue_bytes=int(cfg["send_queue_bytes"]),
-        max_queue_bytes_per_ip=int(cfg["send_queue_ip"]),
-        handshake_limit=int(cfg["handshake_limit"]),
-        max_sessions_per_ip=int(cfg["sessions_per_ip"]),
-    )
-    sessions.install()
+    sessions = guard_from_config(socketio, cfg)
     mirror = Mirror(symbols)
     receiver_box: list[FeedReceiver] = []
     publisher = EdgePublisher(

@@ -80,6 +80,32 @@ DEFAULT_MAX_QUEUE_BYTES_PER_IP = 32 * 1024 * 1024
 DEFAULT_HANDSHAKE_LIMIT = 600  # per window, per client address
 DEFAULT_HANDSHAKE_WINDOW = 60
 DEFAULT_MAX_SESSIONS_PER_IP = 256
+
+# The app factories' config keys for these limits and their defaults (``api.app``
+# for the engine, ``api.edge`` for an edge), read by ``guard_from_config``;
+# ``ping_interval``/``ping_timeout`` go to the ``SocketIO`` object.
+CONFIG_DEFAULTS = {
+    "send_queue_bytes": DEFAULT_MAX_QUEUE_BYTES,
+    "send_queue_ip": DEFAULT_MAX_QUEUE_BYTES_PER_IP,
+    "handshake_limit": DEFAULT_HANDSHAKE_LIMIT,
+    "sessions_per_ip": DEFAULT_MAX_SESSIONS_PER_IP,
+    "ping_interval": 25,
+    "ping_timeout": 20,
+}
+
+
+def config_from_args(args) -> dict:
+    """``CONFIG_DEFAULTS``' keys from ``api/app.py``'s parsed command line."""
+    return {
+        "send_queue_bytes": args.send_queue_bytes,
+        "send_queue_ip": args.send_queue_bytes_per_ip,
+        "handshake_limit": args.handshake_limit,
+        "sessions_per_ip": args.sessions_per_ip,
+        "ping_interval": args.ping_interval,
+        "ping_timeout": args.ping_timeout,
+    }
+
+
 SESSIONS_RETRY_AFTER = 10  # seconds, for a refusal because of open sessions
 
 
@@ -530,3 +556,17 @@ class RedactSessionIds(logging.Filter):
 def _has_sid(query: str) -> bool:
     """Whether an Engine.IO query string names a session (``sid=``)."""
     return query.startswith("sid=") or "&sid=" in query
+
+
+def guard_from_config(socketio, cfg: dict) -> SessionGuard:
+    """The ``SessionGuard`` of an app factory's config (``CONFIG_DEFAULTS``' keys),
+    installed on ``socketio``."""
+    guard = SessionGuard(
+        socketio,
+        max_queue_bytes=int(cfg["send_queue_bytes"]),
+        max_queue_bytes_per_ip=int(cfg["send_queue_ip"]),
+        handshake_limit=int(cfg["handshake_limit"]),
+        max_sessions_per_ip=int(cfg["sessions_per_ip"]),
+    )
+    guard.install()
+    return guard
