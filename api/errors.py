@@ -10,6 +10,7 @@
      |    +-- AccountExists                 ACCOUNT_EXISTS           409
      |    +-- AccountNotFound               ACCOUNT_NOT_FOUND        404
      |    +-- KeyNotFound                   KEY_NOT_FOUND            404
+     |    +-- InsufficientFunds             INSUFFICIENT_FUNDS       400
      |    +-- ApiError (here: HTTP-level)   its own ``status_code``
      |         +-- BadRequest               BAD_REQUEST              400 (body framing: shorter
      |         |                                                         than its Content-Length,
@@ -46,6 +47,7 @@ from engine.errors import (
     AccountExists,
     AccountNotFound,
     EngineError,
+    InsufficientFunds,
     KeyNotFound,
     OrderNotFound,
     OrderNotOpen,
@@ -123,6 +125,7 @@ _STATUS = {
     AccountExists: 409,
     AccountNotFound: 404,
     KeyNotFound: 404,
+    InsufficientFunds: 400,
 }
 
 # werkzeug's HTTP errors -> our codes; unlisted ones use their own name in UPPER_SNAKE.

@@ -8,6 +8,7 @@
      +-- AccountExists          ACCOUNT_EXISTS     409
      +-- AccountNotFound        ACCOUNT_NOT_FOUND  404
      +-- KeyNotFound            KEY_NOT_FOUND      404
+     +-- InsufficientFunds      INSUFFICIENT_FUNDS 400
 
 A caller's mistake is one of these values; broken internal state is an
 ``AssertionError`` (see ``OrderBook.check``), never an ``EngineError``.
@@ -92,3 +93,12 @@ class KeyNotFound(EngineError):
 
     def __init__(self, field: str = "api_key") -> None:
         super().__init__("no such API key", field)
+
+
+class InsufficientFunds(EngineError):
+    """An order, amend or withdrawal needs more than the account has available."""
+
+    code = "INSUFFICIENT_FUNDS"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message, field)

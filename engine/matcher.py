@@ -90,6 +90,7 @@ from engine.accounts import AccountRegistry
 from engine.book import OrderBook
 from engine.errors import OrderNotFound, OrderNotOpen, UnknownSymbol, ValidationError
 from engine.events import AmendResult, CancelResult, SubmitResult, Trade
+from engine.funds import Ledger, SymbolFunds, lock_for, lock_of
 from engine.order import (
     BUY,
     CANCELLED,
@@ -104,6 +105,7 @@ from engine.order import (
     PARTIALLY_FILLED,
     PENDING,
     POST_ONLY,
+    REASON_INSUFFICIENT_FUNDS,
     REASON_SELF_TRADE,
     RESTING_TYPES,
     SELL,
@@ -288,7 +290,18 @@ class SymbolStats:
 class Market:
     """Everything the engine keeps for one symbol."""
 
-    __slots__ = ("spec", "book", "lock", "sequence", "stats", "trades", "stops", "pending", "expiries")
+    __slots__ = (
+        "spec",
+        "book",
+        "lock",
+        "sequence",
+        "stats",
+        "trades",
+        "stops",
+        "pending",
+        "expiries",
+        "funds",
+    )
 
     def __init__(self, spec: SymbolSpec, trade_history: int, lock) -> None:
         self.spec = spec
@@ -302,6 +315,7 @@ class Market:
         # (expire_time, order_id) of good-till-time orders, a heap; entries of
         # orders that closed otherwise are dropped when they reach the top.
         self.expiries: list[tuple[int, int]] = []
+        self.funds: SymbolFunds | None = None  # its ledger factors and cells, with funds
 
     @property
     def last_price(self) -> int | None:
@@ -327,10 +341,14 @@ class MatchingEngine:
         trade_history: int = 10_000,
         clock=time.time_ns,
         lock_factory=threading.RLock,
+        funds: bool = False,
     ) -> None:
         specs = list(symbols) if symbols is not None else default_symbols()
         if trade_history < 1:
             raise ValueError("trade_history must be at least 1 (stops trigger on the last trade's price)")
+        if funds:  # one critical section for every symbol (see "Funds" in the module docstring)
+            shared = lock_factory()
+            lock_factory = lambda: shared  # noqa: E731
         self.markets: dict[str, Market] = {s.symbol: Market(s, trade_history, lock_factory()) for s in specs}
         self.orders: dict[int, Order] = {}
         self._closed: deque[int] = deque()
@@ -339,6 +357,12 @@ class MatchingEngine:
         self._trade_ids = itertools.count(1)
         self._clock = clock
         self.accounts = AccountRegistry()
+        # Balances, locks and fees (None: no funds, every order is accepted as before)
+        self.ledger: Ledger | None = None
+        if funds:
+            self.ledger = Ledger(specs, self.accounts)
+            for symbol, market in self.markets.items():
+                market.funds = self.ledger.symbols[symbol]
         # account id -> the one int object every order of that account holds
         # (the matching loop compares owners by identity)
         self._interned: dict[int, int] = {}
@@ -441,8 +465,22 @@ class MatchingEngine:
             account_id = self._owner(account_id, stp)
         if timestamp is None:
             timestamp = self._clock()
+        ledger = self.ledger
 
         with market.lock:
+            if ledger is not None:  # funds: lock what the order may spend, or refuse it
+                if account_id is None:
+                    raise ValidationError("an order needs an account", "account_id")
+                funds = market.funds
+                if price is not None:
+                    ledger.reserve(
+                        funds,
+                        account_id,
+                        is_buy,
+                        price * quantity * funds.buy_lock if is_buy else quantity * funds.base_per_lot,
+                    )
+                elif not is_buy:
+                    ledger.reserve(funds, account_id, False, quantity * funds.base_per_lot)
             if order_id is None:
                 order_id = next(self._order_ids)
             else:  # replay: later ids continue after the journal's
@@ -488,6 +526,8 @@ class MatchingEngine:
                     return SubmitResult(order, NEW, 0, 0, _NO_TRADES, market.sequence, True)
                 order.status = CANCELLED  # market / IOC / FOK that cannot trade: nothing changed
                 order.cancel_reason = UNFILLED
+                if ledger is not None:
+                    ledger.release(market.funds, order)
                 closed = self._closed  # remember the closed order (inlined: the hot path)
                 closed.append(order_id)
                 if len(closed) > self._order_history:
@@ -495,6 +535,14 @@ class MatchingEngine:
                 return SubmitResult(order, CANCELLED, 0, 0, _NO_TRADES, market.sequence, False)
 
             next_trade_id = self._trade_ids.__next__ if trade_ids is None else iter(trade_ids).__next__
+            if ledger is not None and price is None and is_buy:
+                # funds: a market buy executes while the account's quote covers each fill and its fee
+                result = self._enter(market, order, None, next_trade_id)
+                if result.trades and market.pending:
+                    self._trigger(market, result, timestamp, next_trade_id)
+                if trade_ids:
+                    self._trade_ids = _after(self._trade_ids, trade_ids[-1])
+                return result
             trades, cancelled = self._match(market, order, price, next_trade_id)
             # Only self-trade prevention can end the loop with nothing done
             # (the taker's first maker was its own, cancel_taker): then the
@@ -522,6 +570,8 @@ class MatchingEngine:
                 order.status = CANCELLED
                 if order.cancel_reason is None:
                     order.cancel_reason = UNFILLED
+                if ledger is not None:
+                    ledger.release(market.funds, order)
             if changed:
                 market.sequence += 1
             closed = self._closed  # remember the closed order (inlined: the hot path)
@@ -643,6 +693,13 @@ class MatchingEngine:
                     raise ValidationError(
                         "stop_price would trigger at once against the last trade price", "stop_price"
                     )
+            ledger = self.ledger
+            if ledger is not None:  # funds: lock what the order may spend, or refuse it
+                if account_id is None:
+                    raise ValidationError("an order needs an account", "account_id")
+                need = lock_for(market.funds, order_type, side is BUY, price, quantity, quote_quantity)
+                if need:
+                    ledger.reserve(market.funds, account_id, side is BUY, need)
             if order_id is None:
                 order_id = next(self._order_ids)
             else:  # replay: later ids continue after the journal's
@@ -674,13 +731,15 @@ class MatchingEngine:
                 return SubmitResult(order, PENDING, 0, 0, _NO_TRADES, market.sequence, False)
             next_trade_id = self._trade_ids.__next__ if trade_ids is None else iter(trade_ids).__next__
             if quote_quantity is not None:
-                result = self._enter_by_quote(market, order, next_trade_id)
+                result = self._enter_rounds(market, order, next_trade_id)
             else:
                 book = market.book
                 best = book.best_ask if side is BUY else book.best_bid
                 if post_only and best is not None and (best <= price if side is BUY else best >= price):
                     order.status = CANCELLED  # it would take: cancelled whole, nothing changed
                     order.cancel_reason = POST_ONLY
+                    if ledger is not None:
+                        ledger.release(market.funds, order)
                     self._close(order_id)
                     return SubmitResult(order, CANCELLED, 0, 0, _NO_TRADES, market.sequence, False)
                 result = self._enter(market, order, price, next_trade_id)
@@ -697,6 +756,8 @@ class MatchingEngine:
         triggered stops, icebergs, good-till-time, amends that re-price."""
         book = market.book
         is_buy = order.side is BUY
+        if limit is None and is_buy and self.ledger is not None:
+            return self._enter_rounds(market, order, next_trade_id)  # funds: a market buy
         best = book.best_ask if is_buy else book.best_bid
         if best is not None and (limit is None or (best <= limit if is_buy else best >= limit)):
             trades, cancelled = self._match_more(market, order, limit, next_trade_id)
@@ -715,6 +776,8 @@ class MatchingEngine:
             order.status = CANCELLED
             if order.cancel_reason is None:
                 order.cancel_reason = UNFILLED
+            if self.ledger is not None:
+                self.ledger.release(market.funds, order)
             self._close(order.order_id)
         if changed:
             market.sequence += 1
@@ -722,18 +785,28 @@ class MatchingEngine:
             order, order.status, filled, order.notional, trades, market.sequence, changed, (), cancelled
         )
 
-    def _enter_by_quote(self, market: Market, order: Order, next_trade_id) -> SubmitResult:
-        """A market order by ``quote_quantity``: whole lots, best price first,
-        while the sum of the fills' notionals stays within it (stopping at the
-        first lot that would exceed it). ``quantity`` ends as what executed.
-        ``filled`` when the budget stopped it, ``cancelled`` (``unfilled``)
-        when the book ran out first or nothing at all could be bought.
+    def _enter_rounds(self, market: Market, order: Order, next_trade_id) -> SubmitResult:
+        """A market order that executes in rounds, one price level at a time:
+        one by ``quote_quantity``, and, with funds, a buy (by quantity or by
+        quote amount) or a sell by quote amount, which lock nothing ahead.
 
         Each round takes, with ``_match`` limited to the best price, the lots
-        the budget affords of what that level shows (an iceberg's refreshed
-        slice at the same price is taken in the next round). Runtime
-        complexity: O(fills + log L per round); a round per level touched
-        and per iceberg refresh.
+        that level shows, within what is left of ``quantity`` or -- by quote
+        amount -- of the budget (whole lots while the sum of the fills'
+        notionals stays within it, stopping at the first lot that would
+        exceed it), and, with funds, within what the account's available
+        balance covers: for a buy each lot's price and taker fee, for a sell
+        its base (settled after each round, so a round sees the one before).
+        An iceberg's refreshed slice at the same price is taken in the next
+        round.
+
+        Ends ``filled`` when the order is done (by quote amount: when the
+        budget stopped it after some fill); else ``cancelled`` with
+        ``cancel_reason`` ``insufficient_funds`` when the funds stopped it,
+        ``unfilled`` when the book ran out first or nothing could be bought
+        (or ``self_trade``). By quote amount, ``quantity`` ends as what
+        executed. Runtime complexity: O(fills + log L per round); a round per
+        level touched and per iceberg refresh.
         """
         book = market.book
         is_buy = order.side is BUY
@@ -741,26 +814,52 @@ class MatchingEngine:
         trades: list[Trade] = []
         cancelled: list[Order] = []
         budget = order.quote_quantity
+        target = order.quantity  # by quantity: what it must execute
+        ledger = self.ledger
+        funds = market.funds if ledger is not None else None
+        cell = None
+        if funds is not None and (is_buy or budget is not None):
+            cell = ledger.pair(funds, order.account_id)[1 if is_buy else 0]
+        stopped_by = None  # "budget", "funds", or None: the book ran out (or self-trade prevention)
         while True:
             best = book.best_ask if is_buy else book.best_bid
             if best is None or order.cancel_reason is not None:  # (self-trade prevention stopped it)
-                by_budget = False
                 break
-            take = min(opposite[best].total, (budget - order.notional) // best)
-            if not take:
-                by_budget = True
-                break
+            take = opposite[best].total
+            if budget is not None:
+                affordable = (budget - order.notional) // best
+                if affordable < take:
+                    take = affordable
+                    if not take:
+                        stopped_by = "budget"
+                        break
+            elif target - order.filled < take:
+                take = target - order.filled
+            if cell is not None:
+                covered = cell[0] // (best * funds.taker_buy) if is_buy else cell[0] // funds.base_per_lot
+                if covered < take:
+                    take = covered
+                    if not take:
+                        stopped_by = "funds"
+                        break
             order.quantity = order.filled + take
             round_trades, round_cancelled = self._match_more(market, order, best, next_trade_id)
             trades.extend(round_trades)
             cancelled.extend(round_cancelled)
-        order.quantity = order.filled
-        if order.filled and by_budget:
+            if budget is None and order.filled == target:
+                break
+        if budget is None:
+            order.quantity = target
+            done = order.filled == target
+        else:
+            order.quantity = order.filled
+            done = order.filled and stopped_by == "budget"
+        if done:
             order.status = FILLED
         else:
             order.status = CANCELLED
             if order.cancel_reason is None:
-                order.cancel_reason = UNFILLED
+                order.cancel_reason = REASON_INSUFFICIENT_FUNDS if stopped_by == "funds" else UNFILLED
         self._close(order.order_id)
         if trades or cancelled:
             market.sequence += 1
@@ -835,6 +934,8 @@ class MatchingEngine:
             if status is NEW or status is PARTIALLY_FILLED:  # inlined: a quarter of all commands
                 market.book.remove(order)
                 order.cancel_reason = USER
+                if self.ledger is not None:
+                    self.ledger.release(market.funds, order)
                 closed = self._closed
                 closed.append(order_id)
                 if len(closed) > self._order_history:
@@ -883,6 +984,8 @@ class MatchingEngine:
             else:
                 raise OrderNotOpen(order_id, status.value)
             order.cancel_reason = reason
+            if self.ledger is not None:
+                self.ledger.release(market.funds, order)
             closed = self._closed  # remember the closed order (inlined: a quarter of all commands)
             closed.append(order_id)
             if len(closed) > self._order_history:
@@ -983,6 +1086,26 @@ class MatchingEngine:
             trades = _NO_TRADES
             cancelled = _NO_ORDERS
             changed = False
+            ledger = self.ledger
+            if ledger is not None:  # funds: the lock follows the new quantity and price
+                is_buy = order.side is BUY
+                if status is not PENDING and loses and order.post_only:
+                    opposite = book.best_ask if is_buy else book.best_bid
+                    if opposite is not None and (opposite <= new_price if is_buy else opposite >= new_price):
+                        raise ValidationError("the new price would take, and the order is post-only", "price")
+                ledger.relock(
+                    market.funds,
+                    order,
+                    lock_of(market.funds, order),
+                    lock_for(
+                        market.funds,
+                        order.order_type,
+                        is_buy,
+                        new_price,
+                        new_quantity - order.filled,
+                        order.quote_quantity,
+                    ),
+                )
             if status is PENDING:
                 if loses:
                     market.stops.remove(order)
@@ -1108,6 +1231,8 @@ class MatchingEngine:
                         closed.append(oid)
                         maker.status = CANCELLED
                         maker.cancel_reason = REASON_SELF_TRADE
+                        if self.ledger is not None:
+                            self.ledger.release(market.funds, maker)
                         if cancelled is _NO_ORDERS:
                             cancelled = []
                         cancelled.append(maker)
@@ -1169,6 +1294,8 @@ class MatchingEngine:
             stats.volume += volume
             stats.notional += notional
             market.trades.extend(trades)
+            if self.ledger is not None:  # settle in the same critical section
+                self.ledger.settle(market.funds, trades)
         if cancelled:
             market.stats.cancels += len(cancelled)
         return trades, cancelled
@@ -1186,6 +1313,33 @@ class MatchingEngine:
         if type(account_id) is not int:
             raise ValidationError("account_id must be an integer", "account_id")
         return self._interned.setdefault(account_id, account_id)
+
+    # -- funds -----------------------------------------------------------------
+    def deposit(self, account_id: int, asset: str, amount: int) -> None:
+        """Credit ``amount`` (units of ``asset``) to the account's available
+        balance, in the critical section of every symbol. O(1).
+
+        Raises:
+            ValidationError: no funds here, an unknown asset, an amount that is
+            not positive. AccountNotFound.
+        """
+        with self.all_locks():
+            self._ledger().deposit(account_id, asset, amount)
+
+    def withdraw(self, account_id: int, asset: str, amount: int) -> None:
+        """Debit ``amount`` from the account's available balance (locked funds
+        stay locked). O(1).
+
+        Raises:
+            As ``deposit``; InsufficientFunds: more than available.
+        """
+        with self.all_locks():
+            self._ledger().withdraw(account_id, asset, amount)
+
+    def _ledger(self) -> Ledger:
+        if self.ledger is None:
+            raise ValidationError("this exchange runs without balances (--auth off)")
+        return self.ledger
 
     def _intern(self, account_id: int) -> int:
         """The one int object of this account id (see ``Order``). O(1)."""
@@ -1261,6 +1415,14 @@ class MatchingEngine:
             if order.account_id is not None:
                 assert self._interned.get(order.account_id) is order.account_id, "owner not interned"
         self.accounts.check()
+        if self.ledger is not None:
+            self.ledger.check(
+                [
+                    o
+                    for m in self.markets.values()
+                    for o in itertools.chain(m.book.orders.values(), m.stops.orders.values())
+                ]
+            )
 
     # -- state transfer (snapshots) -------------------------------------------
     def snapshot(self) -> dict:
@@ -1299,6 +1461,7 @@ class MatchingEngine:
                 "closed": list(self._closed),
                 "markets": markets,
                 "accounts": self.accounts.snapshot(),
+                "funds": self.ledger.snapshot() if self.ledger is not None else None,
             }
         finally:
             for lock in reversed(locks):
@@ -1355,6 +1518,11 @@ class MatchingEngine:
             if order.expire_time is not None and order.is_open:
                 heapq.heappush(self.markets[order.symbol].expiries, (order.expire_time, order.order_id))
         self.accounts.restore(state.get("accounts"))
+        funds = state.get("funds")
+        if self.ledger is not None:
+            self.ledger.restore(funds)
+        elif funds:
+            raise ValueError("the snapshot holds balances: this data dir runs with funds (--auth on)")
 
 
 _ORDER_FIELDS = (

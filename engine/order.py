@@ -71,10 +71,10 @@ STP_CANCEL_TAKER, STP_CANCEL_MAKER = SelfTradePrevention.CANCEL_TAKER, SelfTrade
 STP_CANCEL_BOTH, STP_NONE = SelfTradePrevention.CANCEL_BOTH, SelfTradePrevention.NONE
 
 # Why an order closed cancelled (``Order.cancel_reason``; None while open or filled).
-# (The funds issue adds "insufficient_funds".)
 USER = REASON_USER = "user"  # POST /cancel, /cancel_all
 UNFILLED = REASON_UNFILLED = "unfilled"  # the remainder of a market / IOC / FOK order
 REASON_SELF_TRADE = "self_trade"  # self-trade prevention
+REASON_INSUFFICIENT_FUNDS = "insufficient_funds"  # a market order ran out of the account's funds
 POST_ONLY = "post_only"  # a post-only order that would have taken
 EXPIRED = "expired"  # good-till-time
 
