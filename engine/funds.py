@@ -378,13 +378,15 @@ class Ledger:
     # -- state transfer ---------------------------------------------------------------------
     def snapshot(self) -> dict:
         """Plain data: balances per account (``[[account_id, [[asset, available,
-        locked], ...]], ...]``, zero cells left out), fees, deposits and
+        locked], ...]], ...]``, zero cells and accounts left out), fees, deposits and
         withdrawals per asset. O(accounts x assets)."""
+        balances = []
+        for account_id, cells in self.balances.items():
+            rows = [[asset, a, b] for asset, (a, b) in cells.items() if a or b]
+            if rows:  # an account whose every balance is zero is left out, as if never used
+                balances.append([account_id, rows])
         return {
-            "balances": [
-                [account_id, [[asset, a, b] for asset, (a, b) in cells.items() if a or b]]
-                for account_id, cells in self.balances.items()
-            ],
+            "balances": balances,
             "fees": dict(self.fees),
             "deposited": dict(self.deposited),
             "withdrawn": dict(self.withdrawn),
