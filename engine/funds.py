@@ -200,45 +200,57 @@ class Ledger:
         return self.pair(funds, account_id)[1 if is_buy else 0][0]
 
     def settle(self, funds: SymbolFunds, trades) -> None:
-        """Settle the trades of one matching loop (module docstring). O(trades)."""
-        pair = self.pair
+        """Settle the trades of one matching loop (module docstring): each
+        maker per fill, the taker once for all of them (every trade of one
+        loop has the same taker). A maker fills at its own price, so a buying
+        maker's unlocked amount is ``notional units x buy_lock``. Exact ints.
+        O(trades)."""
         cells = funds.cells
+        pair = self.pair
         per_lot = funds.base_per_lot
         per_notional = funds.quote_per_notional
         per_fee = funds.quote_per_fee
         buy_lock = funds.buy_lock
-        fees = 0
+        taker = trades[0].taker
+        taker_buys = taker.side is BUY
+        lots = value = maker_fees = taker_fees = 0
         for t in trades:
-            maker = t.maker
-            taker = t.taker
             quantity = t.quantity
-            base = quantity * per_lot
-            notional = t.price * quantity * per_notional
+            notional = t.price * quantity
             maker_fee = t.maker_fee * per_fee
-            taker_fee = t.taker_fee * per_fee
-            fees += maker_fee + taker_fee
-            if taker.side is BUY:
-                buyer, buyer_fee, seller, seller_fee = taker, taker_fee, maker, maker_fee
+            lots += quantity
+            value += notional
+            maker_fees += maker_fee
+            taker_fees += t.taker_fee
+            owner = t.maker.account_id
+            base, quote = cells.get(owner) or pair(funds, owner)
+            if taker_buys:  # the maker sold: its base leaves its lock, it gets notional - fee
+                base[1] -= quantity * per_lot
+                quote[0] += notional * per_notional - maker_fee
+            else:  # the maker bought at its own price: paid from its lock, the rest back
+                unlocked = notional * buy_lock
+                quote[1] -= unlocked
+                quote[0] += unlocked - notional * per_notional - maker_fee
+                base[0] += quantity * per_lot
+        base, quote = cells.get(taker.account_id) or pair(funds, taker.account_id)
+        notional = value * per_notional
+        taker_fee = taker_fees * per_fee
+        if taker_buys:
+            limit = taker.price
+            if limit is None:  # a market buy: from available
+                quote[0] -= notional + taker_fee
             else:
-                buyer, buyer_fee, seller, seller_fee = maker, maker_fee, taker, taker_fee
-            owner = buyer.account_id
-            b_base, b_quote = cells.get(owner) or pair(funds, owner)
-            limit = buyer.price
-            if limit is None:
-                b_quote[0] -= notional + buyer_fee
+                unlocked = limit * lots * buy_lock
+                quote[1] -= unlocked
+                quote[0] += unlocked - notional - taker_fee
+            base[0] += lots * per_lot
+        else:
+            if taker.order_type is MARKET and taker.quote_quantity is not None:  # locked nothing
+                base[0] -= lots * per_lot
             else:
-                unlocked = limit * quantity * buy_lock
-                b_quote[1] -= unlocked
-                b_quote[0] += unlocked - notional - buyer_fee
-            b_base[0] += base
-            owner = seller.account_id
-            s_base, s_quote = cells.get(owner) or pair(funds, owner)
-            if seller.order_type is MARKET and seller.quote_quantity is not None:
-                s_base[0] -= base
-            else:
-                s_base[1] -= base
-            s_quote[0] += notional - seller_fee
-        self.fees[funds.quote] += fees
+                base[1] -= lots * per_lot
+            quote[0] += notional - taker_fee
+        self.fees[funds.quote] += maker_fees + taker_fee
 
     # -- deposits and withdrawals ---------------------------------------------------------
     def deposit(self, account_id: int, asset: str, amount: int) -> None:

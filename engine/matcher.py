@@ -466,21 +466,28 @@ class MatchingEngine:
         if timestamp is None:
             timestamp = self._clock()
         ledger = self.ledger
+        cell = None  # with funds: the balance cell the order locked in (None: it locks nothing)
 
         with market.lock:
-            if ledger is not None:  # funds: lock what the order may spend, or refuse it
+            if (
+                ledger is not None
+            ):  # funds: lock what the order may spend, or refuse it (Ledger.reserve, inlined)
                 if account_id is None:
                     raise ValidationError("an order needs an account", "account_id")
                 funds = market.funds
+                pair = funds.cells.get(account_id) or ledger.pair(funds, account_id)
                 if price is not None:
-                    ledger.reserve(
-                        funds,
-                        account_id,
-                        is_buy,
-                        price * quantity * funds.buy_lock if is_buy else quantity * funds.base_per_lot,
-                    )
+                    if is_buy:
+                        cell, locked = pair[1], price * quantity * funds.buy_lock
+                    else:
+                        cell, locked = pair[0], quantity * funds.base_per_lot
                 elif not is_buy:
-                    ledger.reserve(funds, account_id, False, quantity * funds.base_per_lot)
+                    cell, locked = pair[0], quantity * funds.base_per_lot
+                if cell is not None:
+                    if cell[0] < locked:
+                        ledger.reserve(funds, account_id, is_buy, locked)  # raises InsufficientFunds
+                    cell[0] -= locked
+                    cell[1] += locked
             if order_id is None:
                 order_id = next(self._order_ids)
             else:  # replay: later ids continue after the journal's
@@ -526,8 +533,9 @@ class MatchingEngine:
                     return SubmitResult(order, NEW, 0, 0, _NO_TRADES, market.sequence, True)
                 order.status = CANCELLED  # market / IOC / FOK that cannot trade: nothing changed
                 order.cancel_reason = UNFILLED
-                if ledger is not None:
-                    ledger.release(market.funds, order)
+                if cell is not None:  # unlock all of it
+                    cell[1] -= locked
+                    cell[0] += locked
                 closed = self._closed  # remember the closed order (inlined: the hot path)
                 closed.append(order_id)
                 if len(closed) > self._order_history:
@@ -535,8 +543,15 @@ class MatchingEngine:
                 return SubmitResult(order, CANCELLED, 0, 0, _NO_TRADES, market.sequence, False)
 
             next_trade_id = self._trade_ids.__next__ if trade_ids is None else iter(trade_ids).__next__
-            if ledger is not None and price is None and is_buy:
-                # funds: a market buy executes while the account's quote covers each fill and its fee
+            if (
+                ledger is not None
+                and price is None
+                and is_buy
+                and pair[1][0] < book.asks.peekitem(-1)[0] * quantity * funds.taker_buy
+            ):
+                # funds: a market buy executes while the account's quote covers each fill and
+                # its fee; one that can afford its quantity at the highest ask cannot run short
+                # and takes the common path
                 result = self._enter(market, order, None, next_trade_id)
                 if result.trades and market.pending:
                     self._trigger(market, result, timestamp, next_trade_id)
@@ -570,8 +585,10 @@ class MatchingEngine:
                 order.status = CANCELLED
                 if order.cancel_reason is None:
                     order.cancel_reason = UNFILLED
-                if ledger is not None:
-                    ledger.release(market.funds, order)
+                if cell is not None:  # unlock what the rest held (Ledger.release, inlined)
+                    locked = (quantity - filled) * (price * funds.buy_lock if is_buy else funds.base_per_lot)
+                    cell[1] -= locked
+                    cell[0] += locked
             if changed:
                 market.sequence += 1
             closed = self._closed  # remember the closed order (inlined: the hot path)
@@ -934,8 +951,18 @@ class MatchingEngine:
             if status is NEW or status is PARTIALLY_FILLED:  # inlined: a quarter of all commands
                 market.book.remove(order)
                 order.cancel_reason = USER
-                if self.ledger is not None:
-                    self.ledger.release(market.funds, order)
+                funds = market.funds
+                if (
+                    funds is not None
+                ):  # unlock the rest (Ledger.release, inlined: a resting order has a price)
+                    pair = funds.cells.get(order.account_id) or self.ledger.pair(funds, order.account_id)
+                    remaining = order.quantity - order.filled
+                    if order.side is BUY:
+                        cell, locked = pair[1], order.price * remaining * funds.buy_lock
+                    else:
+                        cell, locked = pair[0], remaining * funds.base_per_lot
+                    cell[1] -= locked
+                    cell[0] += locked
                 closed = self._closed
                 closed.append(order_id)
                 if len(closed) > self._order_history:

@@ -48,11 +48,13 @@ _TYPES = {"L": LIMIT, "M": MARKET, "I": IOC, "F": FOK}
 
 
 # -- engine -------------------------------------------------------------------------
-def run_engine(ops, accounts) -> tuple[float, dict]:
+def run_engine(ops, accounts, funds: bool = False) -> tuple[float, dict]:
     """``accounts``: None (no owners), "alternate" (op i belongs to account
     1 + i % 2) or "by_side" (buys account 1, sells account 2: no order can
     meet its own, so the trades are those without accounts and the figure is
-    the pure cost of owners). The timed loops differ only in the owner
+    the pure cost of owners). ``funds``: the engine keeps balances (both
+    accounts funded far beyond what the workload spends, before the clock
+    starts): every order locks, every fill settles, every cancel unlocks. The timed loops differ only in the owner
     argument: the ops are converted to the engine's enums and each op's owner
     chosen before the clock starts, and the STP count is taken afterwards."""
     rows = []
@@ -64,7 +66,12 @@ def run_engine(ops, accounts) -> tuple[float, dict]:
         rows.append(
             (kind == "C", oid, _SIDES[side], _TYPES.get(kind), None if kind == "M" else price, qty, owner)
         )
-    engine = new_engine()
+    engine = new_engine(funds=funds)
+    if funds:
+        for owner in (1, 2):
+            engine.accounts.create(f"bench{owner}", 0, owner)
+            for asset in engine.ledger.assets:
+                engine.deposit(owner, asset, 10**30)
     submit = engine.submit
     cancel = engine.cancel
     ids = {}
@@ -124,14 +131,17 @@ def bench_engine(n: int, rounds: int) -> None:
         None: "no accounts",
         "alternate": "two accounts alternating, STP cancel_taker",
         "by_side": "buys one account, sells another",
+        "alternate+funds": "two funded accounts alternating (balances)",
+        "by_side+funds": "buys one funded account, sells another",
     }
     figures = {k: [] for k in scenarios}
     counts = {}
     for _ in range(rounds):
-        for accounts in scenarios:
-            rate, c = run_engine(ops, accounts)
-            figures[accounts].append(rate)
-            counts[accounts] = c
+        for key in scenarios:
+            accounts, _, funds = (key or "").partition("+")
+            rate, c = run_engine(ops, accounts or None, funds=bool(funds))
+            figures[key].append(rate)
+            counts[key] = c
     base = statistics.median(figures[None])
     print(
         f"engine: shared workload, {len(ops)} ops, {rounds} interleaved rounds, medians of ops per CPU second"

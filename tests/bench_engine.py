@@ -55,8 +55,8 @@ from engine.symbols import SymbolSpec  # noqa: E402
 SYM = "BENCH-USDT"
 
 
-def new_engine() -> MatchingEngine:
-    return MatchingEngine([SymbolSpec(SYM, "BENCH", "USDT", Decimal("0.01"), Decimal("0.001"))])
+def new_engine(funds: bool = False) -> MatchingEngine:
+    return MatchingEngine([SymbolSpec(SYM, "BENCH", "USDT", Decimal("0.01"), Decimal("0.001"))], funds=funds)
 
 
 def percentile(sorted_values: list[int], p: float) -> int:
