@@ -70,11 +70,23 @@ Determinism
 The engine never does IO, never logs on the hot path and never calls out: it
 returns plain records (``engine.events``) for the caller to publish.
 
+Funds (``funds=True``; ``engine.funds`` and ``Documentation/ENGINE.md``)
+    ``self.ledger`` keeps every account's available and locked balance per
+    asset and the exchange's fees. An order locks what it may spend when it
+    is accepted (``InsufficientFunds``, nothing changed, when the account
+    cannot cover it); every matching loop settles its trades before it
+    returns; a close releases the rest of the lock, an amend moves it. A
+    market buy (and a quote-amount sell) locks nothing and executes in rounds
+    (``_enter_rounds``) while the available balance covers each fill, unless
+    it can afford its quantity at the highest ask. Every symbol shares one
+    lock: an order's check and lock are atomic across symbols (an account's
+    quote is shared by all its symbols), and the journal's order is the
+    ledger's, so replay is exact. Every order needs an owner.
+
 Known limits
     Closed orders are kept in memory up to ``order_history`` (the oldest
     closed are forgotten first); trades up to ``trade_history`` per symbol.
-    Durable history lives in the storage layer. Accounts have no balances
-    yet: nothing checks an order against funds.
+    Durable history lives in the storage layer.
 """
 
 from __future__ import annotations
