@@ -28,11 +28,12 @@ Locks (what an order may spend, taken at acceptance; ``lock_of``)
       buys, which become market orders): nothing; it executes while the
       available quote covers each fill and its taker fee (``affordable``).
     The lock of an open order always equals ``lock_of`` its current state; a
-    fill releases the lock of the lots it took (``settle``), a close the rest
+    fill releases the lock of the lots it took (settlement), a close the rest
     (``release``), an amend the difference (``relock``).
 
-Settlement (``settle``: in the engine's critical section, right after the
-matching loop that made the trades): the buyer pays notional + its fee in
+Settlement (in the engine's critical section, inside the matching loop that
+makes the trades: each maker per fill, the taker once per loop with
+``settle_taker``): the buyer pays notional + its fee in
 quote (from its lock, the surplus of a better price or a maker fee back to
 available) and receives the base; the seller gives the base (from its lock)
 and receives notional - its fee; both fees go to ``fees``.
@@ -199,58 +200,37 @@ class Ledger:
         """The account's available quote (``is_buy``) or base. O(1)."""
         return self.pair(funds, account_id)[1 if is_buy else 0][0]
 
-    def settle(self, funds: SymbolFunds, trades) -> None:
-        """Settle the trades of one matching loop (module docstring): each
-        maker per fill, the taker once for all of them (every trade of one
-        loop has the same taker). A maker fills at its own price, so a buying
-        maker's unlocked amount is ``notional units x buy_lock``. Exact ints.
-        O(trades)."""
-        cells = funds.cells
-        pair = self.pair
-        per_lot = funds.base_per_lot
-        per_notional = funds.quote_per_notional
+    def settle_taker(
+        self, funds: SymbolFunds, taker: Order, lots: int, notional: int, maker_rate: int, taker_rate: int
+    ) -> None:
+        """Settle the taker of one matching loop for all its fills at once
+        (``lots`` and ``notional`` units in total), and credit both sides' fees
+        of them to ``fees``. The makers were settled fill by fill in the loop
+        (``MatchingEngine._match``): a seller's base left its lock and it got
+        notional - fee; a buyer, filled at its own price, paid notional + fee
+        from its lock (``notional x buy_lock``) and got the rest back. A fee is
+        ``notional x rate`` per fill, so the sum of a loop's fees is the rate
+        times its notional: exact. O(1)."""
         per_fee = funds.quote_per_fee
-        buy_lock = funds.buy_lock
-        taker = trades[0].taker
-        taker_buys = taker.side is BUY
-        lots = value = maker_fees = taker_fees = 0
-        for t in trades:
-            quantity = t.quantity
-            notional = t.price * quantity
-            maker_fee = t.maker_fee * per_fee
-            lots += quantity
-            value += notional
-            maker_fees += maker_fee
-            taker_fees += t.taker_fee
-            owner = t.maker.account_id
-            base, quote = cells.get(owner) or pair(funds, owner)
-            if taker_buys:  # the maker sold: its base leaves its lock, it gets notional - fee
-                base[1] -= quantity * per_lot
-                quote[0] += notional * per_notional - maker_fee
-            else:  # the maker bought at its own price: paid from its lock, the rest back
-                unlocked = notional * buy_lock
-                quote[1] -= unlocked
-                quote[0] += unlocked - notional * per_notional - maker_fee
-                base[0] += quantity * per_lot
-        base, quote = cells.get(taker.account_id) or pair(funds, taker.account_id)
-        notional = value * per_notional
-        taker_fee = taker_fees * per_fee
-        if taker_buys:
+        value = notional * funds.quote_per_notional
+        taker_fee = notional * taker_rate * per_fee
+        base, quote = funds.cells.get(taker.account_id) or self.pair(funds, taker.account_id)
+        if taker.side is BUY:
             limit = taker.price
             if limit is None:  # a market buy: from available
-                quote[0] -= notional + taker_fee
+                quote[0] -= value + taker_fee
             else:
-                unlocked = limit * lots * buy_lock
+                unlocked = limit * lots * funds.buy_lock
                 quote[1] -= unlocked
-                quote[0] += unlocked - notional - taker_fee
-            base[0] += lots * per_lot
+                quote[0] += unlocked - value - taker_fee
+            base[0] += lots * funds.base_per_lot
         else:
             if taker.order_type is MARKET and taker.quote_quantity is not None:  # locked nothing
-                base[0] -= lots * per_lot
+                base[0] -= lots * funds.base_per_lot
             else:
-                base[1] -= lots * per_lot
-            quote[0] += notional - taker_fee
-        self.fees[funds.quote] += maker_fees + taker_fee
+                base[1] -= lots * funds.base_per_lot
+            quote[0] += value - taker_fee
+        self.fees[funds.quote] += taker_fee + notional * maker_rate * per_fee
 
     # -- deposits and withdrawals ---------------------------------------------------------
     def deposit(self, account_id: int, asset: str, amount: int) -> None:

@@ -481,9 +481,8 @@ class MatchingEngine:
         cell = None  # with funds: the balance cell the order locked in (None: it locks nothing)
 
         with market.lock:
-            if (
-                ledger is not None
-            ):  # funds: lock what the order may spend, or refuse it (Ledger.reserve, inlined)
+            # funds: lock what the order may spend, or refuse it (Ledger.reserve, inlined)
+            if ledger is not None:
                 if account_id is None:
                     raise ValidationError("an order needs an account", "account_id")
                 funds = market.funds
@@ -964,9 +963,8 @@ class MatchingEngine:
                 market.book.remove(order)
                 order.cancel_reason = USER
                 funds = market.funds
-                if (
-                    funds is not None
-                ):  # unlock the rest (Ledger.release, inlined: a resting order has a price)
+                # unlock the rest (Ledger.release, inlined: a resting order has a price)
+                if funds is not None:
                     pair = funds.cells.get(order.account_id) or self.ledger.pair(funds, order.account_id)
                     remaining = order.quantity - order.filled
                     if order.side is BUY:
@@ -1246,6 +1244,12 @@ class MatchingEngine:
             owner = _NOBODY
         cancelled = _NO_ORDERS
         stop = False
+        funds = market.funds
+        if funds is not None:  # settle each maker as it fills (the taker once, at the end)
+            cells = funds.cells
+            pair = self.ledger.pair
+            per_lot, per_notional, buy_lock = funds.base_per_lot, funds.quote_per_notional, funds.buy_lock
+            maker_fee_quote = maker_rate * funds.quote_per_fee  # quote units per notional unit
         while remaining:
             best = book.best_ask if is_buy else book.best_bid
             if best is None or (limit is not None and (best > limit if is_buy else best < limit)):
@@ -1270,8 +1274,8 @@ class MatchingEngine:
                         closed.append(oid)
                         maker.status = CANCELLED
                         maker.cancel_reason = REASON_SELF_TRADE
-                        if self.ledger is not None:
-                            self.ledger.release(market.funds, maker)
+                        if funds is not None:
+                            self.ledger.release(funds, maker)
                         if cancelled is _NO_ORDERS:
                             cancelled = []
                         cancelled.append(maker)
@@ -1313,6 +1317,17 @@ class MatchingEngine:
                         maker_notional,
                     )
                 )
+                if funds is not None:  # settle the maker at once
+                    account = maker.account_id
+                    base, quote = cells.get(account) or pair(funds, account)
+                    if is_buy:  # it sold: its base leaves its lock, it gets notional - fee
+                        base[1] -= fill * per_lot
+                        quote[0] += value * (per_notional - maker_fee_quote)
+                    else:  # it bought at its own price: paid from its lock, the rest back
+                        unlocked = value * buy_lock
+                        quote[1] -= unlocked
+                        quote[0] += unlocked - value * (per_notional + maker_fee_quote)
+                        base[0] += fill * per_lot
                 remaining -= fill
                 if not remaining:
                     break
@@ -1333,8 +1348,8 @@ class MatchingEngine:
             stats.volume += volume
             stats.notional += notional
             market.trades.extend(trades)
-            if self.ledger is not None:  # settle in the same critical section
-                self.ledger.settle(market.funds, trades)
+            if funds is not None:  # the taker pays or receives once for all its fills
+                self.ledger.settle_taker(funds, taker, volume, notional, maker_rate, taker_rate)
         if cancelled:
             market.stats.cancels += len(cancelled)
         return trades, cancelled
