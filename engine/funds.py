@@ -32,8 +32,8 @@ Locks (what an order may spend, taken at acceptance; ``lock_of``)
     (``release``), an amend the difference (``relock``).
 
 Settlement (in the engine's critical section, inside the matching loop that
-makes the trades: each maker per fill, the taker once per loop with
-``settle_taker``): the buyer pays notional + its fee in
+makes the trades, ``MatchingEngine._match``: each maker per fill, the taker
+once per loop, the fees into ``SymbolFunds.fee``): the buyer pays notional + its fee in
 quote (from its lock, the surplus of a better price or a maker fee back to
 available) and receives the base; the seller gives the base (from its lock)
 and receives notional - its fee; both fees go to ``fees``.
@@ -70,6 +70,7 @@ class SymbolFunds:
         "buy_lock",
         "taker_buy",
         "cells",
+        "fee",
     )
 
     def __init__(self, spec: SymbolSpec, scales: dict[str, int]) -> None:
@@ -91,6 +92,9 @@ class SymbolFunds:
         # what a buy without a price pays per notional unit: notional + taker fee
         self.taker_buy = self.quote_per_notional + spec.taker_fee_units * self.quote_per_fee
         self.cells: dict[int, tuple[list[int], list[int]]] = {}
+        self.fee: list[int] = [
+            0
+        ]  # the fee balance of its quote asset (a cell shared by that asset's symbols)
 
 
 def holds_lock(order: Order) -> bool:
@@ -135,9 +139,18 @@ class Ledger:
         self.symbols = {s.symbol: SymbolFunds(s, self.scales) for s in specs}
         self.registry = accounts
         self.balances: dict[int, dict[str, list[int]]] = {}
-        self.fees = dict.fromkeys(self.assets, 0)
+        self._fees = {
+            asset: [0] for asset in self.assets
+        }  # asset -> [fee balance], shared with SymbolFunds.fee
+        for funds in self.symbols.values():
+            funds.fee = self._fees[funds.quote]
         self.deposited = dict.fromkeys(self.assets, 0)
         self.withdrawn = dict.fromkeys(self.assets, 0)
+
+    @property
+    def fees(self) -> dict[str, int]:
+        """The exchange's fee balance per asset (a copy). O(assets)."""
+        return {asset: cell[0] for asset, cell in self._fees.items()}
 
     # -- cells ----------------------------------------------------------------------
     def account_cells(self, account_id: int) -> dict[str, list[int]]:
@@ -199,38 +212,6 @@ class Ledger:
     def available(self, funds: SymbolFunds, account_id: int, is_buy: bool) -> int:
         """The account's available quote (``is_buy``) or base. O(1)."""
         return self.pair(funds, account_id)[1 if is_buy else 0][0]
-
-    def settle_taker(
-        self, funds: SymbolFunds, taker: Order, lots: int, notional: int, maker_rate: int, taker_rate: int
-    ) -> None:
-        """Settle the taker of one matching loop for all its fills at once
-        (``lots`` and ``notional`` units in total), and credit both sides' fees
-        of them to ``fees``. The makers were settled fill by fill in the loop
-        (``MatchingEngine._match``): a seller's base left its lock and it got
-        notional - fee; a buyer, filled at its own price, paid notional + fee
-        from its lock (``notional x buy_lock``) and got the rest back. A fee is
-        ``notional x rate`` per fill, so the sum of a loop's fees is the rate
-        times its notional: exact. O(1)."""
-        per_fee = funds.quote_per_fee
-        value = notional * funds.quote_per_notional
-        taker_fee = notional * taker_rate * per_fee
-        base, quote = funds.cells.get(taker.account_id) or self.pair(funds, taker.account_id)
-        if taker.side is BUY:
-            limit = taker.price
-            if limit is None:  # a market buy: from available
-                quote[0] -= value + taker_fee
-            else:
-                unlocked = limit * lots * funds.buy_lock
-                quote[1] -= unlocked
-                quote[0] += unlocked - value - taker_fee
-            base[0] += lots * funds.base_per_lot
-        else:
-            if taker.order_type is MARKET and taker.quote_quantity is not None:  # locked nothing
-                base[0] -= lots * funds.base_per_lot
-            else:
-                base[1] -= lots * funds.base_per_lot
-            quote[0] += value - taker_fee
-        self.fees[funds.quote] += taker_fee + notional * maker_rate * per_fee
 
     # -- deposits and withdrawals ---------------------------------------------------------
     def deposit(self, account_id: int, asset: str, amount: int) -> None:
@@ -329,15 +310,16 @@ class Ledger:
             if available < 0 or locked < 0
         }
         out = {}
+        fees = self.fees
         for asset, (available, locked) in self.totals().items():
             out[asset] = {
                 "deposits": self.deposited[asset],
                 "withdrawals": self.withdrawn[asset],
                 "available": available,
                 "locked": locked,
-                "fees": self.fees[asset],
+                "fees": fees[asset],
                 "ok": asset not in negative
-                and available + locked + self.fees[asset] == self.deposited[asset] - self.withdrawn[asset],
+                and available + locked + fees[asset] == self.deposited[asset] - self.withdrawn[asset],
             }
         return out
 
@@ -379,7 +361,7 @@ class Ledger:
                 balances.append([account_id, rows])
         return {
             "balances": balances,
-            "fees": dict(self.fees),
+            "fees": self.fees,
             "deposited": dict(self.deposited),
             "withdrawn": dict(self.withdrawn),
         }
@@ -393,16 +375,20 @@ class Ledger:
         self.balances = {}
         for funds in self.symbols.values():
             funds.cells = {}
-        self.fees = dict.fromkeys(self.assets, 0)
+        for cell in self._fees.values():
+            cell[0] = 0
         self.deposited = dict.fromkeys(self.assets, 0)
         self.withdrawn = dict.fromkeys(self.assets, 0)
         if not state:
             return
-        for name in ("fees", "deposited", "withdrawn"):
+        for name, target in (("fees", None), ("deposited", self.deposited), ("withdrawn", self.withdrawn)):
             for asset, value in state[name].items():
                 if asset not in self.scales:
                     raise ValueError(f"the snapshot's funds name an asset not configured here: {asset!r}")
-                getattr(self, name)[asset] = value
+                if target is None:
+                    self._fees[asset][0] = value
+                else:
+                    target[asset] = value
         for account_id, rows in state["balances"]:
             cells = self.account_cells(account_id)
             for asset, available, locked in rows:

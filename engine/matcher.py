@@ -1348,8 +1348,29 @@ class MatchingEngine:
             stats.volume += volume
             stats.notional += notional
             market.trades.extend(trades)
-            if funds is not None:  # the taker pays or receives once for all its fills
-                self.ledger.settle_taker(funds, taker, volume, notional, maker_rate, taker_rate)
+            if funds is not None:
+                # The taker pays or receives once for all its fills: a fee is notional x rate
+                # per fill, so the sum of this loop's fees is its notional times the rate (exact).
+                value = notional * per_notional
+                taker_fee = notional * taker_rate * funds.quote_per_fee
+                account = taker.account_id
+                base, quote = cells.get(account) or pair(funds, account)
+                if is_buy:
+                    locked_at = taker.price  # None: a market buy, which locked nothing
+                    if locked_at is None:
+                        quote[0] -= value + taker_fee
+                    else:
+                        unlocked = locked_at * volume * buy_lock
+                        quote[1] -= unlocked
+                        quote[0] += unlocked - value - taker_fee
+                    base[0] += volume * per_lot
+                else:
+                    if taker.order_type is MARKET and taker.quote_quantity is not None:  # locked nothing
+                        base[0] -= volume * per_lot
+                    else:
+                        base[1] -= volume * per_lot
+                    quote[0] += value - taker_fee
+                funds.fee[0] += taker_fee + notional * maker_fee_quote
         if cancelled:
             market.stats.cancels += len(cancelled)
         return trades, cancelled
