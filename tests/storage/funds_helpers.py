@@ -109,7 +109,8 @@ def run_funded(engine: MatchingEngine, store, stream, *, wait: bool = True) -> d
                     continue
                 ticket = store.log_command(kind, account, asset, amount, ts)
         elif kind in ("cancel", "amend"):
-            live = [o for o in engine.orders.values() if o.is_open or o.status is PENDING]
+            with engine.all_locks():  # other threads may be changing the orders
+                live = [o for o in engine.orders.values() if o.is_open or o.status is PENDING]
             if not live:
                 continue
             order = live[cmd[1] % len(live)]
