@@ -62,8 +62,12 @@ def test_a_restart_keeps_accounts_keys_revocations_and_owners(tmp_path, snapshot
     close_app(app)
 
     records = _records(data)
-    assert [r["op"] for r in records[:5]] == ["o", "k", "o", "k", "k"]
-    assert records[5]["op"] == "r"
+    deposits = len(FUNDED)  # each account's deposits follow its o and k records
+    assert [r["op"] for r in records[: 5 + 2 * deposits]] == ["o", "k"] + ["d"] * deposits + [
+        "o",
+        "k",
+    ] + ["d"] * deposits + ["k"]
+    assert records[5 + 2 * deposits]["op"] == "r"
     assert all(alice not in json.dumps(r) and alice2 not in json.dumps(r) for r in records)
     submits = [r for r in records if r["op"] == "s"]
     assert [(s["account_id"], s["stp"]) for s in submits] == [
