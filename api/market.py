@@ -974,6 +974,11 @@ class MarketNamespace(Namespace):
     def _subscribe_balances(self, sid: str, owner: int | None) -> dict:
         """Send the account's balances now, then after every change (``api.funds``)."""
         feed = self.feed
+        if self.auth is None:  # no accounts here (a market-data edge): the engine has the balances
+            return envelope(
+                "UNAUTHENTICATED",
+                "balances are private and served by the engine process: subscribe there with your API key",
+            )
         if owner is None or feed is None:  # --auth off: the shared account, no balances
             from api.auth import account_dict
 
