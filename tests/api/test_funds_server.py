@@ -186,3 +186,63 @@ def test_balances_locks_and_fees_survive_a_sigkill_exactly(tmp_path):
     with ServerProcess(data, "--auth", "on") as server:
         after = _state(server, keys)
     assert after == before
+
+
+@pytest.mark.parametrize("mode", ["eventlet", "threading"])
+def test_balance_events_arrive_in_the_ledgers_order_from_concurrent_clients(tmp_path, mode):
+    """Four threads place 40 resting buys of one account at once; its keyed
+    ``/market`` connection gets the snapshot, then one ``balance`` event per order,
+    each locking 10.02 USDT more: the locked amounts arrive strictly in order.
+    Another account's connection gets none of them."""
+    import socketio
+
+    with ServerProcess(tmp_path / "data", "--auth", "on", "--async-mode", mode) as server:
+        alice = _open(server, "alice", {"USDT": "100000"})
+        bob = _open(server, "bob", {"USDT": "1"})
+        got: dict[str, list] = {"alice": [], "bob": []}
+        done = threading.Event()
+        clients = []
+        for name, key in (("alice", alice["api_key"]), ("bob", bob["api_key"])):
+            sio = socketio.Client(reconnection=False)
+
+            def on_balance(payload, name=name):
+                got[name].append(payload)
+                if name == "alice" and len(got["alice"]) == 41:
+                    done.set()
+
+            sio.on("balance", on_balance, namespace="/market")
+            sio.connect(server.url, namespaces=["/market"], auth={"api_key": key}, wait_timeout=10)
+            clients.append(sio)
+            assert sio.call("subscribe", {"type": "balances"}, namespace="/market", timeout=10) == {
+                "ok": True
+            }
+        try:
+
+            def place(n):
+                for i in range(10):
+                    body = {
+                        "symbol": SYMBOLS[(n + i) % 4],
+                        "side": "buy",
+                        "order_type": "limit",
+                        "price": "1000.00",
+                        "quantity": "0.01",
+                    }
+                    status, answer = _call(
+                        server.port, "POST", "/order", body, {"X-API-Key": alice["api_key"]}
+                    )
+                    assert status == 200, answer
+
+            threads = [threading.Thread(target=place, args=(n,)) for n in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            assert done.wait(15), len(got["alice"])
+            _status, final = _call(server.port, "GET", "/account", headers={"X-API-Key": alice["api_key"]})
+        finally:
+            for sio in clients:
+                sio.disconnect()
+    locked = [D(next(b for b in e["balances"] if b["asset"] == "USDT")["locked"]) for e in got["alice"]]
+    assert locked == [D("10.02") * i for i in range(41)]
+    assert got["alice"][-1] == final
+    assert [e["name"] for e in got["bob"]] == ["bob"]  # its snapshot only
