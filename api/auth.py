@@ -166,7 +166,6 @@ class Auth:
         self.revoke_listeners: list = []  # called with each revoked ApiKey (Socket.IO sessions)
         self.ledger = engine.ledger  # balances (None: no funds, --auth off)
         self.balance_feed = None  # api.funds.BalanceFeed, set by the app: balance events of deposits
-        self.funds_ticket = 0  # the last deposit or withdrawal journaled (the balances' read barrier)
 
     # -- keys -----------------------------------------------------------------------
     def authenticate(self, key) -> tuple[Account, ApiKey] | None:
@@ -279,7 +278,7 @@ class Auth:
             for asset, amount in credits:
                 engine.deposit(account.account_id, asset, amount)
                 if store is not None:
-                    ticket = self.funds_ticket = store.log_command("d", account.account_id, asset, amount, ts)
+                    ticket = store.log_command("d", account.account_id, asset, amount, ts)
         self._durable(ticket)
         self._audit("account_created", account_id=str(account.account_id), name=name, key_id=digest[:16])
         for asset, amount in credits:
@@ -328,9 +327,7 @@ class Auth:
             else:
                 engine.deposit(account.account_id, asset, amount)
             if store is not None:
-                ticket = self.funds_ticket = store.log_command(
-                    "w" if withdraw else "d", account.account_id, asset, amount, ts
-                )
+                ticket = store.log_command("w" if withdraw else "d", account.account_id, asset, amount, ts)
             if feed is not None and feed.watchers:
                 capture = feed.capture_accounts((account.account_id,))
         try:

@@ -159,7 +159,7 @@ class Exchange:
         self._last_ticket = getattr(store, "last_ticket", None)
         self.publisher = publisher
         self.audit = audit
-        self.auth = None  # api.auth.Auth, set by the app factory (statistics, the balances' barrier)
+        self.auth = None  # api.auth.Auth, set by the app factory (statistics only)
         # api.funds.BalanceFeed (the private ``balance`` event), set by the app; None: no events
         self.balance_feed = None
         self.index = AccountIndex(engine)
@@ -264,6 +264,10 @@ class Exchange:
                 cmd = self._parse(body)
             except EngineError as e:
                 out[i] = e.to_dict()
+                continue
+            except Exception:
+                log.exception("unexpected error in a bulk order")
+                out[i] = internal_error_envelope()
                 continue
             try:
                 result, logged, capture = self._submit(cmd, owner)
@@ -796,11 +800,10 @@ class Exchange:
 
     def funds_ticket(self) -> int:
         """The ticket of the last journaled record that balances may reflect
-        (any symbol's command, a deposit or withdrawal); read it after the
-        balances, in the same critical section. 0 without a store."""
-        last = self._last_ticket() if self._last_ticket is not None else 0
-        auth = self.auth
-        return max(last, auth.funds_ticket) if auth is not None else last
+        (any symbol's command, a deposit or withdrawal: ``store.last_ticket``
+        covers both); read it after the balances, in the same critical
+        section. 0 without a store."""
+        return self._last_ticket() if self._last_ticket is not None else 0
 
     def _visible_funds(self, ticket: int) -> None:
         """The read barrier for balances: return once ``ticket`` (``funds_ticket``,
