@@ -671,3 +671,37 @@ def test_the_feed_delivers_in_the_ledgers_order_whatever_order_commands_finish()
         ("balance", account, ("6.0000000000", "0.0000000000")),
     ]
     assert feed.capture_accounts([account]) is None  # nothing changed since the last capture
+
+
+def test_transfers_are_refused_after_a_journal_fault_and_a_failed_wait_halts(app, open_account, admin):
+    """Fail-stop, as for every admin command: a failed store refuses the transfer
+    before it changes anything; a transfer whose journal wait fails answers 503."""
+    from storage.errors import JournalWriteError
+
+    alice = open_account("alice", USDT="10")
+    auth = app.extensions["auth"]
+    body = {"account_id": alice.account_id, "asset": "USDT", "amount": "1"}
+
+    class FailedStore:
+        failed = True
+
+        def log_command(self, *command):  # pragma: no cover - never reached
+            raise AssertionError("journaled after the fault")
+
+    auth.store = FailedStore()
+    before = funds_state(app)
+    for path in ("/admin/deposit", "/admin/withdraw"):
+        assert admin.post(path, body, 503)["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert funds_state(app) == before
+
+    class FailingWait:
+        failed = False
+
+        def log_command(self, *command):
+            return 1
+
+        def wait(self, ticket, timeout=None):
+            raise JournalWriteError("disk gone")
+
+    auth.store = FailingWait()
+    assert admin.post("/admin/deposit", body, 503)["error"]["code"] == "SERVICE_UNAVAILABLE"
