@@ -7,10 +7,13 @@ start, before a command on a symbol with a due order, and by the expiry task
 Order path (``place_order``)::
 
     parse + validate (api.parsing)          no lock; a mistake changes nothing
-    with engine.lock(symbol):               the symbol's critical section
-        result = engine.submit(...)
+    with engine.lock(symbol):               the symbol's critical section (with funds:
+                                            one lock over every symbol)
+        result = engine.submit(...)         may raise InsufficientFunds: nothing changed
         ticket = store.log_submit(result)   journal in book order; no IO here
+        capture = balance_feed.capture(result)  only when somebody watches balances
     store.wait(ticket)                      durable before anyone hears of it
+    balance_feed.release(capture)           ``balance`` events, in the ledger's order
     publisher.on_submit(result)             cheap hand-off to the streaming task
     audit.submit(spec, result)              a deque append; written in the background
     return formatting.submit_report(...)
@@ -56,6 +59,14 @@ the default for callers that do not pass one). The order gets the account as
 its owner (and the body's ``stp``); another account's order is
 ``OrderNotFound``, exactly as if it did not exist. ``self.index``
 (``api.account_index``) answers "my orders" and "my fills".
+
+Funds (``--auth on``: ``engine.ledger``): the engine checks and locks each
+order's funds; refusals (``INSUFFICIENT_FUNDS``) are counted and audited like
+any refused order. ``account`` answers ``GET /account`` and ``admin_accounts``
+``GET /admin/accounts`` (balances and fees), both read in the critical
+section and behind the read barrier (``funds_ticket``); ``statistics`` adds
+``funds`` (conservation per asset, ``api.funds.conservation``). Every command
+that journals also hands its result to ``balance_feed`` (``api.funds``).
 
 Errors are ``EngineError`` values (see ``api/errors.py`` for their HTTP codes);
 ``place_order_or_error`` / ``cancel_order_or_error`` return the error envelope
