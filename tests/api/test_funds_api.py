@@ -705,3 +705,24 @@ def test_transfers_are_refused_after_a_journal_fault_and_a_failed_wait_halts(app
 
     auth.store = FailingWait()
     assert admin.post("/admin/deposit", body, 503)["error"]["code"] == "SERVICE_UNAVAILABLE"
+
+
+def test_a_market_namespace_without_accounts_refuses_balances():
+    """A ``/market`` without accounts (a market-data edge builds it so) has no
+    balances to show: it says so rather than claim an empty shared account."""
+    from flask import Flask
+    from flask_socketio import SocketIO
+
+    from api.market import MarketNamespace, Publisher
+    from engine.matcher import MatchingEngine
+
+    app = Flask(__name__)
+    socketio = SocketIO(app, async_mode="threading")
+    socketio.on_namespace(MarketNamespace(Publisher(socketio, MatchingEngine())))
+    client = socketio.test_client(app, namespace=MARKET_NAMESPACE)
+    try:
+        ack = client.emit("subscribe", {"type": "balances"}, namespace=MARKET_NAMESPACE, callback=True)
+        assert ack["error"]["code"] == "UNAUTHENTICATED" and "engine" in ack["error"]["message"]
+        assert _balances_events(client) == []
+    finally:
+        client.disconnect(namespace=MARKET_NAMESPACE)
