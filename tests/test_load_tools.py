@@ -860,3 +860,34 @@ def test_market_watch_shows_the_keyed_accounts_order_events_only(auth_server, tm
     assert mine not in out
     keyless = watch(auth_server.url, "--order-events", "--no-book", seconds=2.5)
     assert "UNAUTHENTICATED" in keyless and "--api-key-file" in keyless
+
+
+@pytest.mark.server
+def test_market_watch_prints_the_keyed_accounts_balances(auth_server, tmp_path):
+    import requests
+
+    admin = accounts.AdminClient(auth_server.url, accounts.read_admin_token(auth_server.data_dir))
+    created = admin.create_account("balance-watcher", {"USDT": "1000"})
+    key_file = tmp_path / "key"
+    key_file.write_text(created["api_key"] + "\n")
+
+    def place():
+        body = {
+            "symbol": "BTC-USDT",
+            "side": "buy",
+            "order_type": "limit",
+            "price": "100.00",
+            "quantity": "1",
+        }
+        r = requests.post(
+            auth_server.url + "/order", json=body, headers={"X-API-Key": created["api_key"]}, timeout=5
+        )
+        assert r.status_code == 200, r.text
+
+    out = watch(auth_server.url, "--balances", "--no-book", "--api-key-file", str(key_file), during=place)
+    funds = [line for line in out.splitlines() if " FUNDS " in line]
+    assert len(funds) == 2, out
+    assert funds[0].endswith("balance-watcher  USDT 1000.0000000000+0.0000000000")
+    assert funds[1].endswith("balance-watcher  USDT 899.8000000000+100.2000000000")  # 100 x 1 x 1.002 locked
+    keyless = watch(auth_server.url, "--balances", "--no-book", seconds=2.5)
+    assert "UNAUTHENTICATED" in keyless and "--api-key-file" in keyless
