@@ -270,31 +270,35 @@ class Exchange:
         accepted = []
         ticket = None
         captures = []
-        for i, body in enumerate(orders):
-            try:
-                cmd = self._parse(body)
-            except EngineError as e:
-                out[i] = e.to_dict()
-                continue
-            except Exception:
-                log.exception("unexpected error in a bulk order")
-                out[i] = internal_error_envelope()
-                continue
-            try:
-                result, logged, capture = self._submit(cmd, owner)
-            except EngineError as e:  # refused by the engine: INSUFFICIENT_FUNDS, ...
-                self._reject("order", body, e)
-                out[i] = e.to_dict()
-                continue
-            except Exception:
-                log.exception("unexpected error in a bulk order")
-                out[i] = internal_error_envelope()
-                continue
-            if logged is not None:
-                ticket = logged
-            if capture is not None:
-                captures.append(capture)
-            accepted.append((i, cmd.spec, result))
+        try:
+            for i, body in enumerate(orders):
+                try:
+                    cmd = self._parse(body)
+                except EngineError as e:
+                    out[i] = e.to_dict()
+                    continue
+                except Exception:
+                    log.exception("unexpected error in a bulk order")
+                    out[i] = internal_error_envelope()
+                    continue
+                try:
+                    result, logged, capture = self._submit(cmd, owner)
+                except EngineError as e:  # refused by the engine: INSUFFICIENT_FUNDS, ...
+                    self._reject("order", body, e)
+                    out[i] = e.to_dict()
+                    continue
+                except Exception:
+                    log.exception("unexpected error in a bulk order")
+                    out[i] = internal_error_envelope()
+                    continue
+                if logged is not None:
+                    ticket = logged
+                if capture is not None:
+                    captures.append(capture)
+                accepted.append((i, cmd.spec, result))
+        except BaseException:
+            self._release_anyway(ticket, captures)
+            raise
         if ticket is not None or captures:
             # Tickets are durable in order: waiting for the last covers the batch.
             self._durable_and_release(ticket, captures)
@@ -434,20 +438,24 @@ class Exchange:
         ticket = None
         captures = []
         feed = self.balance_feed
-        for name in symbols:
-            now = time.time_ns()
-            for order_id in engine.due_expiries(name, now):
-                with engine.lock(name):
-                    try:
-                        result = engine.expire(order_id, timestamp=now)
-                    except EngineError:  # closed meanwhile
-                        continue
-                    if store is not None:
-                        ticket = store.log_expire(result)
-                        self.journaled += 1
-                    if feed is not None and feed.watchers:
-                        captures.append(feed.capture(result))
-                done.append(result)
+        try:
+            for name in symbols:
+                now = time.time_ns()
+                for order_id in engine.due_expiries(name, now):
+                    with engine.lock(name):
+                        try:
+                            result = engine.expire(order_id, timestamp=now)
+                        except EngineError:  # closed meanwhile
+                            continue
+                        if store is not None:
+                            ticket = store.log_expire(result)
+                            self.journaled += 1
+                        if feed is not None and feed.watchers:
+                            captures.append(feed.capture(result))
+                    done.append(result)
+        except BaseException:
+            self._release_anyway(ticket, captures)
+            raise
         if ticket is not None or captures:
             self._durable_and_release(ticket, captures)
         reports = []
@@ -510,16 +518,20 @@ class Exchange:
         results = []
         ticket = None
         captures = []
-        for order in self.index.open_orders(owner, symbol):
-            try:
-                result, logged, capture = self._cancel_locked(order)
-            except OrderNotOpen:  # filled or cancelled since it was listed
-                continue
-            results.append(result)
-            if logged is not None:
-                ticket = logged
-            if capture is not None:
-                captures.append(capture)
+        try:
+            for order in self.index.open_orders(owner, symbol):
+                try:
+                    result, logged, capture = self._cancel_locked(order)
+                except OrderNotOpen:  # filled or cancelled since it was listed
+                    continue
+                results.append(result)
+                if logged is not None:
+                    ticket = logged
+                if capture is not None:
+                    captures.append(capture)
+        except BaseException:
+            self._release_anyway(ticket, captures)
+            raise
         if ticket is not None or captures:
             self._durable_and_release(ticket, captures)
         return {"cancelled": [self._after_cancel(result, t0) for result in results]}
@@ -645,6 +657,17 @@ class Exchange:
             raise
         if captures:
             self.balance_feed.release(captures)
+
+    def _release_anyway(self, ticket, captures) -> None:
+        """A loop of commands (bulk, ``cancel_all``, expiries) stopped by an
+        exception: the balance captures of the commands it made still go out
+        once durable (or are skipped), so that the feed never waits for them.
+        The loop's own exception is the one the caller re-raises."""
+        if captures:
+            try:
+                self._durable_and_release(ticket, captures)
+            except Exception:  # released or skipped inside; the original error is reported
+                log.debug("releasing balance captures after a failed loop", exc_info=True)
 
     def _halted(self, request: str, body) -> None:
         """Refuse a command: the store failed (fail-stop). Nothing reaches the engine."""

@@ -726,3 +726,35 @@ def test_a_market_namespace_without_accounts_refuses_balances():
         assert _balances_events(client) == []
     finally:
         client.disconnect(namespace=MARKET_NAMESPACE)
+
+
+def test_a_loop_of_commands_cut_short_never_stalls_the_balance_events(app, open_account, monkeypatch):
+    """``cancel_all`` whose second cancel fails unexpectedly: the first cancel's
+    event still goes out, and so do later ones (a capture left unreleased would
+    hold back every later event of every account)."""
+    alice = open_account("alice", USDT="1000")
+    alice.order("buy", "0.001", "30000.00")
+    alice.order("buy", "0.001", "30000.00")
+    client = _balance_client(app, alice.key)
+    try:
+        client.emit("subscribe", {"type": "balances"}, namespace=MARKET_NAMESPACE, callback=True)
+        _balances_events(client)
+        exchange = app.extensions["exchange"]
+        real = exchange._cancel_locked
+        calls = []
+
+        def flaky(order):
+            calls.append(order)
+            if len(calls) == 2:
+                raise RuntimeError("boom")
+            return real(order)
+
+        monkeypatch.setattr(exchange, "_cancel_locked", flaky)
+        r = app.test_client().post("/cancel_all", json={}, headers={"X-API-Key": alice.key})
+        assert r.status_code == 500
+        monkeypatch.setattr(exchange, "_cancel_locked", real)
+        assert [_usdt(e) for e in _balances_events(client)] == [("969.9400000000", "30.0600000000")]
+        alice.order("buy", "0.001", "30000.00")
+        assert [_usdt(e) for e in _balances_events(client)] == [("939.8800000000", "60.1200000000")]
+    finally:
+        client.disconnect(namespace=MARKET_NAMESPACE)
