@@ -988,9 +988,11 @@ class MarketNamespace(Namespace):
         capture, ticket = feed.subscribe(sid, owner, exchange.funds_ticket)
         try:
             exchange._visible_funds(ticket)
-        except Exception as e:  # ServiceUnavailable: the snapshot is not durable (yet)
-            feed.release(capture, deliver=False)
+        except BaseException as e:  # ServiceUnavailable: the snapshot is not durable (yet)
+            feed.release(capture, deliver=False)  # never leave a capture unreleased: it would hold the rest
             feed.unsubscribe(sid)
+            if not isinstance(e, Exception):
+                raise
             to_dict = getattr(e, "to_dict", None)
             return to_dict() if to_dict is not None else internal_error_envelope()
         feed.release(capture)
