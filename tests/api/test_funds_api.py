@@ -758,3 +758,37 @@ def test_a_loop_of_commands_cut_short_never_stalls_the_balance_events(app, open_
         assert [_usdt(e) for e in _balances_events(client)] == [("939.8800000000", "60.1200000000")]
     finally:
         client.disconnect(namespace=MARKET_NAMESPACE)
+
+
+def test_balances_not_durable_in_time_are_refused_not_shown(app, open_account):
+    """The read barrier: ``GET /account``, ``/statistics`` funds and a balances
+    subscription whose state is not durable within the read timeout answer 503
+    (the subscription changes nothing) rather than show what a crash could undo."""
+    from storage.errors import DurabilityTimeout
+
+    alice = open_account("alice", USDT="10")
+    exchange = app.extensions["exchange"]
+
+    class Slow:
+        failed = False
+
+        def wait(self, ticket, timeout=None):
+            raise DurabilityTimeout(f"record {ticket} not durable in {timeout}s")
+
+    exchange.store, exchange._last_ticket = Slow(), lambda: 7
+    assert alice.get("/account", 503)["error"]["code"] == "SERVICE_UNAVAILABLE"
+    assert app.test_client().get("/statistics").status_code == 503
+    client = _balance_client(app, alice.key)
+    try:
+        ack = client.emit("subscribe", {"type": "balances"}, namespace=MARKET_NAMESPACE, callback=True)
+        assert ack["error"]["code"] == "SERVICE_UNAVAILABLE"
+        assert _balances_events(client) == []
+        feed = exchange.balance_feed
+        assert feed.watchers == {} and feed.subscribed == {}
+        exchange.store, exchange._last_ticket = None, None
+        assert client.emit("subscribe", {"type": "balances"}, namespace=MARKET_NAMESPACE, callback=True) == {
+            "ok": True
+        }
+        assert len(_balances_events(client)) == 1
+    finally:
+        client.disconnect(namespace=MARKET_NAMESPACE)
