@@ -34,7 +34,9 @@ queue). Without ``--message-queue`` nothing changes and no Redis is needed.
 key                default         meaning
 =================  ==============  ==================================================
 data_dir           ``./data``      state that survives restarts; ``audit.log`` lives here
-auth               ``off``         ``on``: private requests need an API key (``api/auth.py``).
+auth               ``off``         ``on``: private requests need an API key (``api/auth.py``)
+                                   and the engine trades with balances
+                                   (``MatchingEngine(funds=True)``; ``api/funds.py``).
                                    The factory's default is ``off`` (tests, embedding);
                                    the command line's is ``on``
 admin_token_file   None            the admin token's file; None: ``DATA_DIR/admin.token``
@@ -69,7 +71,7 @@ sessions_per_ip    256             open Engine.IO sessions per client IP; 0 = of
 ping_interval      25              Engine.IO ping interval (s); a session that stops
 ping_timeout       20              answering is closed ``ping_timeout`` s after a ping
 engine             None            a ``MatchingEngine`` to use instead of a new one (its
-                                   locks are the caller's choice; see
+                                   locks and its ``funds`` are the caller's choice; see
                                    ``symbol_lock_factory``)
 message_queue      None            ``redis://HOST:PORT/DB``: publish the feed for edges
 queue_channel      ``matchbook``   the Redis pub/sub channel (the same on every process)
