@@ -34,7 +34,9 @@ queue). Without ``--message-queue`` nothing changes and no Redis is needed.
 key                default         meaning
 =================  ==============  ==================================================
 data_dir           ``./data``      state that survives restarts; ``audit.log`` lives here
-auth               ``off``         ``on``: private requests need an API key (``api/auth.py``).
+auth               ``off``         ``on``: private requests need an API key (``api/auth.py``)
+                                   and the engine trades with balances
+                                   (``MatchingEngine(funds=True)``; ``api/funds.py``).
                                    The factory's default is ``off`` (tests, embedding);
                                    the command line's is ``on``
 admin_token_file   None            the admin token's file; None: ``DATA_DIR/admin.token``
@@ -69,7 +71,7 @@ sessions_per_ip    256             open Engine.IO sessions per client IP; 0 = of
 ping_interval      25              Engine.IO ping interval (s); a session that stops
 ping_timeout       20              answering is closed ``ping_timeout`` s after a ping
 engine             None            a ``MatchingEngine`` to use instead of a new one (its
-                                   locks are the caller's choice; see
+                                   locks and its ``funds`` are the caller's choice; see
                                    ``symbol_lock_factory``)
 message_queue      None            ``redis://HOST:PORT/DB``: publish the feed for edges
 queue_channel      ``matchbook``   the Redis pub/sub channel (the same on every process)
@@ -399,7 +401,11 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         symbols = cfg["symbols"]
         if symbols is None and cfg["symbols_config"]:
             symbols = load_symbols(cfg["symbols_config"])
-        engine = MatchingEngine(symbols, lock_factory=symbol_lock_factory(cfg["async_mode"]))
+        # --auth on trades with balances (one lock over every symbol: see engine/matcher.py, "Funds");
+        # --auth off is the original, keyless contract without them
+        engine = MatchingEngine(
+            symbols, lock_factory=symbol_lock_factory(cfg["async_mode"]), funds=cfg["auth"] == "on"
+        )
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BULK_BODY
@@ -740,8 +746,13 @@ def _first_run(app: Flask, args: argparse.Namespace) -> None:
     fresh = len(auth.registry) == 0
     key_path = auth.first_run(data_dir)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "", "::") else args.host
+    created = fresh and key_path is not None
     text = first_run_text(
-        f"http://{host}:{args.port}", key_path, auth.token_path, fresh and key_path is not None
+        f"http://{host}:{args.port}",
+        key_path,
+        auth.token_path,
+        created,
+        auth.demo_deposits() if created else None,
     )
     print(text, flush=True)
 

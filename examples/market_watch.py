@@ -5,6 +5,7 @@
     python examples/market_watch.py --symbol ETH-USDT --depth 3 --order-events
     python examples/market_watch.py --symbol BTC-USDT --no-book --trades-all
     python examples/market_watch.py --order-events --api-key-file data/demo.key
+    python examples/market_watch.py --balances --api-key-file data/demo.key
 
 A python-socketio client of the ``/market`` namespace (see
 Documentation/STREAMING.md). It subscribes again after a reconnect. Ctrl-C exits
@@ -13,13 +14,15 @@ cleanly.
 Market data is public. Order events are private with ``--auth on``: give the
 account's key (``--api-key-file FILE``, or ``--api-key KEY``, which ``ps`` can see);
 it travels in the Socket.IO connect packet (``auth={"api_key": key}``), and the
-events are then that account's orders only.
+events are then that account's orders only. ``--balances`` (with a key) prints the
+account's balances at once and after every change (the private ``balance`` event).
 
 Output, one line per event::
 
     14:02:11.532 BBO   BTC-USDT #42   29999.00 x 1.20000  |  30001.00 x 0.50000   spread 2.00
     14:02:11.533 BOOK  BTC-USDT #42   bids 29999.00x1.20000 29998.50x0.30000 | asks 30001.00x0.50000
     14:02:11.534 TRADE BTC-USDT #17   buy  0.05000 @ 30001.00  (maker 5, taker 9)
+    14:02:11.535 FUNDS demo  BTC 9.40000+0.40000  USDT 1006013.9800000000+0.0000000000
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Watcher:
         self.sio.on("l2_update", self.on_book, namespace=NAMESPACE)
         self.sio.on("trade", self.on_trade, namespace=NAMESPACE)
         self.sio.on("order_event", self.on_order_event, namespace=NAMESPACE)
+        self.sio.on("balance", self.on_balance, namespace=NAMESPACE)
 
     def say(self, kind: str, text: str) -> None:
         with self.print_lock:
@@ -78,6 +82,8 @@ class Watcher:
         subs.append({"type": "trades"} if a.trades_all else {"type": "trades", "symbol": a.symbol})
         if a.order_events:
             subs.append({"type": "order_events", "symbol": a.symbol})
+        if a.balances:
+            subs.append({"type": "balances"})
         return subs
 
     # -- Socket.IO handlers ---------------------------------------------------
@@ -88,14 +94,17 @@ class Watcher:
 
     def _acked(self, sub: dict):
         def ack(answer) -> None:
-            name = sub["type"] + (f" {sub['symbol']}" if "symbol" in sub else " (all symbols)")
+            if sub["type"] == "balances":
+                name = "balances"
+            else:
+                name = sub["type"] + (f" {sub['symbol']}" if "symbol" in sub else " (all symbols)")
             if isinstance(answer, dict) and answer.get("ok"):
                 self.say("INFO", f"subscribed to {name}")
             else:
                 error = (answer or {}).get("error", {}) if isinstance(answer, dict) else {}
                 hint = ""
                 if error.get("code") == "UNAUTHENTICATED" and not self.args.key:
-                    hint = " (this server wants an API key for order events: --api-key-file FILE)"
+                    hint = f" (this server wants an API key for {sub['type']}: --api-key-file FILE)"
                 self.say("ERROR", f"{name}: {error.get('code', '?')}: {error.get('message', answer)}{hint}")
 
         return ack
@@ -142,6 +151,12 @@ class Watcher:
             f"{o['filled_quantity']}/{o['quantity']} @ {o['price'] or 'market'}  status {o['status']}{extra}",
         )
 
+    def on_balance(self, b: dict) -> None:
+        # available+locked of every asset the account holds something of
+        held = [x for x in b["balances"] if x["available"].strip("0.") or x["locked"].strip("0.")]
+        shown = "  ".join(f"{x['asset']} {x['available']}+{x['locked']}" for x in held) or "nothing"
+        self.say("FUNDS", f"{b['name']}  {shown}")
+
     # -- lifetime ---------------------------------------------------------------
     def run(self) -> int:
         try:
@@ -180,6 +195,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-book", action="store_true", help="no l2_updates, only BBO and trades")
     p.add_argument("--trades-all", action="store_true", help="trades of every symbol")
     p.add_argument("--order-events", action="store_true", help="also print order events of the symbol")
+    p.add_argument(
+        "--balances",
+        action="store_true",
+        help="also print the account's balances as they change (needs a key)",
+    )
     p.add_argument("--timeout", type=float, default=5.0, help="connect timeout in seconds")
     p.add_argument("--api-key", help="an account's API key, for its order events (visible in ps)")
     p.add_argument("--api-key-file", metavar="FILE", help="a file holding the API key (first line)")

@@ -603,7 +603,7 @@ def test_with_auth_on_the_load_runner_makes_its_own_accounts(auth_server, tmp_pa
 @pytest.mark.parametrize("mode", ["rest", "ws"])
 def test_with_auth_on_the_load_runner_sends_the_given_keys(auth_server, tmp_path, mode):
     admin = accounts.AdminClient(auth_server.url, accounts.read_admin_token(auth_server.data_dir))
-    keys = [admin.create_account(f"given-{mode}-{i}")["api_key"] for i in range(2)]
+    keys = [admin.create_account(f"given-{mode}-{i}", admin.load_deposits())["api_key"] for i in range(2)]
     key_file = accounts.write_key_file(keys, str(tmp_path))
     out = tmp_path / "run.json"
     run_load_test(
@@ -838,7 +838,7 @@ def test_market_watch_shows_the_keyed_accounts_order_events_only(auth_server, tm
     import requests
 
     admin = accounts.AdminClient(auth_server.url, accounts.read_admin_token(auth_server.data_dir))
-    mine, other = (admin.create_account(n)["api_key"] for n in ("watcher", "stranger"))
+    mine, other = (admin.create_account(n, admin.load_deposits())["api_key"] for n in ("watcher", "stranger"))
     key_file = tmp_path / "key"
     key_file.write_text(mine + "\n")
 
@@ -859,4 +859,35 @@ def test_market_watch_shows_the_keyed_accounts_order_events_only(auth_server, tm
     assert len(orders) == 1 and "@ 100.00" in orders[0], out
     assert mine not in out
     keyless = watch(auth_server.url, "--order-events", "--no-book", seconds=2.5)
+    assert "UNAUTHENTICATED" in keyless and "--api-key-file" in keyless
+
+
+@pytest.mark.server
+def test_market_watch_prints_the_keyed_accounts_balances(auth_server, tmp_path):
+    import requests
+
+    admin = accounts.AdminClient(auth_server.url, accounts.read_admin_token(auth_server.data_dir))
+    created = admin.create_account("balance-watcher", {"USDT": "1000"})
+    key_file = tmp_path / "key"
+    key_file.write_text(created["api_key"] + "\n")
+
+    def place():
+        body = {
+            "symbol": "BTC-USDT",
+            "side": "buy",
+            "order_type": "limit",
+            "price": "100.00",
+            "quantity": "1",
+        }
+        r = requests.post(
+            auth_server.url + "/order", json=body, headers={"X-API-Key": created["api_key"]}, timeout=5
+        )
+        assert r.status_code == 200, r.text
+
+    out = watch(auth_server.url, "--balances", "--no-book", "--api-key-file", str(key_file), during=place)
+    funds = [line for line in out.splitlines() if " FUNDS " in line]
+    assert len(funds) == 2, out
+    assert funds[0].endswith("balance-watcher  USDT 1000.0000000000+0.0000000000")
+    assert funds[1].endswith("balance-watcher  USDT 899.8000000000+100.2000000000")  # 100 x 1 x 1.002 locked
+    keyless = watch(auth_server.url, "--balances", "--no-book", seconds=2.5)
     assert "UNAUTHENTICATED" in keyless and "--api-key-file" in keyless

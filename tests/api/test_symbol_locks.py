@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
+
 from api.app import create_app, symbol_lock_factory
 from tests.serverproc import run_script_json
 
@@ -93,14 +95,22 @@ pool.waitall()
 out["detector"] = len(entered_while_held)
 entered_while_held.clear()
 
-engine = MatchingEngine(lock_factory=Checked)
+# "funds": --auth on with balances (one Checked lock over every symbol), every order an
+# account's, deposits and withdrawals beside them, and a keyed watcher of balances
+FUNDS = sys.argv[3] == "funds"
+engine = MatchingEngine(lock_factory=Checked, funds=FUNDS)
 store = Store(sys.argv[1] + "/data", fsync="batch", snapshot_every=150, yield_fn=lambda: eventlet.sleep(0))
 app, socketio = create_app({"data_dir": sys.argv[1] + "/data", "async_mode": "eventlet", "engine": engine,
-                            "store": store})
+                            "store": store, "auth": "on" if FUNDS else "off"})
 exchange = app.extensions["exchange"]
-watcher = socketio.test_client(app, namespace="/market")
+auth = app.extensions["auth"]
+DEPOSITS = {"USDT": "100000000", "BTC": "100000", "ETH": "100000"}
+accounts = {seed: auth.create_account(f"trader{seed}", deposits=DEPOSITS if FUNDS else None) for seed in range(12)}
+watcher = socketio.test_client(app, namespace="/market", auth={"api_key": accounts[0][1]} if FUNDS else None)
 for kind in ("l2_updates", "bbo", "trades", "order_events"):
     watcher.emit("subscribe", {"type": kind, "symbol": "BTC-USDT"}, namespace="/market", callback=True)
+if FUNDS:
+    watcher.emit("subscribe", {"type": "balances"}, namespace="/market", callback=True)
 
 
 def order(rng):
@@ -111,15 +121,12 @@ def order(rng):
     return body
 
 
-auth = app.extensions["auth"]
-
-
 def client(seed):
     rng = random.Random(seed)
     # admin commands hold every symbol lock around the registry change and its record
-    account, _key = auth.create_account(f"trader{seed}")
+    account, _key = accounts[seed]
     for i in range(40):
-        owner = account if i % 2 else None  # orders with and without an owner (STP in the loop)
+        owner = account if i % 2 or FUNDS else None  # orders with and without an owner (STP in the loop)
         report = json.loads(exchange.place_order_json(order(rng), owner))
         exchange.place_orders_json([order(rng) for _ in range(5)], owner)
         if report["status"] in ("new", "partially_filled"):
@@ -128,6 +135,11 @@ def client(seed):
         if i % 10 == 5:
             _account, key = auth.issue_key(account.account_id)
             auth.revoke({"api_key": key})
+            if FUNDS:
+                body = {"account_id": str(account.account_id), "asset": "USDT", "amount": "1"}
+                auth.transfer(body, withdraw=False)
+                auth.transfer(body, withdraw=True)
+                exchange.account(account)
         exchange.book("BTC-USDT", 5)
         exchange.bbo("ETH-USDT")
         exchange.trades("BTC-USDT", 5)
@@ -140,19 +152,22 @@ for seed in range(12):
     pool.spawn(client, seed)
 pool.waitall()
 eventlet.sleep(0.05)  # the publisher's last pass
-watcher.get_received("/market")
+received = watcher.get_received("/market")
 out["entered_while_held"] = len(entered_while_held)
 out["snapshots"] = store.statistics()["snapshots"]
 out["orders"] = engine.statistics()["engine"]["orders"]
 out["keys"] = len(engine.accounts.keys)
+out["balance_events"] = sum(1 for p in received if p["name"] == "balance")
+out["funds_ok"] = exchange.statistics()["funds"]["ok"] if FUNDS else None
 engine.check()
 close_app(app)
 print(json.dumps(out))
 """
 
 
-def test_eventlet_critical_sections_never_yield(tmp_path):
-    out = run_script_json(EVENTLET_SCRIPT, str(tmp_path), PROJECT, timeout=120)
+@pytest.mark.parametrize("mode", ["plain", "funds"])
+def test_eventlet_critical_sections_never_yield(tmp_path, mode):
+    out = run_script_json(EVENTLET_SCRIPT, str(tmp_path), PROJECT, mode, timeout=120)
     assert out["lock_type"] == "_thread.RLock"
     assert out["green_type"] != "_thread.RLock"  # threading is patched: the green lock
     assert out["app_lock_type"] == "RLock"
@@ -161,3 +176,5 @@ def test_eventlet_critical_sections_never_yield(tmp_path):
     assert out["keys"] == 12 * 5  # each trader's first key and four issued (and revoked) more
     assert out["snapshots"], out  # snapshots were taken while green threads traded
     assert out["entered_while_held"] == 0
+    if mode == "funds":  # one lock over every symbol; balances conserved; the watcher was served
+        assert out["funds_ok"] is True and out["balance_events"] > 40

@@ -15,6 +15,7 @@ import pytest
 from api.app import close_app, create_app
 from storage.journal import as_dict
 from storage.verify import verify
+from tests.api.conftest import FUNDED
 from tests.serverproc import ServerProcess
 
 BTC = "BTC-USDT"
@@ -27,7 +28,7 @@ def _app(data_dir, **extra):
 
 
 def _key(app, name):
-    return app.extensions["auth"].create_account(name)[1]
+    return app.extensions["auth"].create_account(name, deposits=FUNDED)[1]
 
 
 def _order(client, key, side, price, quantity="1", **extra):
@@ -61,8 +62,12 @@ def test_a_restart_keeps_accounts_keys_revocations_and_owners(tmp_path, snapshot
     close_app(app)
 
     records = _records(data)
-    assert [r["op"] for r in records[:5]] == ["o", "k", "o", "k", "k"]
-    assert records[5]["op"] == "r"
+    deposits = len(FUNDED)  # each account's deposits follow its o and k records
+    assert [r["op"] for r in records[: 5 + 2 * deposits]] == ["o", "k"] + ["d"] * deposits + [
+        "o",
+        "k",
+    ] + ["d"] * deposits + ["k"]
+    assert records[5 + 2 * deposits]["op"] == "r"
     assert all(alice not in json.dumps(r) and alice2 not in json.dumps(r) for r in records)
     submits = [r for r in records if r["op"] == "s"]
     assert [(s["account_id"], s["stp"]) for s in submits] == [
@@ -119,7 +124,10 @@ def test_sigkill_keeps_every_acknowledged_account_and_key(tmp_path):
         token = _token(data)
         assert token not in server.output()
         status, alice = _call(
-            server.url + "/admin/accounts", "POST", {"name": "alice"}, {"X-Admin-Token": token}
+            server.url + "/admin/accounts",
+            "POST",
+            {"name": "alice", "deposits": FUNDED},
+            {"X-Admin-Token": token},
         )
         assert status == 201
         status, extra = _call(server.url + "/admin/accounts/2/keys", "POST", {}, {"X-Admin-Token": token})
@@ -165,7 +173,10 @@ def test_admin_changes_racing_orders_and_snapshots_replay_exactly(tmp_path):
     app = _app(data, store=store)
     auth = app.extensions["auth"]
     exchange = app.extensions["exchange"]
-    alice, bob = auth.create_account("alice")[0], auth.create_account("bob")[0]
+    alice, bob = (
+        auth.create_account("alice", deposits=FUNDED)[0],
+        auth.create_account("bob", deposits=FUNDED)[0],
+    )
     errors = []
 
     def trade(account, symbol):
