@@ -4,29 +4,35 @@
 =========  ===================================  ===============================================
 blueprint  route                                answer
 =========  ===================================  ===============================================
+account    GET  /assets                         ``{"assets": [{"asset", "scale"}]}`` (public)
 account    GET  /account                        ``{"account_id", "name", "balances"}``
 account    GET  /orders                         ``?symbol=S&status=open|all&limit=N``:
                                                 ``{"orders": [report, ...]}``, newest first
 account    GET  /fills                          ``?symbol=S&limit=N``: ``{"fills": [...]}``
 account    POST /cancel_all                     ``{"symbol"}`` or ``{}``: ``{"cancelled": [...]}``
-admin      POST /admin/accounts                 201 ``{"account_id", "name", "api_key", "balances"}``
-admin      GET  /admin/accounts                 ``{"accounts": [...], "fees": []}``
+admin      POST /admin/accounts                 ``{"name", "deposits"?}``: 201 ``{"account_id",
+                                                "name", "api_key", "balances"}``
+admin      GET  /admin/accounts                 ``{"accounts": [...], "fees": balances}``
 admin      POST /admin/accounts/<id>/keys       201 ``{"account_id", "api_key"}``
 admin      POST /admin/keys/revoke              ``{"api_key"}`` (or ``{"key_id"}``): ``{"revoked": true}``
+admin      POST /admin/deposit                  ``{"account_id", "asset", "amount"}``:
+                                                ``{"account_id", "balances"}``
+admin      POST /admin/withdraw                 the same; beyond ``available``: 400
+                                                ``INSUFFICIENT_FUNDS``
 =========  ===================================  ===============================================
 
 Credentials are checked before the body is read, so a request without them
-learns nothing about its body's validity. Balances, deposits and withdrawals
-belong to the funds issue: ``balances`` and ``fees`` are empty lists until
-then, and a non-empty ``deposits`` is refused (``400 VALIDATION_ERROR``,
-field ``deposits``) rather than silently ignored.
+learns nothing about its body's validity. Balances are formatted by
+``api.funds.balances_list`` (exactly the asset's scale decimals); without
+funds (``--auth off``) they are empty lists, and deposits, withdrawals and a
+non-empty ``deposits`` are refused (``400 VALIDATION_ERROR``).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, request
 
-from api.auth import Auth, account_dict, admin_account_dict
+from api.auth import Auth
 from api.errors import json_response
 from api.parsing import MAX_ORDER_BODY, parse_count, read_json_body
 from api.service import DEFAULT_LIST, MAX_LIST, Exchange
@@ -60,7 +66,7 @@ def assets():
 # -- the caller's account ---------------------------------------------------------------
 @account_bp.get("/account")
 def account():
-    return json_response(account_dict(_caller()))
+    return json_response(_exchange().account(_caller()))
 
 
 @account_bp.get("/orders")
@@ -97,28 +103,40 @@ def create_account():
     body = read_json_body(request, MAX_ORDER_BODY)
     if not isinstance(body, dict):
         raise ValidationError('the body must be {"name": "..."}')
-    deposits = body.get("deposits")
-    if deposits is not None:
-        if not isinstance(deposits, dict):
-            raise ValidationError("deposits must be an object of asset -> amount", "deposits")
-        if deposits:
-            raise ValidationError(
-                "deposits are not supported yet (balances come with funds); create the account without them",
-                "deposits",
-            )
     if body.get("name") is None:
         raise ValidationError("name is required", "name")
-    created, key = _auth().create_account(body["name"])
-    answer = account_dict(created)
-    answer = {"account_id": answer["account_id"], "name": answer["name"], "api_key": key, "balances": []}
+    created, key = _auth().create_account(body["name"], deposits=body.get("deposits"))
+    answer = _exchange().account(created)
+    answer = {
+        "account_id": answer["account_id"],
+        "name": answer["name"],
+        "api_key": key,
+        "balances": answer["balances"],
+    }
     return json_response(answer, 201)
 
 
 @admin_bp.get("/admin/accounts")
 def list_accounts():
-    registry = _auth().registry
-    accounts = [admin_account_dict(a) for a in list(registry.accounts.values())]
-    return json_response({"accounts": accounts, "fees": []})
+    return json_response(_exchange().admin_accounts(_auth().registry.accounts.values()))
+
+
+def _transfer(withdraw: bool):
+    body = read_json_body(request, MAX_ORDER_BODY)
+    account = _auth().transfer(body, withdraw)
+    return json_response(
+        {"account_id": str(account.account_id), "balances": _exchange().account(account)["balances"]}
+    )
+
+
+@admin_bp.post("/admin/deposit")
+def deposit():
+    return _transfer(False)
+
+
+@admin_bp.post("/admin/withdraw")
+def withdraw():
+    return _transfer(True)
 
 
 @admin_bp.post("/admin/accounts/<account_id>/keys")

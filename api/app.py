@@ -399,7 +399,11 @@ def create_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         symbols = cfg["symbols"]
         if symbols is None and cfg["symbols_config"]:
             symbols = load_symbols(cfg["symbols_config"])
-        engine = MatchingEngine(symbols, lock_factory=symbol_lock_factory(cfg["async_mode"]))
+        # --auth on trades with balances (one lock over every symbol: see engine/matcher.py, "Funds");
+        # --auth off is the original, keyless contract without them
+        engine = MatchingEngine(
+            symbols, lock_factory=symbol_lock_factory(cfg["async_mode"]), funds=cfg["auth"] == "on"
+        )
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BULK_BODY
@@ -740,8 +744,13 @@ def _first_run(app: Flask, args: argparse.Namespace) -> None:
     fresh = len(auth.registry) == 0
     key_path = auth.first_run(data_dir)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "", "::") else args.host
+    created = fresh and key_path is not None
     text = first_run_text(
-        f"http://{host}:{args.port}", key_path, auth.token_path, fresh and key_path is not None
+        f"http://{host}:{args.port}",
+        key_path,
+        auth.token_path,
+        created,
+        auth.demo_deposits() if created else None,
     )
     print(text, flush=True)
 

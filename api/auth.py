@@ -49,6 +49,7 @@ import re
 import secrets
 import time
 
+from api import funds
 from api.errors import HALTED, ServiceUnavailable, Unauthenticated
 from engine.accounts import Account, ApiKey, check_name
 from engine.errors import AccountNotFound, ValidationError
@@ -64,6 +65,12 @@ _KEY_RE = re.compile(r"mek_[A-Za-z0-9_\-]{43}")
 ADMIN_TOKEN_FILE = "admin.token"
 DEMO_KEY_FILE = "demo.key"
 DEMO_ACCOUNT = "demo"
+# What the demo account gets at its creation (journaled deposits), so that it
+# can trade at once: quote assets a million, the default symbols' bases enough
+# for a few hundred thousand of quote each; any other configured asset 1,000.
+DEMO_DEPOSITS = {"USDT": "1000000", "BTC": "10", "ETH": "100", "BNB": "500", "SOL": "2000"}
+DEMO_OTHER_QUOTE = "1000000"
+DEMO_OTHER_BASE = "1000"
 MIN_TOKEN_LENGTH = 22  # 128 bits of URL-safe base64
 _MAX_TOKEN_LENGTH = 512
 
@@ -157,6 +164,9 @@ class Auth:
         self.audit = audit
         self.failures = 0  # refused keys and tokens, for /statistics
         self.revoke_listeners: list = []  # called with each revoked ApiKey (Socket.IO sessions)
+        self.ledger = engine.ledger  # balances (None: no funds, --auth off)
+        self.balance_feed = None  # api.funds.BalanceFeed, set by the app: balance events of deposits
+        self.funds_ticket = 0  # the last deposit or withdrawal journaled (the balances' read barrier)
 
     # -- keys -----------------------------------------------------------------------
     def authenticate(self, key) -> tuple[Account, ApiKey] | None:
@@ -241,29 +251,101 @@ class Auth:
             raise Unauthenticated(UNAUTHENTICATED_ADMIN)
 
     # -- admin commands (journaled before they are answered) ------------------------------
-    def create_account(self, name, *, timestamp: int | None = None) -> tuple[Account, str]:
-        """Open an account with one key; ``(account, the key in clear)``.
+    def create_account(self, name, *, deposits=None, timestamp: int | None = None) -> tuple[Account, str]:
+        """Open an account with one key and, optionally, its first deposits
+        (``{"USDT": "100000", ...}``, as ``POST /admin/accounts`` takes them);
+        ``(account, the key in clear)``. Everything is checked before anything
+        changes; the account, its key and its deposits are made and journaled
+        (``o``, ``k``, one ``d`` per asset) in one critical section.
 
         Raises:
-            ValidationError: a bad name. AccountExists: the name is taken.
+            ValidationError: a bad name or deposit. AccountExists: the name is taken.
         """
         check_name(name)
+        credits = funds.parse_deposits(self.ledger, deposits)
         self._check_serving()
         key = new_key()
         digest = key_hash(key)
         ts = timestamp or time.time_ns()
         engine = self.engine
         ticket = None
+        store = self.store
         with engine.all_locks():
             account = self.registry.create(name, ts)
             self.registry.add_key(account.account_id, digest, ts)
-            if self.store is not None:
-                self.store.log_command("o", account.account_id, name, ts)
-                ticket = self.store.log_command("k", account.account_id, digest, ts)
+            if store is not None:
+                store.log_command("o", account.account_id, name, ts)
+                ticket = store.log_command("k", account.account_id, digest, ts)
+            for asset, amount in credits:
+                engine.deposit(account.account_id, asset, amount)
+                if store is not None:
+                    ticket = self.funds_ticket = store.log_command("d", account.account_id, asset, amount, ts)
         self._durable(ticket)
         self._audit("account_created", account_id=str(account.account_id), name=name, key_id=digest[:16])
+        for asset, amount in credits:
+            self._audit(
+                "deposit",
+                account_id=str(account.account_id),
+                asset=asset,
+                amount=self.ledger.format(asset, amount),
+            )
         log.info("account %d (%s) created, key %s", account.account_id, name, digest[:16])
         return account, key
+
+    def transfer(self, body, withdraw: bool) -> Account:
+        """``POST /admin/deposit`` (``withdraw`` False) or ``/admin/withdraw``:
+        ``{"account_id", "asset", "amount"}``, journaled (``d``/``w``) in the
+        critical section of the change and durable before it returns.
+
+        Raises:
+            ValidationError: a malformed body, an unknown asset, an amount that
+            is not positive or has more decimals than the asset's scale, or no
+            funds here (``--auth off``). AccountNotFound. InsufficientFunds:
+            a withdrawal beyond the available balance (locked funds stay).
+            ServiceUnavailable: the journal failed.
+        """
+        verb = "withdraw" if withdraw else "deposit"
+        if not isinstance(body, dict):
+            raise ValidationError(f'the body must be {{"account_id", "asset", "amount"}} to {verb}')
+        for field in ("account_id", "asset", "amount"):
+            if body.get(field) is None:
+                raise ValidationError(f"{field} is required", field)
+        ledger = self.ledger
+        if ledger is None:
+            raise ValidationError(f"this exchange runs without balances (--auth off): nothing to {verb}")
+        asset = body["asset"]
+        amount = ledger.parse_amount(asset, body["amount"])
+        account = self.account(body["account_id"])
+        self._check_serving()
+        engine = self.engine
+        store = self.store
+        ts = time.time_ns()
+        ticket = capture = None
+        feed = self.balance_feed
+        with engine.all_locks():
+            if withdraw:
+                engine.withdraw(account.account_id, asset, amount)
+            else:
+                engine.deposit(account.account_id, asset, amount)
+            if store is not None:
+                ticket = self.funds_ticket = store.log_command(
+                    "w" if withdraw else "d", account.account_id, asset, amount, ts
+                )
+            if feed is not None and feed.watchers:
+                capture = feed.capture_accounts((account.account_id,))
+        try:
+            self._durable(ticket)
+        except BaseException:
+            if capture is not None:
+                feed.release(capture, deliver=False)
+            raise
+        if capture is not None:
+            feed.release(capture)
+        self._audit(
+            verb, account_id=str(account.account_id), asset=asset, amount=ledger.format(asset, amount)
+        )
+        log.info("account %d: %s %s %s", account.account_id, verb, ledger.format(asset, amount), asset)
+        return account
 
     def issue_key(self, account_id: int) -> tuple[Account, str]:
         """Another key for an account; ``(account, the key in clear)``.
@@ -366,16 +448,30 @@ class Auth:
     # -- first run ---------------------------------------------------------------------
     def first_run(self, data_dir: str) -> str | None:
         """On a data dir without accounts (``on`` only): open the account
-        ``demo`` and write its key to ``DATA_DIR/demo.key`` (0600). Returns the
-        key file's path when it exists (made now or before), else None."""
+        ``demo``, funded by ``demo_deposits`` (journaled deposits, so that it
+        can trade at once), and write its key to ``DATA_DIR/demo.key`` (0600).
+        Returns the key file's path when it exists (made now or before), else None."""
         path = os.path.join(data_dir, DEMO_KEY_FILE)
         if not self.on:
             return None
         if len(self.registry) == 0 and not os.path.exists(path):
-            _account, key = self.create_account(DEMO_ACCOUNT)
+            _account, key = self.create_account(DEMO_ACCOUNT, deposits=self.demo_deposits())
             write_secret_file(path, key)
             return path
         return path if os.path.exists(path) else None
+
+    def demo_deposits(self) -> dict:
+        """What the demo account is given at its creation: ``DEMO_DEPOSITS`` for
+        the assets it names, else a million of a quote asset and 1,000 of a base
+        asset. Empty without funds."""
+        if self.ledger is None:
+            return {}
+        quotes = {f.quote for f in self.ledger.symbols.values()}
+        out = {}
+        for asset in self.ledger.assets:
+            default = DEMO_OTHER_QUOTE if asset in quotes else DEMO_OTHER_BASE
+            out[asset] = DEMO_DEPOSITS.get(asset, default)
+        return out
 
     def statistics(self) -> dict:
         keys = self.registry.keys.values()
@@ -388,19 +484,24 @@ class Auth:
         }
 
 
-def account_dict(account: Account | None) -> dict:
-    """``GET /account`` and an element of ``GET /admin/accounts`` (balances
-    come with the funds issue: empty until then). None: the shared account of
-    ``--auth off``."""
+def account_dict(account: Account | None, ledger=None) -> dict:
+    """``GET /account``, the ``balance`` event and an element of ``GET
+    /admin/accounts``: the account and its balances (``api.funds.balances_list``;
+    empty without funds). None: the shared account of ``--auth off``. Call
+    holding the engine's lock for a consistent view."""
     if account is None:
         return {"account_id": "0", "name": "shared", "balances": []}
-    return {"account_id": str(account.account_id), "name": account.name, "balances": []}
+    return {
+        "account_id": str(account.account_id),
+        "name": account.name,
+        "balances": funds.balances_list(ledger, account.account_id),
+    }
 
 
-def admin_account_dict(account: Account) -> dict:
+def admin_account_dict(account: Account, ledger=None) -> dict:
     """An element of ``GET /admin/accounts``: ``account_dict`` plus its keys by
     ``key_id`` (never the key), so that an admin can revoke one by id."""
-    out = account_dict(account)
+    out = account_dict(account, ledger)
     out["keys"] = [
         {"key_id": k.key_id, "created": _iso(k.created), "revoked": k.revoked is not None}
         for k in account.keys
@@ -414,8 +515,11 @@ def _iso(ns: int) -> str:
     return iso(ns)
 
 
-def first_run_text(url: str, key_path: str | None, token_path: str, created: bool) -> str:
-    """What the server prints at start with ``--auth on``: how to trade now."""
+def first_run_text(
+    url: str, key_path: str | None, token_path: str, created: bool, deposits: dict | None = None
+) -> str:
+    """What the server prints at start with ``--auth on``: how to trade now.
+    ``deposits`` (asset -> amount): what the demo account was funded with."""
     lines = ["", "Trading needs an API key (--auth on)."]
     if key_path is not None:
         rel = os.path.relpath(key_path)
@@ -424,12 +528,16 @@ def first_run_text(url: str, key_path: str | None, token_path: str, created: boo
             lines.append(f"  A demo account was created; its key is in {shown} (mode 0600).")
         else:
             lines.append(f"  The demo account's key is in {shown}.")
+        if created and deposits:
+            funded = ", ".join(f"{amount} {asset}" for asset, amount in deposits.items())
+            lines.append(f"  It was funded with {funded} (deposits, in the journal).")
         lines += [
             f"  Page:  {url}/  -> paste the key (cat {shown}) into the login box.",
             "  curl:",
             f"    curl -s -X POST {url}/order -H 'Content-Type: application/json' \\",
             f'         -H "X-API-Key: $(cat {shown})" \\',
             '         -d \'{"symbol":"BTC-USDT","side":"buy","order_type":"limit","price":"30000.00","quantity":"0.01"}\'',
+            f'    curl -s {url}/account -H "X-API-Key: $(cat {shown})"    # balances',
         ]
     token = os.path.relpath(token_path)
     if token.startswith(".."):
@@ -437,8 +545,9 @@ def first_run_text(url: str, key_path: str | None, token_path: str, created: boo
     lines += [
         "  More accounts: python -m api.admin (reads the admin token), or",
         f"    curl -s -X POST {url}/admin/accounts -H 'Content-Type: application/json' \\",
-        f'         -H "X-Admin-Token: $(cat {token})" -d \'{{"name":"alice"}}\'',
-        "  --auth off serves without keys (one shared account).",
+        f'         -H "X-Admin-Token: $(cat {token})" -d \'{{"name":"alice","deposits":{{"USDT":"100000"}}}}\'',
+        "  Fund an account: python -m api.admin deposit ACCOUNT_ID USDT 1000 (or POST /admin/deposit).",
+        "  --auth off serves without keys (one shared account, no balances).",
         "",
     ]
     return "\n".join(lines)

@@ -31,6 +31,16 @@ Subscriptions (``/market``)
     Subscribing to ``l2_updates`` or ``bbo`` sends the current state to the client
     before the acknowledgement (see *Snapshots* below).
 
+    Private balances: ``{"type": "balances"}`` (no symbol) subscribes a keyed
+    connection to its account's ``balance`` events (``api.funds.BalanceFeed``,
+    room ``balances:<account_id>``): one at once with the account as ``GET
+    /account`` shows it (before the acknowledgement), then one after every
+    durable command that changed its balances, in the ledger's order. Without
+    a key (or once it is revoked) the answer is ``UNAUTHENTICATED``; revoking
+    the key ends the events at once. ``--auth off``: one event with the shared
+    account and its empty balances list. Everything private is sent through
+    one hook, ``Publisher.publish_private(event, account_id, payload)``.
+
 Events a command produces (liquibook style: collected by the engine while the book
 changes, delivered here afterwards, in this order)
     submit: ``order_event accepted`` (the taker as accepted: status ``new``,
@@ -150,6 +160,9 @@ log = logging.getLogger(__name__)
 MARKET_NAMESPACE = "/market"
 TRADE_NAMESPACE = "/trade"
 TYPES = ("l2_updates", "bbo", "trades", "order_events")
+BALANCES = "balances"  # the private balances subscription (MarketNamespace, api.funds)
+# private event -> the prefix of its owner's room (``private_room``)
+PRIVATE_ROOMS = {"balance": BALANCES}
 DEFAULT_DEPTH = 10
 MAX_DEPTH = 100
 ALL = "*"
@@ -203,6 +216,11 @@ def room_name(kind: str, symbol: str | None, depth: int = 0, owner: int | None =
     if owner is not None and kind == "order_events":
         return f"order_events:{owner}:{symbol if symbol is not None else ALL}"
     return f"{kind}:{symbol if symbol is not None else ALL}"
+
+
+def private_room(event: str, account_id: int) -> str:
+    """The room of ``account_id``'s keyed connections that receive ``event``."""
+    return f"{PRIVATE_ROOMS[event]}:{account_id}"
 
 
 class Publisher:
@@ -329,6 +347,12 @@ class Publisher:
             if market.trades:
                 last_trade = max(last_trade, market.trades[-1].trade_id)
         self._last_trade_id = last_trade
+
+    def publish_private(self, event: str, account_id: int, payload: dict) -> None:
+        """Send a private event to ``account_id``'s subscribed keyed
+        connections (``private_room``): the one hook of owner-addressed events
+        (``balance``). Called in the order the events must arrive."""
+        self.socketio.emit(event, payload, to=private_room(event, account_id), namespace=MARKET_NAMESPACE)
 
     def close(self) -> None:
         """Stop the background task (tests; a server just exits)."""
@@ -879,12 +903,16 @@ class MarketNamespace(Namespace):
 
     ``auth`` (``api.auth.Auth``, optional): with ``--auth on`` a connection may
     bring a key (``auth={"api_key": ...}``); ``sessions`` maps its sid to
-    ``(account, key)``. A key that is not valid refuses the connection."""
+    ``(account, key)``. A key that is not valid refuses the connection.
+    ``exchange`` and ``feed`` (``api.funds.BalanceFeed``, with funds): the
+    ``balances`` subscription."""
 
-    def __init__(self, publisher: Publisher, auth=None) -> None:
+    def __init__(self, publisher: Publisher, auth=None, exchange=None, feed=None) -> None:
         super().__init__(MARKET_NAMESPACE)
         self.publisher = publisher
         self.auth = auth
+        self.exchange = exchange
+        self.feed = feed
         self.sessions: dict = {}
         if auth is not None:
             auth.revoke_listeners.append(self._revoked)
@@ -900,21 +928,26 @@ class MarketNamespace(Namespace):
         self.publisher.client_connected(MARKET_NAMESPACE, 1)
 
     def on_disconnect(self, reason=None):
-        self.sessions.pop(request.sid, None)
+        sid = request.sid
+        self.sessions.pop(sid, None)
         self.publisher.client_connected(MARKET_NAMESPACE, -1)
-        self.publisher.forget(request.sid)
+        self.publisher.forget(sid)
+        if self.feed is not None:
+            self.feed.unsubscribe(sid)
 
     def _owner(self, sid: str, data):
         """``(owner, None)`` for a subscription, or ``(None, error envelope)``:
-        ``order_events`` with ``--auth on`` needs a connection with a live key."""
+        ``order_events`` and ``balances`` with ``--auth on`` need a connection
+        with a live key."""
         if self.auth is None or not self.auth.on:
             return None, None
-        if not (isinstance(data, dict) and data.get("type") == "order_events"):
+        if not (isinstance(data, dict) and data.get("type") in ("order_events", BALANCES)):
             return None, None
         found = self.sessions.get(sid)
         if found is None or found[1].revoked is not None:
             return None, envelope(
-                "UNAUTHENTICATED", 'order_events needs a valid API key at connect: auth={"api_key": KEY}'
+                "UNAUTHENTICATED",
+                f'{data.get("type")} needs a valid API key at connect: auth={{"api_key": KEY}}',
             )
         return found[0].account_id, None
 
@@ -923,6 +956,8 @@ class MarketNamespace(Namespace):
         owner, error = self._owner(sid, data)
         if error is not None:
             return error
+        if isinstance(data, dict) and data.get("type") == BALANCES:
+            return _guard("subscribe", self._subscribe_balances, sid, owner)
         return _guard("subscribe", self.publisher.subscribe, sid, data, owner)
 
     def on_unsubscribe(self, data=None, *extra):
@@ -930,13 +965,39 @@ class MarketNamespace(Namespace):
         owner, error = self._owner(sid, data)
         if error is not None:
             return error
+        if isinstance(data, dict) and data.get("type") == BALANCES:
+            if self.feed is not None:
+                _guard("unsubscribe", self.feed.unsubscribe, sid)
+            return _OK
         return _guard("unsubscribe", self.publisher.unsubscribe, sid, data, owner)
+
+    def _subscribe_balances(self, sid: str, owner: int | None) -> dict:
+        """Send the account's balances now, then after every change (``api.funds``)."""
+        feed = self.feed
+        if owner is None or feed is None:  # --auth off: the shared account, no balances
+            from api.auth import account_dict
+
+            self.socketio.emit("balance", account_dict(None), to=sid, namespace=MARKET_NAMESPACE)
+            return _OK
+        exchange = self.exchange
+        capture, ticket = feed.subscribe(sid, owner, exchange.funds_ticket)
+        try:
+            exchange._visible_funds(ticket)
+        except Exception as e:  # ServiceUnavailable: the snapshot is not durable (yet)
+            feed.release(capture, deliver=False)
+            feed.unsubscribe(sid)
+            to_dict = getattr(e, "to_dict", None)
+            return to_dict() if to_dict is not None else internal_error_envelope()
+        feed.release(capture)
+        return _OK
 
     def _revoked(self, key) -> None:
         """A key was revoked: its connections leave their private rooms now."""
         for sid, (account, held) in list(self.sessions.items()):
             if held is key:
                 self.publisher.leave_private(sid, account.account_id)
+                if self.feed is not None:
+                    self.feed.unsubscribe(sid)
 
 
 def _refusal(error) -> dict:
@@ -1049,6 +1110,29 @@ def install_frame_coalescing(socketio) -> bool:
     return True
 
 
+def balance_feed(socketio, exchange, publisher: Publisher):
+    """The ``api.funds.BalanceFeed`` of an exchange with funds: private
+    ``balance`` events through ``publisher.publish_private``."""
+    from api.funds import BalanceFeed
+
+    server = socketio.server
+    accounts = exchange.engine.accounts
+
+    def join(sid: str, account_id: int) -> None:
+        server.enter_room(sid, private_room("balance", account_id), namespace=MARKET_NAMESPACE)
+
+    def leave(sid: str, account_id: int) -> None:
+        server.leave_room(sid, private_room("balance", account_id), namespace=MARKET_NAMESPACE)
+
+    def send(sid: str, event: str, payload: dict) -> None:
+        socketio.emit(event, payload, to=sid, namespace=MARKET_NAMESPACE)
+
+    def name(account_id: int):
+        return accounts.get(account_id).name
+
+    return BalanceFeed(exchange.engine, publisher.publish_private, join, leave, send, name)
+
+
 def init_socketio(socketio, exchange, *, coalesce_frames: bool = True, auth=None, **options) -> Publisher:
     """Register ``/market`` and ``/trade`` on ``socketio`` for ``exchange`` and
     return the publisher the exchange reports its results to. ``auth``
@@ -1066,7 +1150,13 @@ def init_socketio(socketio, exchange, *, coalesce_frames: bool = True, auth=None
     options.setdefault("store", getattr(exchange, "store", None))
     options.setdefault("read_timeout", getattr(exchange, "read_timeout", 2.0))
     publisher = Publisher(socketio, exchange.engine, **options)
-    socketio.on_namespace(MarketNamespace(publisher, auth))
+    feed = None
+    if exchange.engine.ledger is not None:
+        feed = balance_feed(socketio, exchange, publisher)
+        exchange.balance_feed = feed
+        if auth is not None:
+            auth.balance_feed = feed
+    socketio.on_namespace(MarketNamespace(publisher, auth, exchange, feed))
     # a plain python-socketio namespace: no Flask request context per order (see api/trade_ws.py)
     socketio.server.register_namespace(TradeNamespace(exchange, publisher, auth))
     return publisher

@@ -72,8 +72,9 @@ from time import perf_counter_ns
 
 import msgspec
 
-from api import formatting
+from api import formatting, funds
 from api.account_index import AccountIndex
+from api.auth import account_dict, admin_account_dict
 from api.errors import HALTED, ServiceUnavailable, call_or_envelope, internal_error_envelope
 from api.latency import LatencyWindow
 from api.parsing import OrderCommand, parse_amend, parse_cancel, parse_order, parse_order_id
@@ -158,7 +159,9 @@ class Exchange:
         self._last_ticket = getattr(store, "last_ticket", None)
         self.publisher = publisher
         self.audit = audit
-        self.auth = None  # api.auth.Auth, set by the app factory (statistics only)
+        self.auth = None  # api.auth.Auth, set by the app factory (statistics, the balances' barrier)
+        # api.funds.BalanceFeed (the private ``balance`` event), set by the app; None: no events
+        self.balance_feed = None
         self.index = AccountIndex(engine)
         self.started_at = time.time()
         self._started = time.monotonic()
@@ -207,9 +210,13 @@ class Exchange:
         if self._can_fail and self.store.failed:
             self._halted("order", body)
         cmd = self._parse(body)
-        result, ticket = self._submit(cmd, None if account is None else account.account_id)
-        if ticket is not None:
-            self._durable(ticket)
+        try:
+            result, ticket, capture = self._submit(cmd, None if account is None else account.account_id)
+        except EngineError as e:  # refused by the engine (INSUFFICIENT_FUNDS, a stop that would trigger)
+            self._reject("order", body, e)
+            raise
+        if ticket is not None or capture is not None:
+            self._durable_and_release(ticket, capture)
         latency = self.latency
         if result.trades:
             t1 = perf_counter_ns()
@@ -251,11 +258,17 @@ class Exchange:
         out: list = [None] * len(orders)
         accepted = []
         ticket = None
+        captures = []
         for i, body in enumerate(orders):
             try:
                 cmd = self._parse(body)
-                result, logged = self._submit(cmd, owner)
             except EngineError as e:
+                out[i] = e.to_dict()
+                continue
+            try:
+                result, logged, capture = self._submit(cmd, owner)
+            except EngineError as e:  # refused by the engine: INSUFFICIENT_FUNDS, ...
+                self._reject("order", body, e)
                 out[i] = e.to_dict()
                 continue
             except Exception:
@@ -264,10 +277,12 @@ class Exchange:
                 continue
             if logged is not None:
                 ticket = logged
+            if capture is not None:
+                captures.append(capture)
             accepted.append((i, cmd.spec, result))
-        if ticket is not None:
+        if ticket is not None or captures:
             # Tickets are durable in order: waiting for the last covers the batch.
-            self._durable(ticket)
+            self._durable_and_release(ticket, captures)
         submit_report = formatting.submit_report
         publish = self._publish if self.publisher is not None else None
         audit_submit = self.audit.submit if self.audit is not None else None
@@ -309,12 +324,12 @@ class Exchange:
                 if stored is None:
                     raise OrderNotFound(order_id)
                 raise OrderNotOpen(order_id, stored.get("status", "closed"))
-            result, ticket = self._cancel_locked(order)
+            result, ticket, capture = self._cancel_locked(order)
         except EngineError as e:
             self._reject("cancel", body, e)
             raise
-        if ticket is not None:
-            self._durable(ticket)
+        if ticket is not None or capture is not None:
+            self._durable_and_release(ticket, capture)
         report = self._after_cancel(result, t0)
         self.latency["cancel_processing"].add(perf_counter_ns() - t0)
         return report
@@ -354,6 +369,8 @@ class Exchange:
             if account is not None and order.account_id != account.account_id:
                 raise OrderNotFound(order_id)
             store = self.store
+            feed = self.balance_feed
+            capture = None
             with engine.lock(order.symbol):
                 result = engine.amend(order_id, quantity, price, stop_price)
                 if store is not None:
@@ -361,11 +378,13 @@ class Exchange:
                     self.journaled += 1
                 else:
                     ticket = None
+                if feed is not None and feed.watchers:
+                    capture = feed.capture(result)
         except EngineError as e:
             self._reject("amend", body, e)
             raise
-        if ticket is not None:
-            self._durable(ticket)
+        if ticket is not None or capture is not None:
+            self._durable_and_release(ticket, capture)
         self.index.add(result)
         report = formatting.submit_report(engine.markets[order.symbol].spec, result)
         self._publish("on_amend", result, t0)
@@ -398,6 +417,8 @@ class Exchange:
         symbols = [symbol] if symbol is not None else list(engine.markets)
         done = []
         ticket = None
+        captures = []
+        feed = self.balance_feed
         for name in symbols:
             now = time.time_ns()
             for order_id in engine.due_expiries(name, now):
@@ -409,9 +430,11 @@ class Exchange:
                     if store is not None:
                         ticket = store.log_expire(result)
                         self.journaled += 1
+                    if feed is not None and feed.watchers:
+                        captures.append(feed.capture(result))
                 done.append(result)
-        if ticket is not None:
-            self._durable(ticket)
+        if ticket is not None or captures:
+            self._durable_and_release(ticket, captures)
         reports = []
         for result in done:
             report = formatting.cancel_report(engine.markets[result.order.symbol].spec, result)
@@ -471,23 +494,28 @@ class Exchange:
         owner = None if account is None else account.account_id
         results = []
         ticket = None
+        captures = []
         for order in self.index.open_orders(owner, symbol):
             try:
-                result, logged = self._cancel_locked(order)
+                result, logged, capture = self._cancel_locked(order)
             except OrderNotOpen:  # filled or cancelled since it was listed
                 continue
             results.append(result)
             if logged is not None:
                 ticket = logged
-        if ticket is not None:
-            self._durable(ticket)
+            if capture is not None:
+                captures.append(capture)
+        if ticket is not None or captures:
+            self._durable_and_release(ticket, captures)
         return {"cancelled": [self._after_cancel(result, t0) for result in results]}
 
     def _cancel_locked(self, order: Order):
         """Cancel ``order`` and journal it in its symbol's critical section:
-        ``(CancelResult, ticket or None)``. Raises OrderNotOpen."""
+        ``(CancelResult, ticket or None, balance capture or None)``. Raises OrderNotOpen."""
         engine = self.engine
         store = self.store
+        feed = self.balance_feed
+        capture = None
         with engine.lock(order.symbol):
             result = engine.cancel(order.order_id)
             if store is not None:
@@ -495,7 +523,9 @@ class Exchange:
                 self.journaled += 1
             else:
                 ticket = None
-        return result, ticket
+            if feed is not None and feed.watchers:
+                capture = feed.capture(result)
+        return result, ticket, capture
 
     def _after_cancel(self, result, received_ns: int) -> dict:
         """Report, publish and audit a durable cancel."""
@@ -568,10 +598,12 @@ class Exchange:
                 self.journaled += 1
             else:
                 ticket = None
+            feed = self.balance_feed
+            capture = feed.capture(result) if feed is not None and feed.watchers else None
         self.latency["matching"].add(perf_counter_ns() - t0)
         if extras is not None and "expire_time" in extras:
             self._ensure_expiry_task()
-        return result, ticket
+        return result, ticket, capture
 
     def _durable(self, ticket) -> None:
         try:
@@ -584,6 +616,20 @@ class Exchange:
             raise ServiceUnavailable(HALTED) from e
         if self._maybe_snapshot is not None:
             self._maybe_snapshot(self.engine)
+
+    def _durable_and_release(self, ticket, captures) -> None:
+        """``_durable(ticket)``, then release the commands' balance captures
+        (``api.funds.BalanceFeed``): delivered once durable, skipped when the
+        wait failed (the commands will never be durable)."""
+        try:
+            if ticket is not None:
+                self._durable(ticket)
+        except BaseException:
+            if captures:
+                self.balance_feed.release(captures, deliver=False)
+            raise
+        if captures:
+            self.balance_feed.release(captures)
 
     def _halted(self, request: str, body) -> None:
         """Refuse a command: the store failed (fail-stop). Nothing reaches the engine."""
@@ -748,6 +794,53 @@ class Exchange:
             self._visible_all()
         return {"fills": fills}
 
+    def funds_ticket(self) -> int:
+        """The ticket of the last journaled record that balances may reflect
+        (any symbol's command, a deposit or withdrawal); read it after the
+        balances, in the same critical section. 0 without a store."""
+        last = self._last_ticket() if self._last_ticket is not None else 0
+        auth = self.auth
+        return max(last, auth.funds_ticket) if auth is not None else last
+
+    def _visible_funds(self, ticket: int) -> None:
+        """The read barrier for balances: return once ``ticket`` (``funds_ticket``,
+        read with them) is durable.
+
+        Raises:
+            ServiceUnavailable: not durable within ``read_timeout``, or never.
+        """
+        if ticket and self.store is not None and hasattr(self.store, "wait"):
+            try:
+                self.store.wait(ticket, self.read_timeout)
+            except DurabilityTimeout as e:
+                raise ServiceUnavailable(_NOT_DURABLE) from e
+            except StoreError as e:
+                raise ServiceUnavailable(HALTED) from e
+
+    def account(self, account=None) -> dict:
+        """``GET /account``: ``{"account_id", "name", "balances"}`` (the shared
+        account of ``--auth off`` has no balances). O(assets)."""
+        engine = self.engine
+        if engine.ledger is None or account is None:
+            return account_dict(account)
+        with engine.all_locks():
+            answer = account_dict(account, engine.ledger)
+            ticket = self.funds_ticket()
+        self._visible_funds(ticket)
+        return answer
+
+    def admin_accounts(self, accounts) -> dict:
+        """``GET /admin/accounts``: every account with its balances and keys,
+        and the exchange's ``fees``. O(accounts x assets)."""
+        engine = self.engine
+        ledger = engine.ledger
+        with engine.all_locks():
+            listed = [admin_account_dict(a, ledger) for a in list(accounts)]
+            fees = funds.fees_list(ledger)
+            ticket = self.funds_ticket()
+        self._visible_funds(ticket)
+        return {"accounts": listed, "fees": fees}
+
     def _query_symbol(self, symbol) -> None:
         if symbol is not None and symbol not in self.engine.markets:
             raise UnknownSymbol(symbol, "symbol")
@@ -876,6 +969,14 @@ class Exchange:
         audit = None
         if self.audit is not None:
             audit = self.audit.stats()
+        funds_section = None
+        if self.engine.ledger is not None:
+            with self.engine.all_locks():
+                funds_section = funds.conservation(self.engine.ledger)
+                ticket = self.funds_ticket()
+            self._visible_funds(ticket)
+            if self.balance_feed is not None:
+                funds_section["streaming"] = self.balance_feed.stats()
         return {
             "timestamp": formatting.iso(time.time_ns()),
             "uptime_seconds": self.uptime(),
@@ -887,4 +988,5 @@ class Exchange:
             "storage": storage,
             "audit": audit,
             "accounts": accounts,
+            "funds": funds_section,
         }

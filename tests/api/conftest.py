@@ -12,6 +12,9 @@ import pytest
 from api.app import close_app, create_app
 
 BTC = "BTC-USDT"
+# Deposits for test accounts that trade under --auth on (which trades with balances): far more
+# than any of these tests spends, so that only the funds tests meet INSUFFICIENT_FUNDS.
+FUNDED = {"USDT": "10000000", "BTC": "100", "ETH": "1000", "BNB": "1000", "SOL": "1000"}
 
 
 @pytest.fixture

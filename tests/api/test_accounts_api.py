@@ -12,7 +12,7 @@ import stat
 import pytest
 
 from api.auth import KEY_LENGTH, KEY_PREFIX, key_hash
-from tests.api.conftest import BTC
+from tests.api.conftest import BTC, FUNDED
 
 ETH = "ETH-USDT"
 UNAUTH = {"error": {"code": "UNAUTHENTICATED", "message": "a valid X-API-Key header is required"}}
@@ -70,8 +70,9 @@ def admin(on_app):
             assert r.status_code == expect, (r.status_code, r.data[:400])
             return r.get_json()
 
-        def account(self, name):
-            return self.post("/admin/accounts", {"name": name}, 201)
+        def account(self, name, deposits=FUNDED):
+            body = {"name": name} if deposits is None else {"name": name, "deposits": deposits}
+            return self.post("/admin/accounts", body, 201)
 
         def trader(self, name):
             return Trader(client, self.account(name)["api_key"])
@@ -155,15 +156,25 @@ def test_the_admin_token_never_trades(on_app, admin):
 
 
 # -- admin endpoints ------------------------------------------------------------------------------
+ZEROS = [
+    {"asset": "BTC", "available": "0.00000", "locked": "0.00000"},
+    {"asset": "USDT", "available": "0.0000000000", "locked": "0.0000000000"},
+    {"asset": "ETH", "available": "0.0000", "locked": "0.0000"},
+    {"asset": "BNB", "available": "0.000", "locked": "0.000"},
+    {"asset": "SOL", "available": "0.000", "locked": "0.000"},
+]
+
+
 def test_create_account_answers_once_with_a_new_key(on_app, admin):
-    answer = admin.account("alice")
-    assert answer["account_id"] == "1" and answer["name"] == "alice" and answer["balances"] == []
+    answer = admin.account("alice", deposits=None)
+    assert list(answer) == ["account_id", "name", "api_key", "balances"]
+    assert answer["account_id"] == "1" and answer["name"] == "alice" and answer["balances"] == ZEROS
     key = answer["api_key"]
     assert key.startswith(KEY_PREFIX) and len(key) == KEY_LENGTH
     listed = admin.get("/admin/accounts")
-    assert listed["fees"] == []
+    assert listed["fees"] == ZEROS
     (entry,) = listed["accounts"]
-    assert entry["account_id"] == "1" and entry["name"] == "alice" and entry["balances"] == []
+    assert entry["account_id"] == "1" and entry["name"] == "alice" and entry["balances"] == ZEROS
     assert key not in str(listed)  # shown once only
     assert entry["keys"][0]["key_id"] == key_hash(key)[:16]
     registry = on_app.extensions["auth"].registry
@@ -178,7 +189,14 @@ def test_create_account_answers_once_with_a_new_key(on_app, admin):
         ({"name": "bad name"}, "VALIDATION_ERROR", "name"),
         ({"name": 12}, "VALIDATION_ERROR", "name"),
         ({}, "VALIDATION_ERROR", "name"),
-        ({"name": "ok", "deposits": {"USDT": "100"}}, "VALIDATION_ERROR", "deposits"),
+        ({"name": "ok", "deposits": {"USDT": "100", "XRP": "1"}}, "VALIDATION_ERROR", "deposits"),
+        ({"name": "ok", "deposits": {"USDT": "100", "BTC": "0.000001"}}, "VALIDATION_ERROR", "deposits"),
+        ({"name": "ok", "deposits": {"USDT": "0"}}, "VALIDATION_ERROR", "deposits"),
+        ({"name": "ok", "deposits": {"USDT": "-5"}}, "VALIDATION_ERROR", "deposits"),
+        ({"name": "ok", "deposits": {"USDT": "1e3"}}, "VALIDATION_ERROR", "deposits"),
+        ({"name": "ok", "deposits": {"USDT": True}}, "VALIDATION_ERROR", "deposits"),
+        ({"name": "ok", "deposits": {"USDT": None}}, "VALIDATION_ERROR", "deposits"),
+        ({"name": "ok", "deposits": "USDT"}, "VALIDATION_ERROR", "deposits"),
         ({"name": "ok", "deposits": ["USDT"]}, "VALIDATION_ERROR", "deposits"),
     ],
 )
@@ -248,7 +266,7 @@ def test_bad_revocations(admin, alice, body, status, code):
 
 
 def test_admin_actions_are_audited_without_secrets(on_app, admin):
-    created = admin.account("alice")
+    created = admin.account("alice", deposits=None)
     admin.post("/admin/accounts/1/keys", expect=201)
     admin.post("/admin/keys/revoke", {"api_key": created["api_key"]})
     audit = on_app.extensions["audit"]
@@ -395,7 +413,17 @@ def test_cancel_all_cancels_only_own_open_orders(on_app, alice, bob):
 
 
 def test_get_account(alice):
-    assert alice.get("/account") == {"account_id": "1", "name": "alice", "balances": []}
+    assert alice.get("/account") == {
+        "account_id": "1",
+        "name": "alice",
+        "balances": [
+            {"asset": "BTC", "available": "100.00000", "locked": "0.00000"},
+            {"asset": "USDT", "available": "10000000.0000000000", "locked": "0.0000000000"},
+            {"asset": "ETH", "available": "1000.0000", "locked": "0.0000"},
+            {"asset": "BNB", "available": "1000.000", "locked": "0.000"},
+            {"asset": "SOL", "available": "1000.000", "locked": "0.000"},
+        ],
+    }
 
 
 # -- self-trade prevention through REST -----------------------------------------------------------------
@@ -495,7 +523,7 @@ def test_the_order_index_forgets_what_the_engine_forgot(make_app):
     app = make_app(auth="on")
     exchange = app.extensions["exchange"]
     exchange.engine._order_history = 100  # closed orders the engine remembers
-    _account, key = app.extensions["auth"].create_account("alice")
+    _account, key = app.extensions["auth"].create_account("alice", deposits=FUNDED)
     t = Trader(app.test_client(), key)
     body = {"symbol": BTC, "side": "buy", "order_type": "ioc", "quantity": "1", "price": "1.00"}
     for _ in range(account_index.PRUNE_AT + 50):  # each closes at once (nothing to take)

@@ -15,6 +15,7 @@ import pytest
 from api.app import close_app, create_app
 from storage.journal import as_dict
 from storage.verify import verify
+from tests.api.conftest import FUNDED
 from tests.serverproc import ServerProcess
 
 BTC = "BTC-USDT"
@@ -27,7 +28,7 @@ def _app(data_dir, **extra):
 
 
 def _key(app, name):
-    return app.extensions["auth"].create_account(name)[1]
+    return app.extensions["auth"].create_account(name, deposits=FUNDED)[1]
 
 
 def _order(client, key, side, price, quantity="1", **extra):
@@ -119,7 +120,10 @@ def test_sigkill_keeps_every_acknowledged_account_and_key(tmp_path):
         token = _token(data)
         assert token not in server.output()
         status, alice = _call(
-            server.url + "/admin/accounts", "POST", {"name": "alice"}, {"X-Admin-Token": token}
+            server.url + "/admin/accounts",
+            "POST",
+            {"name": "alice", "deposits": FUNDED},
+            {"X-Admin-Token": token},
         )
         assert status == 201
         status, extra = _call(server.url + "/admin/accounts/2/keys", "POST", {}, {"X-Admin-Token": token})
@@ -165,7 +169,10 @@ def test_admin_changes_racing_orders_and_snapshots_replay_exactly(tmp_path):
     app = _app(data, store=store)
     auth = app.extensions["auth"]
     exchange = app.extensions["exchange"]
-    alice, bob = auth.create_account("alice")[0], auth.create_account("bob")[0]
+    alice, bob = (
+        auth.create_account("alice", deposits=FUNDED)[0],
+        auth.create_account("bob", deposits=FUNDED)[0],
+    )
     errors = []
 
     def trade(account, symbol):

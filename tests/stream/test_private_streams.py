@@ -10,6 +10,7 @@ import pytest
 
 from api.app import close_app, create_app
 from api.market import MARKET_NAMESPACE, TRADE_NAMESPACE
+from tests.api.conftest import FUNDED
 from tests.stream.helpers import Inbox, limit, subscribe, unsubscribe
 
 
@@ -25,7 +26,7 @@ def on(tmp_path):
         }
     )
     auth = app.extensions["auth"]
-    keys = {name: auth.create_account(name)[1] for name in ("alice", "bob")}
+    keys = {name: auth.create_account(name, deposits=FUNDED)[1] for name in ("alice", "bob")}
     clients = []
 
     def connect(namespace, key=None, **kw):
@@ -180,7 +181,9 @@ def test_real_server_keys_at_connect_and_private_order_events(tmp_path):
         keys = {}
         for name in ("alice", "bob"):
             r = requests.post(
-                server.url + "/admin/accounts", json={"name": name}, headers={"X-Admin-Token": token}
+                server.url + "/admin/accounts",
+                json={"name": name, "deposits": FUNDED},
+                headers={"X-Admin-Token": token},
             )
             keys[name] = r.json()["api_key"]
         clients = []
