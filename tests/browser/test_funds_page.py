@@ -23,7 +23,8 @@ if os.environ.get("CI", "").strip().lower() not in ("1", "true", "yes"):
     # Outside CI a machine without playwright skips; in CI the import error fails the run.
     pytest.importorskip("playwright.sync_api", reason="python playwright is not installed")
 
-from browser_helpers import Api, TradingPage  # noqa: E402
+from browser_helpers import Api, TradingPage, admin_client  # noqa: E402
+from conftest import VIEWPORT, PageWatch  # noqa: E402
 from playwright.sync_api import expect  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -210,3 +211,186 @@ def test_with_auth_off_the_balances_panel_stays_hidden(page, server):
     report = ui.place("buy", "limit", "0.50000", price="30000.00")
     assert report["status"] == "new"
     assert not page.watch.console_errors and not page.watch.page_errors
+
+
+# -- two funded accounts trade from the page ---------------------------------------------------
+def create_funded(admin, name: str, deposits: dict) -> dict:
+    """POST /admin/accounts with deposits (the admin command of the contract)."""
+    return admin.request("POST", "/admin/accounts", {"name": name, "deposits": deposits})
+
+
+def panel(page) -> list[dict]:
+    return page.eval_on_selector_all(
+        "#balances .balance-row",
+        "rows => rows.map(r => ({asset: r.dataset.asset, available: r.dataset.available, locked: r.dataset.locked}))",
+    )
+
+
+def expect_balance(page, asset: str, available: str, locked: str) -> None:
+    row = page.locator(f'#balances .balance-row[data-asset="{asset}"]')
+    expect(row).to_have_attribute("data-available", available)
+    expect(row).to_have_attribute("data-locked", locked)
+    # shown exactly as the server sent it (the dimmed zeros are part of the text)
+    expect(row.locator(".available")).to_have_text(available)
+    expect(row.locator(".locked")).to_have_text(locked)
+
+
+def events(page) -> int:
+    return int(page.locator("#balances").get_attribute("data-events"))
+
+
+def test_two_funded_accounts_trade_from_the_page(browser, auth_server):
+    server = auth_server
+    admin = admin_client(server)
+    alice = create_funded(admin, "alice", {"BTC": "1"})
+    bob = create_funded(admin, "bob", {"USDT": "100000"})
+    alice_api = Api(server.url, alice["api_key"])
+
+    ctx_a = browser.new_context(viewport=VIEWPORT)
+    ctx_b = browser.new_context(viewport=VIEWPORT)
+    try:
+        page_a = ctx_a.new_page()
+        page_a.watch = PageWatch(page_a, server.url)
+        page_b = ctx_b.new_page()
+        page_b.watch = PageWatch(page_b, server.url)
+
+        # Alice logs in: the panel is GET /account's list, every asset, exactly.
+        ui_a = TradingPage(page_a, server.url).open_logged_out("BTC-USDT")
+        expect(page_a.locator("#balances")).to_be_hidden()
+        ui_a.login(alice["api_key"])
+        ui_a.wait_logged_in("alice")
+        expect(page_a.locator("#balances")).to_have_attribute("data-state", "shown")
+        expect_balance(page_a, "BTC", "1.00000", "0.00000")
+        expect_balance(page_a, "USDT", "0.0000000000", "0.0000000000")
+        assert panel(page_a) == alice_api.get("/account")["balances"]
+        expect(page_a.locator('#balances .balance-row.current[data-asset="USDT"]')).to_have_count(1)
+        # This tab is never reloaded from here on: the marker would be gone.
+        page_a.evaluate("window.__noReload = true")
+
+        # Max for a sell is the available base; the proceeds line is exact.
+        ui_a.fill_order("sell", "limit", "", price="30000.00")
+        page_a.click("#order-max")
+        expect(page_a.locator("#order-quantity")).to_have_value("1.00000")
+        expect(page_a.locator("#order-max-note")).to_have_text("max from the available BTC")
+        page_a.fill("#order-quantity", "0.50000")
+        expect(page_a.locator("#order-cost-label")).to_have_text("Proceeds after fees")
+        # 30000 x 0.5 x (1 - 0.002)
+        expect(page_a.locator("#order-cost-value")).to_have_text("14970.0000000000 USDT")
+        seen = events(page_a)
+        report = ui_a.submit()
+        assert report["status"] == "new", report
+        alice_order = report["order_id"]
+        expect_balance(page_a, "BTC", "0.50000", "0.50000")
+        expect(page_a.locator("#balances")).not_to_have_attribute("data-events", str(seen))
+
+        # Bob, in another browser: Max for a limit buy is quote / (price x lot x 1.002):
+        # 100000 / 0.3006 = 332667.99...; 0.2 at 30000 locks 6012 = 6000 + the 0.2 % fee.
+        ui_b = TradingPage(page_b, server.url).open_logged_out("BTC-USDT")
+        ui_b.login(bob["api_key"])
+        ui_b.wait_logged_in("bob")
+        expect_balance(page_b, "USDT", "100000.0000000000", "0.0000000000")
+        ui_b.fill_order("buy", "limit", "", price="30000.00")
+        page_b.click("#order-max")
+        expect(page_b.locator("#order-quantity")).to_have_value("3.32667")
+        page_b.fill("#order-quantity", "0.20000")
+        expect(page_b.locator("#order-cost-label")).to_have_text("Cost incl. fees")
+        expect(page_b.locator("#order-cost-value")).to_have_text("6012.0000000000 USDT")
+        report = ui_b.submit()
+        assert report["status"] == "filled" and report["average_price"] == "30000.00", report
+
+        # Bob paid notional + taker fee: 100000 - 6000 - 12; he holds 0.2 BTC.
+        expect_balance(page_b, "USDT", "93988.0000000000", "0.0000000000")
+        expect_balance(page_b, "BTC", "0.20000", "0.00000")
+        # Alice, live: 0.3 BTC still locked, 6000 - 6 (maker fee 0.1 %) received.
+        expect_balance(page_a, "BTC", "0.50000", "0.30000")
+        expect_balance(page_a, "USDT", "5994.0000000000", "0.0000000000")
+        expect(ui_a.my_order(alice_order)).to_have_attribute("data-status", "partially_filled")
+        # The fee balance grew by both fees.
+        fees = {b["asset"]: b["available"] for b in admin.list_accounts()["fees"]}
+        assert fees["USDT"] == "18.0000000000"
+
+        # A deposit by the admin command shows at once.
+        admin.request(
+            "POST", "/admin/deposit", {"account_id": alice["account_id"], "asset": "USDT", "amount": "100"}
+        )
+        expect_balance(page_a, "USDT", "6094.0000000000", "0.0000000000")
+
+        # More than the available base: the server's INSUFFICIENT_FUNDS message, nothing changes.
+        answer = ui_a.place("sell", "limit", "0.60000", price="31000.00")
+        assert answer["error"]["code"] == "INSUFFICIENT_FUNDS", answer
+        expect(page_a.locator("#order-error")).to_have_text(answer["error"]["message"])
+        expect_balance(page_a, "BTC", "0.50000", "0.30000")
+        expect(ui_a.level("asks", "31000.00")).to_have_count(0)
+
+        # Bob logs out (the panel goes), carol logs in on that tab: 3000 USDT buy,
+        # at market, more than she can pay: it stops when her funds run out.
+        ui_b.logout()
+        expect(page_b.locator("#balances")).to_be_hidden()
+        carol = create_funded(admin, "carol", {"USDT": "3000"})
+        ui_b.login(carol["api_key"])
+        ui_b.wait_logged_in("carol")
+        expect_balance(page_b, "USDT", "3000.0000000000", "0.0000000000")
+        expect_balance(page_b, "BTC", "0.00000", "0.00000")
+        ui_b.fill_order("buy", "market", "")
+        page_b.click("#order-max")
+        # an estimate at the best ask: 3000 / 0.3006 = 9980.03...
+        expect(page_b.locator("#order-quantity")).to_have_value("0.09980")
+        expect(page_b.locator("#order-max-note")).to_have_attribute("data-estimate", "true")
+        expect(page_b.locator("#order-max-note")).to_contain_text("best ask 30000.00")
+        page_b.fill("#order-quantity", "0.20000")
+        expect(page_b.locator("#order-cost")).to_have_attribute("data-estimate", "true")
+        expect(page_b.locator("#order-cost-value")).to_have_text("6012.0000000000 USDT")
+        report = ui_b.submit()
+        assert report["status"] == "cancelled" and report["cancel_reason"] == "insufficient_funds", report
+        assert report["filled_quantity"] == "0.09980", report
+        # 0.0998 x 30000 = 2994, + 5.988 taker fee: 0.012 left.
+        expect_balance(page_b, "USDT", "0.0120000000", "0.0000000000")
+        expect_balance(page_b, "BTC", "0.09980", "0.00000")
+        carol_order = report["order_id"]
+        ui_b.show_tab("history")
+        status = ui_b.my_order(carol_order).locator(".status")
+        expect(status).to_have_text("cancelled (insufficient funds)")
+        expect(status).to_have_attribute("data-cancel-reason", "insufficient_funds")
+        expect(
+            page_b.locator(
+                f'#event-feed li[data-order-id="{carol_order}"][data-cancel-reason="insufficient_funds"]'
+            )
+        ).to_contain_text("cancelled (insufficient funds)")
+
+        # Alice, live: 0.0998 more sold as maker, 2994 - 2.994 received.
+        expect_balance(page_a, "BTC", "0.50000", "0.20020")
+        expect_balance(page_a, "USDT", "9085.0060000000", "0.0000000000")
+        assert panel(page_a) == alice_api.get("/account")["balances"]
+        assert page_a.evaluate("window.__noReload") is True
+
+        # Conservation, by hand: every unit deposited to the three is in their
+        # accounts or the fees (the server's demo account holds its own, untouched).
+        listing = admin.list_accounts()
+        totals: dict[str, Decimal] = {}
+        for account in listing["accounts"]:
+            if account["name"] not in ("alice", "bob", "carol"):
+                continue
+            for b in account["balances"]:
+                totals[b["asset"]] = (
+                    totals.get(b["asset"], 0) + Decimal(b["available"]) + Decimal(b["locked"])
+                )
+        fees = {b["asset"]: b["available"] for b in listing["fees"]}
+        assert fees["USDT"] == "26.9820000000"  # 18 + 2.994 + 5.988
+        assert totals["USDT"] + Decimal(fees["USDT"]) == Decimal("103100")
+        assert totals["BTC"] + Decimal(fees["BTC"]) == Decimal("1")
+        assert Api(server.url).get("/statistics")["funds"]["ok"] is True
+
+        for page in (page_a, page_b):
+            # Chromium logs every 4xx answer: the only ones are the logged-out
+            # GET /account (how the page finds out the mode) and the refused order.
+            expected = (
+                "status of 401 (UNAUTHORIZED) @ {'url': '" + server.url + "/account'",
+                "status of 400 (BAD REQUEST) @ {'url': '" + server.url + "/order'",
+            )
+            unexpected = [e for e in page.watch.console_errors if not any(x in e for x in expected)]
+            assert not unexpected, unexpected
+            assert not page.watch.page_errors, page.watch.page_errors
+            assert not page.watch.foreign_requests()
+    finally:
+        ctx_a.close()
+        ctx_b.close()
