@@ -1,7 +1,10 @@
 """The admin command line: accounts and API keys over the server's admin endpoints.
 
     python -m api.admin create-account alice            # prints the new account's key, once
-    python -m api.admin list-accounts
+    python -m api.admin create-account bob --deposit USDT=100000 --deposit BTC=2
+    python -m api.admin list-accounts                   # balances (available+locked) and fees
+    python -m api.admin deposit ACCOUNT_ID USDT 1000.5
+    python -m api.admin withdraw ACCOUNT_ID BTC 0.25    # at most what is available
     python -m api.admin new-key ACCOUNT_ID              # another key for the account, once
     python -m api.admin revoke-key < key.txt            # the key from stdin (or --key-file)
     python -m api.admin revoke-key --key-id KEY_ID      # a lost key, by the id list-accounts shows
@@ -24,8 +27,8 @@ Secrets:
   ``--allow-remote`` says that the plain-http network is yours.
 
 Exit status: 0 done, 1 the server refused (its error code and message are printed),
-2 usage error, no token, or the server is unreachable. Balances (deposit, withdraw)
-slot in as further subcommands over the same client.
+2 usage error, no token, or the server is unreachable (a withdrawal beyond the
+available balance is the server's refusal, ``INSUFFICIENT_FUNDS``: 1).
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ from decimal import Decimal
 from urllib.parse import quote, urlsplit
 
 DEFAULT_URL = "http://127.0.0.1:5000"
+# What a load tool deposits of every asset into each account it makes: far more
+# than any run spends (1e9 BTC at 30,000 is 3e13 USDT; still exact at every
+# scale), so that a load never meets INSUFFICIENT_FUNDS by accident.
+LOAD_DEPOSIT = "1000000000000"
 DEFAULT_DATA_DIR = "data"
 TOKEN_FILE = "admin.token"
 
@@ -153,9 +160,38 @@ class AdminClient:
             message += ": does this server have accounts (it needs the admin endpoints)?"
         raise AdminError(message, response.status, code)
 
-    def create_account(self, name: str) -> dict:
-        """POST /admin/accounts: ``{"account_id", "name", "api_key", "balances"}``."""
-        return self.request("POST", "/admin/accounts", {"name": name})
+    def create_account(self, name: str, deposits: dict | None = None) -> dict:
+        """POST /admin/accounts: ``{"account_id", "name", "api_key", "balances"}``;
+        ``deposits`` (asset -> decimal string) funds it in the same command."""
+        body = {"name": name} if not deposits else {"name": name, "deposits": deposits}
+        return self.request("POST", "/admin/accounts", body)
+
+    def deposit(self, account_id, asset: str, amount: str) -> dict:
+        """POST /admin/deposit: ``{"account_id", "balances"}``."""
+        return self.request(
+            "POST", "/admin/deposit", {"account_id": str(account_id), "asset": asset, "amount": str(amount)}
+        )
+
+    def withdraw(self, account_id, asset: str, amount: str) -> dict:
+        """POST /admin/withdraw: ``{"account_id", "balances"}`` (400 INSUFFICIENT_FUNDS
+        beyond what is available)."""
+        return self.request(
+            "POST", "/admin/withdraw", {"account_id": str(account_id), "asset": asset, "amount": str(amount)}
+        )
+
+    def assets(self) -> list[str]:
+        """GET /assets (public): the asset names."""
+        return [a["asset"] for a in self.request("GET", "/assets").get("assets", [])]
+
+    def load_deposits(self, amount: str = LOAD_DEPOSIT) -> dict:
+        """Deposits for the accounts a load tool makes: ``amount`` of every
+        asset the server has (none when it has no ``/assets``: an older server)."""
+        try:
+            return dict.fromkeys(self.assets(), amount)
+        except AdminError as exc:
+            if exc.status == 404:
+                return {}
+            raise
 
     def list_accounts(self) -> dict:
         """GET /admin/accounts: ``{"accounts": [...], "fees": [...]}``."""
@@ -200,9 +236,18 @@ def read_key(key_file: str | None) -> str:
 
 
 def _balances_text(balances) -> str:
-    if not balances:
+    """``USDT 100.5+20.0, BTC 1.0+0`` of the non-zero balances; ``-`` if none."""
+
+    def zero(value) -> bool:
+        try:
+            return Decimal(str(value)) == 0
+        except ArithmeticError:
+            return False
+
+    shown = [b for b in balances or () if not (zero(b.get("available")) and zero(b.get("locked")))]
+    if not shown:
         return "-"
-    return ", ".join(f"{b.get('asset')} {b.get('available')}+{b.get('locked')}" for b in balances)
+    return ", ".join(f"{b.get('asset')} {b.get('available')}+{b.get('locked')}" for b in shown)
 
 
 def _print_json(data: dict) -> None:
@@ -240,9 +285,41 @@ def _check_key_out(args) -> None:
         raise AdminError(f"{args.key_out} exists; give a new file for the key")
 
 
+def _parse_deposits(items) -> dict:
+    out = {}
+    for item in items or ():
+        asset, sep, amount = item.partition("=")
+        if not sep or not asset or not amount:
+            raise AdminError(f"--deposit takes ASSET=AMOUNT, not {item!r}")
+        out[asset] = amount
+    return out
+
+
 def cmd_create_account(client: AdminClient, args) -> None:
     _check_key_out(args)
-    _show_key(args, client.create_account(args.name), "account created")
+    answer = client.create_account(args.name, _parse_deposits(args.deposit))
+    _show_key(args, answer, "account created")
+    if not args.json and args.deposit:
+        print(f"balances (available+locked): {_balances_text(answer.get('balances'))}")
+
+
+def _cmd_transfer(client: AdminClient, args, withdraw: bool) -> None:
+    call = client.withdraw if withdraw else client.deposit
+    answer = call(args.account_id, args.asset, args.amount)
+    if args.json:
+        _print_json(answer)
+        return
+    verb = "withdrew" if withdraw else "deposited"
+    print(f"{verb} {args.amount} {args.asset} (account_id {answer.get('account_id')})")
+    print(f"balances (available+locked): {_balances_text(answer.get('balances'))}")
+
+
+def cmd_deposit(client: AdminClient, args) -> None:
+    _cmd_transfer(client, args, False)
+
+
+def cmd_withdraw(client: AdminClient, args) -> None:
+    _cmd_transfer(client, args, True)
 
 
 def cmd_new_key(client: AdminClient, args) -> None:
@@ -318,10 +395,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("create-account", help="create an account and its first API key")
     p.add_argument("name", help="1-64 characters of A-Z a-z 0-9 _ . -")
     p.add_argument("--key-out", **key_out)
+    p.add_argument(
+        "--deposit",
+        action="append",
+        metavar="ASSET=AMOUNT",
+        help="fund the account at its creation (repeat for several assets)",
+    )
     p.set_defaults(func=cmd_create_account)
 
     p = sub.add_parser("list-accounts", help="every account with its balances")
     p.set_defaults(func=cmd_list_accounts)
+
+    for name, func, what in (
+        ("deposit", cmd_deposit, "credit an account's available balance"),
+        ("withdraw", cmd_withdraw, "debit an account's available balance (never locked funds)"),
+    ):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("account_id")
+        p.add_argument("asset", help="e.g. USDT (GET /assets lists them)")
+        p.add_argument("amount", help="a positive decimal within the asset's scale, e.g. 1000.5")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("new-key", help="another API key for an account")
     p.add_argument("account_id")

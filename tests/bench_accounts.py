@@ -212,12 +212,16 @@ def bench_rest(rounds: int, duration: float, clients: int) -> None:
                 with open(os.path.join(tmp, "admin.token")) as f:
                     token = f.read().strip()
                 keys = []
+                conn = http.client.HTTPConnection("127.0.0.1", server.port)
+                conn.request("GET", "/assets")
+                assets = [a["asset"] for a in json.loads(conn.getresponse().read())["assets"]]
                 for name in ("buyer", "seller"):
                     conn = http.client.HTTPConnection("127.0.0.1", server.port)
                     conn.request(
                         "POST",
                         "/admin/accounts",
-                        body=json.dumps({"name": name}),
+                        # funded far beyond what the run spends (api/admin.py's LOAD_DEPOSIT)
+                        body=json.dumps({"name": name, "deposits": dict.fromkeys(assets, "1000000000000")}),
                         headers={"Content-Type": "application/json", "X-Admin-Token": token},
                     )
                     keys.append(json.loads(conn.getresponse().read())["api_key"])

@@ -603,7 +603,7 @@ def test_with_auth_on_the_load_runner_makes_its_own_accounts(auth_server, tmp_pa
 @pytest.mark.parametrize("mode", ["rest", "ws"])
 def test_with_auth_on_the_load_runner_sends_the_given_keys(auth_server, tmp_path, mode):
     admin = accounts.AdminClient(auth_server.url, accounts.read_admin_token(auth_server.data_dir))
-    keys = [admin.create_account(f"given-{mode}-{i}")["api_key"] for i in range(2)]
+    keys = [admin.create_account(f"given-{mode}-{i}", admin.load_deposits())["api_key"] for i in range(2)]
     key_file = accounts.write_key_file(keys, str(tmp_path))
     out = tmp_path / "run.json"
     run_load_test(
@@ -838,7 +838,7 @@ def test_market_watch_shows_the_keyed_accounts_order_events_only(auth_server, tm
     import requests
 
     admin = accounts.AdminClient(auth_server.url, accounts.read_admin_token(auth_server.data_dir))
-    mine, other = (admin.create_account(n)["api_key"] for n in ("watcher", "stranger"))
+    mine, other = (admin.create_account(n, admin.load_deposits())["api_key"] for n in ("watcher", "stranger"))
     key_file = tmp_path / "key"
     key_file.write_text(mine + "\n")
 

@@ -325,7 +325,8 @@ class Demo:
     def account_key(self, name: str) -> str:
         """A new key of the account ``name``: the account is created at the first run."""
         try:
-            answer = self.admin.create_account(name)
+            # funded at creation far beyond what the simulation spends (api.admin.LOAD_DEPOSIT)
+            answer = self.admin.create_account(name, self.admin.load_deposits())
         except AdminError as exc:
             if exc.code != "ACCOUNT_EXISTS":
                 raise

@@ -24,9 +24,16 @@ def admin_module():
 
 
 def admin_client(server):
-    """An ``api.admin.AdminClient`` of ``server`` with the token of its data dir."""
+    """An ``api.admin.AdminClient`` of ``server`` with the token of its data dir,
+    whose ``create_account`` funds the account (``--auth on`` trades with
+    balances) unless the test gives ``deposits`` itself."""
     admin = admin_module()
-    return admin.AdminClient(server.url, admin.read_admin_token(server.data_dir))
+
+    class FundingAdminClient(admin.AdminClient):
+        def create_account(self, name: str, deposits: dict | None = None) -> dict:
+            return super().create_account(name, self.load_deposits() if deposits is None else deposits)
+
+    return FundingAdminClient(server.url, admin.read_admin_token(server.data_dir))
 
 
 class Api:

@@ -224,7 +224,7 @@ def test_with_auth_on_an_edge_refuses_order_events_and_still_serves_trades(tmp_p
             admin = open(os.path.join(str(tmp_path / "data"), "admin.token")).read().strip()
             created = requests.post(
                 cluster.engine.url + "/admin/accounts",
-                json={"name": "bob"},
+                json={"name": "bob", "deposits": {"BTC": "1"}},
                 headers={"X-Admin-Token": admin},
                 timeout=10,
             ).json()

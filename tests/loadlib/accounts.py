@@ -9,8 +9,11 @@ Every tool that sends orders adds :func:`add_options` to its parser and calls
   account each) and the lines of ``--api-key-file`` (which keeps them out of
   ``ps``), else the tool makes ``--accounts`` accounts of its own through
   the admin endpoints with the admin token of ``--data-dir`` (default ``./data``) or
-  ``--admin-token-file``, named ``load-<tag>-<n>``, and revokes their keys when the
-  run is over (:meth:`Keys.close`).
+  ``--admin-token-file``, named ``load-<tag>-<n>``, funded at creation with
+  ``api.admin.LOAD_DEPOSIT`` of every asset (far more than a run spends: a load
+  never meets ``INSUFFICIENT_FUNDS`` by accident), and revokes their keys when
+  the run is over (:meth:`Keys.close`). Accounts given by ``--api-key`` must be
+  funded by whoever made them.
 
 Orders are spread over the accounts in turn, so that with two or more the
 orders of the load trade with each other as they do without accounts (with a
@@ -172,10 +175,11 @@ def resolve_keys(args, host: str, port: int, url: str, tag: str) -> Keys:
         ) from None
     try:
         admin = AdminClient(url, token, allow_remote=getattr(args, "allow_remote", False))
+        deposits = admin.load_deposits()  # funded far beyond what a run spends (api.admin.LOAD_DEPOSIT)
         keys, names = [], []
         for i in range(args.accounts):
             name = f"load-{tag}-{i + 1}"
-            keys.append(admin.create_account(name)["api_key"])
+            keys.append(admin.create_account(name, deposits)["api_key"])
             names.append(name)
     except AdminError as exc:
         raise KeysError(f"could not make the load's accounts through the admin endpoints: {exc}") from None
