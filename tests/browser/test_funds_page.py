@@ -363,6 +363,17 @@ def test_two_funded_accounts_trade_from_the_page(browser, auth_server):
         assert panel(page_a) == alice_api.get("/account")["balances"]
         assert page_a.evaluate("window.__noReload") is True
 
+        # A change while the private socket is down shows once it is back (GET /account
+        # and the subscription's first event, on every reconnect).
+        page_a.evaluate("window.__matchbook.session.socket.disconnect()")
+        expect(page_a.locator("#account")).to_have_attribute("data-socket", "disconnected")
+        admin.request(
+            "POST", "/admin/deposit", {"account_id": alice["account_id"], "asset": "USDT", "amount": "1"}
+        )
+        page_a.evaluate("window.__matchbook.session.socket.connect()")
+        expect(page_a.locator("#account")).to_have_attribute("data-socket", "connected")
+        expect_balance(page_a, "USDT", "9086.0060000000", "0.0000000000")
+
         # Conservation, by hand: every unit deposited to the three is in their
         # accounts or the fees (the server's demo account holds its own, untouched).
         listing = admin.list_accounts()
@@ -376,7 +387,7 @@ def test_two_funded_accounts_trade_from_the_page(browser, auth_server):
                 )
         fees = {b["asset"]: b["available"] for b in listing["fees"]}
         assert fees["USDT"] == "26.9820000000"  # 18 + 2.994 + 5.988
-        assert totals["USDT"] + Decimal(fees["USDT"]) == Decimal("103100")
+        assert totals["USDT"] + Decimal(fees["USDT"]) == Decimal("103101")
         assert totals["BTC"] + Decimal(fees["BTC"]) == Decimal("1")
         assert Api(server.url).get("/statistics")["funds"]["ok"] is True
 
