@@ -178,7 +178,12 @@ export class OrderEntry {
   updateCost() {
     const line = $("order-cost");
     if (!this.spec) return;
-    const cost = costOf(this.fundsState());
+    const state = this.fundsState();
+    // What the order spends from: quote for a buy, base for a sell (as the server sent it).
+    const asset = this.side === "buy" ? this.spec.quote : this.spec.base;
+    const available = state.available && state.available[asset] !== undefined ? `${state.available[asset]} ${asset}` : "—";
+    if ($("order-available").textContent !== available) $("order-available").textContent = available;
+    const cost = costOf(state);
     const text = cost ? `${cost.value} ${cost.asset}` : "—";
     const label = this.side === "buy" ? "Cost incl. fees" : "Proceeds after fees";
     if ($("order-cost-label").textContent !== label) $("order-cost-label").textContent = label;

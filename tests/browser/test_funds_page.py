@@ -206,6 +206,7 @@ def test_with_auth_off_the_balances_panel_stays_hidden(page, server):
     # Max has no balance to go by and says so; the cost line still shows the exact figure.
     ui.fill_order("buy", "limit", "0.50000", price="30000.00")
     expect(page.locator("#order-cost-value")).to_have_text("15030.0000000000 USDT")
+    expect(page.locator("#order-available")).to_have_text("—")
     page.click("#order-max")
     expect(page.locator("#quantity-error")).to_contain_text("no balances to go by")
     report = ui.place("buy", "limit", "0.50000", price="30000.00")
@@ -269,6 +270,7 @@ def test_two_funded_accounts_trade_from_the_page(browser, auth_server):
 
         # Max for a sell is the available base; the proceeds line is exact.
         ui_a.fill_order("sell", "limit", "", price="30000.00")
+        expect(page_a.locator("#order-available")).to_have_text("1.00000 BTC")
         page_a.click("#order-max")
         expect(page_a.locator("#order-quantity")).to_have_value("1.00000")
         expect(page_a.locator("#order-max-note")).to_have_text("max from the available BTC")
@@ -282,6 +284,7 @@ def test_two_funded_accounts_trade_from_the_page(browser, auth_server):
         alice_order = report["order_id"]
         expect_balance(page_a, "BTC", "0.50000", "0.50000")
         expect(page_a.locator("#balances")).not_to_have_attribute("data-events", str(seen))
+        expect(page_a.locator("#order-available")).to_have_text("0.50000 BTC")
 
         # Bob, in another browser: Max for a limit buy is quote / (price x lot x 1.002):
         # 100000 / 0.3006 = 332667.99...; 0.2 at 30000 locks 6012 = 6000 + the 0.2 % fee.
@@ -290,6 +293,7 @@ def test_two_funded_accounts_trade_from_the_page(browser, auth_server):
         ui_b.wait_logged_in("bob")
         expect_balance(page_b, "USDT", "100000.0000000000", "0.0000000000")
         ui_b.fill_order("buy", "limit", "", price="30000.00")
+        expect(page_b.locator("#order-available")).to_have_text("100000.0000000000 USDT")
         page_b.click("#order-max")
         expect(page_b.locator("#order-quantity")).to_have_value("3.32667")
         page_b.fill("#order-quantity", "0.20000")
