@@ -57,8 +57,8 @@ bench-compare: $(VENV)/.dev  ## side by side with the shared yardstick engines
 load: $(VENV)/.dev  ## end-to-end load test against a server you started
 	$(PY) tests/advanced_load_test.py $(ARGS)
 
-verify: $(VENV)/.runtime  ## verify a data dir offline: make verify ARGS="--data-dir data"
-	$(PY) -m storage.verify $(ARGS)
+verify: $(VENV)/.runtime  ## verify a data dir offline (chain, replay, snapshots, balances add up): make verify [ARGS="--data-dir DIR"]
+	$(PY) -m storage.verify $(or $(ARGS),--data-dir ./data)
 
 clean:
 	rm -rf $(VENV) frontend/node_modules .pytest_cache .hypothesis

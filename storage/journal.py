@@ -21,7 +21,11 @@ Format v2 (see ``Documentation/DURABILITY.md`` for the full description)
     expire: ``[n, "e", symbol, timestamp, order_id, sequence]``;
     account opened: ``[n, "o", account_id, name, timestamp]``;
     key issued: ``[n, "k", account_id, key_hash, timestamp]``;
-    key revoked: ``[n, "r", key_hash, timestamp]``.
+    key revoked: ``[n, "r", key_hash, timestamp]``;
+    deposit: ``[n, "d", account_id, asset, amount, timestamp]``;
+    withdrawal: ``[n, "w", account_id, asset, amount, timestamp]``
+    (``amount``: a positive int in the asset's smallest unit, see
+    ``engine.funds``; only in data dirs run with funds, ``--auth on``).
     Keys appear only as their SHA-256 (``api/auth.py``), never in clear.
     ``[trade ids]`` are every trade of the command, those of the stops it
     triggered included (triggers are consequences of the record, which
@@ -45,7 +49,7 @@ Invariants checked by ``JournalReader``
     * only the very last line of the last segment may fail these checks (a
       torn write: the process or machine died while appending), and only if
       it could be one record (at most one command start ``[<digits>,"s"``
-      (or another op code) and one line end ``<hash>"]``). It is dropped -- truncated away when ``repair_tail`` is set --
+      (or another op code: ``OP_CODES``) and one line end ``<hash>"]``). It is dropped -- truncated away when ``repair_tail`` is set --
       and reported. A failure anywhere else raises ``CorruptJournal`` naming
       the file, the byte offset and the record number.
 
@@ -291,6 +295,28 @@ class RevokeRecord(msgspec.Struct, array_like=True, gc=False):
     timestamp: int
 
 
+class DepositRecord(msgspec.Struct, array_like=True, gc=False):
+    """Funds credited to an account's available balance (``engine.deposit``)."""
+
+    n: int
+    op: Literal["d"]
+    account_id: int
+    asset: str
+    amount: int
+    timestamp: int
+
+
+class WithdrawRecord(msgspec.Struct, array_like=True, gc=False):
+    """Funds debited from an account's available balance (``engine.withdraw``)."""
+
+    n: int
+    op: Literal["w"]
+    account_id: int
+    asset: str
+    amount: int
+    timestamp: int
+
+
 class AmendRecord(msgspec.Struct, array_like=True, gc=False):
     """A decoded amend command (``None``: that field unchanged)."""
 
@@ -329,7 +355,11 @@ _DECODERS = {
     b"o": msgspec.json.Decoder(tuple[AccountRecord, str, str]),
     b"k": msgspec.json.Decoder(tuple[KeyRecord, str, str]),
     b"r": msgspec.json.Decoder(tuple[RevokeRecord, str, str]),
+    b"d": msgspec.json.Decoder(tuple[DepositRecord, str, str]),
+    b"w": msgspec.json.Decoder(tuple[WithdrawRecord, str, str]),
 }
+# every op code a record may have (the torn-tail check's record syntax uses them)
+OP_CODES = "".join(sorted(op.decode() for op in _DECODERS))
 
 
 SUBMIT_FIELDS = tuple(SubmitRecord.__struct_fields__)
@@ -344,6 +374,8 @@ _FIELDS = {
     "o": tuple(AccountRecord.__struct_fields__),
     "k": tuple(KeyRecord.__struct_fields__),
     "r": tuple(RevokeRecord.__struct_fields__),
+    "d": tuple(DepositRecord.__struct_fields__),
+    "w": tuple(WithdrawRecord.__struct_fields__),
 }
 
 
@@ -366,9 +398,20 @@ def as_dict(line: list) -> dict:
     return record
 
 
-def decode(
-    line: bytes,
-) -> SubmitRecord | CancelRecord | AmendRecord | ExpireRecord | AccountRecord | KeyRecord | RevokeRecord:
+Record = (
+    SubmitRecord
+    | CancelRecord
+    | AmendRecord
+    | ExpireRecord
+    | AccountRecord
+    | KeyRecord
+    | RevokeRecord
+    | DepositRecord
+    | WithdrawRecord
+)
+
+
+def decode(line: bytes) -> Record:
     """One verified line -> its record.
 
     Raises:
@@ -376,7 +419,7 @@ def decode(
         writer bug or a format from another version).
     """
     try:
-        # the op code follows n: '[[<n>,"s",' (or "c", "a", "e")
+        # the op code follows n: '[[<n>,"s",' (or another of OP_CODES)
         at = line.index(b",") + 2
         decoder = _submit_decoder if line[at : at + 1] == b"s" else _DECODERS.get(line[at : at + 1])
         if decoder is None:
@@ -456,6 +499,10 @@ def apply_record(engine, record) -> None:
             _key, changed = engine.accounts.revoke(record.key_hash, record.timestamp)
             if not changed:
                 raise ReplayMismatch(f"record {record.n}: revokes a key that was revoked already")
+        elif kind is DepositRecord:
+            engine.deposit(record.account_id, record.asset, record.amount)
+        elif kind is WithdrawRecord:
+            engine.withdraw(record.account_id, record.asset, record.amount)
         else:
             trade_ids = record.trade_ids
             result = engine.amend(
@@ -525,7 +572,7 @@ def _bad_line(line: bytes, n: int, prev: bytes) -> str | None:
 
 
 # inside a JSON string a quote is escaped, so these only match record syntax
-_RECORD_START = re.compile(rb'\[\d+,"[scaeokr]"')
+_RECORD_START = re.compile(rb'\[\d+,"[%b]"' % OP_CODES.encode())
 _RECORD_END = re.compile(rb'[0-9a-f]{32}"\]')
 
 

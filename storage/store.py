@@ -141,6 +141,9 @@ SYMBOLS_FILE = "symbols.json"
 # Written at a data dir's first start: a data dir that has it but no journal
 # segment lost its journal (Store._check_not_emptied).
 IDENTITY_FILE = "IDENTITY"
+# The data dir's mode, recorded at its first start: with funds (balances:
+# --auth on) or without (Store._check_mode).
+MODE_FILE = "mode.json"
 LOCK_FILE = "LOCK"
 # How long recover() waits for a LOCK held by the writer process of a server
 # that died (it is writing what it had received, fsyncing and exiting).
@@ -293,6 +296,8 @@ class Store:
         # symbol -> its last ticket, written by log_* under the symbol's lock:
         # the read barrier's "which record does this state reflect".
         self._symbol_ticket: dict[str, int] = {}
+        # the last ticket of a log_command (accounts, keys, deposits, withdrawals)
+        self._command_ticket = 0
         self._pending: list = []  # command rows (ticket first); order by ticket may be off
         self._held: list = []  # the leader's: rows after a ticket not yet appended
         self._rolls: list = []  # pending _Roll markers, by first_n
@@ -340,7 +345,8 @@ class Store:
 
         Raises:
             DataDirLocked: another process has the data dir.
-            ConfigMismatch: the symbols differ from the data dir's.
+            ConfigMismatch: the symbols differ from the data dir's, or the
+                engine's mode (with or without funds) from the data dir's.
             CorruptJournal: a damaged record other than a torn last one.
             CorruptSnapshot: no usable snapshot where one is needed.
             ReplayMismatch: a record did not replay to what was journaled.
@@ -369,12 +375,15 @@ class Store:
 
     def _recover(self, engine) -> dict:
         for name in os.listdir(self.data_dir):
-            if name.endswith(".tmp") and (name.startswith("snapshot-") or name == SYMBOLS_FILE + ".tmp"):
+            if name.endswith(".tmp") and (
+                name.startswith("snapshot-") or name[:-4] in (SYMBOLS_FILE, MODE_FILE)
+            ):
                 os.unlink(os.path.join(self.data_dir, name))
                 log.warning("storage: removed an unfinished %s (a crash during a snapshot)", name)
         segments = list_segments(self.data_dir)
         self._check_not_emptied(bool(segments))
         self._symbols = self._check_symbols(engine)
+        self._check_mode(engine, segments)
 
         first_n = segments[0][0] if segments else 1
         skipped = []
@@ -499,6 +508,12 @@ class Store:
                 raise _SnapshotOffChain(
                     f"its hash {snap['hash'].decode()} differs from the journal's hash of record {n}"
                 )
+        has_funds = snap["engine"].get("funds") is not None
+        if has_funds != (engine.ledger is not None):  # mode.json said otherwise: edited by hand
+            raise ConfigMismatch(
+                f"{snap['path']} was taken {'with' if has_funds else 'without'} balances and the "
+                f"engine runs {'without' if has_funds else 'with'} them: {_mode_advice(has_funds)}"
+            )
         try:
             engine.restore(snap["engine"])
         except (KeyError, TypeError, ValueError) as exc:
@@ -540,6 +555,38 @@ class Store:
             self.data_dir,
             marker,
         )
+
+    def _check_mode(self, engine, segments: list) -> None:
+        """Refuse to recover a data dir in the other mode than the one it was
+        used in, and record the mode at the first start.
+
+        The mode is with funds (``engine.ledger`` is not None: balances,
+        ``--auth on``) or without. ``mode.json`` records it at the first
+        start; a data dir with journaled commands but no ``mode.json`` was
+        written before balances existed: without. A data dir with no
+        journaled command yet (empty segments, no snapshot) takes the
+        engine's mode whatever was recorded. O(segments + snapshots).
+
+        Raises:
+            ConfigMismatch: the recorded mode is not the engine's and commands
+            were journaled in it (they would not replay: an order of an
+            account without balances, a deposit without a ledger).
+        """
+        funds = engine.ledger is not None
+        recorded = read_mode(self.data_dir)
+        used = bool(list_snapshots(self.data_dir)) or any(os.path.getsize(path) for _n, path in segments)
+        if used:
+            was = bool(recorded)  # no mode.json: written before balances existed, without
+            if was != funds:
+                if was:
+                    why = f"{self.data_dir} holds balances (it was run with --auth on)"
+                else:
+                    before = ", before balances existed" if recorded is None else ""
+                    why = f"{self.data_dir} was run without balances (--auth off{before})"
+                raise ConfigMismatch(f"{why}; {_mode_advice(was)}")
+        if recorded != funds:
+            data = json.dumps({"funds": funds}).encode() + b"\n"
+            atomic_write(os.path.join(self.data_dir, MODE_FILE), data)
 
     def _write_identity(self) -> None:
         """Mark the data dir as used (``IDENTITY``: an id and the creation time), once."""
@@ -714,12 +761,16 @@ class Store:
 
     def log_command(self, *command) -> int:
         """Journal a command that is not about one symbol's book (an account
-        opened, a key issued or revoked: ``storage.journal``'s ``o``, ``k``,
-        ``r`` records, e.g. ``log_command("o", account_id, name, timestamp)``);
-        return its ticket. Call holding every symbol lock
-        (``engine.all_locks()``), together with the change it records, so that
-        a snapshot never falls between the two. No IO. O(1)."""
+        opened, a key issued or revoked, a deposit or a withdrawal:
+        ``storage.journal``'s ``o``, ``k``, ``r``, ``d``, ``w`` records, e.g.
+        ``log_command("o", account_id, name, timestamp)``,
+        ``log_command("d", account_id, asset, amount, timestamp)``); return its
+        ticket. Call holding every symbol lock (``engine.all_locks()``),
+        together with the change it records, so that a snapshot never falls
+        between the two. ``last_ticket`` covers it (a read of balances or
+        accounts waits for it). No IO. O(1)."""
         n = next(self._tickets)
+        self._command_ticket = n
         self._pending.append((n, *command))
         return n
 
@@ -732,9 +783,11 @@ class Store:
         return self._symbol_ticket.get(symbol, 0)
 
     def last_ticket(self) -> int:
-        """The last ticket journaled for any symbol (the same rule). O(symbols)."""
+        """The last ticket journaled for any symbol or by ``log_command`` (the
+        same rule): a state that spans symbols, accounts or balances reflects
+        no record beyond it. O(symbols)."""
         tickets = self._symbol_ticket
-        return max(tickets.values()) if tickets else 0
+        return max(self._command_ticket, max(tickets.values()) if tickets else 0)
 
     def durable(self, ticket: int) -> bool:
         """Whether record ``ticket`` is durable per the policy (an int
@@ -1389,6 +1442,32 @@ class Store:
             if not self._flushing and not self._send_mu.locked():
                 assert len(self._pending) + len(self._held) == self._last_n - self._sent_n
             assert len(self._last_hash) == 32
+
+
+def read_mode(data_dir: str) -> bool | None:
+    """The mode recorded in the data dir's ``mode.json``: True with funds,
+    False without, None when it has none (``Store._check_mode``).
+
+    Raises:
+        ConfigMismatch: the file is unreadable.
+    """
+    path = os.path.join(data_dir, MODE_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            funds = json.load(f)["funds"]
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigMismatch(f"{path}: unreadable: {exc!r}") from exc
+    if type(funds) is not bool:
+        raise ConfigMismatch(f"{path}: unreadable: funds is {funds!r}, not true or false")
+    return funds
+
+
+def _mode_advice(funds: bool) -> str:
+    """How to start a data dir of this mode (the flag that selects it)."""
+    flag = "--auth on" if funds else "--auth off"
+    return f"start it with {flag} or use another --data-dir (a data dir keeps the mode it was first run in)"
 
 
 def _lock_holder(fd: int) -> int | None:

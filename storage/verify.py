@@ -8,7 +8,13 @@ Checks, in one pass over the journal:
      valid snapshot when older segments were pruned), comparing the replayed
      state with each snapshot at its record;
   4. the newest valid snapshot plus the journal after it, compared with the
-     full replay's final state, and the engine's own invariants (``check()``).
+     full replay's final state, and the engine's own invariants (``check()``);
+  5. with funds (the data dir's ``mode.json`` says so: it was run with
+     ``--auth on``), conservation of the replayed balances, at every snapshot's
+     record and at the end: per asset, the sum of every account's available
+     and locked plus the fees equals deposits minus withdrawals, no balance is
+     negative, and each account's locked equals what its open orders hold.
+     The per-asset figures are printed.
 
 Prints a summary; exit status 0 when the data dir is sound, 1 when not.
 ``--repair`` (with the server stopped) truncates a torn tail the way startup
@@ -35,10 +41,10 @@ from decimal import Decimal  # noqa: E402
 
 from engine.matcher import MatchingEngine  # noqa: E402
 from engine.symbols import SymbolSpec, default_symbols  # noqa: E402
-from storage.errors import CorruptJournal, CorruptSnapshot, ReplayMismatch  # noqa: E402
+from storage.errors import ConfigMismatch, CorruptJournal, CorruptSnapshot, ReplayMismatch  # noqa: E402
 from storage.journal import JournalReader, apply_record, decode, list_segments  # noqa: E402
 from storage.snapshot import list_snapshots, read_snapshot  # noqa: E402
-from storage.store import LOCK_FILE, SYMBOLS_FILE  # noqa: E402
+from storage.store import LOCK_FILE, MODE_FILE, SYMBOLS_FILE, read_mode  # noqa: E402
 
 
 def state_json(engine) -> str:
@@ -54,6 +60,9 @@ def canonical(state: dict) -> dict:
     state = json.loads(json.dumps(state))
     state["orders"].sort(key=lambda row: row[0])
     state["closed"].sort()
+    funds = state.get("funds")
+    if funds:  # an account's all-zero balances are no state (a refused order can make them)
+        funds["balances"] = sorted(row for row in funds["balances"] if row[1])
     for market in state["markets"].values():
         market["stats"]["rejections"] = 0
     return state
@@ -142,6 +151,12 @@ def verify(data_dir: str, *, out=print, symbols: list[SymbolSpec] | None = None)
     segments = list_segments(data_dir)
     report["segments"] = len(segments)
     specs = symbols or load_symbols(data_dir, snapshots)
+    try:
+        funds = bool(read_mode(data_dir))  # no mode.json: written before balances existed
+    except ConfigMismatch as exc:
+        problems.append(str(exc))
+        funds = any(s["engine"].get("funds") is not None for s in snapshots)
+    report["mode"] = "funds" if funds else "no funds"
 
     first_n = segments[0][0] if segments else 1
     base = None  # where the full replay starts
@@ -159,16 +174,18 @@ def verify(data_dir: str, *, out=print, symbols: list[SymbolSpec] | None = None)
     first_prev = base["hash"] if base and base["n"] == first_n - 1 else None
     by_n = {s["n"]: s for s in snapshots}
     reader = JournalReader(data_dir, watch=by_n, first_prev=first_prev)
-    full = MatchingEngine(specs)
+    full = MatchingEngine(specs, funds=funds)
     replay_seconds = 0.0
-    if base is not None:
-        full.restore(base["engine"])
-    if first_n == 1 or base is not None:
+    restored = _restore(full, base, problems) if base is not None else True
+    replayed = False  # the whole journal went into ``full``
+    if restored and (first_n == 1 or base is not None):
         t0 = time.perf_counter()
         try:
             for n, line in reader.records(after=base["n"] if base else 0):
                 apply_record(full, decode(line))
                 snap = by_n.get(n)
+                if snap is not None and funds:
+                    _conservation(full, f"after record {n} ({os.path.basename(snap['path'])})", problems)
                 if snap is not None and snap is not base:
                     verdict, detail = compare(snap["engine"], full.snapshot())
                     report["snapshots"][snap["path"]] = f"checksum ok, replay {verdict}"
@@ -179,6 +196,7 @@ def verify(data_dir: str, *, out=print, symbols: list[SymbolSpec] | None = None)
                             f"{snap['path']}: equal to the replay up to rejection counters / "
                             f"cross-symbol order ({detail})"
                         )
+            replayed = True
         except (CorruptJournal, ReplayMismatch) as exc:
             problems.append(str(exc))
         replay_seconds = time.perf_counter() - t0
@@ -200,16 +218,18 @@ def verify(data_dir: str, *, out=print, symbols: list[SymbolSpec] | None = None)
         full_replay_seconds=round(replay_seconds, 3),
     )
 
+    if replayed and funds:  # the figures, even when other checks failed
+        report["funds"] = _conservation(full, "at the end of the journal", problems)
+        report["scales"] = dict(full.ledger.scales)
+        _locks(full, problems)
     if not problems:
         try:
             full.check()
         except AssertionError as exc:
             problems.append(f"the replayed engine fails its invariants: {exc!r}")
         valid = [s for s in snapshots if s["n"] <= reader.last_n]
-        if valid:
+        if valid and _restore(quick := MatchingEngine(specs, funds=funds), valid[-1], problems):
             newest = valid[-1]
-            quick = MatchingEngine(specs)
-            quick.restore(newest["engine"])
             t0 = time.perf_counter()
             tail = 0
             reader2 = JournalReader(data_dir, first_prev=first_prev)
@@ -244,6 +264,65 @@ def verify(data_dir: str, *, out=print, symbols: list[SymbolSpec] | None = None)
     report["ok"] = not problems
     report["seconds"] = round(time.perf_counter() - started, 3)
     return report
+
+
+def _restore(engine, snap: dict, problems: list) -> bool:
+    """Load ``snap`` into ``engine``; a snapshot it cannot take is a problem."""
+    try:
+        engine.restore(snap["engine"])
+        return True
+    except (KeyError, TypeError, ValueError) as exc:
+        problems.append(f"{snap['path']}: cannot be restored: {exc}")
+        return False
+
+
+def _conservation(engine, where: str, problems: list) -> dict:
+    """Check that the balances add up (``Ledger.conservation``); a problem per
+    asset that does not, naming the figures and any negative balance. Returns
+    the figures per asset (ints in the asset's units)."""
+    ledger = engine.ledger
+    figures = ledger.conservation()
+    for asset, f in figures.items():
+        if f["ok"]:
+            continue
+        held = f["available"] + f["locked"] + f["fees"]
+        net = f["deposits"] - f["withdrawals"]
+        negative = [
+            f"account {account_id} {name} {ledger.format(asset, value)}"
+            for account_id, cells in ledger.balances.items()
+            for name, value in zip(("available", "locked"), cells[asset], strict=True)
+            if value < 0
+        ]
+        if held != net:
+            problems.append(
+                f"{asset} does not add up {where}: available + locked + fees = "
+                f"{ledger.format(asset, held)}, deposits - withdrawals = {ledger.format(asset, net)}"
+            )
+        if negative:
+            problems.append(f"{asset} has negative balances {where}: {', '.join(negative)}")
+    return figures
+
+
+def _locks(engine, problems: list) -> None:
+    """Check that each account's locked balance equals what its open orders
+    (resting and pending) hold (``Ledger.check``)."""
+    open_orders = [
+        order
+        for m in engine.markets.values()
+        for order in (*m.book.orders.values(), *m.stops.orders.values())
+    ]
+    try:
+        engine.ledger.check(open_orders)
+    except AssertionError as exc:
+        problems.append(f"the replayed balances fail their checks: {exc}")
+
+
+def _units(value: int, scale: int) -> str:
+    """An amount in units as a decimal with ``scale`` decimals (``Ledger.format``)."""
+    if not scale:
+        return str(value)
+    digits = str(abs(value)).rjust(scale + 1, "0")
+    return f"{'-' if value < 0 else ''}{digits[:-scale]}.{digits[-scale:]}"
 
 
 def _in_use(data_dir: str) -> bool:
@@ -325,6 +404,21 @@ def _print(report: dict, out) -> None:
         out(f"accounts      {a['accounts']} account(s), {a['keys']} key(s) of which {a['revoked']} revoked")
     if "next_order_id" in report:
         out(f"ids           next order id {report['next_order_id']}, next trade id {report['next_trade_id']}")
+    if report.get("mode") == "no funds":
+        out("funds         none: the data dir was run without balances (--auth off)")
+    elif "funds" in report:
+        out(
+            f"funds         per asset: available + locked + fees = deposits - withdrawals ({MODE_FILE}: funds)"
+        )
+        for asset, f in report["funds"].items():
+            scale = report["scales"][asset]
+            held = f["available"] + f["locked"] + f["fees"]
+            out(
+                f"  {asset:6} {_units(f['available'], scale)} + {_units(f['locked'], scale)} + "
+                f"{_units(f['fees'], scale)} = {_units(held, scale)}; {_units(f['deposits'], scale)} - "
+                f"{_units(f['withdrawals'], scale)} = {_units(f['deposits'] - f['withdrawals'], scale)}"
+                f"  {'ok' if f['ok'] else 'BROKEN'}"
+            )
     for note in report["notes"]:
         out(f"note          {note}")
     for problem in report["problems"]:

@@ -7,6 +7,7 @@ data dir whose ``admin.token`` the CLI reads.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -201,3 +202,50 @@ def test_the_token_is_not_sent_in_clear_to_another_host(server):
         timeout=30,
     )
     assert run.returncode == 2 and "refusing to send the admin token" in run.stderr
+
+
+def test_create_account_with_deposits_then_deposit_and_withdraw(server):
+    run = admin(
+        server, "create-account", "--json", "funded", "--deposit", "USDT=1000", "--deposit", "BTC=0.5"
+    )
+    assert run.returncode == 0, run.stderr
+    created = json.loads(run.stdout)
+    usdt = next(b for b in created["balances"] if b["asset"] == "USDT")
+    assert usdt == {"asset": "USDT", "available": "1000.0000000000", "locked": "0.0000000000"}
+    account_id = created["account_id"]
+    run = admin(server, "deposit", account_id, "USDT", "24.5")
+    assert run.returncode == 0, run.stderr
+    assert "deposited 24.5 USDT" in run.stdout and "USDT 1024.5000000000+0.0000000000" in run.stdout
+    run = admin(server, "withdraw", account_id, "BTC", "0.125")
+    assert run.returncode == 0, run.stderr
+    assert "BTC 0.37500+0.00000" in run.stdout
+    me = account_of(server, created["api_key"]).json()
+    assert next(b for b in me["balances"] if b["asset"] == "BTC")["available"] == "0.37500"
+    listed = admin(server, "list-accounts")
+    line = next(x for x in listed.stdout.splitlines() if " funded " in x)
+    assert "USDT 1024.5000000000+0.0000000000" in line and "ETH" not in line  # zero balances left out
+    assert "fees:" in listed.stdout
+
+
+_POOR = itertools.count(1)
+
+
+@pytest.mark.parametrize(
+    "args,code",
+    [
+        (("withdraw", "{id}", "USDT", "1000000"), "INSUFFICIENT_FUNDS"),
+        (("deposit", "{id}", "XRP", "1"), "VALIDATION_ERROR"),
+        (("deposit", "{id}", "USDT", "-1"), "VALIDATION_ERROR"),
+        (("deposit", "{id}", "BTC", "0.000001"), "VALIDATION_ERROR"),
+        (("deposit", "999", "USDT", "1"), "ACCOUNT_NOT_FOUND"),
+    ],
+)
+def test_refused_transfers_exit_1_with_the_servers_code(server, args, code):
+    created = json.loads(admin(server, "create-account", "--json", f"poor-{next(_POOR)}").stdout)
+    run = admin(server, *(a.format(id=created["account_id"]) for a in args))
+    assert run.returncode == 1 and f"error ({code})" in run.stderr, (run.stdout, run.stderr)
+
+
+def test_a_bad_deposit_option_is_a_usage_error(server):
+    run = admin(server, "create-account", "nobody", "--deposit", "USDT")
+    assert run.returncode == 2 and "ASSET=AMOUNT" in run.stderr
