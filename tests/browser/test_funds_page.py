@@ -14,6 +14,7 @@ to 5 decimals, USDT to 10 (GET /assets).
 
 from __future__ import annotations
 
+import json
 import os
 from decimal import Decimal
 
@@ -409,3 +410,43 @@ def test_two_funded_accounts_trade_from_the_page(browser, auth_server):
     finally:
         ctx_a.close()
         ctx_b.close()
+
+
+def test_a_balance_event_wins_over_an_older_get_account(auth_page, auth_server):
+    """Freshness: a GET /account answer that was in flight when a ``balance`` event
+    arrived is dropped (the event is at least as new)."""
+    page, server = auth_page, auth_server
+    admin = admin_client(server)
+    dora = create_funded(admin, "dora", {"USDT": "1000"})
+    ui = TradingPage(page, server.url).open_logged_out("BTC-USDT")
+    ui.login(dora["api_key"])
+    ui.wait_logged_in("dora")
+    expect_balance(page, "USDT", "1000.0000000000", "0.0000000000")
+    stale = Api(server.url, dora["api_key"]).get("/account")
+
+    held = []
+
+    def hold_first(route):
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/account", hold_first)
+    page.evaluate("() => { window.__matchbook.session.loadBalances(); }")
+    deadline = 50
+    while not held and deadline:
+        page.wait_for_timeout(100)
+        deadline -= 1
+    assert held, "the page did not ask GET /account"
+    # The deposit's event arrives while that read is held back ...
+    admin.request(
+        "POST", "/admin/deposit", {"account_id": dora["account_id"], "asset": "USDT", "amount": "5"}
+    )
+    expect_balance(page, "USDT", "1005.0000000000", "0.0000000000")
+    # ... and the older answer, released now, changes nothing.
+    held[0].fulfill(status=200, content_type="application/json", body=json.dumps(stale))
+    page.wait_for_timeout(300)
+    row = page.locator('#balances .balance-row[data-asset="USDT"]')
+    assert row.get_attribute("data-available") == "1005.0000000000"  # read once: not waited for
+    page.unroute("**/account")
