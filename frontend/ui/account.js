@@ -1,5 +1,5 @@
 // The trader's session: the API key, the account it belongs to, and the private
-// Socket.IO connection that carries that account's `order_event`s.
+// Socket.IO connection that carries that account's `order_event`s and `balance`s.
 //
 // Modes, found out by GET /account without a key when the page loads:
 // - "on"  (401): the server has `--auth on`. The page asks for an API key, checks it
@@ -11,9 +11,16 @@
 // - "none" (404): a server without accounts (older than the accounts contract).
 //
 // The private socket is a second connection to `/market`, made with
-// auth={"api_key": key} (none in "off"); it subscribes to `order_events` only, so
-// that the public market-data connection never depends on a key and survives
-// logins and logouts. Any 401 to a private call, a refused subscription, a
+// auth={"api_key": key} (none in "off"); it subscribes to `order_events` and
+// `balances` only, so that the public market-data connection never depends on a
+// key and survives logins and logouts.
+//
+// Balances: GET /account when the session starts and on every (re)connect of the
+// private socket, then each `balance` event (payload as GET /account) as it comes.
+// An answer of GET /account is dropped when a `balance` event arrived while it was
+// in flight (the event is at least as new). A server that refuses the `balances`
+// subscription (one without private balance events) still gets the balances read
+// again with the lists, after the account's order events. Any 401 to a private call, a refused subscription, a
 // refused reconnection that GET /account confirms, or the GET /account asked every
 // 10 s while logged in (a revoked key's socket just stops receiving) ends the
 // session with a message.
@@ -56,6 +63,11 @@ export class Session {
     this.orders = orders;
     this.onChange = onChange;
     this.onEvent = null;
+    // `onBalances(account, source)` sees each new state of the balances
+    // ("rest" | "event"; account null when there is none to show).
+    this.onBalances = null;
+    this.balanceEvents = 0; // balance events seen (answers older than one are dropped)
+    this.balancesLive = false; // the server accepted the `balances` subscription
     this.mode = "unknown";
     this.account = null;
     this.key = null;
@@ -95,6 +107,7 @@ export class Session {
         this.mode = "off";
         this.account = result.data;
         this.start();
+        this.showBalances(result.data, "rest");
         break;
       }
       if (result.status === 401) {
@@ -154,6 +167,7 @@ export class Session {
     setApiKey(key);
     $("login-key").value = "";
     this.start();
+    this.showBalances(result.data, "rest");
     this.render();
     return true;
   }
@@ -196,6 +210,8 @@ export class Session {
       this.socket = null;
     }
     this.orders.reset();
+    this.balancesLive = false;
+    this.showBalances(null, "rest");
     this.setSocketState("off");
     this.onChange();
   }
@@ -214,6 +230,13 @@ export class Session {
     this.socket = socket;
     this.setSocketState("connecting");
     socket.on("connect", () => {
+      this.balancesLive = false;
+      socket.timeout(5000).emit("subscribe", { type: "balances" }, (err, answer) => {
+        if (gen !== this.gen) return;
+        if (answer && answer.ok) this.balancesLive = true;
+        else if (!err) console.warn("balances subscription refused: balances follow the order events", answer);
+      });
+      this.loadBalances(); // the initial state, and what changed while disconnected
       socket.timeout(5000).emit("subscribe", { type: "order_events" }, (err, answer) => {
         if (gen !== this.gen) return;
         if (err) return; // no acknowledgement: the next reconnect subscribes again
@@ -232,6 +255,11 @@ export class Session {
       if (this.orders.apply(msg.order)) this.onChange();
       if (this.onEvent) this.onEvent(msg);
       this.scheduleRefresh();
+    });
+    socket.on("balance", (msg) => {
+      if (gen !== this.gen || !msg || !Array.isArray(msg.balances)) return;
+      this.balanceEvents += 1;
+      this.showBalances(msg, "event");
     });
     socket.on("disconnect", (reason) => {
       if (gen !== this.gen) return;
@@ -252,9 +280,27 @@ export class Session {
     if (this.mode !== "on" || !this.key || this.checking) return;
     this.checking = true;
     const gen = this.gen;
+    const seen = this.balanceEvents;
     const result = await api.account();
     this.checking = false;
+    if (gen === this.gen && result.ok && seen === this.balanceEvents) this.showBalances(result.data, "rest");
     if (gen === this.gen && (result.ok || result.status !== 401)) then();
+  }
+
+  // ------------------------------------------------------------ balances
+
+  /** GET /account, unless a `balance` event overtakes the answer. */
+  async loadBalances() {
+    if (!this.active()) return;
+    const gen = this.gen;
+    const seen = this.balanceEvents;
+    const result = await api.account();
+    if (gen === this.gen && result.ok && seen === this.balanceEvents) this.showBalances(result.data, "rest");
+  }
+
+  showBalances(account, source) {
+    if (account) this.account = { ...this.account, ...account };
+    if (this.onBalances) this.onBalances(account, source);
   }
 
   setSocketState(state) {
@@ -288,6 +334,7 @@ export class Session {
       api.orders("open", OPEN_LIMIT),
       api.orders("all", HISTORY_LIMIT),
       api.fills(FILLS_LIMIT),
+      this.balancesLive ? null : this.loadBalances(),
     ]);
     this.reading = false;
     if (gen !== this.gen) return;

@@ -6,6 +6,7 @@
 // table is rebuilt whenever an order changes, which would wipe an editor in it.
 
 import { toSteps } from "./decimal.js";
+import { reasonText } from "./orders.js";
 
 const $ = (id) => document.getElementById(id);
 const FEED_SIZE = 6;
@@ -100,10 +101,13 @@ export class EventFeed {
   add(msg) {
     const order = msg && msg.order;
     if (!order || !this.isMine(order.order_id) || msg.event === "accepted") return;
-    const why = order.cancel_reason ? ` (${order.cancel_reason.replace("_", " ")})` : "";
+    const reason = reasonText(order.cancel_reason);
+    const why = order.cancel_reason ? ` (${reason.text || order.cancel_reason})` : "";
     const li = document.createElement("li");
     li.dataset.event = msg.event;
     li.dataset.orderId = order.order_id;
+    li.dataset.cancelReason = order.cancel_reason || "";
+    li.title = reason.title;
     li.className = msg.event === "filled" || msg.event === "triggered" ? "ok" : "";
     const time = new Date().toLocaleTimeString([], { hour12: false });
     li.textContent = `${time} #${order.order_id} ${order.side} ${order.order_type.replace("_", " ")}: ${msg.event}${why}`;

@@ -11,8 +11,9 @@
 // - Only the serving host is ever contacted: relative REST paths and io("/market").
 // - Two Socket.IO connections: this file's public one (l2_updates, bbo, trades;
 //   never a key) and the session's private one (account.js: the account's
-//   order_events, with the API key). Open orders, history and fills come from the
-//   server (orders.js), never from the browser's memory.
+//   order_events and balances, with the API key). Open orders, history, fills and
+//   balances come from the server (orders.js, funds.js), never from the browser's
+//   memory.
 
 import { api } from "./api.js";
 import { cumulate, drawDepth, maxCumulative, renderSide } from "./book.js";
@@ -21,6 +22,7 @@ import { compare, decimalsOf, fixed, fromSteps, group, toSteps } from "./decimal
 import { Session } from "./account.js";
 import { AmendForm, EventFeed } from "./amend.js";
 import { OrderEntry } from "./entry.js";
+import { BalancesPanel } from "./funds.js";
 import { AccountOrders } from "./orders.js";
 
 const DEPTH = 25; // levels subscribed and fetched per side (book ladder + depth chart)
@@ -62,6 +64,8 @@ const state = {
   // Per symbol, from GET /statistics: {trades, lots, liveTrades, liveLots}; the
   // live counts add trades streamed since that answer, until the next one.
   serverStats: {},
+  scales: {}, // asset -> decimals, from GET /assets (public)
+  balances: null, // the account's last GET /account or `balance` payload (null: none)
 };
 
 const my = new AccountOrders();
@@ -75,6 +79,19 @@ const entry = new OrderEntry(submitOrder);
 // why), as the session's private order_events bring it (in both auth modes).
 const feed = new EventFeed((orderId) => my.isMine(orderId));
 session.onEvent = (msg) => feed.add(msg);
+const balancesPanel = new BalancesPanel();
+session.onBalances = (account, source) => {
+  state.balances = account;
+  renderBalances(source);
+  entry.updateCost();
+};
+entry.funds = () => {
+  const { bid, ask } = bestPrices();
+  const available = state.balances && state.balances.balances && state.balances.balances.length
+    ? Object.fromEntries(state.balances.balances.map((b) => [b.asset, b.available]))
+    : null;
+  return { available, scales: state.scales, bestBid: bid ? bid.price : null, bestAsk: ask ? ask.price : null };
+};
 my.amendable = true;
 let socket = null;
 
@@ -96,6 +113,11 @@ function currentSpec() {
   return state.specs[state.symbol];
 }
 
+function renderBalances(source) {
+  const spec = currentSpec();
+  balancesPanel.render(state.balances, spec ? [spec.base, spec.quote] : [], source);
+}
+
 /** Best bid/ask from whichever of book and BBO is newer. */
 function bestPrices() {
   const { book, bbo } = state;
@@ -114,6 +136,7 @@ function render() {
   renderBook(spec);
   renderStats(spec);
   renderTape(spec);
+  entry.updateCost(); // a market order's estimate follows the best prices
   if (my.dirty) my.render(state.tab, state.specs, session.notice());
 }
 
@@ -522,6 +545,7 @@ function selectSymbol(symbol) {
   localStorage.setItem("matchbook.symbol", symbol);
   if (location.hash.slice(1) !== symbol) history.replaceState(null, "", `#${symbol}`);
   entry.setSpec(spec);
+  renderBalances();
   chart.setSpec(spec);
   chart.setTrades([]);
   scheduleRender();
@@ -546,6 +570,10 @@ async function init() {
     option.value = s.symbol;
     option.textContent = s.symbol.replace("-", " / ");
     select.appendChild(option);
+  }
+  const assets = await api.get("/assets");
+  if (assets.ok && assets.data && Array.isArray(assets.data.assets)) {
+    for (const a of assets.data.assets) state.scales[a.asset] = a.scale;
   }
   const wanted = [decodeURIComponent(location.hash.slice(1)), localStorage.getItem("matchbook.symbol")];
   const first = wanted.find((s) => s && state.specs[s]) || result.data.symbols[0].symbol;

@@ -112,3 +112,63 @@ export function group(text) {
   const tail = dot < 0 ? "" : s.slice(dot);
   return head.replace(/\B(?=(\d{3})+(?!\d))/g, ",") + tail;
 }
+
+// ---------------------------------------------------------------- exact values
+//
+// Amounts that are not on one symbol's grid (balances, costs with fees, "max")
+// are handled as exact values {int: BigInt, scale}: `int / 10^scale`. Products
+// and sums stay exact; the only division is floorDiv, which answers a whole
+// number (a count of lots), rounded down.
+
+/** `value` (decimal text, or an exact value) as an exact value; null when it is not one. */
+export function exact(value) {
+  if (value !== null && typeof value === "object" && typeof value.int === "bigint") return value;
+  return value === null || value === undefined ? null : parseDecimal(value);
+}
+
+/** a × b, exact. */
+export function times(a, b) {
+  const x = exact(a);
+  const y = exact(b);
+  return { int: x.int * y.int, scale: x.scale + y.scale };
+}
+
+/** a + b, exact. */
+export function plus(a, b) {
+  const x = exact(a);
+  const y = exact(b);
+  const scale = Math.max(x.scale, y.scale);
+  return { int: rescale(x, scale) + rescale(y, scale), scale };
+}
+
+/** a − b, exact (may be negative). */
+export function minus(a, b) {
+  const y = exact(b);
+  return plus(a, { int: -y.int, scale: y.scale });
+}
+
+/** floor(a / b) as a BigInt, for a ≥ 0 and b > 0 (null when b is zero). */
+export function floorDiv(a, b) {
+  const x = exact(a);
+  const y = exact(b);
+  if (y.int === 0n) return null;
+  // a / b = (x.int / 10^x.scale) / (y.int / 10^y.scale)
+  return (x.int * 10n ** BigInt(y.scale)) / (y.int * 10n ** BigInt(x.scale));
+}
+
+/**
+ * An exact value as text with at least `decimals` places: padded with zeros,
+ * never rounded (a value with more non-zero decimals keeps them).
+ */
+export function format(value, decimals) {
+  let { int, scale } = exact(value);
+  while (scale > decimals && int % 10n === 0n) {
+    int /= 10n;
+    scale -= 1;
+  }
+  if (scale < decimals) {
+    int *= 10n ** BigInt(decimals - scale);
+    scale = decimals;
+  }
+  return placeDot(int, scale);
+}

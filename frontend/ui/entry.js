@@ -1,9 +1,12 @@
 // Order entry form: side, type, price, quantity, and for the order types beyond
 // the four a stop price (stops and take-profits), a display quantity (iceberg),
 // an expiry (good till a time) and post-only; client-side grid checks and the
-// server's error messages shown next to the field they name.
+// server's error messages shown next to the field they name. With funds: a "Max"
+// button that fills the amount from the available balance, and the cost (buy) or
+// proceeds (sell) including fees, exact (the rules are in funds.js).
 
-import { fixed, group, multiply, parseDecimal, toSteps } from "./decimal.js";
+import { decimalsOf, fixed, group, multiply, parseDecimal, toSteps } from "./decimal.js";
+import { costOf, maxQuantity } from "./funds.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -18,6 +21,9 @@ export class OrderEntry {
   /** `onSubmit(order)` returns a promise of the API result ({ok, data, error}). */
   constructor(onSubmit) {
     this.onSubmit = onSubmit;
+    // `funds()` answers {available: {asset: text} | null, scales: {asset: n}, bestBid, bestAsk}
+    // (app.js sets it); null: no funds to reckon with.
+    this.funds = null;
     this.side = "buy";
     this.type = "limit";
     this.spec = null;
@@ -33,7 +39,9 @@ export class OrderEntry {
     this.byQuote.addEventListener("change", () => {
       this.clearErrors("quantity");
       this.updateUnits();
+      this.updateCost();
     });
+    $("order-max").addEventListener("click", () => this.fillMax());
     this.submitBtn = $("order-submit");
     this.precheck = $("precheck");
     this.precheck.checked = localStorage.getItem("matchbook.precheck") !== "off";
@@ -48,6 +56,7 @@ export class OrderEntry {
       input.addEventListener("input", () => {
         this.clearErrors(input.name);
         if (this.precheck.checked) this.showFieldError(input.name, this.check(input.name), "client");
+        if (input === this.quantity) this.setMaxNote("");
         this.updateNotional();
       });
     }
@@ -74,6 +83,7 @@ export class OrderEntry {
     this.quantity.placeholder = spec.lot_size;
     this.price.value = "";
     this.stopPrice.value = "";
+    this.setMaxNote("");
     this.clearErrors();
     this.updateButton();
     this.updateNotional();
@@ -83,6 +93,7 @@ export class OrderEntry {
     this.side = side;
     for (const btn of this.form.querySelectorAll(".side-btn")) btn.classList.toggle("active", btn.dataset.side === side);
     this.updateButton();
+    this.updateCost();
   }
 
   setType(type) {
@@ -132,12 +143,91 @@ export class OrderEntry {
     const el = $("order-notional");
     const p = this.price.value.trim();
     const q = this.quantity.value.trim();
+    this.updateCost();
     if (!this.spec || NO_PRICE.has(this.type) || !parseDecimal(p) || !parseDecimal(q)) {
       el.textContent = "—";
       return;
     }
     const decimals = this.spec.priceDecimals + this.spec.qtyDecimals;
     el.textContent = `${group(fixed(multiply(p, q, decimals), this.spec.priceDecimals))} ${this.spec.quote}`;
+  }
+
+  /** The form's state as funds.js reads it. */
+  fundsState() {
+    const f = this.funds ? this.funds() : {};
+    const scales = f.scales || {};
+    const spec = this.spec;
+    const feeDecimals = Math.max(decimalsOf(spec.maker_fee), decimalsOf(spec.taker_fee));
+    return {
+      spec,
+      side: this.side,
+      type: this.type,
+      byQuote: this.quoteAmount(),
+      price: this.price.value,
+      stopPrice: this.stopPrice.value,
+      quantity: this.quantity.value,
+      bestBid: f.bestBid ?? null,
+      bestAsk: f.bestAsk ?? null,
+      available: f.available ?? null,
+      // The quote asset's decimals (GET /assets), else those of tick x lot x fee.
+      scale: scales[spec.quote] ?? spec.priceDecimals + spec.qtyDecimals + feeDecimals,
+    };
+  }
+
+  /** "Cost incl. fees" (buy) / "Proceeds after fees" (sell): exact; market kinds estimated. */
+  updateCost() {
+    const line = $("order-cost");
+    if (!this.spec) return;
+    const state = this.fundsState();
+    // What the order spends from: quote for a buy, base for a sell (as the server sent it).
+    const asset = this.side === "buy" ? this.spec.quote : this.spec.base;
+    const available = state.available && state.available[asset] !== undefined ? `${state.available[asset]} ${asset}` : "—";
+    if ($("order-available").textContent !== available) $("order-available").textContent = available;
+    const cost = costOf(state);
+    const text = cost ? `${cost.value} ${cost.asset}` : "—";
+    const label = this.side === "buy" ? "Cost incl. fees" : "Proceeds after fees";
+    if ($("order-cost-label").textContent !== label) $("order-cost-label").textContent = label;
+    const value = $("order-cost-value");
+    if (value.textContent !== text) value.textContent = text;
+    const note = cost ? cost.note : "";
+    if (line.dataset.value !== (cost ? cost.value : "") || $("order-cost-note").textContent !== note) {
+      line.dataset.value = cost ? cost.value : "";
+      line.dataset.estimate = cost && cost.estimate ? "true" : "false";
+      $("order-cost-note").textContent = note;
+    }
+  }
+
+  /** Fill the amount with the most the available balance allows (funds.js, maxQuantity). */
+  fillMax() {
+    if (!this.spec) return;
+    const state = this.fundsState();
+    this.clearErrors("quantity");
+    if (!state.available) {
+      this.setMaxNote("");
+      this.showFieldError("quantity", "Max: no balances to go by (log in with an account that has funds)", "client");
+      return;
+    }
+    const max = maxQuantity(state);
+    if (max.error) {
+      this.setMaxNote("");
+      this.showFieldError("quantity", max.error, "client");
+      return;
+    }
+    this.quantity.value = max.quantity;
+    const asset = this.side === "buy" ? this.spec.quote : this.spec.base;
+    const from = `from the available ${asset}`;
+    const note = max.estimate
+      ? `max ${from}, estimated at the ${max.basis}${max.price ? ` ${max.price}` : ""}: the fills may differ`
+      : `max ${from}`;
+    this.setMaxNote(note, max.estimate);
+    this.updateNotional();
+  }
+
+  setMaxNote(text, estimate = false) {
+    const note = $("order-max-note");
+    note.textContent = text;
+    note.dataset.estimate = estimate ? "true" : "false";
+    note.hidden = !text;
   }
 
   /** Client-side message for `field` (one of FIELDS), or "" when it is fine. */
@@ -215,6 +305,11 @@ export class OrderEntry {
 
   /** Place the server's error next to the field it names, or under the button. */
   showServerError(error) {
+    if (error.code === "INSUFFICIENT_FUNDS") {
+      // Not a field's fault: the account's balance. The server's message, under the button.
+      $("order-error").textContent = error.message || error.code;
+      return;
+    }
     const field = error.field === "qty" || error.field === "quote_quantity" ? "quantity" : error.field;
     const message = error.message || error.code;
     if (FIELDS.includes(field) && !$(`field-${field}`).hidden) {

@@ -21,6 +21,25 @@ const FINISHED = new Set(["filled", "cancelled"]);
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** Resting, or waiting for its trigger (stop orders): it can still be cancelled. */
+// Why the engine closed an order (`cancel_reason`), in words; "user" needs none.
+const REASONS = {
+  unfilled: ["unfilled", "the rest found nothing to trade with and was cancelled"],
+  self_trade: ["self trade", "cancelled by self-trade prevention"],
+  insufficient_funds: [
+    "insufficient funds",
+    "stopped when the available balance no longer covered the next fill and its fee",
+  ],
+  post_only: ["post only", "post-only: it would have taken liquidity"],
+  expired: ["expired", "its expiry time passed"],
+};
+
+/** `cancel_reason` as {text, title} ("" for none or "user"). */
+export function reasonText(reason) {
+  if (!reason || reason === "user") return { text: "", title: "" };
+  const known = REASONS[reason];
+  return known ? { text: known[0], title: known[1] } : { text: String(reason).replaceAll("_", " "), title: "" };
+}
+
 export const isOpen = (o) => o.status === "new" || o.status === "partially_filled" || o.status === "pending";
 
 /** True when `upd` is not older than `cur` (status never goes back, fills never shrink). */
@@ -167,7 +186,8 @@ export class AccountOrders {
         const stop = o.stop_price ? `stop ${fmt(o.symbol, "price", o.stop_price)} · ` : "";
         const fresh = this.fresh.has(o.order_id) ? " fresh" : "";
         const status = String(o.status || "");
-        const reason = o.cancel_reason && o.cancel_reason !== "user" ? ` (${String(o.cancel_reason).replace("_", " ")})` : "";
+        const why = reasonText(o.cancel_reason);
+        const reason = why.text ? ` (${why.text})` : "";
         return (
           `<tr class="order-row${fresh}" data-order-id="${esc(o.order_id)}" data-status="${esc(status)}" data-symbol="${esc(o.symbol)}">` +
           `<td>${time(o.timestamp)}</td><td>${esc(o.symbol)}</td>` +
@@ -176,7 +196,8 @@ export class AccountOrders {
           `<td>${esc(fmt(o.symbol, "qty", o.quantity))}</td>` +
           `<td class="filled">${esc(fmt(o.symbol, "qty", o.filled_quantity))}</td>` +
           `<td>${esc(fmt(o.symbol, "price", o.average_price))}</td>` +
-          `<td><span class="status ${esc(status)}">${esc(status.replace("_", " "))}${esc(reason)}</span></td>` +
+          `<td><span class="status ${esc(status)}" data-cancel-reason="${esc(o.cancel_reason || "")}" title="${esc(why.title)}">` +
+          `${esc(status.replace("_", " "))}${esc(reason)}</span></td>` +
           `<td class="id">${esc(o.order_id)}</td><td>${cancel}</td></tr>`
         );
       });
