@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 
 from tests.serverproc import ServerProcess
+from tests.sio_client import in_arrival_order
 
 pytestmark = pytest.mark.server
 
@@ -203,7 +204,7 @@ def test_balance_events_arrive_in_the_ledgers_order_from_concurrent_clients(tmp_
         done = threading.Event()
         clients = []
         for name, key in (("alice", alice["api_key"]), ("bob", bob["api_key"])):
-            sio = socketio.Client(reconnection=False)
+            sio = in_arrival_order(socketio.Client(reconnection=False))
 
             def on_balance(payload, name=name):
                 got[name].append(payload)

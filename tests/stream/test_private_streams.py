@@ -11,6 +11,7 @@ import pytest
 from api.app import close_app, create_app
 from api.market import MARKET_NAMESPACE, TRADE_NAMESPACE
 from tests.api.conftest import FUNDED
+from tests.sio_client import in_arrival_order
 from tests.stream.helpers import Inbox, limit, subscribe, unsubscribe
 
 
@@ -191,7 +192,7 @@ def test_real_server_keys_at_connect_and_private_order_events(tmp_path):
         arrived = threading.Event()
         try:
             for name in ("alice", "bob"):
-                sio = socketio.Client(reconnection=False)
+                sio = in_arrival_order(socketio.Client(reconnection=False))
 
                 def on_event(data, name=name):
                     received[name].append((data["event"], data["order"]["order_id"]))

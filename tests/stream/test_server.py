@@ -17,6 +17,7 @@ import requests
 import socketio
 
 from tests.serverproc import ROOT, ServerProcess
+from tests.sio_client import in_arrival_order
 
 pytestmark = pytest.mark.server
 
@@ -41,7 +42,7 @@ class Listener:
         self.times: list[float] = []
         self.arrived = threading.Condition()
         self.cursor: dict[str, int] = {}
-        self.sio = socketio.Client(reconnection=False)
+        self.sio = in_arrival_order(socketio.Client(reconnection=False))
         for name in ("l2_update", "bbo", "trade", "order_event"):
             self.sio.on(name, self._handler(name), namespace="/market")
         self.sio.connect(url, namespaces=["/market"], transports=list(transports), wait_timeout=5)
