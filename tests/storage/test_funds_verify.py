@@ -151,14 +151,22 @@ def test_a_ledger_that_loses_fees_fails_conservation(tmp_path, capsys, monkeypat
     # a replaying engine whose settlement takes the fees from the accounts but
     # never credits them to the exchange: units vanish, verify says where
     _funded_dir(tmp_path)
-    real_settle = funds_module.Ledger.settle
+    real_init = funds_module.Ledger.__init__
 
-    def settle(self, funds, trades):
-        before = self.fees[funds.quote]
-        real_settle(self, funds, trades)
-        self.fees[funds.quote] = before
+    class Leaky(list):
+        """A fee cell that drops every credit."""
 
-    monkeypatch.setattr(funds_module.Ledger, "settle", settle)
+        def __setitem__(self, index, value):
+            pass
+
+    def init(self, specs, accounts):
+        real_init(self, specs, accounts)
+        for asset in self._fees:
+            self._fees[asset] = Leaky([0])
+        for funds in self.symbols.values():
+            funds.fee = self._fees[funds.quote]
+
+    monkeypatch.setattr(funds_module.Ledger, "__init__", init)
     code, out = _run(capsys, tmp_path)
     assert code == 1
     assert "PROBLEM       USDT does not add up after record" in out  # at the first snapshot already
