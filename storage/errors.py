@@ -8,7 +8,8 @@ service reports it at startup (or on the failing request) and stops.
      |                          can stand in for it
      +-- ReplayMismatch         a journaled command replays to a different result (the
      |                          engine's rules or the symbol table changed)
-     +-- ConfigMismatch         the data dir was written with other symbol specs
+     +-- ConfigMismatch         the data dir was written with other symbol specs, or in
+     |                          the other mode (with balances, --auth on, or without)
      +-- DataDirLocked          another process holds the data dir
      +-- JournalWriteError      writing or syncing the journal failed, the writer process
      |                          died, or the journal file was deleted, replaced or
@@ -64,7 +65,8 @@ class ReplayMismatch(StoreError):
 
 
 class ConfigMismatch(StoreError):
-    """The engine's symbol specs differ from the ones the data dir was written with."""
+    """The engine's symbol specs, or its mode (with or without funds), differ
+    from the ones the data dir was written with."""
 
 
 class DataDirLocked(StoreError):

@@ -65,6 +65,13 @@ The read barrier (``Documentation/DURABILITY.md``, "What a client can see")
     (an int compare) -- else ``wait_symbol``/``wait`` with a ``timeout``
     (``DurabilityTimeout``). So nothing is visible before it is durable.
 
+The mode of a data dir
+    With funds (``engine.ledger`` is not None: balances, ``--auth on``) or
+    without: ``recover`` records it in ``mode.json`` at the first start and
+    refuses the other mode (``ConfigMismatch``) unless nothing was journaled
+    yet (``_check_mode``). Deposits and withdrawals are ``log_command``
+    records (``d``, ``w``), journaled like account records.
+
 Fail-stop
     A failed write or fsync, the writer process's death, or the segment
     deleted, replaced or truncated under the store (the writers ``fstat``

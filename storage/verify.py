@@ -54,9 +54,11 @@ def state_json(engine) -> str:
 
 def canonical(state: dict) -> dict:
     """``state`` without what a replay cannot reproduce by design: the
-    ``rejections`` counters (refused orders are not journaled) and the
+    ``rejections`` counters (refused orders are not journaled), the
     relative order of commands on different symbols that ran concurrently on
-    real threads (the order of ``orders`` and ``closed``)."""
+    real threads (the order of ``orders`` and ``closed``), and with funds the
+    accounts whose balances are all zero and the order of the accounts (a
+    refused order gives its account empty balances that no record replays)."""
     state = json.loads(json.dumps(state))
     state["orders"].sort(key=lambda row: row[0])
     state["closed"].sort()
@@ -194,7 +196,7 @@ def verify(data_dir: str, *, out=print, symbols: list[SymbolSpec] | None = None)
                     elif verdict == "equivalent":
                         notes.append(
                             f"{snap['path']}: equal to the replay up to rejection counters / "
-                            f"cross-symbol order ({detail})"
+                            f"cross-symbol order / empty balances ({detail})"
                         )
             replayed = True
         except (CorruptJournal, ReplayMismatch) as exc:

@@ -2,6 +2,7 @@
 
     .venv/bin/python tests/bench_durability.py [--n 200000] [--restart-n 1000000] [--quick]
     .venv/bin/python tests/bench_durability.py --green --only throughput --server 1024 ...
+    .venv/bin/python tests/bench_durability.py --only restart --funds [--repeat 3]
 
 Part 1, throughput (engine level, one process, the shared workload from
 ``../shared/bench/workload.py``): the same op stream is applied through
@@ -46,7 +47,18 @@ child's CPU per op (``RUSAGE_CHILDREN``; its ~30 ms start included).
 
 Part 2, restart: a data dir holding ``--restart-n`` journaled commands
 (default 1,000,000), recovered with the default snapshot interval (the normal
-case) and with snapshots off (full replay, the worst case).
+case) and with snapshots off (full replay, the worst case). ``--funds`` adds
+the same with balances (``MatchingEngine(funds=True)``): two funded accounts
+alternating on the shared workload (op i belongs to account 1 + i % 2, as in
+``tests/bench_accounts.py``; self-trade prevention ``cancel_taker``, which
+cancels the takers that meet their own account's orders: about half the
+trades), or with ``--owners by_side`` buys of one and sells of the other (no
+order meets its own: the trades of no funds), funded
+far beyond what they can lock, and every 1,000 ops a deposit or a withdrawal
+(``d``/``w`` records); the four data dirs are built first and their
+recoveries interleaved, so that the ratio funds / no funds is of one moment.
+Each data dir's commands are generated until exactly ``--restart-n`` records
+are journaled (a cancel of an order that filled first journals nothing).
 """
 
 from __future__ import annotations
@@ -62,6 +74,7 @@ if "--green" in sys.argv:  # before anything imports threading: as api/app.py do
     eventlet.monkey_patch()
 
 import argparse  # noqa: E402
+import hashlib  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
@@ -95,14 +108,15 @@ _SIDES = {"B": BUY, "S": SELL}
 _TYPES = {"L": LIMIT, "M": MARKET, "I": IOC, "F": FOK}
 
 
-def make_engine(symbols: int) -> MatchingEngine:
+def make_engine(symbols: int, funds: bool = False) -> MatchingEngine:
     """An engine of ``symbols`` symbols, with the server's symbol locks: under
     ``--green`` the C ``RLock`` the api uses under eventlet
-    (``api.app.symbol_lock_factory``), else ``threading.RLock``."""
+    (``api.app.symbol_lock_factory``), else ``threading.RLock``; ``funds``:
+    with balances."""
     specs = [
         SymbolSpec(f"SYM{i}", f"SYM{i}", "USDT", Decimal("0.01"), Decimal("0.001")) for i in range(symbols)
     ]
-    return MatchingEngine(specs, lock_factory=_LOCK_FACTORY)
+    return MatchingEngine(specs, lock_factory=_LOCK_FACTORY, funds=funds)
 
 
 def prepare(ops):
@@ -142,6 +156,68 @@ class Runner:
         with engine.lock(symbol):
             result = engine.submit(symbol, side, order_type, qty, price)
             ticket = store.log_submit(result) if store is not None else None
+        if result.book_changed and result.status.is_open:
+            self.ids[oid] = result.order.order_id
+        return ticket
+
+
+class FundedRunner(Runner):
+    """``Runner`` with balances: two accounts opened and funded as the service
+    does (records ``o``, ``k``, ``d`` under every lock), op i owned by account
+    1 + i % 2 (``owners`` "alternate") or buys by 1 and sells by 2
+    ("by_side"), and every ``transfer_every`` ops a deposit or a withdrawal of
+    USDT by one of them (records ``d`` / ``w``). The funding (10**20 units of
+    USDT, 10**15 of each base) is far beyond what the workload can lock, so
+    no order is refused for funds: the journal holds the workload's commands."""
+
+    FUNDING = {"USDT": 10**20}
+
+    def __init__(self, engine, store, owners: str = "alternate", transfer_every: int = 1_000) -> None:
+        super().__init__(engine, store)
+        self.by_side = owners == "by_side"
+        self.transfer_every = transfer_every
+        self.count = 0
+        ts = time.time_ns()
+        funding = dict(self.FUNDING, **{m.spec.base: 10**15 for m in engine.markets.values()})
+        with engine.all_locks():
+            for name in ("alice", "bob"):
+                account = engine.accounts.create(name, ts)
+                store.log_command("o", account.account_id, name, ts)
+                key_hash = hashlib.sha256(name.encode()).hexdigest()
+                engine.accounts.add_key(account.account_id, key_hash, ts)
+                store.log_command("k", account.account_id, key_hash, ts)
+                for asset, amount in funding.items():
+                    engine.deposit(account.account_id, asset, amount)
+                    store.log_command("d", account.account_id, asset, amount, ts)
+
+    def apply(self, op) -> int | None:
+        """One op as the service does it, owned; returns the last ticket (None: nothing journaled)."""
+        i = self.count
+        self.count = i + 1
+        order_type, symbol, oid, side, price, qty = op
+        owner = (1 if side is BUY else 2) if self.by_side else 1 + (i & 1)
+        engine = self.engine
+        store = self.store
+        ticket = None
+        if i % self.transfer_every == self.transfer_every - 1:
+            kind = "dw"[(i // self.transfer_every) & 1]
+            ts = time.time_ns()
+            with engine.all_locks():
+                (engine.deposit if kind == "d" else engine.withdraw)(owner, "USDT", 10**12)
+                ticket = store.log_command(kind, owner, "USDT", 10**12, ts)
+        if order_type is None:
+            engine_id = self.ids.pop(oid, None)
+            if engine_id is None:
+                return ticket
+            with engine.lock(symbol):
+                try:
+                    result = engine.cancel(engine_id)
+                except EngineError:
+                    return ticket
+                return store.log_cancel(result)
+        with engine.lock(symbol):
+            result = engine.submit(symbol, side, order_type, qty, price, account_id=owner)
+            ticket = store.log_submit(result)
         if result.book_changed and result.status.is_open:
             self.ids[oid] = result.order.order_id
         return ticket
@@ -391,50 +467,102 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _restart_dir(args, ops, every: int, funds: str | None) -> tuple[str, dict]:
+    """A data dir of exactly ``--restart-n`` records journaled from ``ops``
+    (snapshots every ``every`` records; 0: none), left as a crash leaves it
+    (no final snapshot); ``funds``: None, or the owners of ``FundedRunner``.
+    Returns its path and what writing it took."""
+    n = args.restart_n
+    tmp = tempfile.mkdtemp(prefix="bench-restart-", dir=args.tmp)
+    engine = make_engine(1, funds is not None)
+    store = Store(tmp, fsync="off", snapshot_every=every)
+    store.recover(engine)
+    runner = FundedRunner(engine, store, funds) if funds else Runner(engine, store)
+    t0 = time.perf_counter()
+    last = 0
+    for i, op in enumerate(ops, 1):
+        ticket = runner.apply(op)
+        if ticket is not None:
+            last = ticket
+        if i % 256 == 0 or last >= n:
+            store.wait(last)
+            store.maybe_snapshot(engine)
+        if last >= n:
+            break
+    else:
+        raise SystemExit(f"the stream ran out at record {last}: generate more ops")
+    store.wait(last)
+    stats = store.statistics()
+    write_s = time.perf_counter() - t0
+    figures = {"records": stats["last_record"], "write_s": write_s, "snap_s": stats["last_snapshot_seconds"]}
+    if funds:
+        ledger = engine.ledger
+        assert all(f["ok"] for f in ledger.conservation().values())
+        figures["fees"] = ledger.fees["USDT"]
+        figures["balances"] = [ledger.balances_of(a) for a in (1, 2)]
+    figures["trades"] = engine.statistics()["engine"]["trades"]
+    store.abandon()  # a crash: no final snapshot
+    figures["bytes"] = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
+    return tmp, figures
+
+
 def restart(args) -> None:
     n = args.restart_n
-    print(f"# restart: a data dir holding {n:,} journaled commands (shared workload, seed 7)")
-    raw, _ = generate(n, 7, 1)
+    modes = [(None, 250_000), (None, 0)]
+    if args.funds:
+        modes += [(owners, every) for owners in args.owners for every in (250_000, 0)]
+    print(
+        f"# restart: data dirs of exactly {n:,} journaled commands (shared workload, seed 7); "
+        f"load average {_load()}"
+    )
+    raw, _ = generate(int(n * 1.25), 7, 1)  # a cancel of an order that filled journals nothing
     ops = prepare(raw)
-    for label, every in (("snapshots every 250,000 (default)", 250_000), ("no snapshot: full replay", 0)):
-        tmp = tempfile.mkdtemp(prefix="bench-restart-", dir=args.tmp)
-        engine = make_engine(1)
-        store = Store(tmp, fsync="off", snapshot_every=every)
-        store.recover(engine)
-        runner = Runner(engine, store)
-        t0 = time.perf_counter()
-        last = None
-        for i, op in enumerate(ops, 1):
-            ticket = runner.apply(op)
-            if ticket is not None:
-                last = ticket
-            if i % 256 == 0 and last is not None:
-                store.wait(last)
-                store.maybe_snapshot(engine)
-        if last is not None:
-            store.wait(last)
-        records = store.statistics()["last_record"]
-        snap_s = store.statistics()["last_snapshot_seconds"]
-        write_s = time.perf_counter() - t0
-        store.abandon()  # a crash: no final snapshot
-        size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
-        times = []
-        for _ in range(args.repeat):
-            fresh = make_engine(1)
-            again = Store(tmp)
+    dirs = {}
+    for funds, every in modes:
+        dirs[funds, every] = _restart_dir(args, ops, every, funds)
+    times: dict = {key: [] for key in dirs}
+    cpus: dict = {key: [] for key in dirs}  # this process's CPU seconds: steadier on a shared machine
+    summaries: dict = {}
+    for _ in range(args.repeat):  # interleaved: the machine's noise hits every data dir alike
+        for (funds, every), (tmp, figures) in dirs.items():
+            fresh = make_engine(1, funds is not None)
+            again = Store(tmp)  # the service's defaults: snapshot interval 250,000, writer process
             t0 = time.perf_counter()
+            cpu0 = time.process_time()
             summary = again.recover(fresh)
-            times.append(time.perf_counter() - t0)
+            times[funds, every].append(time.perf_counter() - t0)
+            cpus[funds, every].append(time.process_time() - cpu0)
+            summaries[funds, every] = summary
+            if funds:  # the recovered balances are the ones the data dir was written with
+                assert [fresh.ledger.balances_of(a) for a in (1, 2)] == figures["balances"]
+                assert fresh.ledger.fees["USDT"] == figures["fees"]
             again.abandon()
+    print(f"# load average at end {_load()}")
+    best = {}
+    best_cpu = {}
+    for (funds, every), (tmp, figures) in dirs.items():
         shutil.rmtree(tmp)
-        times.sort()
+        runs = sorted(times[funds, every])
+        best[funds, every] = runs[0]
+        best_cpu[funds, every] = min(cpus[funds, every])
+        summary = summaries[funds, every]
+        owners = {"alternate": "funds, 2 accounts alternating", "by_side": "funds, buys 1, sells 2"}
+        label = owners.get(funds, "no funds") + (f", snapshots every {every:,}" if every else ", full replay")
         print(
-            f"{label:36} {records:,} records, {size / 1e6:,.0f} MB on disk, written in {write_s:.1f} s; "
-            f"restart {times[0]:.2f} s best, {times[len(times) // 2]:.2f} s median of {len(times)} "
-            f"(snapshot {os.path.basename(summary['snapshot'] or '-')}, "
+            f"{label:53} {figures['records']:,} records ({figures['trades']:,} trades), "
+            f"{figures['bytes'] / 1e6:,.0f} MB on disk, written in {figures['write_s']:.1f} s; "
+            f"restart {runs[0]:.2f} s best, {runs[len(runs) // 2]:.2f} s median of {len(runs)} "
+            f"(cpu {best_cpu[funds, every]:.2f} s; snapshot {os.path.basename(summary['snapshot'] or '-')}, "
             f"{summary['records_replayed']:,} replayed)"
-            + (f"; the last snapshot took {snap_s:.2f} s to take" if snap_s else "")
+            + (f"; the last snapshot took {figures['snap_s']:.2f} s to take" if figures["snap_s"] else "")
         )
+    for owners in args.owners if args.funds else ():
+        for every in (250_000, 0):
+            print(
+                f"# funds ({owners}) / no funds, {'snapshots' if every else 'full replay'}: "
+                f"{best[owners, every] / best[None, every]:.2f}x the restart time, "
+                f"{best_cpu[owners, every] / best_cpu[None, every]:.2f}x its CPU time (best of each)"
+            )
     print()
 
 
@@ -465,6 +593,14 @@ def main() -> None:
     )
     p.add_argument("--no-always", action="store_true", help="skip the always policy")
     p.add_argument("--restart-n", type=int, default=1_000_000)
+    p.add_argument("--funds", action="store_true", help="restart: also with balances (two funded accounts)")
+    p.add_argument(
+        "--owners",
+        nargs="+",
+        choices=("alternate", "by_side"),
+        default=["alternate"],
+        help="with --funds: op i owned by account 1 + i %% 2, or buys by 1 and sells by 2",
+    )
     p.add_argument("--repeat", type=int, default=3, help="best of R runs per cell")
     p.add_argument("--tmp", default=None, help="directory for the data dirs (default: the system temp dir)")
     p.add_argument("--quick", action="store_true", help="n=50k, restart-n=200k, repeat 1")
