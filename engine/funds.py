@@ -352,10 +352,12 @@ class Ledger:
     # -- state transfer ---------------------------------------------------------------------
     def snapshot(self) -> dict:
         """Plain data: balances per account (``[[account_id, [[asset, available,
-        locked], ...]], ...]``, zero cells and accounts left out), fees, deposits and
+        locked], ...]], ...]`` by account id, zero cells and accounts left out
+        -- so that a live engine and a replay of its journal write the same
+        bytes, whichever order they first touched the accounts in), fees, deposits and
         withdrawals per asset. O(accounts x assets)."""
         balances = []
-        for account_id, cells in self.balances.items():
+        for account_id, cells in sorted(self.balances.items()):  # by id: as a replay has them
             rows = [[asset, a, b] for asset, (a, b) in cells.items() if a or b]
             if rows:  # an account whose every balance is zero is left out, as if never used
                 balances.append([account_id, rows])

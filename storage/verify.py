@@ -54,17 +54,15 @@ def state_json(engine) -> str:
 
 def canonical(state: dict) -> dict:
     """``state`` without what a replay cannot reproduce by design: the
-    ``rejections`` counters (refused orders are not journaled), the
+    ``rejections`` counters (refused orders are not journaled) and the
     relative order of commands on different symbols that ran concurrently on
-    real threads (the order of ``orders`` and ``closed``), and with funds the
-    accounts whose balances are all zero and the order of the accounts (a
-    refused order gives its account empty balances that no record replays)."""
+    real threads (the order of ``orders`` and ``closed``). Balances need no
+    such care: a snapshot lists them by account and leaves out accounts with
+    nothing, whatever order they were first touched in (a refused order's
+    account included)."""
     state = json.loads(json.dumps(state))
     state["orders"].sort(key=lambda row: row[0])
     state["closed"].sort()
-    funds = state.get("funds")
-    if funds:  # an account's all-zero balances are no state (a refused order can make them)
-        funds["balances"] = sorted(row for row in funds["balances"] if row[1])
     for market in state["markets"].values():
         market["stats"]["rejections"] = 0
     return state
@@ -196,7 +194,7 @@ def verify(data_dir: str, *, out=print, symbols: list[SymbolSpec] | None = None)
                     elif verdict == "equivalent":
                         notes.append(
                             f"{snap['path']}: equal to the replay up to rejection counters / "
-                            f"cross-symbol order / empty balances ({detail})"
+                            f"cross-symbol order ({detail})"
                         )
             replayed = True
         except (CorruptJournal, ReplayMismatch) as exc:
