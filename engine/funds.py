@@ -69,8 +69,11 @@ class SymbolFunds:
         "quote_per_fee",
         "buy_lock",
         "taker_buy",
+        "taker_sells",
+        "fee_rate",
         "cells",
         "fee",
+        "for_makers",
     )
 
     def __init__(self, spec: SymbolSpec, scales: dict[str, int]) -> None:
@@ -89,12 +92,30 @@ class SymbolFunds:
         fee_rate = max(spec.maker_fee_units, spec.taker_fee_units)
         # quote locked per notional unit of a buy with a price (module docstring)
         self.buy_lock = self.quote_per_notional + fee_rate * self.quote_per_fee
-        # what a buy without a price pays per notional unit: notional + taker fee
-        self.taker_buy = self.quote_per_notional + spec.taker_fee_units * self.quote_per_fee
-        self.cells: dict[int, tuple[list[int], list[int]]] = {}
-        self.fee: list[int] = [
-            0
-        ]  # the fee balance of its quote asset (a cell shared by that asset's symbols)
+        # Per notional unit of a fill, in quote units: what a taker buying pays
+        # (notional + taker fee), what a taker selling gets (notional - fee),
+        # what the exchange earns from both sides' fees.
+        maker_fee, taker_fee = (
+            spec.maker_fee_units * self.quote_per_fee,
+            spec.taker_fee_units * self.quote_per_fee,
+        )
+        self.taker_buy = self.quote_per_notional + taker_fee
+        self.taker_sells = self.quote_per_notional - taker_fee
+        self.fee_rate = maker_fee + taker_fee
+        self.cells: dict[int, tuple[list[int], list[int]]] = {}  # emptied in place, never replaced
+        # the fee balance of its quote asset: one cell shared by the symbols of that asset
+        self.fee: list[int] = [0]
+        # What the matching loop settles a maker's fill with, in one load: its
+        # cells, base per lot, and per notional unit the lock a buying maker
+        # gives up, what it gets back of it (the lock's fee margin less the
+        # maker fee), what a selling maker gets (notional - maker fee).
+        self.for_makers = (
+            self.cells,
+            self.base_per_lot,
+            self.buy_lock,
+            self.buy_lock - self.quote_per_notional - maker_fee,
+            self.quote_per_notional - maker_fee,
+        )
 
 
 def holds_lock(order: Order) -> bool:
@@ -376,7 +397,7 @@ class Ledger:
         """
         self.balances = {}
         for funds in self.symbols.values():
-            funds.cells = {}
+            funds.cells.clear()
         for cell in self._fees.values():
             cell[0] = 0
         self.deposited = dict.fromkeys(self.assets, 0)

@@ -474,7 +474,12 @@ class MatchingEngine:
         elif type(price) is not int or price <= 0 or price > MAX_UNITS:
             raise ValidationError(f"a {order_type.value} order needs a positive price", "price")
         if account_id is not None:
-            account_id = self._owner(account_id, stp)
+            # (``_owner``, inlined: a call is a measurable share of an owned order's path)
+            if stp is not STP_CANCEL_TAKER and stp not in _STP_MODES:
+                raise ValidationError("stp must be cancel_taker, cancel_maker, cancel_both or none", "stp")
+            if type(account_id) is not int:
+                raise ValidationError("account_id must be an integer", "account_id")
+            account_id = self._interned.setdefault(account_id, account_id)
         if timestamp is None:
             timestamp = self._clock()
         ledger = self.ledger
@@ -486,15 +491,10 @@ class MatchingEngine:
                 if account_id is None:
                     raise ValidationError("an order needs an account", "account_id")
                 funds = market.funds
-                pair = funds.cells.get(account_id) or ledger.pair(funds, account_id)
-                if price is not None:
-                    if is_buy:
-                        cell, locked = pair[1], price * quantity * funds.buy_lock
-                    else:
-                        cell, locked = pair[0], quantity * funds.base_per_lot
-                elif not is_buy:
-                    cell, locked = pair[0], quantity * funds.base_per_lot
-                if cell is not None:
+                pair = funds.cells.get(account_id) or ledger.pair(funds, account_id)  # (base, quote)
+                if price is not None or not is_buy:  # (a market buy locks nothing)
+                    cell = pair[is_buy]
+                    locked = price * quantity * funds.buy_lock if is_buy else quantity * funds.base_per_lot
                     if cell[0] < locked:
                         ledger.reserve(funds, account_id, is_buy, locked)  # raises InsufficientFunds
                     cell[0] -= locked
@@ -1246,10 +1246,7 @@ class MatchingEngine:
         stop = False
         funds = market.funds
         if funds is not None:  # settle each maker as it fills (the taker once, at the end)
-            cells = funds.cells
-            pair = self.ledger.pair
-            per_lot, per_notional, buy_lock = funds.base_per_lot, funds.quote_per_notional, funds.buy_lock
-            maker_fee_quote = maker_rate * funds.quote_per_fee  # quote units per notional unit
+            cells, per_lot, buy_lock, maker_refund, maker_sells = funds.for_makers
         while remaining:
             best = book.best_ask if is_buy else book.best_bid
             if best is None or (limit is not None and (best > limit if is_buy else best < limit)):
@@ -1318,15 +1315,13 @@ class MatchingEngine:
                     )
                 )
                 if funds is not None:  # settle the maker at once
-                    account = maker.account_id
-                    base, quote = cells.get(account) or pair(funds, account)
+                    base, quote = cells.get(maker.account_id) or self.ledger.pair(funds, maker.account_id)
                     if is_buy:  # it sold: its base leaves its lock, it gets notional - fee
                         base[1] -= fill * per_lot
-                        quote[0] += value * (per_notional - maker_fee_quote)
+                        quote[0] += value * maker_sells
                     else:  # it bought at its own price: paid from its lock, the rest back
-                        unlocked = value * buy_lock
-                        quote[1] -= unlocked
-                        quote[0] += unlocked - value * (per_notional + maker_fee_quote)
+                        quote[1] -= value * buy_lock
+                        quote[0] += value * maker_refund
                         base[0] += fill * per_lot
                 remaining -= fill
                 if not remaining:
@@ -1351,26 +1346,23 @@ class MatchingEngine:
             if funds is not None:
                 # The taker pays or receives once for all its fills: a fee is notional x rate
                 # per fill, so the sum of this loop's fees is its notional times the rate (exact).
-                value = notional * per_notional
-                taker_fee = notional * taker_rate * funds.quote_per_fee
-                account = taker.account_id
-                base, quote = cells.get(account) or pair(funds, account)
+                base, quote = cells.get(taker.account_id) or self.ledger.pair(funds, taker.account_id)
                 if is_buy:
                     locked_at = taker.price  # None: a market buy, which locked nothing
                     if locked_at is None:
-                        quote[0] -= value + taker_fee
+                        quote[0] -= notional * funds.taker_buy
                     else:
                         unlocked = locked_at * volume * buy_lock
                         quote[1] -= unlocked
-                        quote[0] += unlocked - value - taker_fee
+                        quote[0] += unlocked - notional * funds.taker_buy
                     base[0] += volume * per_lot
                 else:
                     if taker.order_type is MARKET and taker.quote_quantity is not None:  # locked nothing
                         base[0] -= volume * per_lot
                     else:
                         base[1] -= volume * per_lot
-                    quote[0] += value - taker_fee
-                funds.fee[0] += taker_fee + notional * maker_fee_quote
+                    quote[0] += notional * funds.taker_sells
+                funds.fee[0] += notional * funds.fee_rate
         if cancelled:
             market.stats.cancels += len(cancelled)
         return trades, cancelled

@@ -89,7 +89,8 @@ def run_engine(ops, accounts, funds: bool = False) -> tuple[float, dict]:
                     except EngineError:
                         pass
                 continue
-            r = submit(SYM, side, order_type, qty, price, account_id=owner)
+            # positional, as the service calls it (api.service.Exchange._submit)
+            r = submit(SYM, side, order_type, qty, price, None, None, None, None, owner)
             if r.status is NEW or r.status is PARTIALLY_FILLED:
                 ids[oid] = r.order.order_id
             keep(r)
