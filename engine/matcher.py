@@ -483,10 +483,12 @@ class MatchingEngine:
         if timestamp is None:
             timestamp = self._clock()
         ledger = self.ledger
-        cell = None  # with funds: the balance cell the order locked in (None: it locks nothing)
+        cell = None  # with funds: the balance cell of the order's lock (None: it locks nothing)
 
         with market.lock:
-            # funds: lock what the order may spend, or refuse it (Ledger.reserve, inlined)
+            # Funds: refuse an order whose lock the account cannot cover. The lock
+            # is taken for what rests; what trades at once is paid from available
+            # (the same balances as locking all and releasing, with less work).
             if ledger is not None:
                 if account_id is None:
                     raise ValidationError("an order needs an account", "account_id")
@@ -497,8 +499,6 @@ class MatchingEngine:
                     locked = price * quantity * funds.buy_lock if is_buy else quantity * funds.base_per_lot
                     if cell[0] < locked:
                         ledger.reserve(funds, account_id, is_buy, locked)  # raises InsufficientFunds
-                    cell[0] -= locked
-                    cell[1] += locked
             if order_id is None:
                 order_id = next(self._order_ids)
             else:  # replay: later ids continue after the journal's
@@ -540,13 +540,13 @@ class MatchingEngine:
             ):
                 if order_type is LIMIT:  # rests as it came (status NEW)
                     book.add(order)
+                    if cell is not None:  # it locks (Ledger.reserve, inlined)
+                        cell[0] -= locked
+                        cell[1] += locked
                     market.sequence += 1
                     return SubmitResult(order, NEW, 0, 0, _NO_TRADES, market.sequence, True)
                 order.status = CANCELLED  # market / IOC / FOK that cannot trade: nothing changed
                 order.cancel_reason = UNFILLED
-                if cell is not None:  # unlock all of it
-                    cell[1] -= locked
-                    cell[0] += locked
                 closed = self._closed  # remember the closed order (inlined: the hot path)
                 closed.append(order_id)
                 if len(closed) > self._order_history:
@@ -569,7 +569,7 @@ class MatchingEngine:
                 if trade_ids:
                     self._trade_ids = _after(self._trade_ids, trade_ids[-1])
                 return result
-            trades, cancelled = self._match(market, order, price, next_trade_id)
+            trades, cancelled = self._match(market, order, price, next_trade_id, False)
             # Only self-trade prevention can end the loop with nothing done
             # (the taker's first maker was its own, cancel_taker): then the
             # book did not change.
@@ -580,6 +580,10 @@ class MatchingEngine:
             elif order_type is LIMIT and order.cancel_reason is None:
                 status = order.status = PARTIALLY_FILLED if filled else NEW
                 book.add(order)
+                if cell is not None:  # what rests locks (covered: the fills cost at most their lock)
+                    locked = (quantity - filled) * (price * funds.buy_lock if is_buy else funds.base_per_lot)
+                    cell[0] -= locked
+                    cell[1] += locked
                 market.sequence += 1
                 result = SubmitResult(
                     order, status, filled, order.notional, trades, market.sequence, True, (), cancelled
@@ -596,10 +600,6 @@ class MatchingEngine:
                 order.status = CANCELLED
                 if order.cancel_reason is None:
                     order.cancel_reason = UNFILLED
-                if cell is not None:  # unlock what the rest held (Ledger.release, inlined)
-                    locked = (quantity - filled) * (price * funds.buy_lock if is_buy else funds.base_per_lot)
-                    cell[1] -= locked
-                    cell[0] += locked
             if changed:
                 market.sequence += 1
             closed = self._closed  # remember the closed order (inlined: the hot path)
@@ -965,14 +965,17 @@ class MatchingEngine:
                 funds = market.funds
                 # unlock the rest (Ledger.release, inlined: a resting order has a price)
                 if funds is not None:
-                    pair = funds.cells.get(order.account_id) or self.ledger.pair(funds, order.account_id)
-                    remaining = order.quantity - order.filled
+                    base, quote = funds.cells.get(order.account_id) or self.ledger.pair(
+                        funds, order.account_id
+                    )
                     if order.side is BUY:
-                        cell, locked = pair[1], order.price * remaining * funds.buy_lock
+                        locked = order.price * (order.quantity - order.filled) * funds.buy_lock
+                        quote[1] -= locked
+                        quote[0] += locked
                     else:
-                        cell, locked = pair[0], remaining * funds.base_per_lot
-                    cell[1] -= locked
-                    cell[0] += locked
+                        locked = (order.quantity - order.filled) * funds.base_per_lot
+                        base[1] -= locked
+                        base[0] += locked
                 closed = self._closed
                 closed.append(order_id)
                 if len(closed) > self._order_history:
@@ -1210,7 +1213,7 @@ class MatchingEngine:
         return trades, cancelled
 
     def _match(
-        self, market: Market, taker: Order, limit: int | None, next_trade_id
+        self, market: Market, taker: Order, limit: int | None, next_trade_id, locked: bool = True
     ) -> tuple[list[Trade], list[Order] | tuple]:
         """Execute a fresh (nothing filled yet) ``taker`` against the opposite side,
         best level first, FIFO within a level, at the makers' prices, stopping
@@ -1220,6 +1223,11 @@ class MatchingEngine:
         when that is used up its next slice goes to the back of the level,
         where the same taker may reach it again. Returns the trades and the
         resting orders self-trade prevention cancelled.
+
+        With funds it settles as it goes: each maker per fill, the taker once
+        at the end -- from its lock when ``locked`` (it holds one: an order
+        re-entering, a triggered stop), else from its available balance
+        (``submit``'s taker, whose lock is taken only for what rests).
 
         Runtime complexity: O(fills + cancelled entries skipped + log L per
         emptied level).
@@ -1348,7 +1356,7 @@ class MatchingEngine:
                 # per fill, so the sum of this loop's fees is its notional times the rate (exact).
                 base, quote = cells.get(taker.account_id) or self.ledger.pair(funds, taker.account_id)
                 if is_buy:
-                    locked_at = taker.price  # None: a market buy, which locked nothing
+                    locked_at = taker.price if locked else None  # None: it pays from available
                     if locked_at is None:
                         quote[0] -= notional * funds.taker_buy
                     else:
@@ -1357,8 +1365,8 @@ class MatchingEngine:
                         quote[0] += unlocked - notional * funds.taker_buy
                     base[0] += volume * per_lot
                 else:
-                    if taker.order_type is MARKET and taker.quote_quantity is not None:  # locked nothing
-                        base[0] -= volume * per_lot
+                    if not locked or (taker.order_type is MARKET and taker.quote_quantity is not None):
+                        base[0] -= volume * per_lot  # it holds no lock: from available
                     else:
                         base[1] -= volume * per_lot
                     quote[0] += notional * funds.taker_sells
