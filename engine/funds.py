@@ -26,16 +26,19 @@ Locks (what an order may spend, taken at acceptance; ``lock_of``)
       while the account's available base covers each lot;
     * a buy without a price (``market``, and ``stop_loss``/``take_profit``
       buys, which become market orders): nothing; it executes while the
-      available quote covers each fill and its taker fee (``affordable``).
+      available quote covers each fill and its taker fee.
     The lock of an open order always equals ``lock_of`` its current state; a
     fill releases the lock of the lots it took (settlement), a close the rest
-    (``release``), an amend the difference (``relock``).
+    (``release``), an amend the difference (``relock``). ``submit`` checks
+    an order's whole lock at acceptance but takes it only for what rests: what
+    trades at once is paid from available -- the same balances after the
+    command as locking all of it and releasing the rest, with less work.
 
 Settlement (in the engine's critical section, inside the matching loop that
 makes the trades, ``MatchingEngine._match``: each maker per fill, the taker
-once per loop, the fees into ``SymbolFunds.fee``): the buyer pays notional + its fee in
-quote (from its lock, the surplus of a better price or a maker fee back to
-available) and receives the base; the seller gives the base (from its lock)
+once per loop, the fees into ``SymbolFunds.fee``): the buyer pays notional +
+its fee in quote (from its lock, the surplus of a better price or a maker fee
+back to available) and receives the base; the seller gives the base (from its lock)
 and receives notional - its fee; both fees go to ``fees``.
 
 Conservation (``check``, ``conservation``): per asset, the sum of available +
