@@ -150,7 +150,10 @@ class AccountIndex:
 
 def fill_dict(spec, trade, is_maker: bool) -> dict:
     """One fill of an account: ``{"trade_id", "order_id", "symbol", "side",
-    "price", "quantity", "fee", "liquidity", "timestamp"}``."""
+    "price", "quantity", "fee", "fee_exact", "fee_asset", "liquidity",
+    "timestamp"}``. ``fee`` is rounded half-even to 8 decimals like a trade's
+    fees; ``fee_exact`` is what the balances moved by, to the quote asset's
+    scale (tick x lot x rate: never rounded), in ``fee_asset``."""
     f = formatting.formatter(spec)
     taker = trade.taker
     if is_maker:
@@ -165,6 +168,8 @@ def fill_dict(spec, trade, is_maker: bool) -> dict:
         "price": f.price(trade.price),
         "quantity": f.quantity(trade.quantity),
         "fee": f.fee(fee),
+        "fee_exact": spec.format_fee_exact(fee),
+        "fee_asset": spec.quote,
         "liquidity": liquidity,
         "timestamp": formatting.iso(taker.timestamp),
     }

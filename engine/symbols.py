@@ -153,6 +153,11 @@ class SymbolSpec:
         value = (fee * self._fee_scale).quantize(Decimal(1).scaleb(-FEE_DECIMALS), ROUND_HALF_EVEN)
         return f"{value:.{FEE_DECIMALS}f}"
 
+    def format_fee_exact(self, fee: int) -> str:
+        """``fee`` in fee units, exact: with the decimals of tick x lot x rate
+        (the quote asset's scale for this symbol), never rounded."""
+        return f"{Decimal(fee) * self._fee_scale:f}"
+
     def to_dict(self) -> dict:
         """The ``GET /symbols`` entry."""
         return {

@@ -387,6 +387,8 @@ def test_get_fills_both_sides_newest_first(alice, bob):
         "price": "100.00",
         "quantity": "0.40000",
         "fee": taker["trades"][0]["maker_fee"],
+        "fee_exact": "0.0400000000",  # 100.00 x 0.4 x 0.001, to the quote's 10 decimals
+        "fee_asset": "USDT",
         "liquidity": "maker",
         "timestamp": taker["trades"][0]["timestamp"],
     }

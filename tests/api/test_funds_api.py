@@ -792,3 +792,20 @@ def test_balances_not_durable_in_time_are_refused_not_shown(app, open_account):
         assert len(_balances_events(client)) == 1
     finally:
         client.disconnect(namespace=MARKET_NAMESPACE)
+
+
+def test_a_fills_exact_fee_is_what_the_balances_moved_by(open_account, admin):
+    """A fee below the 8 decimals a trade prints: ``fee`` is rounded, ``fee_exact``
+    is what moved (30000.01 x 0.00001 = 0.3000001 of notional; maker 0.001 of it is
+    0.0003000001, taker 0.002 is 0.0006000002)."""
+    seller = open_account("seller", BTC="1")
+    buyer = open_account("buyer", USDT="1")
+    seller.order("sell", "0.00001", "30000.01")
+    buyer.order("buy", "0.00001", "30000.01")
+    (sold,) = seller.get("/fills")["fills"]
+    (bought,) = buyer.get("/fills")["fills"]
+    assert (sold["fee"], sold["fee_exact"], sold["fee_asset"]) == ("0.00030000", "0.0003000001", "USDT")
+    assert (bought["fee"], bought["fee_exact"]) == ("0.00060000", "0.0006000002")
+    assert seller.of("USDT") == (D("0.3000001") - D(sold["fee_exact"]), 0)
+    assert buyer.of("USDT") == (D("1") - D("0.3000001") - D(bought["fee_exact"]), 0)
+    assert fees(admin)["USDT"] == D(sold["fee_exact"]) + D(bought["fee_exact"])
