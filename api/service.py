@@ -273,18 +273,13 @@ class Exchange:
         try:
             for i, body in enumerate(orders):
                 try:
-                    cmd = self._parse(body)
+                    cmd = self._parse(body)  # (a refusal here is counted and audited by _parse)
+                    try:
+                        result, logged, capture = self._submit(cmd, owner)
+                    except EngineError as e:  # refused by the engine: INSUFFICIENT_FUNDS, ...
+                        self._reject("order", body, e)
+                        raise
                 except EngineError as e:
-                    out[i] = e.to_dict()
-                    continue
-                except Exception:
-                    log.exception("unexpected error in a bulk order")
-                    out[i] = internal_error_envelope()
-                    continue
-                try:
-                    result, logged, capture = self._submit(cmd, owner)
-                except EngineError as e:  # refused by the engine: INSUFFICIENT_FUNDS, ...
-                    self._reject("order", body, e)
                     out[i] = e.to_dict()
                     continue
                 except Exception:
