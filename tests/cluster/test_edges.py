@@ -197,11 +197,10 @@ def test_an_edge_started_late_serves_the_engines_state_and_history(cluster):
         late.stop()
 
 
-def test_with_auth_on_an_edge_refuses_order_events_and_still_serves_trades(tmp_path):
-    """Order events are private with --auth on; an edge cannot check a key, so it
-    refuses the subscription (the engine's feed carries no order event then: a
-    client of an edge could otherwise read every account's orders). Trades between
-    two accounts still reach the edge's subscribers."""
+def test_with_auth_on_an_edge_refuses_order_events_without_a_key_and_still_serves_trades(tmp_path):
+    """Order events are private with --auth on: without a key an edge refuses the
+    subscription, as the engine does (keyed ones: test_private_events.py). Trades
+    between two accounts still reach the edge's subscribers."""
     import os
 
     from deploy.cluster import Cluster
