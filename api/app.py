@@ -610,6 +610,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="edge: serve market data and public reads from the message queue (no engine, no journal)",
     )
     p.add_argument(
+        "--edge-fanout",
+        choices=("direct", "queue"),
+        default="direct",
+        help="an edge's writes to its WebSocket clients: one send per client per pass (direct, "
+        "api/fanout.py) or Engine.IO's writer task for every packet (queue: for comparison)",
+    )
+    p.add_argument(
         "--message-queue",
         default=None,
         metavar="redis://HOST:PORT/DB",
@@ -903,6 +910,7 @@ def _main_edge(args: argparse.Namespace) -> int:
             "rate_limit": args.rate_limit,
             "rate_limiter": args.rate_limiter,
             "proxy_hops": args.proxy_hops,
+            "direct_fanout": args.edge_fanout == "direct",
             **session_config(args),
             "cors_origins": "*"
             if args.cors_origins.strip() == "*"

@@ -86,6 +86,7 @@ from socketio.exceptions import ConnectionRefusedError as _Refused
 from api import errors, formatting, rest
 from api.auth import UNAUTHENTICATED_KEY, key_hash, well_formed
 from api.errors import ApiError, Unauthenticated
+from api.fanout import FanOut, install_direct_fanout
 from api.market import (
     MARKET_NAMESPACE,
     TRADE_NAMESPACE,
@@ -387,6 +388,16 @@ class EdgePublisher(Publisher):
         return (account_room(owner),)
 
     def _pass(self) -> float:
+        fanout = self.socketio if isinstance(self.socketio, FanOut) else None
+        if fanout is None:
+            return self._pass_body()
+        fanout.begin()  # each client's frames of the pass: one write (api/fanout.py)
+        try:
+            return self._pass_body()
+        finally:
+            fanout.end()
+
+    def _pass_body(self) -> float:
         stream = self._stream
         members = self.members
         while stream:
@@ -666,6 +677,9 @@ class EdgeService:
             "feed": self.receiver.stats(),
             "message_queue": self.manager.stats() if self.manager is not None else None,
             "streaming": self.publisher.stats(),
+            "fanout": self.publisher.socketio.stats()
+            if isinstance(self.publisher.socketio, FanOut)
+            else None,
             "auth": self.receiver.auth.stats() if self.receiver.auth is not None else None,
             "connected_clients": self.publisher.stats()["connected_clients"],
         }
@@ -710,6 +724,7 @@ EDGE_DEFAULTS = {
     "sync_wait": 3.0,
     "proxy_hops": 0,
     "client_manager": None,  # tests: a manager object instead of one built from message_queue
+    "direct_fanout": True,  # api/fanout.py (eventlet only); False: Engine.IO's writer for every packet
     # the engine's per-client limits (api/sessions.py): an edge is where most clients are
     **SESSION_DEFAULTS,
 }
@@ -748,8 +763,14 @@ def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
     sessions = guard_from_config(socketio, cfg)
     mirror = Mirror(symbols)
     receiver_box: list[FeedReceiver] = []
+    # The publisher writes through the direct fan-out (api/fanout.py) when it is installed.
+    direct = cfg["direct_fanout"] and install_direct_fanout(socketio)
+    if direct:
+        log.debug("direct WebSocket fan-out installed")
+    elif install_frame_coalescing(socketio):
+        log.debug("WebSocket frame coalescing installed")
     publisher = EdgePublisher(
-        socketio,
+        FanOut(socketio, MARKET_NAMESPACE) if direct else socketio,
         mirror,
         ready=lambda: receiver_box[0].ever_synced,
         sync_wait=float(cfg["sync_wait"]),
@@ -786,8 +807,6 @@ def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
             raise EdgeReadOnly(READ_ONLY_MESSAGE)
 
     rest.register(app)
-    if install_frame_coalescing(socketio):
-        log.debug("WebSocket frame coalescing installed")
     socketio.on_namespace(EdgeMarketNamespace(publisher, auth))
     socketio.server.register_namespace(ReadOnlyTradeNamespace())
     app.extensions["sessions"] = sessions

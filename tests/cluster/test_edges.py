@@ -47,6 +47,9 @@ def test_a_subscriber_on_each_edge_gets_every_trade_in_order_and_sequences_never
             last_bbo = sub.of("bbo")[-1]
             assert without_timestamps(last_bbo) == without_timestamps(engine_bbo)
             assert all(len(d["bids"]) <= 5 and len(d["asks"]) <= 5 for d in sub.of("l2_update"))
+        for edge in cluster.edges:  # the edges wrote them through the direct fan-out (api/fanout.py)
+            fanout = requests.get(edge.url + "/statistics", timeout=5).json()["fanout"]
+            assert fanout["direct_frames"] > 40 and fanout["direct_writes"] > 0, fanout
     finally:
         for sub in subs:
             sub.stop()
