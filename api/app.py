@@ -617,6 +617,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "api/fanout.py) or Engine.IO's writer task for every packet (queue: for comparison)",
     )
     p.add_argument(
+        "--edge-stream-interval",
+        type=float,
+        default=0.02,
+        metavar="SECONDS",
+        help="an edge's passes for trades and order events: at most this apart (default 0.02; "
+        "its book rooms keep their own interval, up to 0.05)",
+    )
+    p.add_argument(
         "--message-queue",
         default=None,
         metavar="redis://HOST:PORT/DB",
@@ -911,6 +919,7 @@ def _main_edge(args: argparse.Namespace) -> int:
             "rate_limiter": args.rate_limiter,
             "proxy_hops": args.proxy_hops,
             "direct_fanout": args.edge_fanout == "direct",
+            "stream_interval": args.edge_stream_interval,
             **session_config(args),
             "cors_origins": "*"
             if args.cors_origins.strip() == "*"

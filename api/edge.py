@@ -128,6 +128,9 @@ READ_ONLY_MESSAGE = (
 # watchers writes to each at most 20 times a second (trades and book states of a pass
 # in one write), still well within the contract's 100 ms.
 EDGE_MIN_INTERVAL = 0.05
+# Trades and order events do not wait for that: a pass goes out at most this long after
+# the previous one when the feed brought any (the book rooms keep the cadence above).
+EDGE_STREAM_INTERVAL = 0.02
 HELD_EVENTS = 200_000  # events held while unsynced; beyond this the oldest go (the sync replays trades)
 
 
@@ -356,15 +359,39 @@ class EdgePublisher(Publisher):
         ready=None,
         sync_wait: float = 3.0,
         min_interval: float = EDGE_MIN_INTERVAL,
+        stream_interval: float = EDGE_STREAM_INTERVAL,
         **options,
     ) -> None:
         super().__init__(socketio, mirror, min_interval=min_interval, **options)
         self.ready = ready or (lambda: True)
         self.sync_wait = sync_wait
+        self.stream_interval_ns = int(stream_interval * 1e9)
         self._stream: deque = deque()
 
     def _init_baselines(self) -> None:
         return None  # no sequencer here: the feed is already in order
+
+    def _book_pace_ns(self) -> int:
+        """The book rooms' interval: ``interval_per_member`` per ``/market``
+        client, at most ``min_interval`` (50 ms from 500 clients on)."""
+        return super()._pace_ns()
+
+    def _pace_ns(self) -> int:
+        """Passes: as the book rooms, but at least every ``stream_interval``
+        (trades and order events wait at most that for their pass)."""
+        return min(super()._pace_ns(), self.stream_interval_ns)
+
+    def _publish_books(self, now: int) -> int | None:
+        """``Publisher._publish_books`` with every book room at the interval
+        ``_book_pace_ns`` (the passes may be more frequent, for the trades:
+        the book rooms keep the cadence of at most 20 writes a second per
+        client from 500 clients on)."""
+        saved = self.min_interval_ns, self.interval_per_member_ns
+        self.min_interval_ns = self.interval_per_member_ns = self._book_pace_ns()
+        try:
+            return super()._publish_books(now)
+        finally:
+            self.min_interval_ns, self.interval_per_member_ns = saved
 
     def deliver(self, event: str, symbol: str | None, payload: dict, owner: int | None = None) -> None:
         """Queue a trade or order event (``owner``: addressed to that account
@@ -483,6 +510,7 @@ class FeedReceiver:
         self.syncs = 0
         self.replayed = 0
         self.lag_ns = 0
+        self.lag = LatencyWindow(10_000)  # the engine's publish (its time_ns) -> this edge's receipt
         self._lock = threading.Lock()
 
     def on_feed(self, message) -> None:
@@ -499,6 +527,7 @@ class FeedReceiver:
         sent = message.get("time_ns")
         if isinstance(sent, int):
             self.lag_ns = time.time_ns() - sent
+            self.lag.add(self.lag_ns)
         run, n = message.get("run"), message.get("n")
         if run != self.run or n != self.n + 1:
             if self.run is not None:
@@ -615,6 +644,7 @@ class FeedReceiver:
             "trades_replayed": self.replayed,
             "held_events": len(self.held),
             "last_lag_ms": round(self.lag_ns / 1e6, 3),
+            "lag": self.lag.summary(),
         }
 
 
@@ -724,6 +754,7 @@ EDGE_DEFAULTS = {
     "sync_wait": 3.0,
     "proxy_hops": 0,
     "client_manager": None,  # tests: a manager object instead of one built from message_queue
+    "stream_interval": EDGE_STREAM_INTERVAL,  # s: trades and order events wait at most this for a pass
     "direct_fanout": True,  # api/fanout.py (eventlet only); False: Engine.IO's writer for every packet
     # the engine's per-client limits (api/sessions.py): an edge is where most clients are
     **SESSION_DEFAULTS,
@@ -774,6 +805,7 @@ def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
         mirror,
         ready=lambda: receiver_box[0].ever_synced,
         sync_wait=float(cfg["sync_wait"]),
+        stream_interval=float(cfg["stream_interval"]),
         sessions=sessions,
     )
     auth = EdgeAuth(

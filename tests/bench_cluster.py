@@ -391,6 +391,11 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
             for name, st in final.items()
         }
         res["edge_fanout"] = {name: st.get("fanout") for name, st in final.items()}
+        res["feed_lag_ms"] = {  # the engine's publish -> the edge's receipt (wall clocks, one host)
+            name: {k: st["feed"]["lag"][k] for k in ("p50_ms", "p99_ms")}
+            for name, st in final.items()
+            if "feed" in st
+        }
         res["edge_cpu_us_per_delivery"] = {
             name: round(1e6 * cpu[name]["cpu_s"] / max(1, after[name] - before[name]), 2)
             for name in after
@@ -481,6 +486,8 @@ def fmt(res: dict) -> str:
         )
         if res.get("edge_trade_wait_ms"):
             lines.append(f"  on the edge, trade arrival -> emit (ms): {res['edge_trade_wait_ms']}")
+        if res.get("feed_lag_ms"):
+            lines.append(f"  feed, engine publish -> edge receipt (ms): {res['feed_lag_ms']}")
     return "\n".join(lines)
 
 
@@ -498,6 +505,12 @@ def main(argv=None) -> int:
     ap.add_argument("--sub-processes", type=int, default=4)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--edge-nice", type=int, default=0, help="niceness of the edges (the engine keeps 0)")
+    ap.add_argument(
+        "--edge-stream-interval",
+        type=float,
+        default=0.02,
+        help="the edges' pass interval for trades, seconds (their book rooms keep up to 0.05)",
+    )
     ap.add_argument(
         "--edge-fanout",
         choices=("direct", "queue"),
@@ -524,7 +537,15 @@ def main(argv=None) -> int:
                 edges=args.edges,
                 engine_args=["--rate-limit", "0", "--auth", "off"],
                 # thousands of subscribers from this one address, straight to the edges
-                edge_args=["--rate-limit", "0", *UNLIMITED_CLIENTS, "--edge-fanout", args.edge_fanout],
+                edge_args=[
+                    "--rate-limit",
+                    "0",
+                    *UNLIMITED_CLIENTS,
+                    "--edge-fanout",
+                    args.edge_fanout,
+                    "--edge-stream-interval",
+                    str(args.edge_stream_interval),
+                ],
                 edge_nice=args.edge_nice,
             )
         with cluster:

@@ -443,3 +443,33 @@ def test_edge_auth_is_off_when_the_engine_runs_without_accounts():
 
     auth = EdgeAuth(lambda: False, lambda: True, lambda: 0, lambda s: None)
     assert auth.session({"api_key": "anything"}, None) is None
+
+
+def test_an_edge_passes_for_trades_every_stream_interval_while_book_rooms_keep_their_cadence():
+    from api.edge import EdgePublisher
+    from api.market import MARKET_NAMESPACE, BookRoom
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list = []
+
+        def emit(self, event, data, namespace=None, to=None):
+            self.sent.append((event, to))
+
+    sio = Recorder()
+    mirror = Mirror(default_symbols())
+    publisher = EdgePublisher(sio, mirror, min_interval=0.05, stream_interval=0.02)
+    publisher.clients[MARKET_NAMESPACE] = 1000
+    assert publisher._pace_ns() == 20_000_000  # trades wait at most 20 ms for a pass
+    assert publisher._book_pace_ns() == 50_000_000
+    room = BookRoom("bbo:BTC-USDT", "bbo", "BTC-USDT", 0)
+    publisher.book_rooms["BTC-USDT"][room.name] = room
+    publisher.members[room.name] = {"a"}  # one member: Publisher's own rule would allow 0.1 ms
+    mirror.apply_book("BTC-USDT", 5, [[100, 1]], [[101, 1]])
+    now = 10**12
+    room.last_emit_ns, room.last_seq = now - 30_000_000, 4
+    deadline = publisher._publish_books(now)
+    assert sio.sent == [] and deadline == room.last_emit_ns + 50_000_000  # 50 ms after the last
+    publisher._publish_books(now + 20_000_000)
+    assert sio.sent == [("bbo", "bbo:BTC-USDT")]
+    assert (publisher.min_interval_ns, publisher.interval_per_member_ns) == (50_000_000, 100_000)
