@@ -11,11 +11,13 @@ and serves from it, with the same answers and sequences as the engine:
   ``order_events`` (with accounts, each account's own: *Private events* below),
   by the engine's ``Publisher`` code itself (``EdgePublisher``
   subclasses it with the mirror in place of the engine): the same rooms,
-  validation, snapshot-on-subscribe and conflation rules (with the room and
-  pass interval capped at ``EDGE_MIN_INTERVAL``, 50 ms, instead of 5 ms: an edge
+  validation, snapshot-on-subscribe and conflation rules (with the book rooms'
+  interval capped at ``EDGE_MIN_INTERVAL``, 50 ms, instead of 5 ms: an edge
   is there for thousands of watchers); trades and order events go out in the
-  feed's order, never conflated, in the next pass, together with the due book
-  states (one write per client per pass);
+  feed's order, never conflated, in the next pass (passes at most
+  ``EDGE_STREAM_INTERVAL``, 20 ms, apart), together with the due book states:
+  one write per client per pass, through the direct fan-out
+  (``api/fanout.py``) in eventlet mode;
 * REST: ``GET /health``, ``/symbols``, ``/book/<symbol>`` (up to 100 levels:
   nginx sends deeper reads to the engine), ``/bbo/<symbol>``,
   ``/trades/<symbol>``, by ``api/rest.py``'s own views over ``EdgeService``

@@ -91,7 +91,7 @@ import msgspec
 from socketio import RedisManager
 
 from api import formatting
-from api.market import MARKET_NAMESPACE, MAX_DEPTH, Publisher
+from api.market import MARKET_NAMESPACE, MAX_DEPTH, LatencyWindow, Publisher
 from api.service import MAX_TRADES
 from engine.events import AmendResult
 from engine.order import NEW, PENDING
@@ -335,6 +335,9 @@ class QueueFeed(Publisher):
         self.messages = 0
         self.syncs = 0
         self.private_events = 0
+        # a result's receipt (the order's) -> the feed message that carries it is published
+        self.publish_latency = LatencyWindow(10_000)
+        self._receipts: list[int] = []
         # The last ``trades`` trades per symbol as published, formatted: a sync is then
         # a copy, not 4,000 trades to format (~100 ms the order path would wait for).
         self._trades = {}
@@ -409,6 +412,7 @@ class QueueFeed(Publisher):
         triggered with their ``triggered`` events and fills included); with
         ``private`` (``--auth on``) each order event addressed to its order's
         owner (``publish_private``)."""
+        self._receipts.append(received)
         order = result.order
         symbol = order.symbol
         spec = self.engine.spec(symbol)
@@ -570,6 +574,12 @@ class QueueFeed(Publisher):
         self.messages += 1
         self.deliveries += len(events) + len(books)
         self.socketio.emit(FEED_EVENT, message, namespace=MARKET_NAMESPACE, to=FEED_ROOM)
+        received, self._receipts = self._receipts, []
+        if received:
+            published = time.perf_counter_ns()
+            add = self.publish_latency.add
+            for r in received:
+                add(published - r)
 
     def feed_stats(self) -> dict:
         return {
@@ -580,6 +590,7 @@ class QueueFeed(Publisher):
             "queue_depth": len(self._queue),
             "trades": self.events["trade"],
             "private_events": self.private_events,
+            "publish_latency": self.publish_latency.summary(),
         }
 
 

@@ -225,6 +225,12 @@ def sub_main(cfg: dict, targets: list, ready_q, stop_evt, out_q) -> None:
         out_q.put(("result", os.getpid(), [], 0.0, 0))
 
 
+def urllib_request():
+    import urllib.request
+
+    return urllib.request
+
+
 def edge_stats(edge) -> dict:
     import urllib.request
 
@@ -391,6 +397,10 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
             for name, st in final.items()
         }
         res["edge_fanout"] = {name: st.get("fanout") for name, st in final.items()}
+        if cluster.redis is not None:  # the engine: an order's receipt -> its feed message published
+            with urllib_request().urlopen(cluster.engine.url + "/statistics", timeout=5) as r:
+                mq = json.load(r)["streaming"]["message_queue"]
+            res["engine_feed_ms"] = {k: mq["publish_latency"][k] for k in ("p50_ms", "p99_ms")}
         res["feed_lag_ms"] = {  # the engine's publish -> the edge's receipt (wall clocks, one host)
             name: {k: st["feed"]["lag"][k] for k in ("p50_ms", "p99_ms")}
             for name, st in final.items()
@@ -486,6 +496,8 @@ def fmt(res: dict) -> str:
         )
         if res.get("edge_trade_wait_ms"):
             lines.append(f"  on the edge, trade arrival -> emit (ms): {res['edge_trade_wait_ms']}")
+        if res.get("engine_feed_ms"):
+            lines.append(f"  engine, order receipt -> feed message published (ms): {res['engine_feed_ms']}")
         if res.get("feed_lag_ms"):
             lines.append(f"  feed, engine publish -> edge receipt (ms): {res['feed_lag_ms']}")
     return "\n".join(lines)
