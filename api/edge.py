@@ -369,6 +369,14 @@ class EdgePublisher(Publisher):
         self.sync_wait = sync_wait
         self.stream_interval_ns = int(stream_interval * 1e9)
         self._stream: deque = deque()
+        self.written = LatencyWindow(10_000)  # direct fan-out: a trade's arrival -> written to every member
+        self._written: list[int] = []
+
+    def stats(self) -> dict:
+        out = super().stats()
+        if isinstance(self.socketio, FanOut):
+            out["latency"]["trade_written"] = self.written.summary()
+        return out
 
     def _init_baselines(self) -> None:
         return None  # no sequencer here: the feed is already in order
@@ -425,10 +433,17 @@ class EdgePublisher(Publisher):
             return self._pass_body()
         finally:
             fanout.end()
+            written, self._written = self._written, []
+            if written:  # a trade's arrival here -> the pass's last write
+                now = _perf_ns()
+                add = self.written.add
+                for received in written:
+                    add(now - received)
 
     def _pass_body(self) -> float:
         stream = self._stream
         members = self.members
+        written = self._written
         while stream:
             event, symbol, payload, owner, received = stream.popleft()
             if owner is not None:
@@ -439,6 +454,8 @@ class EdgePublisher(Publisher):
                 names = (f"order_events:{symbol}", "order_events:*")
             rooms = [r for r in names if members.get(r)]
             if rooms:
+                if event == "trade":
+                    written.append(received)
                 if event not in self.events:  # an owner-addressed event of another name: count it too
                     self.events[event] = 0
                     self.latency[event] = LatencyWindow(1000)

@@ -111,10 +111,10 @@ class DirectWriter:
     def write(self, data: bytes) -> None:
         """Send ``data`` now if nothing of this client waits in the server,
         else (or the part the socket did not take) behind it, through the queue."""
-        if self.dead:
-            return
         connection = self.connection
-        if self.writing or connection.queue.qsize() or connection.closed:
+        if self.dead or connection.closed:
+            return
+        if self.writing or connection.queue.qsize():
             self._enqueue(data)
             return
         try:

@@ -46,6 +46,7 @@ import selectors
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -107,11 +108,15 @@ _B_SEQ = re.compile(rb'"sequence":(\d+)')
 _B_TS = re.compile(rb'"timestamp":"([^"]{1,26})')
 
 
+WALL_OFFSET = [0.0]  # time.time() - time.monotonic(), per subscriber process
+SAMPLE_EVERY = 25  # subscribers whose trades' read-after-engine-timestamp is recorded
+
+
 def lean_read(c, rec, t: float, pfx: dict) -> None:
     """Read what ``c`` (a non-blocking ``RawSio``) has and record its trades and
     bbo events in ``rec`` as ``SubRecord.on_packet`` would."""
     try:
-        chunk = c.sock.recv(1 << 20)
+        chunk = c.sock.recv(1 << 16)
     except (BlockingIOError, InterruptedError):
         return
     except OSError:
@@ -151,6 +156,12 @@ def lean_read(c, rec, t: float, pfx: dict) -> None:
                     rec.dup_trades += 1
                 else:
                     trades[tid] = t
+            lags = rec.__dict__.get("lags")
+            if lags is not None:  # a sampled subscriber: read time - the trade's engine timestamp
+                ts = _B_TS.search(buf, start, end)
+                if ts:
+                    stamp = datetime.fromisoformat(ts.group(1).decode()).replace(tzinfo=UTC)
+                    lags.append(t + WALL_OFFSET[0] - stamp.timestamp())
         elif buf.startswith(_EVENT_BBO, start):
             m = _B_SEQ.search(buf, start, end)
             ts = _B_TS.search(buf, start, end)
@@ -184,6 +195,8 @@ def sub_main(cfg: dict, targets: list, ready_q, stop_evt, out_q) -> None:
             c = RawSio(cfg["host"], port, ns)
             rec = SubRecord()
             rec.symbol, rec.port = symbol, port
+            if len(recs) % SAMPLE_EVERY == 0:
+                rec.lags = []
             try:
                 c.connect()
                 for msg in ({"type": "trades", "symbol": symbol}, {"type": "bbo", "symbol": symbol}):
@@ -202,6 +215,7 @@ def sub_main(cfg: dict, targets: list, ready_q, stop_evt, out_q) -> None:
             conns.append(c)
             recs.append(rec)
         ready_q.put(("ready", os.getpid(), len(conns), errors))
+        WALL_OFFSET[0] = time.time() - time.monotonic()
         cpu0, wall0 = time.process_time(), time.monotonic()
         mono = time.monotonic
         while not stop_evt.is_set():
@@ -218,6 +232,7 @@ def sub_main(cfg: dict, targets: list, ready_q, stop_evt, out_q) -> None:
         for r in recs:
             e = r.export()
             e["symbol"], e["port"] = r.symbol, r.port
+            e["lags"] = r.__dict__.get("lags") or []
             out.append(e)
         out_q.put(("result", os.getpid(), out, cpu, closed))
     except BaseException as exc:
@@ -297,6 +312,7 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
             raise RuntimeError("the sender could not connect to the engine")
         procs_to_sample = [cluster.engine, *edges, cluster.redis] if cluster.redis else [cluster.engine]
         samplers = {c.name: ProcSampler(c.pid) for c in procs_to_sample}
+        samplers["sender"] = ProcSampler(os.getpid())  # this process: the order sender (and the sampling)
         machine = SystemSampler()
         for s in samplers.values():
             s.start()
@@ -387,6 +403,11 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
         res["lost_trades"] = lost
         res["trade_latency_ms"] = summarize(lat)
         res["trade_latency_from_receipt_ms"] = summarize(from_receipt)
+        res["sub_read_after_match_ms"] = {
+            k: v
+            for k, v in summarize([x for s in subs for x in s.get("lags", ())]).items()
+            if k in ("count", "p50", "p99")
+        }
         res["bbo_sequence_regressions"] = regress
         res["events_received"] = sum(s["events"] for s in subs)
         res["deliveries_per_s_per_edge"] = {
@@ -397,6 +418,11 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
             for name, st in final.items()
         }
         res["edge_fanout"] = {name: st.get("fanout") for name, st in final.items()}
+        res["edge_trade_written_ms"] = {  # direct fan-out: arrival -> the pass's writes done
+            name: {k: st["streaming"]["latency"]["trade_written"][k] for k in ("p50_ms", "p99_ms")}
+            for name, st in final.items()
+            if "trade_written" in st["streaming"]["latency"]
+        }
         if cluster.redis is not None:  # the engine: an order's receipt -> its feed message published
             with urllib_request().urlopen(cluster.engine.url + "/statistics", timeout=5) as r:
                 mq = json.load(r)["streaming"]["message_queue"]
@@ -496,6 +522,14 @@ def fmt(res: dict) -> str:
         )
         if res.get("edge_trade_wait_ms"):
             lines.append(f"  on the edge, trade arrival -> emit (ms): {res['edge_trade_wait_ms']}")
+        if res.get("edge_trade_written_ms"):
+            lines.append(
+                f"  on the edge, trade arrival -> written to every subscriber (ms): {res['edge_trade_written_ms']}"
+            )
+        if res.get("sub_read_after_match_ms"):
+            lines.append(
+                f"  subscriber read - trade's engine timestamp (ms, sampled): {res['sub_read_after_match_ms']}"
+            )
         if res.get("engine_feed_ms"):
             lines.append(f"  engine, order receipt -> feed message published (ms): {res['engine_feed_ms']}")
         if res.get("feed_lag_ms"):
