@@ -619,9 +619,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--edge-stream-interval",
         type=float,
-        default=0.02,
+        default=0.01,
         metavar="SECONDS",
-        help="an edge's passes for trades and order events: at most this apart (default 0.02; "
+        help="an edge's passes for trades and order events: at most this apart (default 0.01; "
         "its book rooms keep their own interval, up to 0.05)",
     )
     p.add_argument(

@@ -15,7 +15,7 @@ and serves from it, with the same answers and sequences as the engine:
   interval capped at ``EDGE_MIN_INTERVAL``, 50 ms, instead of 5 ms: an edge
   is there for thousands of watchers); trades and order events go out in the
   feed's order, never conflated, in the next pass (passes at most
-  ``EDGE_STREAM_INTERVAL``, 20 ms, apart), together with the due book states:
+  ``EDGE_STREAM_INTERVAL``, 10 ms, apart), together with the due book states:
   one write per client per pass, through the direct fan-out
   (``api/fanout.py``) in eventlet mode;
 * REST: ``GET /health``, ``/symbols``, ``/book/<symbol>`` (up to 100 levels:
@@ -132,7 +132,7 @@ READ_ONLY_MESSAGE = (
 EDGE_MIN_INTERVAL = 0.05
 # Trades and order events do not wait for that: a pass goes out at most this long after
 # the previous one when the feed brought any (the book rooms keep the cadence above).
-EDGE_STREAM_INTERVAL = 0.02
+EDGE_STREAM_INTERVAL = 0.01
 HELD_EVENTS = 200_000  # events held while unsynced; beyond this the oldest go (the sync replays trades)
 
 

@@ -468,6 +468,18 @@ class Single:
         self.engine.stop()
 
 
+def _profiled(app, out: str):
+    """``app``'s command under the stack sampler (``--profile-edges``)."""
+    command = type(app).command
+    sampler = os.path.join(HERE, "loadlib", "pysampler.py")
+
+    def profiled_command() -> list[str]:
+        python, *rest = command(app)
+        return [python, sampler, out, *rest]
+
+    return profiled_command
+
+
 def _symbols_by_order(keep) -> dict:
     out = {}
     for _sched, _sent, _ans, status, body in keep:
@@ -554,7 +566,7 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--edge-stream-interval",
         type=float,
-        default=0.02,
+        default=0.01,
         help="the edges' pass interval for trades, seconds (their book rooms keep up to 0.05)",
     )
     ap.add_argument(
@@ -568,6 +580,11 @@ def main(argv=None) -> int:
         "--single",
         action="store_true",
         help="for comparison: one server process without Redis; the subscribers connect to it",
+    )
+    ap.add_argument(
+        "--profile-edges",
+        metavar="DIR",
+        help="run each edge under tests/loadlib/pysampler.py; its profile goes to DIR/<edge>.txt at the end",
     )
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args(argv)
@@ -594,6 +611,12 @@ def main(argv=None) -> int:
                 ],
                 edge_nice=args.edge_nice,
             )
+        if args.profile_edges:
+            os.makedirs(args.profile_edges, exist_ok=True)
+            for edge in cluster.edges:
+                edge.command = _profiled(
+                    edge, os.path.join(os.path.abspath(args.profile_edges), edge.name + ".txt")
+                )
         with cluster:
             scenarios = ([] if args.no_baseline else [0]) + [args.subscribers]
             for n in scenarios:
