@@ -14,6 +14,7 @@
                       [--sessions-per-ip N] [--ping-interval S] [--ping-timeout S]
                       [--message-queue redis://HOST:PORT/DB [--queue-channel NAME]]
                       [--role engine|edge] [--proxy-hops N]
+                      [--edge-fanout direct|queue] [--edge-stream-interval S]
 
 One port serves REST (``api/rest.py``), Socket.IO (``api/market.py``: the
 ``/market`` data namespace and the ``/trade`` order-entry namespace) and the
