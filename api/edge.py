@@ -427,7 +427,10 @@ class EdgePublisher(Publisher):
     def _pass(self) -> float:
         fanout = self.socketio if isinstance(self.socketio, FanOut) else None
         if fanout is None:
-            return self._pass_body()
+            try:
+                return self._pass_body()
+            finally:
+                self._written.clear()  # timed only for the direct fan-out
         fanout.begin()  # each client's frames of the pass: one write (api/fanout.py)
         try:
             return self._pass_body()

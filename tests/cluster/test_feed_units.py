@@ -473,3 +473,28 @@ def test_an_edge_passes_for_trades_every_stream_interval_while_book_rooms_keep_t
     publisher._publish_books(now + 20_000_000)
     assert sio.sent == [("bbo", "bbo:BTC-USDT")]
     assert (publisher.min_interval_ns, publisher.interval_per_member_ns) == (50_000_000, 100_000)
+
+
+def test_an_edge_without_the_direct_fan_out_keeps_no_write_times():
+    from api.edge import EdgePublisher
+    from api.market import MARKET_NAMESPACE
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list = []
+
+        def emit(self, event, data, namespace=None, to=None):
+            self.sent.append((event, to))
+
+    import threading
+
+    sio = Recorder()
+    publisher = EdgePublisher(sio, Mirror(default_symbols()))
+    publisher._wake = threading.Event()
+    publisher.members["trades:BTC-USDT"] = {"a"}
+    publisher.clients[MARKET_NAMESPACE] = 1
+    for tid in range(1, 4):
+        publisher.deliver("trade", "BTC-USDT", trade(tid))
+    publisher._pass()
+    assert sio.sent == [("trade", "trades:BTC-USDT")] * 3
+    assert publisher._written == []  # (they would pile up: only the direct fan-out reads them)
