@@ -30,7 +30,9 @@ What this does instead, for WebSocket clients only:
   client, or Engine.IO's own packets -- pings, acknowledgements), or the socket
   takes only part of the bytes, the rest goes through the queue as one
   pre-packed frame (``RawFrame``), behind what is there, and the client's
-  later frames follow it there until the queue is empty again. So the session
+  later frames follow it there until the queue is empty again (a frame that
+  eventlet's reader writes itself -- the answer to a client's WebSocket ping --
+  goes behind a half-written frame's rest too). So the session
   guard (``api/sessions.py``) still counts every byte that waits in the
   server for a client, and disconnects a slow consumer as before (its socket
   shut down: a direct write then fails, and the session ends);
@@ -93,7 +95,7 @@ class RawFrame(eio_packet.Packet):
 class DirectWriter:
     """One WebSocket client's direct path (see the module docstring)."""
 
-    __slots__ = ("connection", "fd", "ready", "writing", "dead", "pending", "direct", "queued")
+    __slots__ = ("connection", "fd", "ready", "writing", "dead", "pending", "direct", "queued", "split")
 
     def __init__(self, connection, fd) -> None:
         self.connection = connection  # engineio.socket.Socket
@@ -104,6 +106,9 @@ class DirectWriter:
         self.pending: list[bytes] = []  # frames of the current pass
         self.direct = 0  # bytes written directly
         self.queued = 0  # bytes that went through the queue
+        # The rest of a frame the socket took only part of (queued first): until the
+        # writer task has written it, no other frame may go to this socket directly.
+        self.split: bytes | None = None
 
     def usable(self) -> bool:
         return self.ready and not self.dead and not self.connection.closed
@@ -126,7 +131,10 @@ class DirectWriter:
             return
         self.direct += sent
         if sent < len(data):
-            self._enqueue(data[sent:] if sent else data)
+            rest = data[sent:] if sent else data
+            if sent:
+                self.split = rest
+            self._enqueue(rest)
 
     def flush(self) -> None:
         pending = self.pending
@@ -259,12 +267,12 @@ def install_direct_fanout(socketio) -> bool:
     return True
 
 
-def _plain_socket() -> type:
-    """The standard library's socket class (under eventlet's monkey patching,
-    ``socket.socket`` is the green one; the fd under it is a plain one)."""
-    from eventlet import patcher
-
-    return patcher.original("socket").socket
+def _plain_socket(fd) -> bool:
+    """Is ``fd`` the standard library's TCP socket (not TLS, not a green wrapper)?
+    By name: under eventlet's monkey patching ``socket.socket`` is the green class
+    and the fd under it comes from eventlet's pristine copy of the module."""
+    kind = type(fd)
+    return kind.__name__ == "socket" and kind.__module__ == "socket"
 
 
 def _attach(connection, ws) -> None:
@@ -272,18 +280,28 @@ def _attach(connection, ws) -> None:
     frames are the shared ones (server side, no compression, a plain TCP socket)."""
     fd = getattr(getattr(ws, "socket", None), "fd", None)
     shared = not ws.client and ws._get_permessage_deflate_enc() is None
-    if not shared or type(fd) is not _plain_socket() or fd.gettimeout() != 0.0:  # TLS, or a blocking fd
+    if not shared or not _plain_socket(fd) or fd.gettimeout() != 0.0:  # TLS, or a blocking fd
         connection.poll = _sending_poll(connection, ws)
         return
     writer = DirectWriter(connection, fd)
     send = ws._send
 
     def tracked_send(data):
+        # Every write of eventlet's WebSocket: the writer task's, and the reader's
+        # replies to the client's own pings and close (which do not go through the
+        # queue). While the rest of a half-written frame waits in the queue, any
+        # other frame goes behind it there; the writer's write of that rest clears it.
+        split = writer.split
+        if split is not None and not data.startswith(split):
+            writer._enqueue(data)
+            return None
         writer.writing = True
         try:
             return send(data)
         finally:
             writer.writing = False
+            if split is not None:
+                writer.split = None
 
     ws._send = tracked_send
     poll = _sending_poll(connection, ws)

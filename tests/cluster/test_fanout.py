@@ -180,3 +180,44 @@ def test_a_pass_writes_each_clients_frames_once_in_order_and_polling_clients_get
         for a, b in pairs:
             a.close()
             b.close()
+
+
+def test_after_a_partial_write_a_frame_the_reader_sends_itself_goes_behind_the_rest(pair):
+    """eventlet's reader answers a client's WebSocket ping with ``ws._send`` on
+    its own; with half a frame of ours on the wire that pong would cut into it."""
+    from api.fanout import _attach
+
+    class FakeWs:
+        client = False
+
+        def __init__(self, fd) -> None:
+            self.socket = type("GreenSocket", (), {"fd": fd})()
+            self.sent: list[bytes] = []
+
+        def _get_permessage_deflate_enc(self):
+            return None
+
+        def _pack_message(self, message):
+            return text_frame(message.encode())
+
+        def _send(self, data) -> None:
+            self.sent.append(data)
+
+    pair[0].setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    connection = FakeConnection()
+    connection.poll = lambda: []
+    ws = FakeWs(pair[0])
+    _attach(connection, ws)
+    writer = connection.__dict__[DIRECT]
+    writer.ready = True
+    data = b"y" * (1 << 20)
+    writer.write(data)
+    (rest,) = connection.queue.items
+    assert writer.split is rest.data and 0 < writer.direct < len(data)
+    pong = b"\x8a\x00"
+    ws._send(pong)  # the reader's answer to a ping: queued behind the rest, not written
+    assert ws.sent == [] and connection.queue.items[-1].data == pong
+    ws._send(rest.data + pong)  # the writer task writes the rest (and what followed it)
+    assert ws.sent == [rest.data + pong] and writer.split is None
+    ws._send(pong)  # nothing half-written any more: written at once
+    assert ws.sent[-1] == pong
