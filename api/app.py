@@ -14,6 +14,7 @@
                       [--sessions-per-ip N] [--ping-interval S] [--ping-timeout S]
                       [--message-queue redis://HOST:PORT/DB [--queue-channel NAME]]
                       [--role engine|edge] [--proxy-hops N]
+                      [--edge-fanout direct|queue] [--edge-stream-interval S]
 
 One port serves REST (``api/rest.py``), Socket.IO (``api/market.py``: the
 ``/market`` data namespace and the ``/trade`` order-entry namespace) and the
@@ -616,6 +617,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="edge: serve market data and public reads from the message queue (no engine, no journal)",
     )
     p.add_argument(
+        "--edge-fanout",
+        choices=("direct", "queue"),
+        default="direct",
+        help="an edge's writes to its WebSocket clients: one send per client per pass (direct, "
+        "api/fanout.py) or Engine.IO's writer task for every packet (queue: for comparison)",
+    )
+    p.add_argument(
+        "--edge-stream-interval",
+        type=float,
+        default=0.01,
+        metavar="SECONDS",
+        help="an edge's passes for trades and order events: at most this apart (default 0.01; "
+        "its book rooms keep their own interval, up to 0.05)",
+    )
+    p.add_argument(
         "--message-queue",
         default=None,
         metavar="redis://HOST:PORT/DB",
@@ -914,6 +930,8 @@ def _main_edge(args: argparse.Namespace) -> int:
             "rate_limit": args.rate_limit,
             "rate_limiter": args.rate_limiter,
             "proxy_hops": args.proxy_hops,
+            "direct_fanout": args.edge_fanout == "direct",
+            "stream_interval": args.edge_stream_interval,
             **session_config(args),
             "cors_origins": "*"
             if args.cors_origins.strip() == "*"

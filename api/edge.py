@@ -8,13 +8,16 @@ last ``MIRROR_TRADES`` (1000) trades -- from the engine's feed (``api/mq.py``),
 and serves from it, with the same answers and sequences as the engine:
 
 * ``/market``: ``l2_updates`` (depth 1..100), ``bbo``, ``trades`` and
-  ``order_events``, by the engine's ``Publisher`` code itself (``EdgePublisher``
+  ``order_events`` (with accounts, each account's own: *Private events* below),
+  by the engine's ``Publisher`` code itself (``EdgePublisher``
   subclasses it with the mirror in place of the engine): the same rooms,
-  validation, snapshot-on-subscribe and conflation rules (with the room and
-  pass interval capped at ``EDGE_MIN_INTERVAL``, 50 ms, instead of 5 ms: an edge
+  validation, snapshot-on-subscribe and conflation rules (with the book rooms'
+  interval capped at ``EDGE_MIN_INTERVAL``, 50 ms, instead of 5 ms: an edge
   is there for thousands of watchers); trades and order events go out in the
-  feed's order, never conflated, in the next pass, together with the due book
-  states (one write per client per pass);
+  feed's order, never conflated, in the next pass (passes at most
+  ``EDGE_STREAM_INTERVAL``, 10 ms, apart), together with the due book states:
+  one write per client per pass, through the direct fan-out
+  (``api/fanout.py``) in eventlet mode;
 * REST: ``GET /health``, ``/symbols``, ``/book/<symbol>`` (up to 100 levels:
   nginx sends deeper reads to the engine), ``/bbo/<symbol>``,
   ``/trades/<symbol>``, by ``api/rest.py``'s own views over ``EdgeService``
@@ -42,6 +45,24 @@ Consistency (``FeedReceiver``)
     sees never decreases: the mirror only moves forward and
     ``Publisher``'s room rule applies.
 
+Private events (the engine runs ``--auth on``)
+    A ``/market`` connection brings its key at connect, ``auth={"api_key":
+    KEY}``, as on the engine (``MarketNamespace`` with ``EdgeAuth`` in place
+    of ``api.auth.Auth``). ``EdgeAuth`` hashes it (SHA-256) and looks the hash
+    up in its mirror of the engine's registry (hash -> account id, from the
+    feed's ``keys`` and every sync); a key it does not know refuses the
+    connection (``UNAUTHENTICATED``), after waiting for the next feed message
+    (a key issued a moment ago may be on its way) or, before the first sync,
+    for the sync. Subscribing to ``order_events`` without a key is
+    ``UNAUTHENTICATED``; with one, the rooms are the account's own
+    (``order_events:<account_id>:<symbol>``). The feed's owner-addressed
+    events (``[event, symbol, 0, payload, account_id]``) go to that account's
+    rooms only: ``order_event`` to its ``order_events`` subscriptions, any
+    other event (a ``balance``, ...) to every connection that brought one of
+    its keys (room ``account:<account_id>``, joined at connect). A revocation
+    on the feed -- or a key missing from a sync -- takes the key's
+    connections out of their private rooms at once, as the engine does.
+
 Staleness
     The engine sends a message at least every 0.5 s. With none for
     ``stale_after`` (2 s), or while unsynced, ``/health`` answers
@@ -52,6 +73,7 @@ Staleness
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -64,8 +86,17 @@ from socketio import Namespace as _SioNamespace
 from socketio.exceptions import ConnectionRefusedError as _Refused
 
 from api import errors, formatting, rest
-from api.errors import ApiError, envelope
-from api.market import MARKET_NAMESPACE, TRADE_NAMESPACE, MarketNamespace, Publisher, install_frame_coalescing
+from api.auth import UNAUTHENTICATED_KEY, key_hash, well_formed
+from api.errors import ApiError, Unauthenticated
+from api.fanout import FanOut, install_direct_fanout
+from api.market import (
+    MARKET_NAMESPACE,
+    TRADE_NAMESPACE,
+    LatencyWindow,
+    MarketNamespace,
+    Publisher,
+    install_frame_coalescing,
+)
 from api.mq import (
     DEFAULT_CHANNEL,
     ENGINE_ROOM,
@@ -89,10 +120,7 @@ _perf_ns = time.perf_counter_ns
 ENGINE_ONLY = frozenset(
     ("order", "orders", "cancel", "cancel_all", "amend", "account", "fills", "admin", "assets")
 )
-PRIVATE_ON_ENGINE = (
-    "order events are private with --auth on and are not served by an edge: subscribe on the "
-    "engine process, with your API key (through nginx: path /engine/socket.io/, SCALING.md)"
-)
+KEY_WAIT = 1.0  # how long a connection with a key the edge does not know waits for the feed (s)
 READ_ONLY_MESSAGE = (
     "this is a market-data edge: it serves public reads and /market only; "
     "orders and private requests go to the engine process (the cluster's nginx routes them there)"
@@ -102,7 +130,16 @@ READ_ONLY_MESSAGE = (
 # watchers writes to each at most 20 times a second (trades and book states of a pass
 # in one write), still well within the contract's 100 ms.
 EDGE_MIN_INTERVAL = 0.05
+# Trades and order events do not wait for that: a pass goes out at most this long after
+# the previous one when the feed brought any (the book rooms keep the cadence above).
+EDGE_STREAM_INTERVAL = 0.01
 HELD_EVENTS = 200_000  # events held while unsynced; beyond this the oldest go (the sync replays trades)
+
+
+def account_room(owner: int) -> str:
+    """The room of every keyed connection of an account (owner-addressed events
+    other than order events)."""
+    return f"account:{owner}"
 
 
 class EdgeReadOnly(ApiError):
@@ -176,6 +213,137 @@ class Mirror:
             market.last_trade_id = max(market.last_trade_id, int(trades[-1]["trade_id"]))
 
 
+# -- keys ---------------------------------------------------------------------------
+class EdgeKey:
+    """A key the engine issued, as the feed names it: its hash, its account and
+    whether it was revoked. It is also the account handle ``MarketNamespace``
+    reads (``account_id``)."""
+
+    __slots__ = ("key_hash", "account_id", "revoked")
+
+    def __init__(self, key_hash: str, account_id: int, revoked: bool = False) -> None:
+        self.key_hash = key_hash
+        self.account_id = account_id
+        self.revoked = True if revoked else None  # MarketNamespace tests ``revoked is not None``
+
+
+class EdgeAuth:
+    """``api.auth.Auth``'s Socket.IO side over the feed's registry (see the
+    module docstring, *Private events*): ``on``, ``session`` and
+    ``revoke_listeners`` as ``MarketNamespace`` uses them.
+
+    ``private()`` -> bool: the engine runs ``--auth on`` (the feed says so).
+    ``ready()`` -> bool: the registry is the engine's (synced once).
+    ``messages()`` -> int: feed messages applied so far (a key may be in the next).
+    ``sleep(seconds)``: the server's cooperative sleep."""
+
+    def __init__(self, private, ready, messages, sleep, *, wait: float = KEY_WAIT) -> None:
+        self._private = private
+        self.ready = ready
+        self.messages = messages
+        self.sleep = sleep
+        self.wait = wait
+        self.keys: dict[str, EdgeKey] = {}
+        self.revoke_listeners: list = []
+        self.failures = 0
+        self.revocations = 0
+
+    @property
+    def on(self) -> bool:
+        return self._private()
+
+    # -- the feed's side (the queue listener's task) -------------------------------
+    def apply(self, changes) -> None:
+        """Keys issued or revoked: ``[[key_hash, account_id, revoked], ...]``, in order."""
+        for entry in changes:
+            digest, account_id, revoked = entry[0], entry[1], entry[2]
+            key = self.keys.get(digest)
+            if key is None:
+                self.keys[digest] = EdgeKey(digest, account_id, revoked)
+            elif revoked:
+                self._revoke(key)
+
+    def replace(self, active) -> None:
+        """A sync: ``[[key_hash, account_id], ...]`` is every active key. A key
+        held here and not in it is revoked (its connections leave their
+        private rooms); the others are kept (same objects: open sessions hold them)."""
+        fresh = {}
+        for digest, account_id in active:
+            key = self.keys.get(digest)
+            if key is None or key.revoked is not None:
+                key = EdgeKey(digest, account_id)
+            fresh[digest] = key
+        for digest, key in self.keys.items():
+            if digest not in fresh and key.revoked is None:
+                self._revoke(key)
+        self.keys = fresh
+
+    def _revoke(self, key: EdgeKey) -> None:
+        if key.revoked is not None:
+            return
+        key.revoked = True
+        self.revocations += 1
+        log.info("feed: key %s of account %s revoked", key.key_hash[:16], key.account_id)
+        for listener in self.revoke_listeners:
+            try:
+                listener(key)
+            except Exception:
+                log.exception("a revocation listener failed")
+
+    # -- a connection's side ----------------------------------------------------------
+    def _lookup(self, digest: str) -> EdgeKey | None:
+        key = self.keys.get(digest)
+        if key is None or key.revoked is not None or not hmac.compare_digest(key.key_hash, digest):
+            return None
+        return key
+
+    def session(self, auth, environ) -> tuple[EdgeKey, EdgeKey] | None:
+        """A connection's key, as ``Auth.session``: ``(account, key)`` (here one
+        object), None when it brings none or the engine runs ``--auth off``.
+
+        Raises:
+            Unauthenticated: it brings a key that is not an active key of the engine.
+        """
+        if not self.on:
+            return None
+        if isinstance(auth, dict) and "api_key" in auth:
+            key = auth["api_key"]
+        elif environ is not None and "HTTP_X_API_KEY" in environ:
+            key = environ["HTTP_X_API_KEY"]
+        else:
+            return None
+        found = None
+        if well_formed(key):
+            digest = key_hash(key)
+            found = self._lookup(digest)
+            if found is None:
+                found = self._wait_for(digest)
+        if found is None:
+            self.failures += 1
+            raise Unauthenticated(UNAUTHENTICATED_KEY)
+        return found, found
+
+    def _wait_for(self, digest: str) -> EdgeKey | None:
+        """A well-formed key not known here: wait (at most ``wait``, cooperatively)
+        for the first sync, or for two more feed messages -- a key issued just
+        before this connection is in one of them."""
+        deadline = time.monotonic() + self.wait
+        seen = self.messages()
+        while time.monotonic() < deadline:
+            if self.ready() and self.messages() >= seen + 2:
+                break
+            self.sleep(0.01)
+        return self._lookup(digest)
+
+    def stats(self) -> dict:
+        keys = self.keys.values()
+        return {
+            "keys_active": sum(1 for k in keys if k.revoked is None),
+            "revocations": self.revocations,
+            "refused_credentials": self.failures,
+        }
+
+
 # -- delivery -----------------------------------------------------------------------
 class EdgePublisher(Publisher):
     """``Publisher`` over the mirror: subscriptions, snapshots and book-room
@@ -191,43 +359,129 @@ class EdgePublisher(Publisher):
         mirror: Mirror,
         *,
         ready=None,
-        private=None,
         sync_wait: float = 3.0,
         min_interval: float = EDGE_MIN_INTERVAL,
+        stream_interval: float = EDGE_STREAM_INTERVAL,
         **options,
     ) -> None:
         super().__init__(socketio, mirror, min_interval=min_interval, **options)
         self.ready = ready or (lambda: True)
-        # private() -> bool: the engine runs --auth on, so order events are private
-        # (an edge cannot check keys; the feed carries none of them)
-        self.private = private or (lambda: True)
         self.sync_wait = sync_wait
+        self.stream_interval_ns = int(stream_interval * 1e9)
         self._stream: deque = deque()
+        self.written = LatencyWindow(10_000)  # direct fan-out: a trade's arrival -> written to every member
+        self._written: list[int] = []
+
+    def stats(self) -> dict:
+        out = super().stats()
+        if isinstance(self.socketio, FanOut):
+            out["latency"]["trade_written"] = self.written.summary()
+        return out
 
     def _init_baselines(self) -> None:
         return None  # no sequencer here: the feed is already in order
 
-    def deliver(self, event: str, symbol: str, payload: dict) -> None:
-        """Queue a trade or order event for the next pass (which emits it to the
-        rooms that want it, in arrival order, together with the due book states:
-        one write per client per pass). O(1)."""
+    def _book_pace_ns(self) -> int:
+        """The book rooms' interval: ``interval_per_member`` per ``/market``
+        client, at most ``min_interval`` (50 ms from 500 clients on)."""
+        return super()._pace_ns()
+
+    def _pace_ns(self) -> int:
+        """Passes: as the book rooms, but at least every ``stream_interval``
+        (trades and order events wait at most that for their pass)."""
+        return min(super()._pace_ns(), self.stream_interval_ns)
+
+    def _publish_books(self, now: int) -> int | None:
+        """``Publisher._publish_books`` with every book room at the interval
+        ``_book_pace_ns`` (the passes may be more frequent, for the trades:
+        the book rooms keep the cadence of at most 20 writes a second per
+        client from 500 clients on)."""
+        saved = self.min_interval_ns, self.interval_per_member_ns
+        self.min_interval_ns = self.interval_per_member_ns = self._book_pace_ns()
+        try:
+            return super()._publish_books(now)
+        finally:
+            self.min_interval_ns, self.interval_per_member_ns = saved
+
+    def deliver(self, event: str, symbol: str | None, payload: dict, owner: int | None = None) -> None:
+        """Queue a trade or order event (``owner``: addressed to that account
+        only) for the next pass, which emits it to the rooms that want it, in
+        arrival order, together with the due book states: one write per client
+        per pass. O(1)."""
         if not self.members:
             return
-        self._stream.append((event, symbol, payload, _perf_ns()))
+        self._stream.append((event, symbol, payload, owner, _perf_ns()))
         wake = self._wake
         if wake is not None and not wake.is_set():
             wake.set()
 
+    @staticmethod
+    def private_rooms(event: str, owner: int, symbol: str | None) -> tuple:
+        """Where an owner-addressed event goes: the account's ``order_events``
+        subscriptions for an ``order_event``, every keyed connection of the
+        account (``account:<id>``) for any other event."""
+        if event == "order_event":
+            return (f"order_events:{owner}:{symbol}", f"order_events:{owner}:*")
+        return (account_room(owner),)
+
     def _pass(self) -> float:
+        fanout = self.socketio if isinstance(self.socketio, FanOut) else None
+        if fanout is None:
+            try:
+                return self._pass_body()
+            finally:
+                self._written.clear()  # timed only for the direct fan-out
+        fanout.begin()  # each client's frames of the pass: one write (api/fanout.py)
+        try:
+            return self._pass_body()
+        finally:
+            fanout.end()
+            written, self._written = self._written, []
+            if written:  # a trade's arrival here -> the pass's last write
+                now = _perf_ns()
+                add = self.written.add
+                for received in written:
+                    add(now - received)
+
+    def _pass_body(self) -> float:
         stream = self._stream
         members = self.members
+        written = self._written
         while stream:
-            event, symbol, payload, received = stream.popleft()
-            kind = "trades" if event == "trade" else "order_events"
-            rooms = [r for r in (f"{kind}:{symbol}", f"{kind}:*") if members.get(r)]
+            event, symbol, payload, owner, received = stream.popleft()
+            if owner is not None:
+                names = self.private_rooms(event, owner, symbol)
+            elif event == "trade":
+                names = (f"trades:{symbol}", "trades:*")
+            else:
+                names = (f"order_events:{symbol}", "order_events:*")
+            rooms = [r for r in names if members.get(r)]
             if rooms:
+                if event == "trade":
+                    written.append(received)
+                if event not in self.events:  # an owner-addressed event of another name: count it too
+                    self.events[event] = 0
+                    self.latency[event] = LatencyWindow(1000)
                 self._emit_stream(event, payload, rooms, received)
         return super()._pass()
+
+    def join_account(self, sid: str, owner: int) -> None:
+        """A connection with a live key of ``owner``: it receives the account's
+        owner-addressed events other than order events (room ``account:<id>``)."""
+        name = account_room(owner)
+        with self._lock:
+            self.socketio.server.enter_room(sid, name, namespace=MARKET_NAMESPACE)
+            self.members.setdefault(name, set()).add(sid)
+            self.by_sid.setdefault(sid, set()).add(name)
+
+    def leave_private(self, sid: str, owner: int) -> None:
+        """Its key was revoked: out of the account's order-event rooms and its account room."""
+        super().leave_private(sid, owner)
+        name = account_room(owner)
+        with self._lock:
+            if name in self.by_sid.get(sid, ()):
+                self.socketio.server.leave_room(sid, name, namespace=MARKET_NAMESPACE)
+                self._drop(sid, name)
 
     def books_changed(self) -> None:
         """The mirror moved: wake the task that sends the due book rooms."""
@@ -236,8 +490,6 @@ class EdgePublisher(Publisher):
             wake.set()
 
     def subscribe(self, sid: str, data, owner: int | None = None) -> dict:
-        if isinstance(data, dict) and data.get("type") == "order_events" and self.private():
-            return envelope("UNAUTHENTICATED", PRIVATE_ON_ENGINE)
         if not self.ready() and isinstance(data, dict) and data.get("type") in ("l2_updates", "bbo"):
             deadline = time.monotonic() + self.sync_wait
             while not self.ready() and time.monotonic() < deadline:
@@ -256,12 +508,14 @@ class FeedReceiver:
         publisher: EdgePublisher,
         request_sync,
         *,
+        auth: EdgeAuth | None = None,
         stale_after: float = 2.0,
         sync_retry: float = 1.0,
     ) -> None:
         self.mirror = mirror
         self.publisher = publisher
         self.request_sync = request_sync
+        self.auth = auth  # the registry of keys the feed carries
         self.stale_after = stale_after
         self.sync_retry = sync_retry
         self.run: str | None = None
@@ -278,6 +532,7 @@ class FeedReceiver:
         self.syncs = 0
         self.replayed = 0
         self.lag_ns = 0
+        self.lag = LatencyWindow(10_000)  # the engine's publish (its time_ns) -> this edge's receipt
         self._lock = threading.Lock()
 
     def on_feed(self, message) -> None:
@@ -294,6 +549,7 @@ class FeedReceiver:
         sent = message.get("time_ns")
         if isinstance(sent, int):
             self.lag_ns = time.time_ns() - sent
+            self.lag.add(self.lag_ns)
         run, n = message.get("run"), message.get("n")
         if run != self.run or n != self.n + 1:
             if self.run is not None:
@@ -315,6 +571,9 @@ class FeedReceiver:
         if sync is not None:
             self._apply_sync(sync)
             moved = True
+        keys = message.get("keys")
+        if keys and self.auth is not None:
+            self.auth.apply(keys)  # after the sync (it was read before these changes), before any event
         events = message.get("events") or ()
         if self.synced:
             self._deliver(events)
@@ -326,6 +585,8 @@ class FeedReceiver:
 
     def _apply_sync(self, sync: dict) -> None:
         mirror = self.mirror
+        if self.auth is not None and "keys" in sync:
+            self.auth.replace(sync["keys"])  # before anything held is delivered
         for symbol, seq, bids, asks in sync.get("books") or ():
             mirror.apply_book(symbol, seq, bids, asks)
         first = not self.ever_synced
@@ -358,7 +619,12 @@ class FeedReceiver:
 
     def _deliver(self, events) -> None:
         mirror, delivered, deliver = self.mirror, self.delivered, self.publisher.deliver
-        for event, symbol, tid, payload in events:
+        for entry in events:
+            event, symbol, tid, payload = entry[0], entry[1], entry[2], entry[3]
+            if len(entry) > 4:  # owner-addressed: [event, symbol or None, 0, payload, account_id]
+                if symbol is None or symbol in delivered:
+                    deliver(event, symbol, payload, entry[4])
+                continue
             if symbol not in delivered:
                 continue
             if event == "trade":
@@ -400,6 +666,7 @@ class FeedReceiver:
             "trades_replayed": self.replayed,
             "held_events": len(self.held),
             "last_lag_ms": round(self.lag_ns / 1e6, 3),
+            "lag": self.lag.summary(),
         }
 
 
@@ -462,8 +729,24 @@ class EdgeService:
             "feed": self.receiver.stats(),
             "message_queue": self.manager.stats() if self.manager is not None else None,
             "streaming": self.publisher.stats(),
+            "fanout": self.publisher.socketio.stats()
+            if isinstance(self.publisher.socketio, FanOut)
+            else None,
+            "auth": self.receiver.auth.stats() if self.receiver.auth is not None else None,
             "connected_clients": self.publisher.stats()["connected_clients"],
         }
+
+
+class EdgeMarketNamespace(MarketNamespace):
+    """``/market`` on an edge: the engine's namespace with ``EdgeAuth``; a
+    connection with a live key also joins its account's room (owner-addressed
+    events other than order events)."""
+
+    def on_connect(self, auth=None):
+        super().on_connect(auth)
+        found = self.sessions.get(request.sid)
+        if found is not None:
+            self.publisher.join_account(request.sid, found[0].account_id)
 
 
 class ReadOnlyTradeNamespace(_SioNamespace):
@@ -493,6 +776,8 @@ EDGE_DEFAULTS = {
     "sync_wait": 3.0,
     "proxy_hops": 0,
     "client_manager": None,  # tests: a manager object instead of one built from message_queue
+    "stream_interval": EDGE_STREAM_INTERVAL,  # s: trades and order events wait at most this for a pass
+    "direct_fanout": True,  # api/fanout.py (eventlet only); False: Engine.IO's writer for every packet
     # the engine's per-client limits (api/sessions.py): an edge is where most clients are
     **SESSION_DEFAULTS,
 }
@@ -531,25 +816,38 @@ def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
     sessions = guard_from_config(socketio, cfg)
     mirror = Mirror(symbols)
     receiver_box: list[FeedReceiver] = []
+    # The publisher writes through the direct fan-out (api/fanout.py) when it is installed.
+    direct = cfg["direct_fanout"] and install_direct_fanout(socketio)
+    if direct:
+        log.debug("direct WebSocket fan-out installed")
+    elif install_frame_coalescing(socketio):
+        log.debug("WebSocket frame coalescing installed")
     publisher = EdgePublisher(
-        socketio,
+        FanOut(socketio, MARKET_NAMESPACE) if direct else socketio,
         mirror,
         ready=lambda: receiver_box[0].ever_synced,
-        private=lambda: receiver_box[0].private,
         sync_wait=float(cfg["sync_wait"]),
+        stream_interval=float(cfg["stream_interval"]),
         sessions=sessions,
+    )
+    auth = EdgeAuth(
+        private=lambda: receiver_box[0].private,
+        ready=lambda: receiver_box[0].ever_synced,
+        messages=lambda: receiver_box[0].messages,
+        sleep=socketio.sleep,
+        wait=max(float(cfg["sync_wait"]), KEY_WAIT),
     )
 
     def request_sync() -> None:
         socketio.emit(SYNC_EVENT, {"host": manager.host_id}, namespace=MARKET_NAMESPACE, to=ENGINE_ROOM)
 
-    receiver = FeedReceiver(mirror, publisher, request_sync, stale_after=float(cfg["stale_after"]))
+    receiver = FeedReceiver(mirror, publisher, request_sync, auth=auth, stale_after=float(cfg["stale_after"]))
     receiver_box.append(receiver)
     manager.handlers[FEED_EVENT] = receiver.on_feed
     manager.on_subscribed = receiver.resubscribed
     service = EdgeService(mirror, receiver, publisher, manager)
     app.extensions["exchange"] = service
-    app.extensions["edge"] = {"mirror": mirror, "receiver": receiver, "publisher": publisher}
+    app.extensions["edge"] = {"mirror": mirror, "receiver": receiver, "publisher": publisher, "auth": auth}
 
     errors.register(app)
     _cors(app, origins)
@@ -563,9 +861,7 @@ def create_edge_app(config: dict | None = None) -> tuple[Flask, SocketIO]:
             raise EdgeReadOnly(READ_ONLY_MESSAGE)
 
     rest.register(app)
-    if install_frame_coalescing(socketio):
-        log.debug("WebSocket frame coalescing installed")
-    socketio.on_namespace(MarketNamespace(publisher))
+    socketio.on_namespace(EdgeMarketNamespace(publisher, auth))
     socketio.server.register_namespace(ReadOnlyTradeNamespace())
     app.extensions["sessions"] = sessions
     app.wsgi_app = sessions.wsgi(app.wsgi_app)

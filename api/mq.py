@@ -27,16 +27,37 @@ every ``interval``, 5 ms):
 * ``events``: every trade and order event, in the order the local publisher
   would send them (the same sequencer: book order per symbol, trade ids in
   order), already formatted: ``[event, symbol, trade_id or 0, payload]``;
+  with accounts (``private``), order events are *owner-addressed*:
+  ``[event, symbol or None, 0, payload, account_id]`` (``publish_private``),
+  and an edge sends them only to that account's keyed connections;
+* ``keys`` (with accounts): the keys issued or revoked since the last message,
+  ``[key_hash, account_id, revoked]`` -- SHA-256 hashes, never a key (see
+  *Keys on the feed* below);
 * ``books``: for each symbol whose ``sequence`` moved, its state read once
   (conflated), top ``MIRROR_DEPTH`` (100) levels a side, integer ticks and lots;
 * ``sync`` (on request): every symbol's state and its last ``MIRROR_TRADES``
-  (1000) trades, for an edge that starts, missed messages or saw the engine
+  (1000) trades, and with accounts every active key (``[key_hash,
+  account_id]``), for an edge that starts, missed messages or saw the engine
   restart;
 * ``run`` (a random id per engine start) and ``n`` (1, 2, ... per run): an edge
   that sees ``n`` jump or ``run`` change asks for a ``sync``.
 
 A message goes out at least every ``heartbeat`` (0.5 s), so an edge knows the
 engine is alive (``/health``) and notices lost messages within a heartbeat.
+
+Keys on the feed (``--auth on``)
+    An edge authenticates a ``/market`` connection's ``auth={"api_key": KEY}``
+    as the engine does: it hashes the key (SHA-256) and looks the hash up, here
+    in its mirror of the registry (hash -> account id). So the feed carries
+    what the journal already holds: key *hashes*, never a key. A hash is not
+    usable as a key (a connection's key is hashed again), and finding a key
+    for a hash is a preimage search over 2**256 keys. New keys are found by
+    the registry's size (keys are only ever added: O(1) per pass, O(new) when
+    it grew); revocations come from ``Auth.revoke_listeners``, after the
+    revocation is durable, and go out in the next message (an edge then takes
+    the key's connections out of their private rooms, as the engine does).
+    A sync carries every active key: an edge that starts late, or missed
+    messages, replaces its registry before it delivers anything held.
 
 ``QueueManager`` is a ``RedisManager`` with four changes:
 
@@ -61,6 +82,7 @@ for client input; the feed carries only strings and integers).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections import deque
@@ -69,7 +91,7 @@ import msgspec
 from socketio import RedisManager
 
 from api import formatting
-from api.market import MARKET_NAMESPACE, MAX_DEPTH, Publisher
+from api.market import MARKET_NAMESPACE, MAX_DEPTH, LatencyWindow, Publisher
 from api.service import MAX_TRADES
 from engine.events import AmendResult
 from engine.order import NEW, PENDING
@@ -265,6 +287,11 @@ class QueueFeed(Publisher):
     ``request_sync`` (an edge asked, through the queue) adds every symbol's
     full state and last trades to the next message, at most once per
     ``sync_interval``.
+
+    ``registry`` (``engine.accounts.AccountRegistry``, with ``private``): the
+    keys the edges authenticate against; ``key_revoked`` is the
+    ``Auth.revoke_listeners`` hook. ``publish_private`` is the one way an
+    owner-addressed event gets on the feed.
     """
 
     def __init__(
@@ -278,12 +305,14 @@ class QueueFeed(Publisher):
         depth: int = MIRROR_DEPTH,
         trades: int = MIRROR_TRADES,
         private: bool = False,
+        registry=None,
         **options,
     ) -> None:
         super().__init__(socketio, engine, min_interval=interval, **options)
-        # --auth on: order events are private (api.auth); the feed carries none, and
-        # says so, so that edges refuse order_events subscriptions
+        # --auth on: order events are private (api.auth); the feed carries them
+        # owner-addressed, with the key hashes an edge needs to route them
         self.private = private
+        self.registry = registry if private else None
         # Somebody (the edges) always listens: nothing is skipped unformatted.
         self.members = {FEED_ROOM: {"queue"}}
         self.run_id = uuid.uuid4().hex
@@ -294,6 +323,10 @@ class QueueFeed(Publisher):
         self.sync_interval_ns = int(sync_interval * 1e9)
         self._events: list = []
         self._books: list = []
+        # key changes for the next message; appended by request threads (revocations)
+        self._keys: list = []
+        self._keys_seen = 0  # how many of the registry's keys (insertion order) went out
+        self._lock_out = threading.Lock()  # events/keys appended outside the feed's task vs. _flush
         self._held_feed_books: dict[str, tuple] = {}  # symbol -> (state, ticket) not durable yet
         self._book_seq = {symbol: -1 for symbol in engine.markets}
         self._sync_requested = True  # edges already up get the state of a (re)started engine
@@ -301,6 +334,10 @@ class QueueFeed(Publisher):
         self._last_message_ns = 0
         self.messages = 0
         self.syncs = 0
+        self.private_events = 0
+        # a result's receipt (the order's) -> the feed message that carries it is published
+        self.publish_latency = LatencyWindow(10_000)
+        self._receipts: list[int] = []
         # The last ``trades`` trades per symbol as published, formatted: a sync is then
         # a copy, not 4,000 trades to format (~100 ms the order path would wait for).
         self._trades = {}
@@ -321,64 +358,111 @@ class QueueFeed(Publisher):
         if wake is not None:
             wake.set()
 
+    # -- private events and keys ---------------------------------------------------
+    def publish_private(self, event: str, account_id: int, payload: dict, symbol: str | None = None) -> None:
+        """Put an owner-addressed event on the feed: the edges send ``event``
+        with ``payload`` to ``account_id``'s keyed connections only
+        (``order_event`` to its ``order_events`` subscriptions of ``symbol``;
+        any other event to each of its keyed connections). In order with the
+        feed's other events. O(1); callable from any thread (the feed's own
+        task appends in sequencer order). Without accounts (not ``private``),
+        nothing: there is no owner to address."""
+        if not self.private or account_id is None:
+            return
+        self.private_events += 1
+        with self._lock_out:
+            self._events.append([event, symbol, 0, payload, account_id])
+        wake = self._wake
+        if wake is not None and not wake.is_set():
+            wake.set()
+
+    def key_revoked(self, key) -> None:
+        """``Auth.revoke_listeners`` hook: the edges learn it in the next message."""
+        if not self.private:
+            return
+        with self._lock_out:
+            self._keys.append([key.key_hash, key.account_id, True])
+        wake = self._wake
+        if wake is not None:
+            wake.set()
+
+    def _new_keys(self) -> None:
+        """Keys issued since the last pass (the registry only ever adds keys, in
+        order: a size compare per pass, a copy when it grew)."""
+        keys = self.registry.keys
+        if len(keys) == self._keys_seen:
+            return
+        issued = list(keys.values())[self._keys_seen :]  # one C-level copy: safe beside an admin thread
+        self._keys_seen += len(issued)
+        with self._lock_out:
+            self._keys.extend([k.key_hash, k.account_id, k.revoked is not None] for k in issued)
+
+    def _active_keys(self) -> list:
+        """Every active key, ``[key_hash, account_id]`` (a sync)."""
+        keys = list(self.registry.keys.values())
+        self._keys_seen = max(self._keys_seen, len(keys))
+        return [[k.key_hash, k.account_id] for k in keys if k.revoked is None]
+
     def _pace_ns(self) -> int:
         return self.min_interval_ns
 
     def _send(self, result, received: int, is_cancel: bool) -> None:
         """Collect the trades and order events of one result, in the order
         ``Publisher._send`` emits them (an amend's ``amended``, the stops it
-        triggered with their ``triggered`` events and fills included); only
-        the trades with ``private`` (``--auth on``)."""
+        triggered with their ``triggered`` events and fills included); with
+        ``private`` (``--auth on``) each order event addressed to its order's
+        owner (``publish_private``)."""
+        self._receipts.append(received)
         order = result.order
         symbol = order.symbol
         spec = self.engine.spec(symbol)
-        events = self._events
-        private = self.private
         if is_cancel:
-            if not private:
-                report = formatting.cancel_report(spec, result)
-                events.append(["order_event", symbol, 0, {"event": "cancelled", "order": report}])
+            report = formatting.cancel_report(spec, result)
+            self._order_event(order, symbol, {"event": "cancelled", "order": report})
             return
         if type(result) is AmendResult:
-            self._fills(spec, result, events, private)
-            if not private:
-                report = formatting.submit_report(spec, result)
-                events.append(["order_event", symbol, 0, {"event": "amended", "order": report}])
+            self._fills(spec, result)
+            report = formatting.submit_report(spec, result)
+            self._order_event(order, symbol, {"event": "amended", "order": report})
         else:
-            if not private:
-                status = result.status if result.status is PENDING else NEW
-                accepted = formatting.order_report(spec, order, status, 0, 0)
-                events.append(["order_event", symbol, 0, {"event": "accepted", "order": accepted}])
-            self._fills(spec, result, events, private)
-            if not private and result.status is not NEW and result.status is not PENDING:
+            status = result.status if result.status is PENDING else NEW
+            accepted = formatting.order_report(spec, order, status, 0, 0)
+            self._order_event(order, symbol, {"event": "accepted", "order": accepted})
+            self._fills(spec, result)
+            if result.status is not NEW and result.status is not PENDING:
                 report = formatting.submit_report(spec, result)
-                events.append(["order_event", symbol, 0, {"event": report["status"], "order": report}])
+                self._order_event(order, symbol, {"event": report["status"], "order": report})
         for entry in result.triggered:
-            if not private:
-                entered = formatting.order_report(spec, entry.order, NEW, 0, 0)
-                events.append(["order_event", symbol, 0, {"event": "triggered", "order": entered}])
-            self._fills(spec, entry, events, private)
-            if not private and entry.status is not NEW:
+            entered = formatting.order_report(spec, entry.order, NEW, 0, 0)
+            self._order_event(entry.order, symbol, {"event": "triggered", "order": entered})
+            self._fills(spec, entry)
+            if entry.status is not NEW:
                 report = formatting.submit_report(spec, entry)
-                events.append(["order_event", symbol, 0, {"event": report["status"], "order": report}])
+                self._order_event(entry.order, symbol, {"event": report["status"], "order": report})
 
-    def _fills(self, spec, result, events: list, private: bool) -> None:
-        """The trades of ``result`` (and, unless ``private``, each maker's order
-        event, then those of the makers self-trade prevention cancelled)."""
+    def _order_event(self, order, symbol: str, payload: dict) -> None:
+        """An order event: public (``--auth off``) or its owner's."""
+        if self.private:
+            self.publish_private("order_event", order.account_id, payload, symbol)
+        else:
+            self._events.append(["order_event", symbol, 0, payload])
+
+    def _fills(self, spec, result) -> None:
+        """The trades of ``result``, each followed by its maker's order event,
+        then those of the makers self-trade prevention cancelled."""
         symbol = spec.symbol
         published = self._trades[symbol]
+        events = self._events
         for trade in result.trades:
             payload = formatting.trade_dict(spec, trade)
             published.append(payload)
             events.append(["trade", symbol, trade.trade_id, payload])
-            if not private:
-                report = formatting.maker_report(spec, trade)
-                events.append(["order_event", symbol, 0, {"event": report["status"], "order": report}])
+            report = formatting.maker_report(spec, trade)
+            self._order_event(trade.maker, symbol, {"event": report["status"], "order": report})
         self.events["trade"] += len(result.trades)
-        if not private:
-            for maker in result.cancelled:
-                report = formatting.order_report(spec, maker)
-                events.append(["order_event", symbol, 0, {"event": "cancelled", "order": report}])
+        for maker in result.cancelled:
+            report = formatting.order_report(spec, maker)
+            self._order_event(maker, symbol, {"event": "cancelled", "order": report})
 
     def _note_book_change(self, symbol: str, seq: int, received: int) -> None:
         return None
@@ -445,14 +529,19 @@ class QueueFeed(Publisher):
         for state in books:
             self._book_seq[state[0]] = state[1]
         trades = {symbol: list(published) for symbol, published in self._trades.items()}
-        return {
+        state = {
             "books": books,
             "trades": trades,
             "symbols": [m.spec.to_dict() for m in engine.markets.values()],
         }
+        if self.registry is not None:
+            state["keys"] = self._active_keys()
+        return state
 
     def _flush(self, now: int) -> None:
-        events, books = self._events, self._books
+        if self.registry is not None:
+            self._new_keys()
+        books = self._books
         sync = None
         if self._sync_requested and now - self._last_sync_ns >= self.sync_interval_ns:
             sync = self._full_state()
@@ -461,9 +550,13 @@ class QueueFeed(Publisher):
                 self._last_sync_ns = now
                 books = []  # the sync has every book, read after these
                 self.syncs += 1
-        if not events and not books and sync is None and now - self._last_message_ns < self.heartbeat_ns:
-            return
-        self._events, self._books = [], []
+        with self._lock_out:
+            events, keys = self._events, self._keys
+            if not events and not books and not keys and sync is None:
+                if now - self._last_message_ns < self.heartbeat_ns:
+                    return
+            self._events, self._keys = [], []
+        self._books = []
         self.n += 1
         message = {
             "run": self.run_id,
@@ -473,12 +566,20 @@ class QueueFeed(Publisher):
             "events": events,
             "books": books,
         }
+        if keys:
+            message["keys"] = keys
         if sync is not None:
             message["sync"] = sync
         self._last_message_ns = now
         self.messages += 1
         self.deliveries += len(events) + len(books)
         self.socketio.emit(FEED_EVENT, message, namespace=MARKET_NAMESPACE, to=FEED_ROOM)
+        received, self._receipts = self._receipts, []
+        if received:
+            published = time.perf_counter_ns()
+            add = self.publish_latency.add
+            for r in received:
+                add(published - r)
 
     def feed_stats(self) -> dict:
         return {
@@ -488,6 +589,8 @@ class QueueFeed(Publisher):
             "syncs": self.syncs,
             "queue_depth": len(self._queue),
             "trades": self.events["trade"],
+            "private_events": self.private_events,
+            "publish_latency": self.publish_latency.summary(),
         }
 
 
@@ -512,6 +615,12 @@ class PublisherTee:
     def on_amend(self, result, received_ns: int | None = None) -> None:
         self.local.on_amend(result, received_ns)
         self.feed.on_amend(result, received_ns)
+
+    def publish_private(self, event: str, account_id: int, payload: dict, symbol: str | None = None) -> None:
+        """An owner-addressed event for the edges' keyed connections of
+        ``account_id`` (``QueueFeed.publish_private``). The engine's own
+        ``/market`` clients are the local publisher's business."""
+        self.feed.publish_private(event, account_id, payload, symbol)
 
     def stats(self) -> dict:
         out = self.local.stats()
@@ -547,7 +656,11 @@ def attach_engine(socketio, exchange, local: Publisher, manager: QueueManager, *
     auth = getattr(exchange, "auth", None)
     options.setdefault("private", auth is not None and auth.on)
     options.setdefault("store", getattr(exchange, "store", None))  # book states only once durable
+    if options["private"]:
+        options.setdefault("registry", auth.registry)
     feed = QueueFeed(socketio, exchange.engine, **options)
+    if options["private"]:
+        auth.revoke_listeners.append(feed.key_revoked)
     manager.handlers[SYNC_EVENT] = feed.request_sync
     start_listening(socketio)
     feed.start()

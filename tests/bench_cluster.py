@@ -41,10 +41,12 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import re
 import selectors
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -95,6 +97,89 @@ class QuoteMixFactory:
         return code, (spec.symbol, side, otype, spec.quantity(1), spec.price(ticks), f"{self.tag}-{self.n}")
 
 
+# The subscriber side shares the 2 cores with what it measures: its steady-state read
+# path (lean_read) handles each frame as bytes -- the frame header, a prefix compare and
+# one or two small regular expressions -- and leaves anything else (pings, acks,
+# fragmented or control frames) to RawSio's general parser, in order.
+_EVENT_TRADE = b'42/market,["trade",'
+_EVENT_BBO = b'42/market,["bbo",'
+_B_TRADE_ID = re.compile(rb'"trade_id":"?(\d+)')
+_B_SEQ = re.compile(rb'"sequence":(\d+)')
+_B_TS = re.compile(rb'"timestamp":"([^"]{1,26})')
+
+
+WALL_OFFSET = [0.0]  # time.time() - time.monotonic(), per subscriber process
+SAMPLE_EVERY = 25  # subscribers whose trades' read-after-engine-timestamp is recorded
+
+
+def lean_read(c, rec, t: float, pfx: dict) -> None:
+    """Read what ``c`` (a non-blocking ``RawSio``) has and record its trades and
+    bbo events in ``rec`` as ``SubRecord.on_packet`` would."""
+    try:
+        chunk = c.sock.recv(1 << 16)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError:
+        c.closed = True
+        return
+    if not chunk:
+        c.closed = True
+        return
+    buf = c.buf
+    if buf or c.partial:
+        buf += chunk
+    else:
+        buf = chunk
+    pos, n = 0, len(buf)
+    trades, bbo = rec.trades, rec.bbo
+    while n - pos >= 2:
+        b0, length = buf[pos], buf[pos + 1]
+        if b0 != 0x81 or length & 0x80:  # not one final unmasked text frame: the general parser
+            break
+        hdr = 2
+        if length == 126:
+            if n - pos < 4:
+                break
+            length = (buf[pos + 2] << 8) | buf[pos + 3]
+            hdr = 4
+        elif length == 127:
+            break
+        end = pos + hdr + length
+        if end > n:
+            break
+        start = pos + hdr
+        if buf.startswith(_EVENT_TRADE, start):
+            m = _B_TRADE_ID.search(buf, start, end)
+            if m:
+                tid = m.group(1).decode()
+                if tid in trades:
+                    rec.dup_trades += 1
+                else:
+                    trades[tid] = t
+            lags = rec.__dict__.get("lags")
+            if lags is not None:  # a sampled subscriber: read time - the trade's engine timestamp
+                ts = _B_TS.search(buf, start, end)
+                if ts:
+                    stamp = datetime.fromisoformat(ts.group(1).decode()).replace(tzinfo=UTC)
+                    lags.append(t + WALL_OFFSET[0] - stamp.timestamp())
+        elif buf.startswith(_EVENT_BBO, start):
+            m = _B_SEQ.search(buf, start, end)
+            ts = _B_TS.search(buf, start, end)
+            seq = int(m.group(1)) if m else -1
+            if bbo and seq < bbo[-1][0]:
+                rec.regressions["bbo"] += 1
+            bbo.append((seq, t, ts.group(1).decode() if ts else ""))
+        else:
+            break
+        rec.events += 1
+        pos = end
+    rest = buf[pos:]
+    c.buf = rest if isinstance(rest, bytearray) else bytearray(rest)
+    if c.buf:
+        for pkt in c._drain():
+            rec.on_packet(pkt, t, pfx)
+
+
 def sub_main(cfg: dict, targets: list, ready_q, stop_evt, out_q) -> None:
     """Subscriber process: ``targets`` is ``[(port, symbol), ...]``, one raw connection each."""
     from loadlib.rawsio import RawSio
@@ -110,6 +195,8 @@ def sub_main(cfg: dict, targets: list, ready_q, stop_evt, out_q) -> None:
             c = RawSio(cfg["host"], port, ns)
             rec = SubRecord()
             rec.symbol, rec.port = symbol, port
+            if len(recs) % SAMPLE_EVERY == 0:
+                rec.lags = []
             try:
                 c.connect()
                 for msg in ({"type": "trades", "symbol": symbol}, {"type": "bbo", "symbol": symbol}):
@@ -128,14 +215,13 @@ def sub_main(cfg: dict, targets: list, ready_q, stop_evt, out_q) -> None:
             conns.append(c)
             recs.append(rec)
         ready_q.put(("ready", os.getpid(), len(conns), errors))
+        WALL_OFFSET[0] = time.time() - time.monotonic()
         cpu0, wall0 = time.process_time(), time.monotonic()
         mono = time.monotonic
         while not stop_evt.is_set():
             for key, _ in sel.select(0.05):
                 c, rec = key.data
-                t = mono()
-                for pkt in c.on_readable():
-                    rec.on_packet(pkt, t, pfx)
+                lean_read(c, rec, mono(), pfx)
                 if c.closed:
                     sel.unregister(key.fileobj)
         cpu = (time.process_time() - cpu0) / max(1e-9, time.monotonic() - wall0)
@@ -146,11 +232,18 @@ def sub_main(cfg: dict, targets: list, ready_q, stop_evt, out_q) -> None:
         for r in recs:
             e = r.export()
             e["symbol"], e["port"] = r.symbol, r.port
+            e["lags"] = r.__dict__.get("lags") or []
             out.append(e)
         out_q.put(("result", os.getpid(), out, cpu, closed))
     except BaseException as exc:
         ready_q.put(("error", os.getpid(), 0, [f"{type(exc).__name__}: {exc}"]))
         out_q.put(("result", os.getpid(), [], 0.0, 0))
+
+
+def urllib_request():
+    import urllib.request
+
+    return urllib.request
 
 
 def edge_stats(edge) -> dict:
@@ -219,6 +312,7 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
             raise RuntimeError("the sender could not connect to the engine")
         procs_to_sample = [cluster.engine, *edges, cluster.redis] if cluster.redis else [cluster.engine]
         samplers = {c.name: ProcSampler(c.pid) for c in procs_to_sample}
+        samplers["sender"] = ProcSampler(os.getpid())  # this process: the order sender (and the sampling)
         machine = SystemSampler()
         for s in samplers.values():
             s.start()
@@ -234,7 +328,8 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
         time.sleep(args.settle)
         cpu = {name: s.stop() for name, s in samplers.items()}
         machine_use = machine.stop()
-        after = {e.name: edge_stats(e)["streaming"]["deliveries"] for e in edges}
+        final = {e.name: edge_stats(e) for e in edges}
+        after = {name: st["streaming"]["deliveries"] for name, st in final.items()}
     finally:
         stop_evt.set()
     subs, sub_cpu, closed = [], [], 0
@@ -308,10 +403,34 @@ def run_scenario(args, cluster: Cluster, specs, n_subs: int) -> dict:
         res["lost_trades"] = lost
         res["trade_latency_ms"] = summarize(lat)
         res["trade_latency_from_receipt_ms"] = summarize(from_receipt)
+        res["sub_read_after_match_ms"] = {
+            k: v
+            for k, v in summarize([x for s in subs for x in s.get("lags", ())]).items()
+            if k in ("count", "p50", "p99")
+        }
         res["bbo_sequence_regressions"] = regress
         res["events_received"] = sum(s["events"] for s in subs)
         res["deliveries_per_s_per_edge"] = {
             name: round((after[name] - before[name]) / window) for name in after
+        }
+        res["edge_trade_wait_ms"] = {  # a trade's arrival on the edge -> its pass's emit (last 10,000)
+            name: {k: st["streaming"]["latency"]["trade_publication"][k] for k in ("p50_ms", "p99_ms")}
+            for name, st in final.items()
+        }
+        res["edge_fanout"] = {name: st.get("fanout") for name, st in final.items()}
+        res["edge_trade_written_ms"] = {  # direct fan-out: arrival -> the pass's writes done
+            name: {k: st["streaming"]["latency"]["trade_written"][k] for k in ("p50_ms", "p99_ms")}
+            for name, st in final.items()
+            if "trade_written" in st["streaming"]["latency"]
+        }
+        if cluster.redis is not None:  # the engine: an order's receipt -> its feed message published
+            with urllib_request().urlopen(cluster.engine.url + "/statistics", timeout=5) as r:
+                mq = json.load(r)["streaming"]["message_queue"]
+            res["engine_feed_ms"] = {k: mq["publish_latency"][k] for k in ("p50_ms", "p99_ms")}
+        res["feed_lag_ms"] = {  # the engine's publish -> the edge's receipt (wall clocks, one host)
+            name: {k: st["feed"]["lag"][k] for k in ("p50_ms", "p99_ms")}
+            for name, st in final.items()
+            if "feed" in st
         }
         res["edge_cpu_us_per_delivery"] = {
             name: round(1e6 * cpu[name]["cpu_s"] / max(1, after[name] - before[name]), 2)
@@ -347,6 +466,18 @@ class Single:
 
     def __exit__(self, *exc) -> None:
         self.engine.stop()
+
+
+def _profiled(app, out: str):
+    """``app``'s command under the stack sampler (``--profile-edges``)."""
+    command = type(app).command
+    sampler = os.path.join(HERE, "loadlib", "pysampler.py")
+
+    def profiled_command() -> list[str]:
+        python, *rest = command(app)
+        return [python, sampler, out, *rest]
+
+    return profiled_command
 
 
 def _symbols_by_order(keep) -> dict:
@@ -401,6 +532,20 @@ def fmt(res: dict) -> str:
             f"  deliveries/s per edge {res['deliveries_per_s_per_edge']}; edge CPU per delivery (us)"
             f" {res['edge_cpu_us_per_delivery']}"
         )
+        if res.get("edge_trade_wait_ms"):
+            lines.append(f"  on the edge, trade arrival -> emit (ms): {res['edge_trade_wait_ms']}")
+        if res.get("edge_trade_written_ms"):
+            lines.append(
+                f"  on the edge, trade arrival -> written to every subscriber (ms): {res['edge_trade_written_ms']}"
+            )
+        if res.get("sub_read_after_match_ms"):
+            lines.append(
+                f"  subscriber read - trade's engine timestamp (ms, sampled): {res['sub_read_after_match_ms']}"
+            )
+        if res.get("engine_feed_ms"):
+            lines.append(f"  engine, order receipt -> feed message published (ms): {res['engine_feed_ms']}")
+        if res.get("feed_lag_ms"):
+            lines.append(f"  feed, engine publish -> edge receipt (ms): {res['feed_lag_ms']}")
     return "\n".join(lines)
 
 
@@ -418,11 +563,28 @@ def main(argv=None) -> int:
     ap.add_argument("--sub-processes", type=int, default=4)
     ap.add_argument("--no-baseline", action="store_true")
     ap.add_argument("--edge-nice", type=int, default=0, help="niceness of the edges (the engine keeps 0)")
+    ap.add_argument(
+        "--edge-stream-interval",
+        type=float,
+        default=0.01,
+        help="the edges' pass interval for trades, seconds (their book rooms keep up to 0.05)",
+    )
+    ap.add_argument(
+        "--edge-fanout",
+        choices=("direct", "queue"),
+        default="direct",
+        help="the edges' writes to their clients (api/fanout.py; queue: Engine.IO's writer per packet)",
+    )
     ap.add_argument("--sub-nice", type=int, default=0, help="niceness of the subscriber processes")
     ap.add_argument(
         "--single",
         action="store_true",
         help="for comparison: one server process without Redis; the subscribers connect to it",
+    )
+    ap.add_argument(
+        "--profile-edges",
+        metavar="DIR",
+        help="run each edge under tests/loadlib/pysampler.py; its profile goes to DIR/<edge>.txt at the end",
     )
     ap.add_argument("--json", metavar="OUT")
     args = ap.parse_args(argv)
@@ -438,9 +600,23 @@ def main(argv=None) -> int:
                 edges=args.edges,
                 engine_args=["--rate-limit", "0", "--auth", "off"],
                 # thousands of subscribers from this one address, straight to the edges
-                edge_args=["--rate-limit", "0", *UNLIMITED_CLIENTS],
+                edge_args=[
+                    "--rate-limit",
+                    "0",
+                    *UNLIMITED_CLIENTS,
+                    "--edge-fanout",
+                    args.edge_fanout,
+                    "--edge-stream-interval",
+                    str(args.edge_stream_interval),
+                ],
                 edge_nice=args.edge_nice,
             )
+        if args.profile_edges:
+            os.makedirs(args.profile_edges, exist_ok=True)
+            for edge in cluster.edges:
+                edge.command = _profiled(
+                    edge, os.path.join(os.path.abspath(args.profile_edges), edge.name + ".txt")
+                )
         with cluster:
             scenarios = ([] if args.no_baseline else [0]) + [args.subscribers]
             for n in scenarios:

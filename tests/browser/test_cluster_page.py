@@ -1,6 +1,7 @@
 """The trading page through the cluster's nginx (issue 15): REST orders go to the
 engine, the page's Socket.IO and public reads to an edge; killing that edge, the
-page reconnects through nginx to the other one and shows the market again.
+page reconnects through nginx to the other one and shows the market again. With
+accounts, a logged-in page gets its account's order events live from an edge.
 
 Needs Chromium (as every browser test) and Debian's redis-server and nginx (as the
 cluster tests): missing, they fail in CI and skip elsewhere.
@@ -76,3 +77,44 @@ def test_page_works_through_nginx_and_survives_its_edge_being_killed(context, cl
     assert watch.page_errors[form_errors:] == []
     assert watch.foreign_requests() == []
     page.close()
+
+
+def _account(cluster, token: str, name: str) -> dict:
+    """An account made through nginx (admin goes to the engine), funded where the
+    server has funds (before them, deposits are refused: then without)."""
+    headers = {"X-Admin-Token": token}
+    body = {"name": name, "deposits": {"USDT": "10000000", "BTC": "1000"}}
+    r = requests.post(cluster.url + "/admin/accounts", json=body, headers=headers, timeout=10)
+    if r.status_code == 400 and r.json()["error"].get("field") == "deposits":
+        r = requests.post(cluster.url + "/admin/accounts", json={"name": name}, headers=headers, timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_a_logged_in_page_behind_nginx_gets_its_order_events_live_from_an_edge(context, tmp_path):
+    need_cluster_tools()
+    with Cluster(str(tmp_path / "run"), str(tmp_path / "data")) as cluster:  # --auth on, the default
+        token = open(os.path.join(cluster.data_dir, "admin.token")).read().strip()
+        alice, bob = _account(cluster, token, "alice"), _account(cluster, token, "bob")
+        page = context.new_page()
+        watch = PageWatch(page, cluster.url)
+        ui = TradingPage(page, cluster.url).open_logged_out("BTC-USDT")
+        ui.login(alice["api_key"])
+        ui.wait_logged_in("alice")  # its private /market socket (on an edge) subscribed
+        report = ui.place("buy", "limit", "0.25000", price="29950.50")
+        row = ui.my_order(report["order_id"])
+        expect(row).to_have_attribute("data-status", "new")
+
+        # Another account's order fills part of it: only the private order_events
+        # (served by the edge the page is on) can tell the page.
+        Api(cluster.url, bob["api_key"]).order("BTC-USDT", "sell", "market", "0.10000")
+        expect(row).to_have_attribute("data-status", "partially_filled")
+        expect(row.locator(".filled")).to_have_text("0.10000")
+        rooms = {}
+        for edge in cluster.edges:
+            rooms.update(
+                requests.get(edge.url + "/statistics", timeout=5).json()["streaming"]["subscriptions"]
+            )
+        assert any(name.startswith(f"order_events:{alice['account_id']}:") for name in rooms), rooms
+        assert watch.page_errors == []
+        page.close()

@@ -11,7 +11,7 @@ from deploy.cluster import Cluster
 from tests.cluster.helpers import need_cluster_tools
 
 # The cluster tests check the market data of the original contract, which is --auth off's
-# (the command line's default is on; private order events are the engine's, see SCALING.md).
+# (the command line's default is on; private order events: test_private_events.py).
 AUTH_OFF = ["--auth", "off"]
 
 

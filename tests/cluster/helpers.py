@@ -45,10 +45,11 @@ class Subscriber:
     """A python-socketio client on ``/market`` that records every event and,
     after a reconnect, subscribes again to what it had (as the page does)."""
 
-    def __init__(self, url: str, subscriptions: list[dict], transports=None) -> None:
+    def __init__(self, url: str, subscriptions: list[dict], transports=None, auth=None) -> None:
         self.url = url
         self.subscriptions = subscriptions
         self.transports = transports
+        self.auth = auth  # e.g. {"api_key": KEY}: a keyed connection
         self.events: list[tuple[str, dict]] = []
         self.connects = 0
         self.acks: list[dict] = []
@@ -72,7 +73,9 @@ class Subscriber:
                 self.sio.emit("subscribe", sub, namespace=MARKET, callback=self.acks.append)
 
     def start(self) -> Subscriber:
-        self.sio.connect(self.url, namespaces=[MARKET], transports=self.transports, wait_timeout=10)
+        self.sio.connect(
+            self.url, namespaces=[MARKET], transports=self.transports, wait_timeout=10, auth=self.auth
+        )
         for sub in self.subscriptions:
             ack = self.sio.call("subscribe", sub, namespace=MARKET, timeout=10)
             assert ack == {"ok": True}, ack

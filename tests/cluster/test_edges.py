@@ -47,6 +47,9 @@ def test_a_subscriber_on_each_edge_gets_every_trade_in_order_and_sequences_never
             last_bbo = sub.of("bbo")[-1]
             assert without_timestamps(last_bbo) == without_timestamps(engine_bbo)
             assert all(len(d["bids"]) <= 5 and len(d["asks"]) <= 5 for d in sub.of("l2_update"))
+        for edge in cluster.edges:  # the edges wrote them through the direct fan-out (api/fanout.py)
+            fanout = requests.get(edge.url + "/statistics", timeout=5).json()["fanout"]
+            assert fanout["direct_frames"] > 40 and fanout["direct_writes"] > 0, fanout
     finally:
         for sub in subs:
             sub.stop()
@@ -197,11 +200,10 @@ def test_an_edge_started_late_serves_the_engines_state_and_history(cluster):
         late.stop()
 
 
-def test_with_auth_on_an_edge_refuses_order_events_and_still_serves_trades(tmp_path):
-    """Order events are private with --auth on; an edge cannot check a key, so it
-    refuses the subscription (the engine's feed carries no order event then: a
-    client of an edge could otherwise read every account's orders). Trades between
-    two accounts still reach the edge's subscribers."""
+def test_with_auth_on_an_edge_refuses_order_events_without_a_key_and_still_serves_trades(tmp_path):
+    """Order events are private with --auth on: without a key an edge refuses the
+    subscription, as the engine does (keyed ones: test_private_events.py). Trades
+    between two accounts still reach the edge's subscribers."""
     import os
 
     from deploy.cluster import Cluster

@@ -349,3 +349,152 @@ def test_a_sync_waits_for_its_books_to_be_durable_rather_than_starving(fail):
         assert state is not None and store.durable_n == 7
         btc = [b for b in state["books"] if b[0] == "BTC-USDT"][0]
         assert btc[3] == [[3000000, 100]]  # the ask, durable now
+
+
+# -- private events and keys (--auth on) -------------------------------------------
+@pytest.fixture
+def private_feed():
+    import threading
+
+    from api.auth import Auth, key_hash
+    from api.mq import QueueFeed
+    from engine.matcher import MatchingEngine
+
+    engine = MatchingEngine()
+    auth = Auth(engine, mode="on")
+    alice, alice_key = auth.create_account("alice")
+    bob, bob_key = auth.create_account("bob")
+    sio = FakeSocketIO()
+    f = QueueFeed(sio, engine, private=True, registry=auth.registry)
+    auth.revoke_listeners.append(f.key_revoked)
+    f._wake = threading.Event()
+    f._task = object()
+    f._init_baselines()
+    ids = {"alice": alice.account_id, "bob": bob.account_id}
+    keys = {"alice": alice_key, "bob": bob_key}
+    return engine, sio, f, auth, ids, keys, key_hash
+
+
+def test_a_private_feed_addresses_order_events_to_their_owners_and_carries_key_hashes(private_feed):
+    from engine.order import OrderType, Side
+
+    engine, sio, f, auth, ids, keys, key_hash = private_feed
+    f._pass()
+    sync = sio.sent[-1]["sync"]
+    assert sorted(sync["keys"]) == sorted([[key_hash(keys[n]), ids[n]] for n in ("alice", "bob")])
+    assert all(keys[n] not in str(sio.sent) for n in keys)  # hashes only, never a key
+    maker = engine.submit("BTC-USDT", Side.SELL, OrderType.LIMIT, 5, 3_000_000, account_id=ids["alice"])
+    f.on_submit(maker)
+    f.on_submit(engine.submit("BTC-USDT", Side.BUY, OrderType.IOC, 2, 3_000_000, account_id=ids["bob"]))
+    f._pass()
+    events = sio.sent[-1]["events"]
+    assert [(e[0], e[3].get("event"), e[4] if len(e) > 4 else None) for e in events] == [
+        ("order_event", "accepted", ids["alice"]),
+        ("order_event", "accepted", ids["bob"]),
+        ("trade", None, None),  # public
+        ("order_event", "partially_filled", ids["alice"]),  # the maker's, to its owner
+        ("order_event", "filled", ids["bob"]),
+    ]
+    _, carol_key = auth.issue_key(ids["alice"])
+    auth.revoke({"api_key": keys["bob"]})
+    f._pass()
+    assert sio.sent[-1]["keys"] == [
+        [key_hash(keys["bob"]), ids["bob"], True],
+        [key_hash(carol_key), ids["alice"], False],
+    ]
+    f.publish_private("balance", ids["alice"], {"account_id": str(ids["alice"]), "balances": []})
+    f._pass()
+    assert sio.sent[-1]["events"] == [
+        ["balance", None, 0, {"account_id": str(ids["alice"]), "balances": []}, ids["alice"]]
+    ]
+
+
+def test_edge_auth_follows_the_feeds_keys_and_cuts_revoked_sessions():
+    from api.auth import key_hash, new_key
+    from api.edge import EdgeAuth
+    from api.errors import Unauthenticated
+
+    synced = []
+    auth = EdgeAuth(lambda: True, lambda: bool(synced), lambda: 0, lambda s: None, wait=0.0)
+    cut = []
+    auth.revoke_listeners.append(cut.append)
+    k1, k2, k3 = new_key(), new_key(), new_key()
+    with pytest.raises(Unauthenticated):  # before the sync nothing is known
+        auth.session({"api_key": k1}, None)
+    auth.replace([[key_hash(k1), 7], [key_hash(k2), 8]])
+    synced.append(1)
+    account, key = auth.session({"api_key": k1}, None)
+    assert account.account_id == 7 and key.revoked is None
+    assert auth.session({}, None) is None  # no key: a public connection
+    auth.apply([[key_hash(k3), 7, False], [key_hash(k1), 7, True]])
+    assert cut == [key] and key.revoked is not None
+    with pytest.raises(Unauthenticated):
+        auth.session({"api_key": k1}, None)
+    assert auth.session({"api_key": k3}, None)[0].account_id == 7
+    held = auth.session({"api_key": k2}, None)[1]
+    auth.replace([[key_hash(k3), 7]])  # a sync without k2: revoked meanwhile
+    assert cut == [key, held]
+    with pytest.raises(Unauthenticated):
+        auth.session({"api_key": key_hash(k3)}, None)  # a hash is not a key
+
+
+def test_edge_auth_is_off_when_the_engine_runs_without_accounts():
+    from api.edge import EdgeAuth
+
+    auth = EdgeAuth(lambda: False, lambda: True, lambda: 0, lambda s: None)
+    assert auth.session({"api_key": "anything"}, None) is None
+
+
+def test_an_edge_passes_for_trades_every_stream_interval_while_book_rooms_keep_their_cadence():
+    from api.edge import EdgePublisher
+    from api.market import MARKET_NAMESPACE, BookRoom
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list = []
+
+        def emit(self, event, data, namespace=None, to=None):
+            self.sent.append((event, to))
+
+    sio = Recorder()
+    mirror = Mirror(default_symbols())
+    publisher = EdgePublisher(sio, mirror, min_interval=0.05, stream_interval=0.02)
+    publisher.clients[MARKET_NAMESPACE] = 1000
+    assert publisher._pace_ns() == 20_000_000  # trades wait at most 20 ms for a pass
+    assert publisher._book_pace_ns() == 50_000_000
+    room = BookRoom("bbo:BTC-USDT", "bbo", "BTC-USDT", 0)
+    publisher.book_rooms["BTC-USDT"][room.name] = room
+    publisher.members[room.name] = {"a"}  # one member: Publisher's own rule would allow 0.1 ms
+    mirror.apply_book("BTC-USDT", 5, [[100, 1]], [[101, 1]])
+    now = 10**12
+    room.last_emit_ns, room.last_seq = now - 30_000_000, 4
+    deadline = publisher._publish_books(now)
+    assert sio.sent == [] and deadline == room.last_emit_ns + 50_000_000  # 50 ms after the last
+    publisher._publish_books(now + 20_000_000)
+    assert sio.sent == [("bbo", "bbo:BTC-USDT")]
+    assert (publisher.min_interval_ns, publisher.interval_per_member_ns) == (50_000_000, 100_000)
+
+
+def test_an_edge_without_the_direct_fan_out_keeps_no_write_times():
+    from api.edge import EdgePublisher
+    from api.market import MARKET_NAMESPACE
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list = []
+
+        def emit(self, event, data, namespace=None, to=None):
+            self.sent.append((event, to))
+
+    import threading
+
+    sio = Recorder()
+    publisher = EdgePublisher(sio, Mirror(default_symbols()))
+    publisher._wake = threading.Event()
+    publisher.members["trades:BTC-USDT"] = {"a"}
+    publisher.clients[MARKET_NAMESPACE] = 1
+    for tid in range(1, 4):
+        publisher.deliver("trade", "BTC-USDT", trade(tid))
+    publisher._pass()
+    assert sio.sent == [("trade", "trades:BTC-USDT")] * 3
+    assert publisher._written == []  # (they would pile up: only the direct fan-out reads them)
