@@ -87,7 +87,7 @@ from socketio.exceptions import ConnectionRefusedError as _Refused
 
 from api import errors, formatting, rest
 from api.auth import UNAUTHENTICATED_KEY, key_hash, well_formed
-from api.errors import ApiError, Unauthenticated
+from api.errors import ApiError, Unauthenticated, envelope
 from api.fanout import FanOut, install_direct_fanout
 from api.market import (
     MARKET_NAMESPACE,
@@ -747,6 +747,17 @@ class EdgeMarketNamespace(MarketNamespace):
         found = self.sessions.get(request.sid)
         if found is not None:
             self.publisher.join_account(request.sid, found[0].account_id)
+
+    def _subscribe_balances(self, sid: str, owner: int | None) -> dict:
+        """Balances are not on the feed (SCALING.md): with accounts, the engine
+        process serves them, and an edge says so rather than answer with an
+        empty account; under ``--auth off`` it answers as the engine does there."""
+        if self.auth.on:
+            return envelope(
+                "UNAUTHENTICATED",
+                "balances are private and served by the engine process: subscribe there with your API key",
+            )
+        return super()._subscribe_balances(sid, owner)
 
 
 class ReadOnlyTradeNamespace(_SioNamespace):

@@ -186,3 +186,28 @@ def test_an_edge_started_after_the_keys_were_created_authenticates_them(cluster)
             sub.stop()
     finally:
         late.stop()
+
+
+def test_balances_on_an_edge_are_refused_and_name_the_engine(cluster):
+    """An edge has no balances (they are not on the feed): a keyed subscription
+    to ``balances`` is refused, never answered with an empty account (the page
+    then reads ``GET /account`` from the engine, through nginx)."""
+    alice = _account(cluster, "edge-balances")
+    sio = socketio.Client(reconnection=False)
+    sio.connect(
+        cluster.edges[0].url,
+        namespaces=[MARKET],
+        transports=["websocket"],
+        wait_timeout=10,
+        auth={"api_key": alice["api_key"]},
+    )
+    got = []
+    sio.on("balance", got.append, namespace=MARKET)
+    try:
+        ack = sio.call("subscribe", {"type": "balances"}, namespace=MARKET, timeout=10)
+        assert ack["error"]["code"] == "UNAUTHENTICATED"
+        assert "engine process" in ack["error"]["message"]
+        sio.sleep(0.3)
+        assert got == []
+    finally:
+        sio.disconnect()
