@@ -12,6 +12,7 @@ import requests
 import socketio
 
 from deploy.cluster import missing_tools
+from tests.sio_client import in_arrival_order
 
 MARKET = "/market"
 
@@ -54,7 +55,9 @@ class Subscriber:
         self.connects = 0
         self.acks: list[dict] = []
         self._lock = threading.Lock()
-        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=0.5)
+        self.sio = in_arrival_order(
+            socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=0.5)
+        )
         for name in ("trade", "bbo", "l2_update", "order_event"):
             self.sio.on(name, self._recorder(name), namespace=MARKET)
         self.sio.on("connect", self._on_connect, namespace=MARKET)
