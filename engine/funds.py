@@ -121,13 +121,6 @@ class SymbolFunds:
         )
 
 
-def holds_lock(order: Order) -> bool:
-    """Whether the order locked funds at acceptance (see the module docstring)."""
-    if order.side is BUY:
-        return order.price is not None
-    return order.order_type is not MARKET or order.quote_quantity is None
-
-
 def lock_for(funds: SymbolFunds, order_type, is_buy: bool, price, quantity: int, quote_quantity) -> int:
     """What an order of these fields locks at acceptance (``lock_of`` of it
     before any fill). O(1)."""
@@ -232,10 +225,6 @@ class Ledger:
             )
         cell[0] -= delta
         cell[1] += delta
-
-    def available(self, funds: SymbolFunds, account_id: int, is_buy: bool) -> int:
-        """The account's available quote (``is_buy``) or base. O(1)."""
-        return self.pair(funds, account_id)[1 if is_buy else 0][0]
 
     # -- deposits and withdrawals ---------------------------------------------------------
     def deposit(self, account_id: int, asset: str, amount: int) -> None:
