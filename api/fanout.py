@@ -61,7 +61,7 @@ import struct
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from api.market import _FRAME, _sending_poll
+from api.market import _FRAME, _sending_poll, install_websocket_hook
 
 log = logging.getLogger(__name__)
 
@@ -235,36 +235,13 @@ def install_direct_fanout(socketio) -> bool:
     which this replaces). Returns False, changing nothing, outside eventlet
     mode or with other internals than expected (then ``FanOut`` falls back to
     python-socketio's path for every client)."""
-    eio = getattr(getattr(socketio, "server", None), "eio", None)
-    if eio is None or eio.async_mode != "eventlet":
-        return False
-    base = eio._async.get("websocket")
-    if base is None or getattr(base, "coalescing", False):
-        return False
 
-    class DirectWebSocketWSGI(base):
-        coalescing = True
+    def detach(connection) -> None:
+        writer = connection.__dict__.get(DIRECT)
+        if writer is not None:
+            writer.dead = True
 
-        def __init__(self, handler, server) -> None:
-            connection = getattr(handler, "connection", None) or getattr(handler, "__self__", None)
-
-            def direct_handler(ws):
-                if connection is not None and all(
-                    hasattr(ws, a)
-                    for a in ("_pack_message", "_send", "_get_permessage_deflate_enc", "client")
-                ):
-                    _attach(connection, ws)
-                try:
-                    return handler(ws)
-                finally:
-                    writer = connection.__dict__.get(DIRECT) if connection is not None else None
-                    if writer is not None:
-                        writer.dead = True
-
-            super().__init__(direct_handler, server)
-
-    eio._async = dict(eio._async, websocket=DirectWebSocketWSGI)
-    return True
+    return install_websocket_hook(socketio, _attach, detach)
 
 
 def _plain_socket(fd) -> bool:

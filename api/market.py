@@ -1089,6 +1089,21 @@ def install_frame_coalescing(socketio) -> bool:
     internals (python-engineio 4.x, eventlet's RFC 6455 ``WebSocket`` with
     ``_pack_message``/``_send``); otherwise nothing changes and this returns False.
     """
+
+    def attach(connection, ws) -> None:
+        connection.poll = _sending_poll(connection, ws)
+
+    return install_websocket_hook(socketio, attach)
+
+
+def install_websocket_hook(socketio, attach, detach=None) -> bool:
+    """Call ``attach(connection, ws)`` for each WebSocket client of this
+    (eventlet) server before Engine.IO's handler runs, and ``detach(connection)``
+    when it ends: the eventlet WebSocket class of the server's Engine.IO
+    instance is replaced by a subclass whose handler does so. Once per server
+    (the frame coalescing here, or ``api.fanout``'s direct writer instead).
+    Returns False, changing nothing, outside eventlet mode, with other
+    internals than expected, or when a hook is installed already."""
     eio = getattr(getattr(socketio, "server", None), "eio", None)
     if eio is None or eio.async_mode != "eventlet":
         return False
@@ -1096,24 +1111,28 @@ def install_frame_coalescing(socketio) -> bool:
     if base is None or getattr(base, "coalescing", False):
         return False
 
-    class CoalescingWebSocketWSGI(base):
-        coalescing = True
+    class HookedWebSocketWSGI(base):
+        coalescing = True  # (the marker of an installed hook)
 
         def __init__(self, handler, server) -> None:
             # the engineio Socket: the handler is its bound method, or api.sessions' wrapper of it
             connection = getattr(handler, "connection", None) or getattr(handler, "__self__", None)
 
-            def coalescing_handler(ws):
+            def hooked_handler(ws):
                 if connection is not None and all(
                     hasattr(ws, a)
                     for a in ("_pack_message", "_send", "_get_permessage_deflate_enc", "client")
                 ):
-                    connection.poll = _sending_poll(connection, ws)
-                return handler(ws)
+                    attach(connection, ws)
+                try:
+                    return handler(ws)
+                finally:
+                    if detach is not None and connection is not None:
+                        detach(connection)
 
-            super().__init__(coalescing_handler, server)
+            super().__init__(hooked_handler, server)
 
-    eio._async = dict(eio._async, websocket=CoalescingWebSocketWSGI)
+    eio._async = dict(eio._async, websocket=HookedWebSocketWSGI)
     return True
 
 
