@@ -64,15 +64,12 @@ def balances_list(ledger, account_id: int | None) -> list[dict]:
     Call holding the engine's lock for a consistent view. O(assets)."""
     if ledger is None or account_id is None:
         return []
-    fmt = ledger.format
-    return [
-        {"asset": asset, "available": fmt(asset, available), "locked": fmt(asset, locked)}
-        for asset, available, locked in ledger.balances_of(account_id)
-    ]
+    return rows_list(ledger, ledger.balances_of(account_id))
 
 
 def rows_list(ledger, rows) -> list[dict]:
-    """``balances_list`` of rows read before (``ledger.balances_of``). O(assets)."""
+    """``balances_list`` of ``(asset, available, locked)`` rows read before
+    (``ledger.balances_of``). O(assets)."""
     fmt = ledger.format
     return [{"asset": a, "available": fmt(a, av), "locked": fmt(a, lk)} for a, av, lk in rows]
 
@@ -81,11 +78,8 @@ def fees_list(ledger) -> list[dict]:
     """The exchange's fee balance as a balances list (``locked`` always zero)."""
     if ledger is None:
         return []
-    fmt = ledger.format
-    return [
-        {"asset": asset, "available": fmt(asset, ledger.fees[asset]), "locked": fmt(asset, 0)}
-        for asset in ledger.assets
-    ]
+    fees = ledger.fees  # (a copy, made once)
+    return rows_list(ledger, [(asset, fees[asset], 0) for asset in ledger.assets])
 
 
 def conservation(ledger) -> dict | None:
