@@ -194,10 +194,15 @@ class Ledger:
         """
         cell = self.pair(funds, account_id)[1 if is_buy else 0]
         if cell[0] < amount:
-            asset = funds.quote if is_buy else funds.base
-            raise InsufficientFunds(f"the order needs {self.format(asset, amount)} {asset} available")
+            raise self.short(funds, is_buy, amount)
         cell[0] -= amount
         cell[1] += amount
+
+    def short(self, funds: SymbolFunds, is_buy: bool, amount: int) -> InsufficientFunds:
+        """The refusal of an order whose lock of ``amount`` (quote for a buy,
+        base for a sell) the account cannot cover."""
+        asset = funds.quote if is_buy else funds.base
+        return InsufficientFunds(f"the order needs {self.format(asset, amount)} {asset} available")
 
     def release(self, funds: SymbolFunds, order: Order) -> None:
         """Unlock what a closing order still holds. O(1)."""

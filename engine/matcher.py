@@ -498,7 +498,7 @@ class MatchingEngine:
                     cell = pair[is_buy]
                     locked = price * quantity * funds.buy_lock if is_buy else quantity * funds.base_per_lot
                     if cell[0] < locked:
-                        ledger.reserve(funds, account_id, is_buy, locked)  # raises InsufficientFunds
+                        raise ledger.short(funds, is_buy, locked)
             if order_id is None:
                 order_id = next(self._order_ids)
             else:  # replay: later ids continue after the journal's
