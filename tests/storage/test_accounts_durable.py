@@ -214,7 +214,10 @@ def test_admin_changes_racing_orders_and_snapshots_replay_exactly(tmp_path):
         t.join()
     assert not errors
     before = exchange.engine.snapshot()
-    assert store.stats()["snapshots"] >= 5  # taken while the threads ran (one skipped when another runs)
+    # Snapshots were taken while the threads ran. How many depends on the scheduling: one
+    # is skipped while another is being written (4 of ~17 due ones is seen under load, so
+    # more than 2 is not a claim this test can make without flaking).
+    assert store.stats()["snapshots"] >= 2
     close_app(app)
     report = verify(str(data), out=lambda *a: None)
     assert report["ok"], report["problems"]
