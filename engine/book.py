@@ -106,11 +106,11 @@ class OrderBook:
                 if self.best_ask is None or price < self.best_ask:
                     self.best_ask = price
         level.orders.append(order)
-        display = order.display_quantity
-        if display is None:
+        ext = order.ext  # (an iceberg has ``ext.display_quantity``; most orders have no ext)
+        if ext is None or ext.display_quantity is None:
             level.total += order.quantity - order.filled
         else:  # an iceberg shows its first slice
-            shown = self.shown[order.order_id] = min(display, order.quantity - order.filled)
+            shown = self.shown[order.order_id] = min(ext.display_quantity, order.quantity - order.filled)
             level.total += shown
         level.count += 1
         self.orders[order.order_id] = order
@@ -127,7 +127,8 @@ class OrderBook:
         side = self.bids if order.side is BUY else self.asks
         level = side[order.price]
         order.status = CANCELLED
-        if order.display_quantity is None:
+        ext = order.ext
+        if ext is None or ext.display_quantity is None:
             level.total -= order.quantity - order.filled
         else:
             level.total -= self.shown.pop(order.order_id)

@@ -131,10 +131,12 @@ from engine.order import (
     USER,
     VALUE,
     Order,
+    OrderExt,
     OrderStatus,
     OrderType,
     SelfTradePrevention,
     Side,
+    order_ext,
 )
 from engine.stops import StopBook, would_trigger
 from engine.symbols import MAX_UNITS, SymbolSpec, default_symbols
@@ -272,7 +274,8 @@ def _iceberg_fill(book: OrderBook, level, maker: Order, remaining: int, closed: 
         queue = level.orders
         queue.popleft()
         queue.append(maker)
-        following = maker.display_quantity if maker.display_quantity < left else left
+        display = maker.ext.display_quantity
+        following = display if display < left else left
         book.shown[oid] = following
         level.total += following
     else:
@@ -516,7 +519,7 @@ class MatchingEngine:
                     quantity,
                     timestamp,
                     account_id=account_id,
-                    stp=stp,
+                    ext=None if stp is STP_CANCEL_TAKER else OrderExt(stp=stp),
                 )
             self.orders[order_id] = order
             market.stats.orders += 1
@@ -715,7 +718,7 @@ class MatchingEngine:
         with market.lock:
             if is_stop:
                 probe = Order(
-                    0, None, market.spec.symbol, side, order_type, price, 1, 0, stop_price=stop_price
+                    0, None, market.spec.symbol, side, order_type, price, 1, 0, ext=OrderExt(stop_price)
                 )
                 if would_trigger(probe, stop_price, market.last_price):
                     raise ValidationError(
@@ -741,13 +744,8 @@ class MatchingEngine:
                 price,
                 quantity if quantity is not None else 0,
                 timestamp,
-                stop_price=stop_price,
-                display_quantity=display_quantity,
-                post_only=post_only,
-                expire_time=expire_time,
-                quote_quantity=quote_quantity,
                 account_id=account_id,
-                stp=stp,
+                ext=order_ext(stop_price, display_quantity, post_only, expire_time, quote_quantity, stp),
             )
             self.orders[order_id] = order
             market.stats.orders += 1
@@ -1151,7 +1149,7 @@ class MatchingEngine:
                     market.stops.remove(order)
                     order.quantity, order.price = new_quantity, new_price
                     if stop_price is not None:
-                        order.stop_price = stop_price
+                        order.ext.stop_price = stop_price  # (a stop always has its ext)
                     market.stops.add(order)
                 else:
                     order.quantity = new_quantity
@@ -1248,7 +1246,8 @@ class MatchingEngine:
         # The owner makers are compared with, by identity (one compare per
         # fill): nobody's for an order without account or with stp "none".
         owner = taker.account_id
-        if owner is None or taker.stp is STP_NONE:
+        ext = taker.ext
+        if owner is None or (ext is not None and ext.stp is STP_NONE):
             owner = _NOBODY
         cancelled = _NO_ORDERS
         stop = False
@@ -1290,7 +1289,7 @@ class MatchingEngine:
                         break
                     continue
                 filled = maker.filled
-                if maker.display_quantity is not None:
+                if maker.ext is not None and maker.ext.display_quantity is not None:
                     fill = _iceberg_fill(book, level, maker, remaining, closed)
                 elif (available := maker.quantity - filled) <= remaining:
                     fill = available
@@ -1665,20 +1664,16 @@ def _order_from_row(row: list) -> Order:
         notional,
         OrderStatus(status),
     )
+    extended = row[11:16] if len(row) > 11 else (None, None, False, None, None)
     if len(row) > 11:
-        (
-            order.stop_price,
-            order.display_quantity,
-            order.post_only,
-            order.expire_time,
-            order.quote_quantity,
-            order.cancel_reason,
-        ) = row[11:17]
+        order.cancel_reason = row[16]
     elif order.status is CANCELLED:
         order.cancel_reason = USER if order.order_type is LIMIT else UNFILLED  # what version 1 implied
+    stp = STP_CANCEL_TAKER
     if len(row) > 18:
         order.account_id = row[17]
-        order.stp = SelfTradePrevention(row[18])
+        stp = SelfTradePrevention(row[18])
+    order.ext = order_ext(*extended, stp)
     return order
 
 
