@@ -488,7 +488,9 @@ class MatchingEngine:
         ledger = self.ledger
         cell = None  # with funds: the balance cell of the order's lock (None: it locks nothing)
 
-        with market.lock:
+        lock = market.lock  # (acquire/release: ``with`` makes two bound methods per command)
+        lock.acquire()
+        try:
             # Funds: refuse an order whose lock the account cannot cover. The lock
             # is taken for what rests; what trades at once is paid from available
             # (the same balances as locking all and releasing, with less work).
@@ -573,10 +575,6 @@ class MatchingEngine:
                     self._trade_ids = _after(self._trade_ids, trade_ids[-1])
                 return result
             trades, cancelled = self._match(market, order, price, next_trade_id, False)
-            # Only self-trade prevention can end the loop with nothing done
-            # (the taker's first maker was its own, cancel_taker): then the
-            # book did not change.
-            changed = bool(trades) or bool(cancelled)
             filled = order.filled
             if filled == quantity:
                 order.status = FILLED
@@ -603,8 +601,14 @@ class MatchingEngine:
                 order.status = CANCELLED
                 if order.cancel_reason is None:
                     order.cancel_reason = UNFILLED
-            if changed:
+            # Only self-trade prevention can end the loop with nothing done
+            # (the taker's first maker was its own, cancel_taker): then the
+            # book did not change.
+            if trades or cancelled:
+                changed = True
                 market.sequence += 1
+            else:
+                changed = False
             closed = self._closed  # remember the closed order (inlined: the hot path)
             closed.append(order_id)
             if len(closed) > self._order_history:
@@ -620,6 +624,8 @@ class MatchingEngine:
             if trade_ids:  # replay: later ids continue after the journal's
                 self._trade_ids = _after(self._trade_ids, trade_ids[-1])
             return result
+        finally:
+            lock.release()
 
     def submit_extended(
         self,
@@ -955,7 +961,9 @@ class MatchingEngine:
         if order is None:
             raise OrderNotFound(order_id)
         market = self.markets[order.symbol]
-        with market.lock:
+        lock = market.lock  # (acquire/release: ``with`` makes two bound methods per command)
+        lock.acquire()
+        try:
             status = order.status
             if status is NEW or status is PARTIALLY_FILLED:  # inlined: a quarter of all commands
                 market.book.remove(order)
@@ -983,6 +991,8 @@ class MatchingEngine:
                 return CancelResult(
                     order, market.sequence, timestamp if timestamp is not None else self._clock()
                 )
+        finally:
+            lock.release()
         return self._cancel(order_id, timestamp, USER)
 
     def expire(self, order_id: int, *, timestamp: int | None = None) -> CancelResult:
