@@ -49,6 +49,11 @@ from sortedcontainers import SortedDict
 from engine.order import BUY, CANCELLED, PENDING, Order, Side
 
 
+# A level's deque is compacted when it holds more than 2 x live + SLACK entries
+# (cancelled ones are left behind, see "Cancel semantics").
+SLACK = 16
+
+
 class PriceLevel:
     """Resting orders at one price, FIFO, with cached total and live count."""
 
@@ -135,7 +140,7 @@ class OrderBook:
         level.count -= 1
         if level.count == 0:
             self.drop_level(order.side, order.price)
-        elif len(level.orders) > 2 * level.count + 16:
+        elif len(level.orders) > 2 * level.count + SLACK:
             level.compact()
 
     def unlink(self, order: Order) -> None:

@@ -99,7 +99,7 @@ from collections import deque
 from collections.abc import Iterable
 
 from engine.accounts import AccountRegistry
-from engine.book import OrderBook
+from engine.book import SLACK, OrderBook
 from engine.errors import OrderNotFound, OrderNotOpen, UnknownSymbol, ValidationError
 from engine.events import AmendResult, CancelResult, SubmitResult, Trade
 from engine.funds import Ledger, SymbolFunds, lock_for, lock_of
@@ -544,7 +544,14 @@ class MatchingEngine:
                 )
             ):
                 if order_type is LIMIT:  # rests as it came (status NEW)
-                    book.add(order)
+                    level = (book.bids if is_buy else book.asks).get(price)
+                    if level is None:  # a new price level
+                        book.add(order)
+                    else:  # OrderBook.add, inlined for a plain order at an existing level
+                        level.orders.append(order)
+                        level.total += quantity
+                        level.count += 1
+                        book.orders[order_id] = order
                     if cell is not None:  # it locks (Ledger.reserve, inlined)
                         cell[0] -= locked
                         cell[1] += locked
@@ -966,7 +973,17 @@ class MatchingEngine:
         try:
             status = order.status
             if status is NEW or status is PARTIALLY_FILLED:  # inlined: a quarter of all commands
-                market.book.remove(order)
+                book = market.book
+                level = (book.bids if order.side is BUY else book.asks)[order.price]
+                if level.count == 1 or order.ext is not None:  # its level empties, or an iceberg
+                    book.remove(order)
+                else:  # OrderBook.remove, inlined for a plain order whose level stays
+                    del book.orders[order_id]
+                    order.status = CANCELLED
+                    level.total -= order.quantity - order.filled
+                    level.count -= 1
+                    if len(level.orders) > 2 * level.count + SLACK:
+                        level.compact()
                 order.cancel_reason = USER
                 funds = market.funds
                 # unlock the rest (Ledger.release, inlined: a resting order has a price)
