@@ -48,7 +48,6 @@ from sortedcontainers import SortedDict
 
 from engine.order import BUY, CANCELLED, PENDING, Order, Side
 
-
 # A level's deque is compacted when it holds more than 2 x live + SLACK entries
 # (cancelled ones are left behind, see "Cancel semantics").
 SLACK = 16

@@ -485,7 +485,6 @@ class MatchingEngine:
             account_id = self._interned.setdefault(account_id, account_id)
         if timestamp is None:
             timestamp = self._clock()
-        ledger = self.ledger
         cell = None  # with funds: the balance cell of the order's lock (None: it locks nothing)
 
         lock = market.lock  # (acquire/release: ``with`` makes two bound methods per command)
@@ -494,35 +493,26 @@ class MatchingEngine:
             # Funds: refuse an order whose lock the account cannot cover. The lock
             # is taken for what rests; what trades at once is paid from available
             # (the same balances as locking all and releasing, with less work).
-            if ledger is not None:
+            funds = market.funds  # (None: no funds)
+            if funds is not None:
                 if account_id is None:
                     raise ValidationError("an order needs an account", "account_id")
-                funds = market.funds
-                pair = funds.cells.get(account_id) or ledger.pair(funds, account_id)  # (base, quote)
+                pair = funds.cells.get(account_id) or self.ledger.pair(funds, account_id)  # (base, quote)
                 if price is not None or not is_buy:  # (a market buy locks nothing)
                     cell = pair[is_buy]
                     locked = price * quantity * funds.buy_lock if is_buy else quantity * funds.base_per_lot
                     if cell[0] < locked:
-                        raise ledger.short(funds, is_buy, locked)
+                        raise self.ledger.short(funds, is_buy, locked)
             if order_id is None:
                 order_id = next(self._order_ids)
             else:  # replay: later ids continue after the journal's
                 self._order_ids = _after(self._order_ids, order_id)
-            if account_id is None:
-                order = Order(order_id, client_order_id, symbol, side, order_type, price, quantity, timestamp)
-            else:
-                order = Order(
-                    order_id,
-                    client_order_id,
-                    symbol,
-                    side,
-                    order_type,
-                    price,
-                    quantity,
-                    timestamp,
-                    account_id=account_id,
-                    ext=None if stp is STP_CANCEL_TAKER else OrderExt(stp=stp),
-                )
+            # (positional: msgspec matches keyword arguments by name, ~300 instructions)
+            order = Order(
+                order_id, client_order_id, symbol, side, order_type, price, quantity, timestamp, account_id
+            )
+            if stp is not STP_CANCEL_TAKER and account_id is not None:  # (no prevention without an owner)
+                order.ext = OrderExt(stp=stp)
             self.orders[order_id] = order
             market.stats.orders += 1
             book = market.book
@@ -567,7 +557,7 @@ class MatchingEngine:
 
             next_trade_id = self._trade_ids.__next__ if trade_ids is None else iter(trade_ids).__next__
             if (
-                ledger is not None
+                funds is not None
                 and price is None
                 and is_buy
                 and pair[1][0] < book.asks.peekitem(-1)[0] * quantity * funds.taker_buy
@@ -974,13 +964,15 @@ class MatchingEngine:
             status = order.status
             if status is NEW or status is PARTIALLY_FILLED:  # inlined: a quarter of all commands
                 book = market.book
-                level = (book.bids if order.side is BUY else book.asks)[order.price]
+                is_buy = order.side is BUY
+                remaining = order.quantity - order.filled
+                level = (book.bids if is_buy else book.asks)[order.price]
                 if level.count == 1 or order.ext is not None:  # its level empties, or an iceberg
                     book.remove(order)
                 else:  # OrderBook.remove, inlined for a plain order whose level stays
                     del book.orders[order_id]
                     order.status = CANCELLED
-                    level.total -= order.quantity - order.filled
+                    level.total -= remaining
                     level.count -= 1
                     if len(level.orders) > 2 * level.count + SLACK:
                         level.compact()
@@ -991,12 +983,12 @@ class MatchingEngine:
                     base, quote = funds.cells.get(order.account_id) or self.ledger.pair(
                         funds, order.account_id
                     )
-                    if order.side is BUY:
-                        locked = order.price * (order.quantity - order.filled) * funds.buy_lock
+                    if is_buy:
+                        locked = order.price * remaining * funds.buy_lock
                         quote[1] -= locked
                         quote[0] += locked
                     else:
-                        locked = (order.quantity - order.filled) * funds.base_per_lot
+                        locked = remaining * funds.base_per_lot
                         base[1] -= locked
                         base[0] += locked
                 closed = self._closed
@@ -1294,7 +1286,8 @@ class MatchingEngine:
                     queue.popleft()
                     continue
                 if maker.account_id is owner:  # a self-trade: the taker's stp decides
-                    stp = taker.stp
+                    # (taker.stp, without the property call)
+                    stp = STP_CANCEL_TAKER if ext is None else ext.stp
                     if stp is not STP_CANCEL_TAKER:  # cancel_maker, cancel_both: the maker goes
                         queue.popleft()
                         level.count -= 1
@@ -1687,6 +1680,7 @@ def _order_from_row(row: list) -> Order:
         price,
         qty,
         ts,
+        None,
         filled,
         notional,
         OrderStatus(status),
@@ -1737,7 +1731,5 @@ def _placeholder(order_id: int, symbol: str, side: Side, timestamp: int, account
     """A stand-in for an order forgotten from memory that a kept trade names
     (a trade reads its symbol, aggressor side and time -- and its owners, for
     an account's fills -- from its orders)."""
-    order = Order(order_id, None, symbol, side, LIMIT, None, 1, timestamp, 1, 0, FILLED)
-    if account_id is not None:
-        order.account_id = intern(account_id)
-    return order
+    owner = None if account_id is None else intern(account_id)
+    return Order(order_id, None, symbol, side, LIMIT, None, 1, timestamp, owner, 1, 0, FILLED)

@@ -148,12 +148,14 @@ class Order(msgspec.Struct, gc=False, eq=False):
     that triggers, and an amend that loses priority, set it to that command's
     time: the order then (re)enters the book at that moment.
 
+    ``account_id`` is the owner (None: no accounts, ``--auth off``); the
+    engine interns it (``MatchingEngine._intern``) so that all orders of one
+    account share one int object and the matching loop can compare owners by
+    identity. It follows ``timestamp`` so that an owned order is created with
+    nine positional arguments, the defaults after it left out.
     ``cancel_reason`` once it closed cancelled (``USER``, ``UNFILLED``,
     ``REASON_SELF_TRADE``, ``REASON_INSUFFICIENT_FUNDS``, ``POST_ONLY``,
-    ``EXPIRED``). ``account_id`` is the owner (None: no accounts,
-    ``--auth off``); the engine interns it (``MatchingEngine._intern``) so that
-    all orders of one account share one int object and the matching loop can
-    compare owners by identity.
+    ``EXPIRED``).
 
     ``ext`` holds the rest (see ``OrderExt``; None for most orders), read
     through the properties ``stop_price``, ``display_quantity``, ``post_only``,
@@ -172,11 +174,11 @@ class Order(msgspec.Struct, gc=False, eq=False):
     price: int | None
     quantity: int
     timestamp: int
+    account_id: int | None = None
     filled: int = 0
     notional: int = 0
     status: OrderStatus = NEW
     cancel_reason: str | None = None
-    account_id: int | None = None
     ext: OrderExt | None = None
 
     @property

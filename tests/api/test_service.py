@@ -179,7 +179,7 @@ def test_publisher_failure_does_not_fail_the_order(world, caplog):
 
 def test_forgotten_order_comes_from_the_store(world):
     exchange, store, _ = world
-    old = Order(5, "c", BTC, BUY, LIMIT, 10000, 100000, 1_700_000_000_000_000_000, 0, 0, CANCELLED)
+    old = Order(5, "c", BTC, BUY, LIMIT, 10000, 100000, 1_700_000_000_000_000_000, None, 0, 0, CANCELLED)
     store.found[5] = old
     store.found[6] = {"order_id": "6", "status": "filled"}
     report = exchange.get_order("5")

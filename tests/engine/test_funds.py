@@ -289,7 +289,7 @@ def test_with_funds_every_symbol_shares_one_critical_section(x):
     without_funds = MatchingEngine()
     separate = [without_funds.lock(symbol) for symbol in x.engine.markets]
     assert len(separate) == 4
-    assert all(a is not b for i, a in enumerate(separate) for b in separate[i + 1:])
+    assert all(a is not b for i, a in enumerate(separate) for b in separate[i + 1 :])
 
 
 # -- order types beyond the four ------------------------------------------------------------
