@@ -511,7 +511,7 @@ class MatchingEngine:
             order = Order(
                 order_id, client_order_id, symbol, side, order_type, price, quantity, timestamp, account_id
             )
-            if stp is not STP_CANCEL_TAKER and account_id is not None:  # (no prevention without an owner)
+            if account_id is not None and stp is not STP_CANCEL_TAKER:  # (no prevention without an owner)
                 order.ext = OrderExt(stp=stp)
             self.orders[order_id] = order
             market.stats.orders += 1
