@@ -1390,6 +1390,8 @@ class MatchingEngine:
                         base[1] -= volume * per_lot
                     quote[0] += notional * funds.taker_sells
                 funds.fee[0] += notional * funds.fee_rate
+        else:  # (nothing traded: the shared empty list, not one more list kept by every result)
+            trades = _NO_TRADES
         if cancelled:
             market.stats.cancels += len(cancelled)
         return trades, cancelled
