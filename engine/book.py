@@ -34,6 +34,14 @@ Cancel semantics
     takes the order out of its deque at once, O(level length): the same object
     must never be in a deque twice.
 
+Inlined elsewhere
+    ``MatchingEngine.submit`` rests a plain order at an existing level, and
+    ``MatchingEngine.cancel`` takes a plain order out of a level that stays,
+    without calling ``add`` / ``remove`` (a call is ~10% of those commands);
+    the matching loop pops filled makers itself. A change to what a level
+    holds must be made there too; ``check`` (run after every step by the
+    property tests) catches a mismatch.
+
 Complexities (n orders, L levels on a side)
     add: O(1) at an existing level, O(log L) for a new level;
     remove: O(1), O(log L) when the level empties; unlink: O(level length);
