@@ -1673,31 +1673,19 @@ def _order_from_row(row: list) -> Order:
     only the first 11, or 19 with the owner's fields written by the accounts
     branch before the order types merged, 11-15 empty)."""
     oid, coid, symbol, side, otype, price, qty, ts, filled, notional, status = row[:11]
-    order = Order(
-        oid,
-        coid,
-        symbol,
-        Side(side),
-        OrderType(otype),
-        price,
-        qty,
-        ts,
-        None,
-        filled,
-        notional,
-        OrderStatus(status),
-    )
-    extended = row[11:16] if len(row) > 11 else (None, None, False, None, None)
+    status = OrderStatus(status)
+    otype = OrderType(otype)
     if len(row) > 11:
-        order.cancel_reason = row[16]
-    elif order.status is CANCELLED:
-        order.cancel_reason = USER if order.order_type is LIMIT else UNFILLED  # what version 1 implied
-    stp = STP_CANCEL_TAKER
-    if len(row) > 18:
-        order.account_id = row[17]
-        stp = SelfTradePrevention(row[18])
-    order.ext = order_ext(*extended, stp)
-    return order
+        extended, reason = row[11:16], row[16]
+    else:
+        extended = ()
+        # what version 1 implied
+        reason = (USER if otype is LIMIT else UNFILLED) if status is CANCELLED else None
+    account_id, stp = (row[17], SelfTradePrevention(row[18])) if len(row) > 18 else (None, STP_CANCEL_TAKER)
+    return Order(
+        oid, coid, symbol, Side(side), otype, price, qty, ts, account_id, filled, notional, status, reason,
+        order_ext(*extended, stp=stp),
+    )  # fmt: skip
 
 
 def _trade_to_row(t: Trade) -> list:
